@@ -1,0 +1,217 @@
+"""The ``spikereg`` command line: a thin shell over the library.
+
+Each command parses options, calls one library function and prints; every
+expected failure (bad file, bad option, missing backend) is one red line on
+stderr and exit code 1, with no partial outputs left behind.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(
+    help=(
+        "SpikeReg: 3-D medical image registration with a spiking neural network "
+        "trained in lava-dl SLAYER, exported to netx and run on Lava or Loihi 2.\n\n"
+        "Pipeline: train -> export --to netx -> run --backend sim|loihi2 -> report."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Make datasets from real anatomy (MNI ICBM152 in nilearn's package data).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from lava_export.netx import ModelFileError, VerificationError
+    from lava_export.runner import BackendUnavailable
+    from spikereg.config import ConfigError
+    from spikereg.data import VolumeError
+    from spikereg.hardware import MappingError, ProfileError
+    from spikereg.report.summary import ReportError
+
+    return (ConfigError, VolumeError, ModelFileError, VerificationError, BackendUnavailable,
+            ReportError, ProfileError, MappingError, FileNotFoundError, ValueError)
+
+
+@contextmanager
+def _cli_errors() -> Iterator[None]:
+    """Turn expected failures into one line and exit code 1."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]")
+        raise typer.Exit(130)
+    except _user_errors() as error:
+        message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
+        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config, e.g. configs/demo.yaml."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (checkpoints, config.yaml, train_log.csv)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.steps=100"),
+) -> None:
+    """Train the spiking registration network (SLAYER, surrogate gradients) on synthetic real-anatomy pairs."""
+    with _cli_errors():
+        from spikereg.config import load_config
+        from spikereg.training.trainer import train as run_training
+
+        cfg = load_config(config, overrides)
+        with _progress() as bar:
+            task = bar.add_task("training", total=cfg.train.steps, info="preparing pairs")
+
+            def report(step: int, total: int, row: dict) -> None:
+                info = f"loss {row['loss']:.4f}"
+                if "val_error_voxels" in row:
+                    report.val = f"  val EPE {row['val_error_voxels']:.3f} vox"
+                bar.update(task, completed=step, info=info + getattr(report, "val", ""))
+
+            best = run_training(cfg, out, progress=report)
+        console.print(f"best checkpoint: {best}")
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint from 'spikereg train' (checkpoints/best.pt)."),
+    to: str = typer.Option("netx", "--to", help="Export format. Only 'netx' (lava-dl netx HDF5)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file, e.g. model.net."),
+    verify: bool = typer.Option(True, "--verify/--no-verify",
+                                help="Run sample patches through SLAYER and Lava and require equal spikes."),
+    verify_patches: int = typer.Option(4, help="Real-anatomy patches used for verification."),
+) -> None:
+    """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
+    with _cli_errors():
+        from lava_export.netx import export_netx
+        from spikereg.training.trainer import load_checkpoint
+
+        if to != "netx":
+            raise ValueError(f"--to {to!r}: unsupported export format; only 'netx' is available")
+        net, cfg = load_checkpoint(checkpoint)
+        console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
+        result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
+                             verify_patches=verify_patches if verify else 0)
+        console.print(f"wrote {out}")
+        if result is not None:
+            console.print(
+                f"verified: {result.patches} patches, Lava == SLAYER on all "
+                f"{result.readout_elements} readout values and every layer's spike counts "
+                f"({sum(result.layer_spikes_lava)} spikes)"
+            )
+
+
+@app.command()
+def run(
+    fixed: Path = typer.Option(..., "--fixed", "-f", help="Fixed image (NIfTI)."),
+    moving: Path = typer.Option(..., "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json."),
+    model: Path = typer.Option(..., "--model", help="Exported netx file (spikereg export)."),
+    backend: str = typer.Option("sim", "--backend", "-b",
+                                help="sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
+    precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
+    iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
+    moving_labels: Optional[Path] = typer.Option(None, help="Label map to warp with the field (nearest)."),
+) -> None:
+    """Register MOVING onto FIXED with the exported network on Lava."""
+    with _cli_errors():
+        from lava_export.netx import read_metadata
+        from lava_export.runner import BACKENDS, run_config
+        from spikereg.data import check_pair, load_volume
+
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        fixed_vol = load_volume(fixed, what="fixed image")
+        moving_vol = load_volume(moving, what="moving image")
+        check_pair(fixed_vol, moving_vol)
+        labels = load_volume(moving_labels, what="moving labels") if moving_labels else None
+        if labels is not None and labels.shape != moving_vol.shape:
+            raise ValueError(f"--moving-labels {moving_labels}: shape {labels.shape} differs from the moving "
+                             f"image's {moving_vol.shape}")
+        meta = read_metadata(model)
+        run_config(backend, precision)  # fails now, before any work, if the backend is missing
+        from spikereg.registration.pipeline import run_registration
+
+        with _progress() as bar:
+            task = bar.add_task("registering", total=None, info="")
+
+            def report(stage: str, done: int, total: int, spikes: int) -> None:
+                bar.update(task, description=stage, completed=done, total=total, info=f"{spikes:,} spikes")
+
+            result = run_registration(fixed_vol, moving_vol, model, meta, out, backend=backend,
+                                      precision=precision, iterations=iterations, labels=labels,
+                                      progress=report)
+        sim = result["similarity"]
+        console.print(f"NCC moving vs fixed {sim['ncc_before']:.4f} -> warped vs fixed {sim['ncc_after']:.4f}")
+        console.print(f"outputs in {out}: " + ", ".join(result["outputs"].values()))
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="Output folder of 'spikereg run'.")) -> None:
+    """Print a readable summary of a run's report.json."""
+    with _cli_errors():
+        from spikereg.report.summary import read_report, render
+
+        Console().print(render(read_report(folder)), highlight=False)
+
+
+@app.command(name="map")
+def map_command(
+    model: Path = typer.Argument(..., help="netx HDF5 file."),
+    profile: str = typer.Option("loihi2", help="Hardware profile name (hardware_profiles/) or YAML path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Neurons, synapses, synaptic memory and cores the network needs on a chip."""
+    with _cli_errors():
+        from spikereg.hardware import map_network
+
+        result = map_network(model, profile)
+        Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (pair_000/, pair_001/, ...)."),
+    pairs: int = typer.Option(4, help="Number of pairs."),
+    spacing: float = typer.Option(4.0, help="Voxel size in mm."),
+    max_displacement: float = typer.Option(3.0, help="Largest ground-truth displacement, voxels."),
+    control_spacing: int = typer.Option(8, help="Voxels between the random field's control points."),
+    noise_std: float = typer.Option(0.02, help="Gaussian intensity noise."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+) -> None:
+    """Synthetic pairs (fixed, moving, ground-truth ddf, tissue labels) from the MNI template."""
+    with _cli_errors():
+        from spikereg.data import write_pairs
+
+        with _progress() as bar:
+            task = bar.add_task("pairs", total=pairs, info="")
+            folders = write_pairs(out, pairs, spacing=spacing, seed=seed, max_displacement=max_displacement,
+                                  control_spacing=control_spacing, noise_std=noise_std,
+                                  progress=lambda done, total: bar.update(task, completed=done))
+        console.print(f"wrote {len(folders)} pairs to {out}")
+
+
+def main() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

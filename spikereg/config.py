@@ -1,0 +1,199 @@
+"""Typed, validated YAML configuration.
+
+A config file is a YAML mapping with the sections of :class:`Config`. Every
+key is checked: unknown keys and wrong types are errors that name the file and
+the dotted key (``model.time_steps``), so a typo never silently falls back to a
+default. ``key=value`` overrides from the command line use the same dotted
+names and are parsed as YAML scalars.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config file or override; the message names the file and key."""
+
+
+@dataclass
+class NeuronConfig:
+    """CUBA-LIF neuron parameters, in SLAYER's units (they export to Loihi fixed point)."""
+
+    threshold: float = 1.0
+    current_decay: float = 0.25
+    voltage_decay: float = 0.03
+    tau_grad: float = 1.0  # width of SLAYER's surrogate gradient (training only)
+    scale_grad: float = 1.0  # height of SLAYER's surrogate gradient (training only)
+
+
+@dataclass
+class ModelConfig:
+    """The spiking registration network (a stack of 3-D convolutions, folded for Lava)."""
+
+    patch_size: int = 16  # cubic patch the exported network processes
+    in_channels: int = 4  # fixed, moving, (fixed - moving)+, (fixed - moving)-
+    channels: list[int] = field(default_factory=lambda: [8, 16])
+    strides: list[int] = field(default_factory=lambda: [2, 2])
+    kernel_size: int = 3
+    time_steps: int = 12  # encoding window; the chip runs next_pow2(time_steps + layers)
+    max_displacement: float = 3.0  # voxels represented by an output rate of 1
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+
+@dataclass
+class DataConfig:
+    """Synthetic training pairs built from the MNI ICBM152 template."""
+
+    spacing: float = 4.0  # mm
+    max_displacement: float = 3.0  # voxels, of the ground-truth field
+    control_spacing: int = 8  # voxels between the random field's control points
+    noise_std: float = 0.02
+    pairs: int = 64  # pairs generated before training; patches are drawn from them
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    seed: int = 0
+    checkpoint_every: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    iterations: int = 2  # residual refinement passes (warp, predict, compose)
+    patch_stride: int = 8  # overlap between neighbouring patches
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, values: Any, where: str, source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: '{where or 'top level'}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"{source}: unknown key '{key}' (allowed: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key, source)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{source}: '{key}' must be {hint.__name__}, got {value!r}")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    tree[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (defaults where ``path`` is None), apply ``key=value`` overrides, validate."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config {path}: file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config {path}: not valid YAML ({error.__class__.__name__})") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value, e.g. train.steps=100")
+        key, text = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    config = _build(Config, raw, "", source)
+    validate(config, source)
+    return config
+
+
+def validate(config: Config, source: str = "config") -> None:
+    """Checks that span several keys."""
+    model = config.model
+    if len(model.channels) != len(model.strides):
+        raise ConfigError(f"{source}: model.channels and model.strides must have the same length")
+    reduction = 1
+    for stride in model.strides:
+        reduction *= stride
+    if model.patch_size % reduction:
+        raise ConfigError(
+            f"{source}: model.patch_size {model.patch_size} must be a multiple of the "
+            f"product of model.strides ({reduction})"
+        )
+    positive = {
+        "model.time_steps": model.time_steps,
+        "model.patch_size": model.patch_size,
+        "model.max_displacement": model.max_displacement,
+        "train.steps": config.train.steps,
+        "train.batch_size": config.train.batch_size,
+        "run.iterations": config.run.iterations,
+        "run.patch_stride": config.run.patch_stride,
+        "data.spacing": config.data.spacing,
+        "data.pairs": config.data.pairs,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
+    if config.run.patch_stride % reduction or config.run.patch_stride > model.patch_size:
+        raise ConfigError(
+            f"{source}: run.patch_stride must be a multiple of {reduction} and at most "
+            f"model.patch_size ({model.patch_size})"
+        )
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_from_dict(values: dict, source: str = "checkpoint") -> Config:
+    config = _build(Config, values, "", source)
+    validate(config, source)
+    return config

@@ -1,0 +1,199 @@
+"""Dense displacement fields: random smooth fields, warping, composition, inversion.
+
+Convention (DeepReg / VoxelMorph / MONAI): a dense displacement field ``ddf``
+has shape (3, D, H, W); channel k is the displacement along array axis k, in
+voxels. Warping an image with it means
+
+    warped(x) = image(x + ddf(x)),
+
+i.e. the field is a backward map: it says where each output voxel samples
+the input. Batched torch tensors are (N, 3, D, H, W).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+_NUMPY_MODES = {"linear": "bilinear", "nearest": "nearest"}
+
+
+def _check_ddf(ddf: np.ndarray, name: str = "ddf") -> np.ndarray:
+    """``ddf`` as a float32 (3, D, H, W) array, or a ValueError."""
+    ddf = np.asarray(ddf, dtype=np.float32)
+    if ddf.ndim != 4 or ddf.shape[0] != 3:
+        raise ValueError(f"{name}: expected shape (3, D, H, W), got {ddf.shape}")
+    return ddf
+
+
+def random_ddf(
+    shape: tuple[int, int, int],
+    max_displacement: float,
+    control_spacing: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Smooth random field (3, *shape), float32, whose largest voxel displacement is ``max_displacement``.
+
+    Gaussian random coefficients on a control grid every ``control_spacing``
+    voxels (plus a border) are interpolated with cubic B-splines (a classic
+    free-form deformation), then the field is scaled so that the maximum of
+    |ddf(x)| over voxels equals ``max_displacement`` exactly.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"random_ddf: shape must be 3 positive sizes, got {shape}")
+    if not (math.isfinite(max_displacement) and max_displacement >= 0):
+        raise ValueError(f"random_ddf: max_displacement must be >= 0, got {max_displacement}")
+    if int(control_spacing) != control_spacing or control_spacing < 1:
+        raise ValueError(f"random_ddf: control_spacing must be a positive integer, got {control_spacing}")
+    control_spacing = int(control_spacing)
+    if max_displacement == 0:
+        return np.zeros((3, *shape), dtype=np.float32)
+    # Output voxel i sits at control coordinate 1 + i / control_spacing. A cubic
+    # B-spline at t uses coefficients floor(t)-1 .. floor(t)+2, so
+    # (n-1)//control_spacing + 4 control points cover the volume with no
+    # boundary handling involved.
+    coarse = tuple((n - 1) // control_spacing + 4 for n in shape)
+    coeffs = rng.standard_normal((3, *coarse), dtype=np.float32)
+    ddf = np.empty((3, *shape), dtype=np.float32)
+    for k in range(3):
+        # prefilter=False: the random values are B-spline coefficients (not
+        # samples), which gives a smoother field without overshoot.
+        ndimage.affine_transform(
+            coeffs[k],
+            np.full(3, 1.0 / control_spacing),
+            offset=1.0,
+            output_shape=shape,
+            output=ddf[k],
+            order=3,
+            prefilter=False,
+            mode="nearest",
+        )
+    peak = float(np.sqrt((ddf * ddf).sum(axis=0)).max())
+    if peak == 0.0:
+        return np.zeros_like(ddf)
+    ddf *= np.float32(max_displacement / peak)
+    return ddf
+
+
+@functools.lru_cache(maxsize=16)
+def _warp_module(mode: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """One MONAI Warp per (mode, device, dtype).
+
+    Warp caches its reference grid on the device/dtype of the first field it
+    sees, so sharing one module across devices would mix devices.
+    """
+    from monai.networks.blocks import Warp  # imported here: monai takes seconds to import
+
+    with warnings.catch_warnings():
+        # Without MONAI's compiled extension Warp says it falls back to torch's
+        # grid_sample; that fallback is what we want, so the note is noise.
+        warnings.filterwarnings(
+            "ignore", message=".*Using PyTorch native grid_sample.*", category=UserWarning
+        )
+        return Warp(mode=mode, padding_mode="border")
+
+
+def warp_torch(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Differentiable warp: image (N, C, D, H, W) sampled at x + ddf(x), ddf (N, 3, D, H, W) in voxels.
+
+    ``mode`` is "bilinear" (trilinear in 3-D) or "nearest"; outside the volume
+    the border value is repeated. Uses monai.networks.blocks.Warp.
+    """
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"warp_torch: mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if image.ndim != 5 or ddf.ndim != 5 or ddf.shape[1] != 3:
+        raise ValueError(
+            f"warp_torch: expected image (N, C, D, H, W) and ddf (N, 3, D, H, W), "
+            f"got {tuple(image.shape)} and {tuple(ddf.shape)}"
+        )
+    if image.shape[0] != ddf.shape[0] or image.shape[2:] != ddf.shape[2:]:
+        raise ValueError(
+            f"warp_torch: image {tuple(image.shape)} and ddf {tuple(ddf.shape)} differ in batch or spatial size"
+        )
+    ddf = ddf.to(image.dtype)
+    return _warp_module(mode, str(image.device), image.dtype)(image, ddf)
+
+
+def warp(image: np.ndarray, ddf: np.ndarray, *, mode: str = "linear") -> np.ndarray:
+    """Warp a (D, H, W) or (C, D, H, W) image with ``ddf`` (3, D, H, W); float32, same shape.
+
+    ``mode`` is "linear" (intensities) or "nearest" (label maps). Outside the
+    volume the border value is repeated.
+    """
+    if mode not in _NUMPY_MODES:
+        raise ValueError(f"warp: mode must be one of {sorted(_NUMPY_MODES)}, got {mode!r}")
+    image = np.asarray(image, dtype=np.float32)
+    ddf = _check_ddf(ddf)
+    if image.ndim not in (3, 4) or image.shape[-3:] != ddf.shape[1:]:
+        raise ValueError(
+            f"warp: image shape {image.shape} must be (D, H, W) or (C, D, H, W) "
+            f"matching the ddf's spatial shape {ddf.shape[1:]}"
+        )
+    if not ddf.any():
+        # Exact identity. Through grid_sample a zero field is only identity to
+        # ~1e-6 * size: MONAI maps voxel indices to [-1, 1] and back in float32.
+        return image.copy()
+    img_t = torch.from_numpy(np.ascontiguousarray(image))
+    img_t = img_t[None, None] if image.ndim == 3 else img_t[None]
+    ddf_t = torch.from_numpy(np.ascontiguousarray(ddf))[None]
+    with torch.no_grad():
+        out = warp_torch(img_t, ddf_t, mode=_NUMPY_MODES[mode])
+    return out.reshape(image.shape).numpy()
+
+
+def compose(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Field c with warp(warp(img, first), second) ≈ warp(img, c).
+
+    c(x) = second(x) + first(x + second(x)): ``first`` is resampled at the
+    points ``second`` maps to (linear interpolation, border padding).
+    """
+    first = _check_ddf(first, "compose: first")
+    second = _check_ddf(second, "compose: second")
+    if first.shape != second.shape:
+        raise ValueError(f"compose: fields differ in shape, {first.shape} vs {second.shape}")
+    out = warp(first, second)
+    out += second
+    return out
+
+
+def compose_torch(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Batched, differentiable :func:`compose` for (N, 3, D, H, W) tensors."""
+    return second + warp_torch(first, second, mode="bilinear")
+
+
+def invert(ddf: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Approximate inverse field v of ``ddf`` u, so that compose(u, v) ≈ 0.
+
+    Fixed-point iteration v <- -u(x + v(x)); converges for smooth fields whose
+    Jacobian stays well away from zero (small, non-folding deformations).
+    """
+    u = _check_ddf(ddf)
+    if iterations < 1:
+        raise ValueError(f"invert: iterations must be >= 1, got {iterations}")
+    v = -u  # first iterate, from v = 0
+    for _ in range(iterations - 1):
+        v = warp(u, v)
+        np.negative(v, out=v)
+    return v
+
+
+def jacobian_determinant(ddf: np.ndarray) -> np.ndarray:
+    """det of the Jacobian of x -> x + ddf(x) per voxel (D, H, W), central differences.
+
+    Values <= 0 mark folding. One-sided differences are used at the borders (np.gradient).
+    """
+    ddf = _check_ddf(ddf)
+    if min(ddf.shape[1:]) < 2:
+        raise ValueError(f"jacobian_determinant: every axis needs >= 2 voxels, got {ddf.shape[1:]}")
+    # g[k][j] = d ddf_k / d x_j; J = I + g.
+    g = [np.gradient(ddf[k]) for k in range(3)]
+    a, b, c = g[0][0] + 1, g[0][1], g[0][2]
+    d, e, f = g[1][0], g[1][1] + 1, g[1][2]
+    h, i, j = g[2][0], g[2][1], g[2][2] + 1
+    det = a * (e * j - f * i) - b * (d * j - f * h) + c * (d * i - e * h)
+    return det.astype(np.float32, copy=False)

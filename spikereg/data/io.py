@@ -1,0 +1,302 @@
+"""Reading and writing NIfTI volumes and displacement fields.
+
+Every error a user can cause (a wrong path, a file that is not a 3-D image,
+NaN voxels, two images on different grids) is raised as :class:`VolumeError`
+whose message is one line naming the file and what is wrong, so command-line
+tools can print it as it is.
+
+Writes are atomic: the image goes to a temporary file in the destination
+folder, which then replaces the destination with :func:`os.replace`. A reader
+therefore sees either the old file or the complete new one, never a partial
+file, and an interrupted or failing save leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+# Affines of a fixed/moving pair may differ by rounding in the file headers
+# (qform quaternions are stored in float32); 1e-3 mm is far below a voxel.
+AFFINE_TOLERANCE_MM = 1e-3
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+class VolumeError(ValueError):
+    """A user-facing problem with an image file or image data.
+
+    ``str(error)`` is a single line naming the file (or option) and what is wrong.
+    """
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of a library exception, squeezed onto one line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _name(path: Path | None) -> str:
+    """How a volume is named in messages."""
+    return str(path) if path is not None else "<in-memory volume>"
+
+
+@dataclass
+class Volume:
+    """A 3-D image: float32 voxels, its 4x4 voxel-to-world (mm) affine and its file."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise types once here so every consumer can rely on them;
+        # asarray does not copy data that is already float32.
+        self.path = Path(self.path) if self.path is not None else None
+        self.data = np.asarray(self.data, dtype=np.float32)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.data.ndim != 3:
+            raise VolumeError(
+                f"{_name(self.path)}: volume data must be 3-D, got shape {self.data.shape}"
+            )
+        if self.affine.shape != (4, 4):
+            raise VolumeError(
+                f"{_name(self.path)}: affine must be 4x4, got shape {self.affine.shape}"
+            )
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis (norms of the affine's columns)."""
+        norms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return (float(norms[0]), float(norms[1]), float(norms[2]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape (D, H, W)."""
+        d, h, w = self.data.shape
+        return (int(d), int(h), int(w))
+
+
+def _open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.SpatialImage]:
+    """Open ``path`` with nibabel (header only), turning every failure into a VolumeError."""
+    path = Path(path)
+    if not path.exists():
+        raise VolumeError(f"{what} {path}: file not found")
+    if not path.is_file():
+        raise VolumeError(f"{what} {path}: not a file")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types (ImageFileError, OSError, gzip errors)
+        raise VolumeError(
+            f"{what} {path}: cannot be read as a NIfTI image ({_one_line(exc)})"
+        ) from None
+    return path, img
+
+
+def _read_float32(img: nib.spatialimages.SpatialImage, path: Path, what: str) -> np.ndarray:
+    """Voxel data as float32 (scaling applied), failing on truncated files or NaN/Inf."""
+    try:
+        # caching="unchanged": the image object is dropped right after, so no second copy.
+        data = img.get_fdata(dtype=np.float32, caching="unchanged")
+    except Exception as exc:  # truncated gzip, complex dtype, ...
+        raise VolumeError(
+            f"{what} {path}: voxel data cannot be read ({_one_line(exc)})"
+        ) from None
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_nan = int(np.count_nonzero(np.isnan(data)))
+        n_inf = int(data.size - np.count_nonzero(finite) - n_nan)
+        raise VolumeError(
+            f"{what} {path}: contains non-finite voxels ({n_nan} NaN, {n_inf} Inf)"
+        )
+    return data
+
+
+def _check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray:
+    """A finite, invertible 4x4 float64 affine, or a VolumeError."""
+    if affine is None:  # some non-NIfTI formats nibabel reads carry no affine
+        raise VolumeError(f"{what} {path}: the header has no voxel-to-world affine")
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise VolumeError(f"{what} {path}: the header's affine is not a valid (invertible) transform")
+    return affine
+
+
+def load_volume(path: str | Path, *, what: str = "volume") -> Volume:
+    """Load a 3-D NIfTI image as float32 with its affine.
+
+    A 4-D image with trailing singleton axes (e.g. shape (D, H, W, 1)) is
+    squeezed to 3-D; anything else that is not 3-D is rejected. ``what`` names
+    the role of the file in error messages ("fixed image", "moving image", ...).
+    """
+    path, img = _open_image(path, what)
+    shape = tuple(int(s) for s in img.shape)
+    # Check the shape from the header before reading any voxels, so a large
+    # 4-D series is rejected without being decompressed.
+    if len(shape) < 3 or any(s != 1 for s in shape[3:]):
+        raise VolumeError(f"{what} {path}: not a 3-D volume (shape {shape})")
+    if min(shape[:3]) < 1:
+        raise VolumeError(f"{what} {path}: volume has an empty axis (shape {shape})")
+    affine = _check_affine(img.affine, path, what)
+    data = _read_float32(img, path, what).reshape(shape[:3])
+    return Volume(data=data, affine=affine, path=path)
+
+
+def _nifti_suffix(path: Path) -> str:
+    """The NIfTI suffix of ``path`` (".nii.gz" or ".nii"), or a VolumeError."""
+    for suffix in _NIFTI_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return suffix
+    raise VolumeError(f"output {path}: file name must end in .nii.gz or .nii")
+
+
+def _atomic_save(img: nib.Nifti1Image, path: Path) -> Path:
+    """Write ``img`` to ``path`` via a temporary file in the same folder and os.replace."""
+    suffix = _nifti_suffix(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VolumeError(f"output {path}: cannot create folder ({exc.strerror or exc})") from None
+    # Same folder so os.replace is a rename on one file system (atomic); the
+    # name keeps the real suffix because nibabel picks gzip from it; the
+    # leading dot keeps it out of globs such as pair_*/fixed*.nii.gz.
+    tmp = path.parent / f".{path.name[: -len(suffix)]}.tmp-{uuid.uuid4().hex}{suffix}"
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise VolumeError(f"output {path}: cannot write ({_one_line(exc)})") from None
+    return path
+
+
+def _cast(data: np.ndarray, dtype: np.dtype, path: Path) -> np.ndarray:
+    """``data`` converted to ``dtype``; integers are rounded and must fit the type."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer) and not np.issubdtype(data.dtype, np.integer):
+        if data.size and not np.isfinite(data).all():
+            raise VolumeError(f"output {path}: NaN or Inf cannot be stored as {dtype}")
+        data = np.rint(data)
+    if np.issubdtype(dtype, np.integer) and data.size:
+        info = np.iinfo(dtype)
+        lo, hi = data.min(), data.max()
+        if lo < info.min or hi > info.max:
+            raise VolumeError(
+                f"output {path}: values [{lo}, {hi}] do not fit in {dtype}"
+            )
+    return data.astype(dtype, copy=False)
+
+
+def save_volume(
+    path: str | Path, data: np.ndarray, affine: np.ndarray, *, dtype: np.dtype | type = np.float32
+) -> Path:
+    """Write ``data`` (3-D, or 4-D such as (D, H, W, 3)) as NIfTI atomically; returns the path.
+
+    Parent folders are created. The file is gzip-compressed when the name ends
+    in ``.nii.gz``. Integer ``dtype`` values are rounded to the nearest integer.
+    """
+    path = Path(path)
+    _nifti_suffix(path)  # fail on a bad name before any work
+    data = np.asarray(data)
+    if data.ndim not in (3, 4):
+        raise VolumeError(f"output {path}: data must be 3-D or 4-D, got shape {data.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise VolumeError(f"output {path}: affine must be 4x4, got shape {affine.shape}")
+    img = nib.Nifti1Image(_cast(data, dtype, path), affine)
+    img.header.set_xyzt_units("mm")
+    return _atomic_save(img, path)
+
+
+def check_pair(fixed: Volume, moving: Volume) -> None:
+    """Raise VolumeError unless both volumes lie on the same voxel grid (shape and affine)."""
+    f, m = _name(fixed.path), _name(moving.path)
+    if fixed.shape != moving.shape:
+        raise VolumeError(
+            f"fixed image {f} and moving image {m} have different shapes "
+            f"({fixed.shape} vs {moving.shape}); resample one onto the other's grid first"
+        )
+    diff = float(np.max(np.abs(fixed.affine - moving.affine)))
+    if diff > AFFINE_TOLERANCE_MM:
+        raise VolumeError(
+            f"fixed image {f} and moving image {m} have different affines "
+            f"(largest difference {diff:.4g} mm > {AFFINE_TOLERANCE_MM} mm); "
+            "resample one onto the other's grid first"
+        )
+
+
+# NIfTI intent_name holds at most 16 bytes.
+DDF_INTENT_NAME = "ddf voxel units"
+
+
+def save_ddf(path: str | Path, ddf: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a displacement field ``ddf`` (3, D, H, W) atomically as NIfTI; returns the path.
+
+    The file has shape (D, H, W, 1, 3) and intent "vector", as the NIfTI
+    standard prescribes for vector fields (vector index on the 5th axis). The
+    values are in **voxel units** along the array axes (component k moves
+    along array axis k), not in mm and not in world/RAS axes: multiply by the
+    voxel size (and rotate by the affine) to get world displacements.
+    """
+    path = Path(path)
+    _nifti_suffix(path)
+    ddf = np.asarray(ddf)
+    if ddf.ndim != 4 or ddf.shape[0] != 3:
+        raise VolumeError(f"output {path}: ddf must have shape (3, D, H, W), got {ddf.shape}")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise VolumeError(f"output {path}: affine must be 4x4, got shape {affine.shape}")
+    # moveaxis is a view; nibabel writes it without a contiguous copy of our own.
+    vec = np.moveaxis(ddf.astype(np.float32, copy=False), 0, -1)[:, :, :, None, :]
+    img = nib.Nifti1Image(vec, affine)
+    img.header.set_intent("vector", name=DDF_INTENT_NAME)
+    img.header["descrip"] = b"displacement (voxels) along array axes i,j,k"
+    return _atomic_save(img, path)
+
+
+def load_ddf(path: str | Path, *, what: str = "displacement field") -> tuple[np.ndarray, np.ndarray]:
+    """Read a field written by :func:`save_ddf`: returns (ddf (3, D, H, W) float32 voxels, affine).
+
+    Files of shape (D, H, W, 1, 3) (NIfTI vector layout) and (D, H, W, 3) are accepted.
+    """
+    path, img = _open_image(path, what)
+    shape = tuple(int(s) for s in img.shape)
+    if not (
+        (len(shape) == 5 and shape[3] == 1 and shape[4] == 3)
+        or (len(shape) == 4 and shape[3] == 3)
+    ):
+        raise VolumeError(
+            f"{what} {path}: expected shape (D, H, W, 1, 3) or (D, H, W, 3), got {shape}"
+        )
+    affine = _check_affine(img.affine, path, what)
+    data = _read_float32(img, path, what).reshape(shape[:3] + (3,))
+    return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
+
+
+def normalize_intensity(
+    data: np.ndarray, lower_pct: float = 1.0, upper_pct: float = 99.0
+) -> np.ndarray:
+    """Robust min-max scaling to [0, 1]: the two percentiles map to 0 and 1, then clip.
+
+    Returns float32. A constant image (equal percentiles) gives zeros.
+    """
+    if not 0.0 <= lower_pct < upper_pct <= 100.0:
+        raise ValueError(
+            f"normalize_intensity: need 0 <= lower_pct < upper_pct <= 100, got {lower_pct}, {upper_pct}"
+        )
+    data = np.asarray(data, dtype=np.float32)
+    if data.size == 0:
+        return data.copy()
+    lo, hi = (float(v) for v in np.percentile(data, [lower_pct, upper_pct]))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise VolumeError("normalize_intensity: data contains NaN or Inf")
+    if hi <= lo:
+        return np.zeros_like(data)
+    # One float32 output buffer, scaled and clipped in place.
+    out = np.subtract(data, np.float32(lo), dtype=np.float32)
+    out *= np.float32(1.0 / (hi - lo))
+    np.clip(out, 0.0, 1.0, out=out)
+    return out

@@ -1,0 +1,52 @@
+"""Hardware profiles (Loihi 1/2, CPU, GPU) and the netx-network mapping report.
+
+* :func:`load_profile` / :func:`available_profiles` read the cited, validated YAML
+  profiles in the repository's ``hardware_profiles/`` folder.
+* :func:`map_network` sizes a lava-dl netx HDF5 network against a neuromorphic
+  profile (neurons, synapses, synaptic memory, cores, chips) and :func:`check_fits`
+  turns the limits it exceeds into one :class:`MappingError`.
+
+Nothing here imports Lava: the mapping reads the HDF5 file with h5py directly, so
+it is fast and works where Lava cannot be imported.
+"""
+from spikereg.hardware.mapping import (
+    NETX_LOADABLE_TYPES,
+    NETX_UNSUPPORTED_TYPES,
+    LayerMap,
+    MappingError,
+    MappingReport,
+    check_fits,
+    map_network,
+)
+from spikereg.hardware.profiles import (
+    KINDS,
+    PROFILE_DIR,
+    ConventionalProfile,
+    Figure,
+    NeuromorphicProfile,
+    Profile,
+    ProfileError,
+    available_profiles,
+    load_profile,
+    parse_profile,
+)
+
+__all__ = [
+    "KINDS",
+    "NETX_LOADABLE_TYPES",
+    "NETX_UNSUPPORTED_TYPES",
+    "PROFILE_DIR",
+    "ConventionalProfile",
+    "Figure",
+    "LayerMap",
+    "MappingError",
+    "MappingReport",
+    "NeuromorphicProfile",
+    "Profile",
+    "ProfileError",
+    "available_profiles",
+    "check_fits",
+    "load_profile",
+    "map_network",
+    "parse_profile",
+]

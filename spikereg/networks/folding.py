@@ -1,0 +1,111 @@
+"""Exact 3-D convolution on Lava's 2-D convolution, by folding depth into features.
+
+Lava's ``Conv`` process (and so netx) is 2-D: ``(x, y, features)``. A 3-D
+convolution over ``(depth, height, width)`` becomes an ordinary 2-D
+convolution over ``(height, width)`` once depth is folded into the feature
+axis:
+
+* a tensor ``(C, D, H, W)`` is laid out as ``(D*C, H, W)`` with feature index
+  ``d*C + c`` (depth-major, so a depth slice is one contiguous block);
+* a 3-D kernel ``K`` of shape ``(C_out, C_in, k_d, k_h, k_w)`` with depth
+  stride ``s`` and depth padding ``p`` becomes a 2-D kernel of shape
+  ``(D_out*C_out, D_in*C_in, k_h, k_w)`` whose block ``(o, i)`` is
+  ``K[:, :, i - o*s + p]`` where that index lies in ``[0, k_d)`` and zero
+  elsewhere (a block-banded matrix).
+
+Height and width keep their own stride and padding in the 2-D convolution.
+The mapping is exact: the folded 2-D convolution computes bit for bit the same
+sums as the 3-D one, so SLAYER trains the 3-D weights and the chip runs the
+2-D ones. The price is synaptic memory: the zero blocks are stored on a chip
+(``structural_zero_fraction`` says how much).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class DepthFold:
+    """How one 3-D convolution folds its depth axis into 2-D features."""
+
+    depth_in: int
+    kernel: int
+    stride: int
+    padding: int
+
+    @property
+    def depth_out(self) -> int:
+        return conv_out_size(self.depth_in, self.kernel, self.stride, self.padding)
+
+    def band(self) -> torch.Tensor:
+        """One-hot ``(D_out, D_in, k_d)``: entry ``[o, i, k]`` is 1 where ``i = o*s - p + k``."""
+        band = torch.zeros(self.depth_out, self.depth_in, self.kernel)
+        for o in range(self.depth_out):
+            for k in range(self.kernel):
+                i = o * self.stride - self.padding + k
+                if 0 <= i < self.depth_in:
+                    band[o, i, k] = 1.0
+        return band
+
+    def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        """``(C_out, C_in, k_d, k_h, k_w)`` -> ``(D_out*C_out, D_in*C_in, k_h, k_w)``."""
+        c_out, c_in, _, k_h, k_w = kernel3d.shape
+        band = self.band().to(kernel3d)
+        folded = torch.einsum("oik,abkhw->oaibhw", band, kernel3d)
+        return folded.reshape(self.depth_out * c_out, self.depth_in * c_in, k_h, k_w)
+
+    def unfold_weight(self, folded: torch.Tensor, c_out: int, c_in: int) -> torch.Tensor:
+        """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
+        k_h, k_w = folded.shape[-2:]
+        blocks = folded.reshape(self.depth_out, c_out, self.depth_in, c_in, k_h, k_w)
+        band = self.band().to(folded)
+        summed = torch.einsum("oik,oaibhw->abkhw", band, blocks)
+        count = band.sum(dim=(0, 1)).clamp(min=1.0)
+        return summed / count.view(1, 1, -1, 1, 1)
+
+    def structural_zero_fraction(self) -> float:
+        """Fraction of the folded kernel's depth blocks that are zero by construction."""
+        band = self.band()
+        return 1.0 - float(band.sum()) / float(self.depth_out * self.depth_in * self.kernel)
+
+
+def fold_volume(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, D, H, W, ...)`` -> ``(N, D*C, H, W, ...)`` with feature index ``d*C + c``."""
+    n, c, d = x.shape[:3]
+    return x.transpose(1, 2).reshape(n, d * c, *x.shape[3:])
+
+
+def unfold_volume(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Inverse of :func:`fold_volume`."""
+    n, dc = x.shape[:2]
+    return x.reshape(n, dc // channels, channels, *x.shape[2:]).transpose(1, 2)
+
+
+class FoldedKernel(torch.nn.Module):
+    """``torch.nn.utils.parametrize`` parametrization: a 3-D kernel seen as SLAYER's 2-D weight.
+
+    SLAYER's conv synapse stores its weight as ``(out, in, k_h, k_w, 1)`` (its
+    third spatial axis is time). With this parametrization the trainable
+    tensor is the 3-D kernel and ``synapse.weight`` is its exact fold, so
+    SLAYER's forward pass, quantization and ``export_hdf5`` all see the 2-D
+    weight that netx and the chip will use.
+    """
+
+    def __init__(self, fold: DepthFold, c_out: int, c_in: int) -> None:
+        super().__init__()
+        self.fold = fold
+        self.c_out = c_out
+        self.c_in = c_in
+
+    def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        return self.fold.fold_weight(kernel3d).unsqueeze(-1)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.fold.unfold_weight(weight.squeeze(-1), self.c_out, self.c_in)

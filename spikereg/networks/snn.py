@@ -1,0 +1,131 @@
+"""The spiking registration network: SLAYER CUBA-LIF conv blocks on folded 3-D patches.
+
+Topology (defaults): 3-D conv 3^3 stride 2 -> conv stride 2 -> conv stride 1
+with 6 readout channels, so a ``16^3`` patch gives a ``4^3`` grid of control
+points, each with a signed 3-D displacement. Every block is a stock
+``slayer.block.cuba.Conv`` (2-D in space, depth folded into features, see
+:mod:`spikereg.networks.folding`) whose weight is parametrized by a trainable
+3-D kernel. The blocks export themselves with SLAYER's own ``export_hdf5``;
+the network adds an ``input`` layer and its metadata, which is the whole netx
+file.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.nn.utils import parametrize
+
+from spikereg import compat
+from spikereg.config import ModelConfig
+from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
+from spikereg.networks.folding import DepthFold, FoldedKernel
+METADATA_ATTR = "spikereg"  # root attribute of the netx file (JSON); netx ignores it
+
+
+class SpikingRegNet(torch.nn.Module):
+    """Predicts a control-point displacement grid for one cubic patch pair."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        slayer = compat.slayer()
+        neuron = dict(asdict(config.neuron), requires_grad=False)
+        kernel = config.kernel_size
+        layers = list(zip(config.channels, config.strides)) + [(READOUT_CHANNELS, 1)]
+        depth, c_in = config.patch_size, config.in_channels
+        self.folds: list[DepthFold] = []
+        blocks = []
+        for c_out, stride in layers:
+            fold = DepthFold(depth, kernel, stride, kernel // 2)
+            block = slayer.block.cuba.Conv(
+                neuron, depth * c_in, fold.depth_out * c_out, kernel,
+                stride=stride, padding=kernel // 2,
+            )
+            parametrize.register_parametrization(
+                block.synapse, "weight", FoldedKernel(fold, c_out, c_in)
+            )
+            with torch.no_grad():  # fan-in of the 3-D kernel, not of the folded one
+                std = 3.0 / np.sqrt(c_in * kernel**3)
+                block.synapse.parametrizations.weight.original.normal_(0.0, std)
+            blocks.append(block)
+            self.folds.append(fold)
+            depth, c_in = fold.depth_out, c_out
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.grid_size = depth  # control points per patch side
+        self.codec = PatchCodec(config.time_steps, len(blocks), config.max_displacement, config.in_channels == 10)
+
+    @property
+    def reduction(self) -> int:
+        return self.config.patch_size // self.grid_size
+
+    @property
+    def window(self) -> int:
+        return self.codec.window
+
+    @property
+    def span(self) -> int:
+        return self.codec.span
+
+    def encode(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(fixed, moving)
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Folded input spikes -> folded readout spikes ``(N, g*6, g, g, span)``."""
+        for block in self.blocks:
+            spikes = block(spikes)
+        return spikes
+
+    def layer_outputs(self, spikes: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's spikes, each cut to the ``window`` steps in which that layer answers."""
+        outputs = []
+        for index, block in enumerate(self.blocks):
+            spikes = block(spikes)
+            outputs.append(spikes[..., index:index + self.window])
+        return outputs
+
+    def readout_window(self, readout: torch.Tensor) -> torch.Tensor:
+        """The last layer's ``window`` answering steps (what the chip's readout streams out)."""
+        first = self.codec.layers - 1
+        return readout[..., first:first + self.window]
+
+    def decode(self, readout: torch.Tensor) -> torch.Tensor:
+        return self.codec.decode(readout)
+
+    def predict(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        return self.decode(self(self.encode(fixed, moving)))
+
+    # -- export -----------------------------------------------------------------
+    def metadata(self) -> dict:
+        """What the host needs to drive the exported network without the checkpoint."""
+        return {
+            "format": "spikereg-netx/1",
+            "model": asdict(self.config),
+            "window": self.window,
+            "layers": len(self.blocks),
+            "grid_size": self.grid_size,
+            "reduction": self.reduction,
+            "readout": "channels (2k, 2k+1) = (+, -) displacement along array axis k",
+            "layout": "netx (x, y, f) = (W, H, D*C) with feature d*C + c",
+        }
+
+    def export_hdf5(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write the netx description (weights and thresholds quantized by SLAYER's hooks).
+
+        ``extra`` is merged into the metadata (e.g. the training spacing and run defaults).
+        """
+        patch = self.config.patch_size
+        with torch.no_grad():  # SLAYER blocks learn their neuron shapes from a forward pass
+            self(torch.zeros(1, patch * self.config.in_channels, patch, patch, 1))
+        with h5py.File(path, "w") as handle:
+            handle.attrs[METADATA_ATTR] = json.dumps(dict(self.metadata(), **(extra or {})))
+            layers = handle.create_group("layer")
+            inp = layers.create_group("0")
+            inp.create_dataset("type", (1,), "S10", [b"input"])
+            inp.create_dataset("shape", data=np.array([patch * self.config.in_channels, patch, patch]))
+            for index, block in enumerate(self.blocks, start=1):
+                block.export_hdf5(layers.create_group(str(index)))
