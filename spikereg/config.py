@@ -66,6 +66,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     grad_clip: float = 1.0
+    ann_steps: int = 0  # pre-train the ANN twin this many steps and start the SNN from its kernels
+    ann_learning_rate: float = 1e-3
 
 
 @dataclass

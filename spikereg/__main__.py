@@ -1,0 +1,4 @@
+"""``python -m spikereg`` == ``spikereg``."""
+from spikereg.cli import main
+
+main()

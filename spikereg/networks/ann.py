@@ -1,0 +1,52 @@
+"""The ANN twin: the spiking network's topology with rate-valued (clipped ReLU) units.
+
+Each layer is the same 3-D convolution as the SNN's -- the SNN's trainable
+tensors *are* 3-D kernels (see :class:`~spikereg.networks.folding.FoldedKernel`)
+-- followed by ``clamp(x / threshold, 0, 1)``, the firing rate an
+integrate-and-fire neuron reaches for a steady input current ``x`` (at most
+one spike per step). The twin trains like any CNN; its kernels initialise the
+SNN, which is then fine-tuned with surrogate gradients (SpikeReg's
+train-ANN, convert, fine-tune path).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from spikereg.config import ModelConfig
+from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, input_features
+
+
+class AnnTwin(torch.nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        k = config.kernel_size
+        layers = list(zip(config.channels, config.strides)) + [(READOUT_CHANNELS, 1)]
+        c_in, kernels = config.in_channels, []
+        for c_out, _ in layers:
+            kernel = torch.empty(c_out, c_in, k, k, k).normal_(0.0, 1.0 / (c_in * k**3) ** 0.5)
+            kernels.append(torch.nn.Parameter(kernel))
+            c_in = c_out
+        self.kernels = torch.nn.ParameterList(kernels)
+        self.strides = [s for _, s in layers]
+
+    def rates(self, fixed: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs."""
+        x = input_features(fixed, moving, force=self.config.in_channels == 10)
+        outputs = []
+        for kernel, stride in zip(self.kernels, self.strides):
+            x = torch.clamp(F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)
+                            / self.config.neuron.threshold, 0.0, 1.0)
+            outputs.append(x)
+        return outputs
+
+    def predict(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, g, g, g)`` displacement in voxels, decoded exactly as the SNN's readout."""
+        rates = self.rates(fixed, moving)[-1]
+        return decode_displacement(rates, 1, self.config.max_displacement)
+
+    def snn_state(self) -> dict[str, torch.Tensor]:
+        """The kernels under the SNN's parameter names (``load_state_dict(..., strict=False)``)."""
+        return {f"blocks.{i}.synapse.parametrizations.weight.original": k.detach().clone()
+                for i, k in enumerate(self.kernels)}
