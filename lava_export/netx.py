@@ -9,10 +9,18 @@ folding of :mod:`spikereg.networks.folding`. SpikeReg's metadata (patch
 size, time steps, readout scale) rides along as a root attribute that netx
 ignores.
 
+Every export is checked against a hardware profile (default ``loihi2``,
+:mod:`spikereg.hardware`): the network must fit the chip's cores, fan-in and
+synaptic memory, and every weight, threshold and decay must fit the chip's
+registers exactly; the mapping lands in ``<model>.map.json``.
+
 Every export is verified: sample patches of real anatomy go through SLAYER
 and through stock netx on Lava's fixed-point simulator; each layer's spikes,
 patch by patch, and the readout, element by element, must be equal. The
 comparison lands in ``<model>.verify.json``.
+
+Nothing appears at the output path unless every check passed: the file is
+written under a temporary name and renamed at the end.
 """
 from __future__ import annotations
 
@@ -26,7 +34,19 @@ import h5py
 import numpy as np
 import torch
 
+from spikereg.hardware import (
+    NETX_LOADABLE_TYPES,
+    MappingError,
+    MappingReport,
+    NeuromorphicProfile,
+    ProfileError,
+    check_fits,
+    load_profile,
+    map_network,
+)
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
+
+DEFAULT_PROFILE = "loihi2"
 
 
 class ModelFileError(ValueError):
@@ -52,9 +72,179 @@ def read_metadata(path: str | Path) -> dict:
                 raise ModelFileError(
                     f"model {path}: netx file without SpikeReg metadata; export it with 'spikereg export'"
                 )
+            _check_layer_types(handle["layer"], path)
             return json.loads(handle.attrs[METADATA_ATTR])
-    except OSError as error:
-        raise ModelFileError(f"model {path}: unreadable HDF5 file ({error})") from None
+    except (OSError, KeyError) as error:
+        raise ModelFileError(f"model {path}: unreadable HDF5 file, truncated or corrupt? ({error})") from None
+
+
+def _layer_type(group) -> str | None:
+    """A netx layer's ``type`` (SLAYER writes ``[b'conv']``), or None where there is none."""
+    if not isinstance(group, h5py.Group) or "type" not in group:
+        return None
+    kind = group["type"][()]
+    if isinstance(kind, np.ndarray):
+        kind = kind.reshape(-1)[0] if kind.size else b""
+    return kind.decode("ascii", "replace") if isinstance(kind, bytes) else str(kind)
+
+
+def _check_layer_types(layers, path: Path) -> None:
+    """Refuse now a layer stock netx cannot build (it would raise deep inside Lava later)."""
+    if not isinstance(layers, h5py.Group):
+        raise ModelFileError(f"model {path}: 'layer' is not a group, so it is not a netx network")
+    for name in sorted(layers, key=lambda n: int(n) if n.isdigit() else -1):
+        kind = _layer_type(layers[name])
+        if kind not in NETX_LOADABLE_TYPES:
+            raise ModelFileError(
+                f"model {path}: layer {name} has type {kind!r}, which stock netx cannot load "
+                f"(it loads {', '.join(NETX_LOADABLE_TYPES)})"
+            )
+
+
+def sidecar(model: str | Path, kind: str) -> Path:
+    """``model.net`` -> ``model.<kind>.json`` beside it (``verify``, ``map``)."""
+    model = Path(model)
+    return model.with_name(model.name.removesuffix(".net") + f".{kind}.json")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a killed export must not leave half a JSON file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- precision against a hardware profile -------------------------------------------
+
+
+def resolve_profile(profile: str | Path | NeuromorphicProfile) -> NeuromorphicProfile:
+    """Load ``profile`` and insist it is a chip (a CPU/GPU profile has no cores to map onto)."""
+    chip = profile if isinstance(profile, NeuromorphicProfile) else load_profile(profile)
+    if not isinstance(chip, NeuromorphicProfile):
+        raise ProfileError(
+            f"profile {chip.name!r} is {chip.category}; export needs a neuromorphic profile "
+            "(e.g. loihi1, loihi2) or --profile none"
+        )
+    return chip
+
+
+def _integers_in(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Elementwise: a finite integer in ``[lo, hi]`` (NaN and inf are simply not)."""
+    finite = np.isfinite(values)
+    clean = np.where(finite, values, 0.0)
+    return finite & (clean == np.round(clean)) & (clean >= lo) & (clean <= hi)
+
+
+def _first_bad(values: np.ndarray, ok: np.ndarray) -> str:
+    """``'300 at (2, 0, 1, 1)'``: the first offending element, for the error message."""
+    index = tuple(int(i) for i in np.argwhere(~ok)[0])
+    return f"{values[index]:g} at {index}"
+
+
+def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
+                    label: str | Path | None = None) -> None:
+    """Refuse weights, thresholds and decays the chip's registers cannot hold exactly.
+
+    :func:`spikereg.hardware.map_network` sizes the network; this checks the
+    numbers themselves, as SLAYER writes them and netx hands them to Lava:
+
+    * **weights**: SLAYER's ``quantize_8bit`` rounds to a step of 2 and clamps to
+      ``[-256, 254]``, with the exponent implicit (``weight_exponent`` = 0 for CUBA
+      blocks, and netx builds ``Conv`` with ``weight_exp`` 0). That is a signed
+      mantissa of ``weight_bits`` bits plus sign whose lowest bit is 0, because in
+      mixed-sign mode the sign costs one bit (``lava.utils.weightutils.truncate_weights``
+      drops it). So every weight must be an even integer in
+      ``[-2**weight_bits, 2**weight_bits - 2]``, and exponent 0 must lie in the
+      profile's ``[weight_exponent_min, weight_exponent_max]``.
+    * **threshold**: ``vThMant`` becomes Lava's ``vth``, an unsigned
+      ``threshold_bits``-bit integer.
+    * **decays**: netx passes ``du = iDecay - 1`` and ``dv = vDecay`` to Lava's
+      LIF, whose fixed-point model adds a fixed offset of 1 back to ``du``; both
+      are unsigned ``decay_bits``-bit integers, so ``iDecay`` must lie in
+      ``[1, 2**decay_bits]`` (a current that never decays cannot be expressed)
+      and ``vDecay`` in ``[0, 2**decay_bits - 1]``.
+
+    Raises :class:`MappingError` naming ``label`` (default ``path``), the layer,
+    the value and the profile limit.
+    """
+    chip = resolve_profile(profile)
+    label = str(label or path)
+    wb = int(chip.weight_bits.value)
+    w_lo, w_hi = -(2**wb), 2**wb - 2
+    th_max = 2 ** int(chip.threshold_bits.value) - 1
+    decay_bits = int(chip.decay_bits.value)
+    decay_top = 2**decay_bits
+    if not int(chip.weight_exponent_min.value) <= 0 <= int(chip.weight_exponent_max.value):
+        raise MappingError(
+            f"{label}: SLAYER's weights carry exponent 0, outside {chip.name}'s weight exponent range "
+            f"[{chip.weight_exponent_min.value}, {chip.weight_exponent_max.value}]"
+        )
+    with h5py.File(path, "r") as handle:
+        for name in sorted(handle["layer"], key=int):
+            layer = handle["layer"][name]
+            kind = _layer_type(layer)
+            tag = f"{label}: layer {name} ({kind})"
+            for key in ("weight", "weight/real", "weight/imag", "weight_rec"):
+                if key not in layer or not isinstance(layer[key], h5py.Dataset):
+                    continue
+                weight = np.asarray(layer[key][()], dtype=np.float64)
+                ok = _integers_in(weight, w_lo, w_hi)
+                ok &= np.mod(np.where(ok, weight, 0), 2) == 0
+                if not ok.all():
+                    raise MappingError(
+                        f"{tag}: {key} {_first_bad(weight, ok)} does not fit {chip.name}'s "
+                        f"weight_bits {wb} (+ sign): weights must be even integers in [{w_lo}, {w_hi}]"
+                    )
+            if "neuron" not in layer or not isinstance(layer["neuron"], h5py.Group):
+                continue
+            neuron = layer["neuron"]
+            limits = {  # dataset -> (lowest, highest, the profile field that sets it)
+                "vThMant": (0, th_max, f"threshold_bits {chip.threshold_bits.value}"),
+                "iDecay": (1, decay_top, f"decay_bits {decay_bits} (netx writes du = iDecay - 1)"),
+                "vDecay": (0, decay_top - 1, f"decay_bits {decay_bits}"),
+            }
+            for key, (lo, hi, limit) in limits.items():
+                if key not in neuron:
+                    continue
+                value = np.asarray(neuron[key][()], dtype=np.float64).reshape(-1)
+                ok = _integers_in(value, lo, hi)
+                if not ok.all():
+                    raise MappingError(
+                        f"{tag}: neuron {key} {_first_bad(value, ok)} does not fit {chip.name}'s "
+                        f"{limit}: must be an integer in [{lo}, {hi}]"
+                    )
+
+
+def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,
+                   label: str | Path | None = None) -> MappingReport:
+    """Map the netx file at ``path`` onto ``profile`` and refuse anything that does not fit.
+
+    ``label`` is the name errors and the report use for the file (export maps
+    its temporary file but the user knows the output name). Raises
+    :class:`MappingError` for a network that exceeds a limit or does not fit a
+    register; returns the mapping report otherwise.
+    """
+    chip = resolve_profile(profile)
+    label = str(label or path)
+    try:
+        report = map_network(path, chip)
+    except MappingError as error:
+        raise MappingError(str(error).replace(str(path), label)) from None
+    report.path = label
+    check_fits(report)
+    check_precision(path, chip, label)
+    return report
+
+
+def mapping_summary(report: dict) -> str:
+    """One line from a mapping report's ``to_dict()``: cores, chips and the verdict."""
+    verdict = "fits on one chip" if report["fits_one_chip"] else "does NOT fit on one chip"
+    return (f"mapped onto {report['profile_name']}: {report['total_neurons']:,} neurons, "
+            f"{report['cores']} cores of {report['cores_per_chip']} per chip -> "
+            f"{report['chips']} chip(s): {verdict}")
 
 
 @dataclass
@@ -131,29 +321,43 @@ def export_netx(
     run_defaults: dict | None = None,
     verify_patches: int = 4,
     precision: str = "fixed",
+    profile: str | Path | NeuromorphicProfile | None = DEFAULT_PROFILE,
 ) -> Verification | None:
-    """Write ``out`` (netx HDF5) and, unless ``verify_patches`` is 0, ``out.verify.json``.
+    """Write ``out`` (netx HDF5), ``out.map.json`` and, unless ``verify_patches`` is 0, ``out.verify.json``.
 
-    The file appears under its name only once it is complete and verified; on
-    a mismatch nothing is left at ``out`` and :class:`VerificationError` is raised.
+    ``profile`` (a shipped profile name, a YAML path, or None to skip) is the
+    chip the network must fit: see :func:`check_hardware`. The file appears
+    under its name only once it is complete, fits and is verified; otherwise
+    :class:`MappingError` or :class:`VerificationError` is raised and nothing
+    new is left at ``out``.
     """
     out = Path(out)
+    chip = resolve_profile(profile) if profile is not None else None  # a bad name fails before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}})
+        # The chip check reads the file netx will read, and comes before the
+        # (slow) verification: a network that cannot be placed is refused in seconds.
+        mapping = check_hardware(tmp, chip, label=out) if chip is not None else None
         result = None
         if verify_patches:
             fixed, moving = sample_patches(net, spacing, verify_patches)
             result = verify(net, tmp, fixed, moving, precision)
-            report = out.with_name(out.name.removesuffix(".net") + ".verify.json")
-            report.write_text(json.dumps(result.to_dict(), indent=2))
+            report = sidecar(out, "verify")
+            _write_atomic(report, json.dumps(result.to_dict(), indent=2))
             if not result.exact:
                 raise VerificationError(
                     f"export {out}: Lava differs from SLAYER in {result.readout_mismatches} of "
                     f"{result.readout_elements} readout values (see {report}); use --no-verify to keep it anyway"
                 )
         tmp.replace(out)
+        map_json = sidecar(out, "map")
+        if mapping is not None:
+            _write_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
+        else:
+            # A mapping left from an earlier export would describe another network.
+            map_json.unlink(missing_ok=True)
         return result
     finally:
         tmp.unlink(missing_ok=True)

@@ -158,6 +158,17 @@ class LavaNetwork:
             layer.out.connect(out_adapter.inp)
             out_adapter.out.connect(extractor.in_port)
 
+    def _drain(self, unsent: int, unreceived: int, silence: np.ndarray) -> None:
+        try:
+            for _ in range(unsent):
+                self._injector.send(silence)
+            for _ in range(unreceived):
+                for extractor in self._extractors:
+                    extractor.receive()
+            self._net.wait()
+        except Exception:  # best effort: stop() follows regardless
+            pass
+
     @property
     def layer_sizes(self) -> list[int]:
         return [int(np.prod(layer.out.shape)) for layer in self._net.layers]
@@ -197,6 +208,13 @@ class LavaNetwork:
         chunk_steps = self.patches_per_chunk * window
         run_seconds = 0.0
         step = 0
+        expected = tuple(self._net.inp.shape)
+        if to_lava(patches[0]).shape[:-1] != expected:
+            raise ValueError(
+                f"model {self.path}: patches encode to {to_lava(patches[0]).shape[:-1]} (x, y, features), "
+                f"the network's input is {expected}"
+            )
+        sent = received = steps = 0  # progress inside the chunk now running on Lava
         try:
             while step < total:
                 steps = min(chunk_steps, total - step)
@@ -210,6 +228,7 @@ class LavaNetwork:
                     compile_seconds = time.perf_counter() - tick
                     self._compiled = True
                     tick = time.perf_counter()
+                sent = received = 0
                 for t in range(step, step + steps):
                     p = t - lead
                     if 0 <= p < count * window:
@@ -217,18 +236,25 @@ class LavaNetwork:
                     else:
                         frame = silence
                     self._injector.send(frame)
+                    sent += 1
                     outputs = [extractor.receive() for extractor in self._extractors]
+                    received += 1
                     series[:, t] = [int(out.sum()) for out in outputs]
                     readout_all[..., t] = outputs[-1]
                 self._net.wait()
                 run_seconds += time.perf_counter() - tick
                 step += steps
                 self._steps_done += steps
+                sent = received = steps = 0  # the chunk is complete: nothing to drain
                 if progress is not None:
                     patches_done = min(count, max(0, (step - lead - layers + 1) // window))
                     progress(patches_done, step, int(series.sum()))
         except BaseException:
-            self.stop()  # a half-run stream cannot be resumed; never leave Lava running
+            # A half-run stream cannot be resumed; never leave Lava running. The
+            # runtime is blocked on the injector mid-chunk and would not hear a
+            # stop: finish the chunk with silence first.
+            self._drain(steps - sent, steps - received, silence)
+            self.stop()
             raise
         series, readout_all = series[:, lead:], readout_all[..., lead:]
         layer_spikes = np.stack([

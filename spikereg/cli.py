@@ -82,9 +82,12 @@ def train(
 
             def report(step: int, total: int, row: dict) -> None:
                 info = f"loss {row['loss']:.4f}"
+                if "stage" in row:  # the ANN twin's pre-training, before SNN step 1
+                    bar.update(task, description=row["stage"], info=info)
+                    return
                 if "val_error_voxels" in row:
                     report.val = f"  val EPE {row['val_error_voxels']:.3f} vox"
-                bar.update(task, completed=step, info=info + getattr(report, "val", ""))
+                bar.update(task, description="SNN", completed=step, info=info + getattr(report, "val", ""))
 
             best = run_training(cfg, out, progress=report)
         console.print(f"best checkpoint: {best}")
@@ -98,19 +101,26 @@ def export(
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Run sample patches through SLAYER and Lava and require equal spikes."),
     verify_patches: int = typer.Option(4, help="Real-anatomy patches used for verification."),
+    profile: str = typer.Option("loihi2", "--profile",
+                                help="Chip the network must fit (hardware_profiles/ name or YAML path); "
+                                     "'none' skips the check. Writes <model>.map.json."),
 ) -> None:
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
-        from lava_export.netx import export_netx
+        from lava_export.netx import export_netx, mapping_summary, resolve_profile, sidecar
         from spikereg.training.trainer import load_checkpoint
 
         if to != "netx":
             raise ValueError(f"--to {to!r}: unsupported export format; only 'netx' is available")
+        chip = None if profile.lower() == "none" else resolve_profile(profile)  # a bad name fails first
         net, cfg = load_checkpoint(checkpoint)
         console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
         result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
-                             verify_patches=verify_patches if verify else 0)
+                             verify_patches=verify_patches if verify else 0, profile=chip)
         console.print(f"wrote {out}")
+        if chip is not None:
+            console.print(mapping_summary(json.loads(sidecar(out, "map").read_text())), highlight=False,
+                          soft_wrap=True)
         if result is not None:
             console.print(
                 f"verified: {result.patches} patches, Lava == SLAYER on all "
@@ -124,7 +134,8 @@ def run(
     fixed: Path = typer.Option(..., "--fixed", "-f", help="Fixed image (NIfTI)."),
     moving: Path = typer.Option(..., "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json."),
-    model: Path = typer.Option(..., "--model", help="Exported netx file (spikereg export)."),
+    model: Optional[Path] = typer.Option(None, "--model",
+                                         help="Exported netx file (spikereg export); default: the shipped demo model."),
     backend: str = typer.Option("sim", "--backend", "-b",
                                 help="sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
@@ -146,6 +157,10 @@ def run(
         if labels is not None and labels.shape != moving_vol.shape:
             raise ValueError(f"--moving-labels {moving_labels}: shape {labels.shape} differs from the moving "
                              f"image's {moving_vol.shape}")
+        if model is None:
+            from spikereg.pretrained import DEFAULT_MODEL
+
+            model = DEFAULT_MODEL
         meta = read_metadata(model)
         run_config(backend, precision)  # fails now, before any work, if the backend is missing
         from spikereg.registration.pipeline import run_registration

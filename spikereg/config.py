@@ -38,13 +38,23 @@ class ModelConfig:
     """The spiking registration network (a stack of 3-D convolutions, folded for Lava)."""
 
     patch_size: int = 16  # cubic patch the exported network processes
-    in_channels: int = 4  # fixed, moving, (fixed - moving)+, (fixed - moving)-
+    # "intensity": fixed, moving, (fixed - moving)+, (fixed - moving)-   (4 channels)
+    # "intensity+force": also the +/- parts of (fixed - moving) * grad(moving) per axis (10)
+    encoding: str = "intensity+force"
     channels: list[int] = field(default_factory=lambda: [8, 16])
     strides: list[int] = field(default_factory=lambda: [2, 2])
     kernel_size: int = 3
     time_steps: int = 12  # encoding window; the chip runs next_pow2(time_steps + layers)
     max_displacement: float = 3.0  # voxels represented by an output rate of 1
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+
+    @property
+    def in_channels(self) -> int:
+        return ENCODINGS[self.encoding]
+
+
+ENCODINGS = {"intensity": 4, "intensity+force": 10}
 
 
 @dataclass
@@ -160,6 +170,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def validate(config: Config, source: str = "config") -> None:
     """Checks that span several keys."""
     model = config.model
+    if model.encoding not in ENCODINGS:
+        raise ConfigError(f"{source}: 'model.encoding' must be one of {', '.join(ENCODINGS)}, got {model.encoding!r}")
     if len(model.channels) != len(model.strides):
         raise ConfigError(f"{source}: model.channels and model.strides must have the same length")
     reduction = 1

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "model.patch_size=8", "model.channels=[4]", "model.strides=[2]", "model.time_steps=5",
     "data.spacing=8.0", "data.pairs=2", "train.steps=3", "train.batch_size=2",
-    "train.checkpoint_every=3",
+    "train.checkpoint_every=3", "train.ann_steps=3", "run.patch_stride=4",
 ]
 
 

@@ -2,9 +2,11 @@
 
 Each layer is the same 3-D convolution as the SNN's -- the SNN's trainable
 tensors *are* 3-D kernels (see :class:`~spikereg.networks.folding.FoldedKernel`)
--- followed by ``clamp(x / threshold, 0, 1)``, the firing rate an
+-- followed by ``clamp(x / threshold, 0, 1)``: roughly the firing rate an
 integrate-and-fire neuron reaches for a steady input current ``x`` (at most
-one spike per step). The twin trains like any CNN; its kernels initialise the
+one spike per step). Rounding the rate to whole spikes per window (tried:
+straight-through ``floor(x T) / T``) made the converted SNN no better after
+fine-tuning and the twin worse, so the twin stays unquantized. The twin trains like any CNN; its kernels initialise the
 SNN, which is then fine-tuned with surrogate gradients (SpikeReg's
 train-ANN, convert, fine-tune path).
 """
@@ -33,7 +35,7 @@ class AnnTwin(torch.nn.Module):
 
     def rates(self, fixed: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs."""
-        x = input_features(fixed, moving, force=self.config.in_channels == 10)
+        x = input_features(fixed, moving, force=self.config.encoding == "intensity+force")
         outputs = []
         for kernel, stride in zip(self.kernels, self.strides):
             x = torch.clamp(F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)

@@ -25,7 +25,9 @@ READOUT_CHANNELS = 6  # (+, -) for each of the three array axes
 DIFFERENCE_GAIN = 2.0  # small intensity differences still need spikes to be seen
 
 
-FORCE_GAIN = 8.0
+# (F - M) * grad M is a product of two small numbers (both about 0.1 for brain
+# tissue at 4 mm); this gain brings it into the rate code's [0, 1] range.
+FORCE_GAIN = 32.0
 
 
 def input_features(fixed: torch.Tensor, moving: torch.Tensor, force: bool = False) -> torch.Tensor:
@@ -33,15 +35,17 @@ def input_features(fixed: torch.Tensor, moving: torch.Tensor, force: bool = Fals
 
     Channels: fixed, moving, and the positive and negative parts of their
     difference (spikes cannot be negative, so a signed quantity takes two).
-    With ``force``, also the signed parts of the optical-flow force
-    ``(F - M) grad M`` along each axis (6 more channels).
+    With ``force``, also the signed parts of the optical-flow (demons) force
+    ``(F - M) grad M`` along each axis (6 more channels): the direction in
+    which moving must shift to match fixed, which a small spiking network
+    cannot form itself because it needs a product of two inputs.
     """
     diff = (fixed - moving) * DIFFERENCE_GAIN
     channels = [fixed, moving, diff.clamp(min=0), (-diff).clamp(min=0)]
     if force:
         grads = torch.gradient(moving, dim=(2, 3, 4))
         for grad in grads:
-            f = (fixed - moving) * grad * FORCE_GAIN * 4
+            f = (fixed - moving) * grad * FORCE_GAIN
             channels += [f.clamp(min=0), (-f).clamp(min=0)]
     return torch.cat(channels, dim=1).clamp(0, 1)
 
@@ -86,7 +90,7 @@ class PatchCodec:
     time_steps: int
     layers: int
     max_displacement: float
-    force: bool = False
+    encoding: str = "intensity"  # see ModelConfig.encoding
 
     @property
     def window(self) -> int:
@@ -98,7 +102,7 @@ class PatchCodec:
 
     def encode(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """``(N, 1, P, P, P)`` patch pairs -> folded input spikes ``(N, P*C, P, P, span)``."""
-        features = input_features(fixed, moving, force=self.force)
+        features = input_features(fixed, moving, force=self.encoding == "intensity+force")
         return fold_volume(rate_encode(features, self.time_steps, self.span))
 
     def decode(self, readout: torch.Tensor) -> torch.Tensor:

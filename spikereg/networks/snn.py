@@ -57,7 +57,7 @@ class SpikingRegNet(torch.nn.Module):
             depth, c_in = fold.depth_out, c_out
         self.blocks = torch.nn.ModuleList(blocks)
         self.grid_size = depth  # control points per patch side
-        self.codec = PatchCodec(config.time_steps, len(blocks), config.max_displacement, config.in_channels == 10)
+        self.codec = PatchCodec(config.time_steps, len(blocks), config.max_displacement, config.encoding)
 
     @property
     def reduction(self) -> int:

@@ -21,7 +21,7 @@ from spikereg.registration.register import BackendStats
 
 def codec_from_metadata(meta: dict) -> PatchCodec:
     model = meta["model"]
-    return PatchCodec(model["time_steps"], meta["layers"], model["max_displacement"])
+    return PatchCodec(model["time_steps"], meta["layers"], model["max_displacement"], model["encoding"])
 
 
 class TorchBackend:
@@ -80,6 +80,7 @@ class LavaBackend:
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         run = self.network.run(spikes, progress=progress)
+        self.stats.input_spikes = getattr(self.stats, "input_spikes", 0) + int(spikes.sum())  # for the energy report
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
         self.stats.compile_seconds += run.compile_seconds
         self.stats.step_spikes.append(run.step_spikes)

@@ -15,7 +15,9 @@ from typing import Callable
 import numpy as np
 
 from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
+from spikereg.hardware import load_profile
 from spikereg.registration.register import BackendStats, ncc, register
+from spikereg.report.energy import DEFAULT_PROFILES, energy_report
 from spikereg.report.summary import layer_table, write_report
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
@@ -59,6 +61,7 @@ def run_registration(
     run_defaults = meta.get("run", {})
     iterations = iterations or run_defaults.get("iterations", 1)
     patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
+    profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
     with LavaBackend(model_path, backend=backend, precision=precision) as lava:
         result = register(fixed.data, moving.data, lava, iterations=iterations,
@@ -91,6 +94,7 @@ def run_registration(
             "time_steps_per_patch": lava.codec.window,
             "time_steps": stats.time_steps,
             "layers": layer_table(stats.layer_spikes, stats.layer_neurons, stats.time_steps),
+            "input_spikes": int(stats.input_spikes),
             "spikes_per_step": [s.tolist() for s in stats.step_spikes],
             "similarity": _similarity(fixed.data, moving.data, result.warped),
             "jacobian": {"min": float(jac.min()), "fraction_nonpositive": float((jac <= 0).mean())},
@@ -102,6 +106,7 @@ def run_registration(
             },
             "outputs": outputs,
         }
+        report["energy"] = energy_report(report, model_path, profiles)
         write_report(staging, report)
         _publish(staging, out)
     finally:

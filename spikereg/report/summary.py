@@ -87,4 +87,46 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"{row['layer']:>5} {row['neurons']:>9} {row['spikes']:>12} {row['spike_rate']:>8.4f}")
     total = sum(row["spikes"] for row in report["layers"])
     lines.append(f"{'all':>5} {'':>9} {total:>12}")
+    if "energy" in report:  # reports written before the energy estimate have no section
+        lines += [""] + energy_lines(report["energy"])
     return "\n".join(lines)
+
+
+def _joules(value: Any) -> str:
+    return f"{value:.3e}" if isinstance(value, (int, float)) else "-"
+
+
+def energy_lines(energy: dict[str, Any]) -> list[str]:
+    """The energy table: per profile dynamic / static / total joules per registration, SNN/ANN ratios.
+
+    Every row carries the kind of its weakest figure (estimated, pre-silicon,
+    measured), so no estimate reads as a measurement.
+    """
+    counts = energy.get("counts", {})
+    chips = energy.get("neuromorphic", {})
+    procs = energy.get("conventional", {})
+    lines = [
+        f"energy per {energy.get('per', 'registration')} (estimate: counts x per-event energies of "
+        "hardware_profiles/; SNN/ANN = SNN total | dynamic-only over ANN twin total)",
+        f"synops {counts.get('synops', 0):.4g} (effective {counts.get('synops_effective', 0):.4g}, "
+        f"structural zeros {counts.get('synops_structural_zeros', 0):.4g}), "
+        f"input spikes {counts.get('input_spikes', 0)}, mean spike rate {counts.get('mean_spike_rate', 0.0):.4f}, "
+        f"ANN twin {counts.get('ann_macs', 0):.4g} MACs",
+    ]
+    header = f"{'profile':<8} {'dynamic J':>10} {'static J':>10} {'total J':>10}"
+    header += "".join(f" {'SNN/ANN ' + name:>19}" for name in procs)
+    lines.append(header + "  kind")
+    for name, row in {**chips, **procs}.items():
+        line = (f"{name:<8} {_joules(row.get('dynamic_j')):>10} {_joules(row.get('static_j')):>10} "
+                f"{_joules(row.get('total_j')):>10}")
+        for proc in procs:
+            ratio = row.get("snn_over_ann", {}).get(proc)
+            if ratio and ratio.get("total") is not None:
+                line += f" {ratio['total']:>9.3g} | {ratio['dynamic']:<7.3g}"
+            else:
+                line += f" {'-':>19}"
+        kind = row.get("kind", "-")
+        if row.get("dynamic_kind", kind) != kind:
+            kind += f" (dynamic {row['dynamic_kind']})"
+        lines.append(f"{line}  {kind}")
+    return lines

@@ -129,6 +129,7 @@ def train(
                        np.random.default_rng(config.train.seed + 1)).sample(64)
     identity_error = float(val.target.norm(dim=1).mean())
 
+    twin = None
     if config.train.ann_steps:
         twin = pretrain_twin(config, sampler, progress)
         net.load_state_dict(twin.snn_state(), strict=False)
@@ -141,6 +142,12 @@ def train(
         log = csv.writer(log_file)
         log.writerow(["step", "loss", "val_error_voxels", "identity_error_voxels", "spike_rate", "seconds"])
         start = time.perf_counter()
+        if twin is not None:  # the twin, and the SNN right after conversion, as reference rows
+            with torch.no_grad():
+                ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
+            log.writerow(["ann", "", f"{ann_error:.4f}", f"{identity_error:.4f}", "", ""])
+            snn_error, rate = evaluate(net, val)
+            log.writerow([0, "", f"{snn_error:.4f}", f"{identity_error:.4f}", f"{rate:.4f}", ""])
         for step in range(1, config.train.steps + 1):
             net.train()
             batch = sampler.sample(config.train.batch_size)
@@ -181,7 +188,8 @@ def pretrain_twin(config: Config, sampler: PatchSampler,
         loss.backward()
         optimizer.step()
         if progress is not None:
-            progress(0, config.train.steps, {"loss": float(loss.detach()), "stage": f"ANN twin {step}"})
+            progress(0, config.train.steps,
+                     {"loss": float(loss.detach()), "stage": f"ANN twin {step}/{config.train.ann_steps}"})
     return twin
 
 

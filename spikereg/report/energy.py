@@ -1,0 +1,539 @@
+"""Energy of one registration: the spiking network on a neuromorphic chip vs its ANN twin.
+
+A plain functional core: counts in, joules out, every joule with the profile
+figures (value, unit, source, kind) it was computed from. The counts come from
+``report.json`` (spikes measured per layer on Lava, the host-encoded input
+spikes, the time steps run) and from the netx file (synapses per layer, read by
+:func:`spikereg.hardware.map_network`); the per-event energies come from the
+cited profiles in ``hardware_profiles/``.
+
+The model (deliberately simple, and stated so that every number can be checked
+by hand):
+
+* **Fan-out.** A spike of a presynaptic neuron is delivered over its outgoing
+  synapses. Only per-layer totals are known, so each presynaptic neuron is given
+  the *mean* fan-out of its population: the synapses of layer ``l`` divided by
+  the neurons of layer ``l-1`` (for layer 1, by the input size). This is exact
+  for the total when spikes are spread evenly over a population; border neurons
+  of a padded convolution have fewer synapses, so spikes that crowd at borders
+  are slightly overcounted.
+* **Synaptic operations** of layer ``l`` = spikes arriving at it (the host's
+  input spikes for layer 1, layer ``l-1``'s spikes otherwise) x that mean
+  fan-out. They are split with the mapping's counts into *effective* synops
+  (nonzero weights) and *structural zeros* (zero weights: the zero depth blocks
+  of depth folding, plus any weight that quantised to zero). Both are charged:
+  the mapping stores a conv or dense weight matrix whole, zeros included, so the
+  chip reads every stored synapse. The structural-zero share is reported apart
+  so the cost of folding a 3-D convolution into Lava's 2-D one is visible.
+* **Neuron updates** = neurons on chip x time steps run: Loihi updates every
+  compartment of a core on every step. All are charged at the profile's
+  *active* update energy, an upper bound for this term (idle neurons cost
+  ``energy_per_idle_neuron_update_pj``; per-step activity per neuron is not
+  recorded). Input neurons count only when the netx file puts them on chip.
+* **Spikes** = input spikes + every layer's spikes, one within-tile spike
+  message each (``energy_per_spike_pj``); extra mesh hops and the host link are
+  not modelled.
+* **Static** = chip static power x chips the mapping needs x run time, the run
+  time being time steps x the profile's ``time_per_step_us`` (a workload-specific
+  figure), or the network time measured on the chip itself when the run was on
+  that chip.
+* **ANN twin** (:mod:`spikereg.networks.ann`): the same 3-D convolutions with
+  rate units, run as real 3-D convolutions (no folding zeros) on the same
+  patches. MACs = sum over layers of output voxels x c_out x c_in x k^3 per
+  patch; data movement = the host's input patches in (fixed and moving, fp32)
+  and control grids out (3 x g^3, fp32), each 32-bit word at the profile's DRAM
+  energy. Weights and intermediate activations are assumed to stay on chip and
+  the conventional profiles have no static power, so ANN energies are lower
+  bounds.
+
+The ``kind`` of a derived value is the weakest kind of the figures it uses:
+specified < measured < pre-silicon < estimated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+from spikereg.config import ModelConfig, config_from_dict
+from spikereg.hardware import (
+    ConventionalProfile,
+    Figure,
+    MappingReport,
+    NeuromorphicProfile,
+    Profile,
+    ProfileError,
+    load_profile,
+    map_network,
+)
+from spikereg.networks.encoding import READOUT_CHANNELS
+
+#: The profiles ``spikereg run`` costs a registration on.
+DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu")
+
+#: Kinds from strongest to weakest; a value derived from several figures takes the weakest.
+KIND_ORDER: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated")
+
+PJ = 1e-12  # J per pJ
+MW = 1e-3  # W per mW
+US = 1e-6  # s per us
+WORD_BYTES = 4  # the profiles' memory energies are per 32-bit word
+FLOAT_BYTES = 4  # the host and the ANN twin use float32
+
+#: Which conventional figure holds the MAC energy of each precision.
+MAC_FIGURE = {"fp32": "energy_per_mac_pj", "fp16": "energy_per_mac_fp16_pj", "int8": "energy_per_mac_int8_pj"}
+
+
+class EnergyError(ValueError):
+    """Counts that do not fit the network or the profile; the message is one line."""
+
+
+def weakest_kind(kinds: Iterable[str]) -> str:
+    """The weakest of ``kinds`` (``estimated`` beats ``pre-silicon`` beats ``measured``)."""
+    kinds = list(kinds)
+    unknown = [k for k in kinds if k not in KIND_ORDER]
+    if unknown:
+        raise EnergyError(f"unknown figure kind {unknown[0]!r}; expected one of {', '.join(KIND_ORDER)}")
+    if not kinds:
+        raise EnergyError("no figures to take a kind from")
+    return max(kinds, key=KIND_ORDER.index)
+
+
+def _figure_dict(figure: Figure) -> dict[str, Any]:
+    return {"value": figure.value, "unit": figure.unit, "source": figure.source, "kind": figure.kind}
+
+
+# -- fan-out and synaptic operations ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One spiking layer of a netx network and the synapses that feed it.
+
+    ``index`` is the netx layer index (layer 0 is the input). ``source_neurons``
+    is the size of the population whose spikes arrive here (the previous layer,
+    or the network input for the first layer).
+    """
+
+    index: int
+    type: str
+    neurons: int
+    source_neurons: int
+    synapses: int
+    nonzero_synapses: int
+
+    @property
+    def fanout(self) -> float:
+        """Mean synapses per presynaptic neuron, zero weights included."""
+        return self.synapses / self.source_neurons
+
+    @property
+    def effective_fanout(self) -> float:
+        """Mean nonzero-weight synapses per presynaptic neuron."""
+        return self.nonzero_synapses / self.source_neurons
+
+
+def costs_from_mapping(mapping: MappingReport) -> list[LayerCost]:
+    """One :class:`LayerCost` per layer with neurons on chip, in order.
+
+    These are exactly the layers netx builds as blocks (and so the rows of the
+    report's layer table): ``flatten`` and an input without a ``neuron`` group
+    hold no neurons and only pass their size on.
+    """
+    costs: list[LayerCost] = []
+    source: Optional[int] = None
+    for layer in mapping.layers:
+        size = 1
+        for s in layer.shape:
+            size *= int(s)
+        if layer.neurons:
+            costs.append(LayerCost(
+                index=layer.index,
+                type=layer.type,
+                neurons=layer.neurons,
+                # an on-chip input block is driven by bias, not synapses: its own size is its source
+                source_neurons=source if source is not None else size,
+                synapses=layer.synapses,
+                nonzero_synapses=layer.nonzero_synapses,
+            ))
+        source = size
+    if not costs:
+        raise EnergyError(f"{mapping.path or 'network'}: no layer holds neurons, nothing to cost")
+    return costs
+
+
+def layer_fanout(path: Union[str, Path], profile: Union[str, Path, NeuromorphicProfile] = "loihi2") -> list[LayerCost]:
+    """Per-layer synapse counts and mean fan-out of the netx network at ``path``.
+
+    The counts do not depend on the profile; ``map_network`` needs one only to
+    size memory and cores, so any neuromorphic profile gives the same answer.
+    """
+    return costs_from_mapping(map_network(path, profile))
+
+
+@dataclass(frozen=True)
+class LayerSynops:
+    """Synaptic operations into one layer: arriving spikes x mean fan-out."""
+
+    index: int
+    events: int
+    effective: float
+    structural_zeros: float
+
+    @property
+    def total(self) -> float:
+        return self.effective + self.structural_zeros
+
+
+def _count(value: Any, what: str) -> int:
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise EnergyError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def synaptic_ops(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence[LayerCost]) -> list[LayerSynops]:
+    """Synops per layer: the input spikes drive layer 1, layer ``l``'s spikes drive layer ``l+1``.
+
+    The last layer's spikes leave the chip (the readout) and drive no synapses.
+    """
+    if len(spikes_per_layer) != len(costs):
+        raise EnergyError(
+            f"{len(spikes_per_layer)} layer spike counts for a network of {len(costs)} spiking layers"
+        )
+    events = [_count(input_spikes, "input spikes")]
+    events += [_count(s, f"spikes of layer {i}") for i, s in enumerate(spikes_per_layer[:-1], start=1)]
+    return [
+        LayerSynops(
+            index=cost.index,
+            events=n,
+            effective=n * cost.effective_fanout,
+            structural_zeros=n * (cost.fanout - cost.effective_fanout),
+        )
+        for n, cost in zip(events, costs)
+    ]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the spiking network did in one registration, in the units energies are charged in."""
+
+    synops: list[LayerSynops]
+    neurons: int  # on chip, all layers
+    spikes: int  # spike messages: input spikes + every layer's spikes
+
+    @property
+    def effective_synops(self) -> float:
+        return sum(s.effective for s in self.synops)
+
+    @property
+    def structural_zero_synops(self) -> float:
+        return sum(s.structural_zeros for s in self.synops)
+
+
+def activity(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence[LayerCost]) -> Activity:
+    """Synops, neurons and spike messages of a run (see the module docstring)."""
+    synops = synaptic_ops(spikes_per_layer, input_spikes, costs)
+    spikes = int(input_spikes) + sum(int(s) for s in spikes_per_layer)
+    return Activity(synops=synops, neurons=sum(c.neurons for c in costs), spikes=spikes)
+
+
+# -- energy ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnergyTerm:
+    """``count`` events x the energy per event in ``figures``, in joules, with the weakest kind."""
+
+    count: float
+    count_unit: str
+    joules: float
+    figures: dict[str, Figure]
+
+    @property
+    def kind(self) -> str:
+        return weakest_kind(f.kind for f in self.figures.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "count_unit": self.count_unit,
+            "joules": self.joules,
+            "kind": self.kind,
+            "figures": {name: _figure_dict(f) for name, f in self.figures.items()},
+        }
+
+
+@dataclass(frozen=True)
+class EnergyBreakdown:
+    """Energy of one registration on one profile: dynamic and static terms in joules."""
+
+    profile: str
+    category: str
+    dynamic: dict[str, EnergyTerm]
+    static: dict[str, EnergyTerm] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dynamic_j(self) -> float:
+        return sum(t.joules for t in self.dynamic.values())
+
+    @property
+    def static_j(self) -> float:
+        return sum(t.joules for t in self.static.values())
+
+    @property
+    def total_j(self) -> float:
+        return self.dynamic_j + self.static_j
+
+    @property
+    def dynamic_kind(self) -> str:
+        return weakest_kind(t.kind for t in self.dynamic.values())
+
+    @property
+    def kind(self) -> str:
+        return weakest_kind(t.kind for t in (*self.dynamic.values(), *self.static.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "category": self.category,
+            "dynamic_j": self.dynamic_j,
+            "dynamic_kind": self.dynamic_kind,
+            # None, not 0: conventional profiles do not model static power at all
+            "static_j": self.static_j if self.static else None,
+            "total_j": self.total_j,
+            "kind": self.kind,
+            "terms": {name: t.to_dict() for name, t in {**self.dynamic, **self.static}.items()},
+            "notes": list(self.notes),
+        }
+
+
+def _neuromorphic(profile: Profile) -> NeuromorphicProfile:
+    if not isinstance(profile, NeuromorphicProfile):
+        raise ProfileError(f"profile {profile.name!r} is {profile.category}; a neuromorphic profile is needed here")
+    return profile
+
+
+def _conventional(profile: Profile) -> ConventionalProfile:
+    if not isinstance(profile, ConventionalProfile):
+        raise ProfileError(f"profile {profile.name!r} is {profile.category}; a conventional profile is needed here")
+    return profile
+
+
+def neuromorphic_energy(
+    counts: Activity,
+    profile: NeuromorphicProfile,
+    time_steps: int,
+    seconds: Optional[float] = None,
+    chips: int = 1,
+) -> EnergyBreakdown:
+    """Energy of ``counts`` on a neuromorphic chip over ``time_steps`` steps.
+
+    dynamic = synops x E_synop + neurons x time_steps x E_update + spikes x E_spike;
+    static = static power x ``chips`` x run time, the run time being ``seconds``
+    when given (measured on that chip) else ``time_steps`` x the profile's time per step.
+    """
+    chip = _neuromorphic(profile)
+    time_steps = _count(time_steps, "time steps")
+    chips = _count(chips, "chips")
+    synop, update, spike = chip.energy_per_synop_pj, chip.energy_per_neuron_update_pj, chip.energy_per_spike_pj
+    updates = counts.neurons * time_steps
+    dynamic = {
+        "synops_effective": EnergyTerm(counts.effective_synops, "synops",
+                                       counts.effective_synops * float(synop.value) * PJ, {"energy_per_synop_pj": synop}),
+        "synops_structural_zeros": EnergyTerm(counts.structural_zero_synops, "synops",
+                                              counts.structural_zero_synops * float(synop.value) * PJ,
+                                              {"energy_per_synop_pj": synop}),
+        "neuron_updates": EnergyTerm(updates, "neuron updates", updates * float(update.value) * PJ,
+                                     {"energy_per_neuron_update_pj": update}),
+        "spikes": EnergyTerm(counts.spikes, "spikes", counts.spikes * float(spike.value) * PJ,
+                             {"energy_per_spike_pj": spike}),
+    }
+    power = chip.static_power_mw
+    if seconds is None:
+        step = chip.time_per_step_us
+        duration = time_steps * float(step.value) * US
+        timing = {"time_per_step_us": step}
+    else:
+        if not seconds >= 0:
+            raise EnergyError(f"measured run time must be a non-negative number of seconds, got {seconds!r}")
+        duration = float(seconds)
+        timing = {"run_seconds": Figure(duration, "s", f"network time of this run measured on {chip.name}", "measured")}
+    static = {
+        "static": EnergyTerm(duration, "s", float(power.value) * MW * chips * duration,
+                             {"static_power_mw": power, **timing}),
+    }
+    notes = [f"static power x {chips} chip(s) the mapping needs"] if chips != 1 else []
+    return EnergyBreakdown(profile=chip.name, category=chip.category, dynamic=dynamic, static=static, notes=notes)
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    """Output side of the twin's ``conv3d`` (padding ``kernel // 2``, as in :class:`AnnTwin`)."""
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def _twin_layers(config: ModelConfig) -> list[tuple[int, int, int]]:
+    """(output side, c_out, c_in) of each 3-D conv of the ANN twin, readout included."""
+    layers, side, c_in = [], config.patch_size, config.in_channels
+    for c_out, stride in list(zip(config.channels, config.strides)) + [(READOUT_CHANNELS, 1)]:
+        side = _conv_out(side, config.kernel_size, stride)
+        layers.append((side, c_out, c_in))
+        c_in = c_out
+    return layers
+
+
+def ann_macs(model_config: ModelConfig, patch_count: int) -> int:
+    """MACs of the ANN twin on ``patch_count`` patches: sum of out_voxels x c_out x c_in x k^3."""
+    k3 = model_config.kernel_size ** 3
+    per_patch = sum(side ** 3 * c_out * c_in * k3 for side, c_out, c_in in _twin_layers(model_config))
+    return per_patch * _count(patch_count, "patch count")
+
+
+def ann_io_bytes(model_config: ModelConfig, patch_count: int) -> int:
+    """Host bytes per registration: fixed + moving patches in, 3 x g^3 control grids out, float32."""
+    grid = _twin_layers(model_config)[-1][0]
+    per_patch = (2 * model_config.patch_size ** 3 + 3 * grid ** 3) * FLOAT_BYTES
+    return per_patch * _count(patch_count, "patch count")
+
+
+def conventional_energy(
+    macs: int, profile: ConventionalProfile, io_bytes: int = 0, precision: Optional[str] = None
+) -> EnergyBreakdown:
+    """MACs x E_mac (the profile's default precision unless ``precision``) + io words x E_dram."""
+    proc = _conventional(profile)
+    precision = precision or str(proc.default_precision.value)
+    if precision not in MAC_FIGURE:
+        raise EnergyError(f"precision {precision!r}: expected one of {', '.join(MAC_FIGURE)}")
+    mac = getattr(proc, MAC_FIGURE[precision])
+    figures = {MAC_FIGURE[precision]: mac}
+    if precision == proc.default_precision.value:
+        figures["default_precision"] = proc.default_precision  # why this MAC figure was chosen
+    dram = proc.energy_per_dram_word_pj
+    words = _count(io_bytes, "I/O bytes") / WORD_BYTES
+    macs = _count(macs, "MACs")
+    dynamic = {
+        "macs": EnergyTerm(macs, f"{precision} MACs", macs * float(mac.value) * PJ, figures),
+        "dram": EnergyTerm(words, "32-bit words", words * float(dram.value) * PJ, {"energy_per_dram_word_pj": dram}),
+    }
+    notes = ["static power not modelled (the profile has none); arithmetic and host I/O only: a lower bound"]
+    return EnergyBreakdown(profile=proc.name, category=proc.category, dynamic=dynamic, notes=notes)
+
+
+# -- the report section ---------------------------------------------------------------
+
+
+def _model_config(model_path: Path) -> ModelConfig:
+    # lava_export.netx imports torch; import it only when a report is built.
+    from lava_export.netx import read_metadata
+
+    model = read_metadata(model_path).get("model")
+    if not isinstance(model, dict):
+        raise EnergyError(f"model {model_path}: metadata has no 'model' section, cannot size the ANN twin")
+    # config_from_dict validates a whole Config; a run.patch_stride of one patch is
+    # valid for every model, so the default (8) cannot reject a smaller patch size.
+    return config_from_dict({"model": model, "run": {"patch_stride": model.get("patch_size")}},
+                            source=f"model {model_path} metadata").model
+
+
+def _load(profile: Union[str, Path, Profile]) -> Profile:
+    return profile if isinstance(profile, (NeuromorphicProfile, ConventionalProfile)) else load_profile(profile)
+
+
+def _field(report: dict[str, Any], key: str) -> Any:
+    if key not in report:
+        raise EnergyError(f"report has no {key!r}, needed for the energy estimate")
+    return report[key]
+
+
+def energy_report(
+    report: dict[str, Any],
+    model_path: Union[str, Path],
+    profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES,
+) -> dict[str, Any]:
+    """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
+
+    ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
+    ``iterations``, ``patches_per_iteration`` and ``backend``. Profiles are names or
+    paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
+    at least one must be neuromorphic. Every joule is per registration.
+    """
+    model_path = Path(model_path)
+    loaded = [_load(p) for p in profiles]
+    chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
+    procs = [p for p in loaded if isinstance(p, ConventionalProfile)]
+    if not chips:
+        raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
+
+    mappings = {chip.name: map_network(model_path, chip) for chip in chips}
+    costs = costs_from_mapping(next(iter(mappings.values())))
+    rows = _field(report, "layers")
+    spikes = [_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
+    if len(rows) != len(costs) or any(row["neurons"] != c.neurons for row, c in zip(rows, costs)):
+        raise EnergyError(
+            f"report layers (neurons {[row['neurons'] for row in rows]}) do not match the spiking layers of "
+            f"{model_path} (neurons {[c.neurons for c in costs]})"
+        )
+    input_spikes = _count(_field(report, "input_spikes"), "input spikes")
+    time_steps = _count(_field(report, "time_steps"), "time steps")
+    patches = _count(_field(report, "iterations"), "iterations") * _count(
+        _field(report, "patches_per_iteration"), "patches per iteration")
+    counts = activity(spikes, input_spikes, costs)
+
+    config = _model_config(model_path)
+    macs = ann_macs(config, patches)
+    io_bytes = ann_io_bytes(config, patches)
+    conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
+
+    # Only the chip the run itself was on has a measured run time; any other chip's
+    # run time comes from its profile's time per step.
+    measured = report.get("timing", {}).get("network_seconds")
+    neuromorphic = {}
+    for chip in chips:
+        seconds = measured if report.get("backend") == chip.name else None
+        energy = neuromorphic_energy(counts, chip, time_steps, seconds=seconds, chips=mappings[chip.name].chips)
+        entry = energy.to_dict()
+        entry["chips"] = mappings[chip.name].chips
+        entry["snn_over_ann"] = {
+            name: {
+                "total": energy.total_j / ann.total_j if ann.total_j else None,
+                "dynamic": energy.dynamic_j / ann.total_j if ann.total_j else None,
+                "kind": weakest_kind([energy.kind, ann.kind]),
+            }
+            for name, ann in conventional.items()
+        }
+        neuromorphic[chip.name] = entry
+
+    layer_spikes = sum(spikes)
+    return {
+        "per": "registration",
+        "model": "counts measured on the backend x per-event energies from hardware profiles "
+                 "(see spikereg/report/energy.py); an estimate, not a power measurement",
+        "counts": {
+            "patches": patches,
+            "time_steps": time_steps,
+            "input_spikes": input_spikes,
+            "layer_spikes": layer_spikes,
+            "spike_messages": counts.spikes,
+            "neurons": counts.neurons,
+            "neuron_updates": counts.neurons * time_steps,
+            "mean_spike_rate": layer_spikes / (counts.neurons * time_steps) if time_steps else 0.0,
+            "synops_effective": counts.effective_synops,
+            "synops_structural_zeros": counts.structural_zero_synops,
+            "synops": counts.effective_synops + counts.structural_zero_synops,
+            "layers": [
+                {"index": c.index, "type": c.type, "neurons": c.neurons, "source_neurons": c.source_neurons,
+                 "synapses": c.synapses, "nonzero_synapses": c.nonzero_synapses, "fanout": c.fanout,
+                 "effective_fanout": c.effective_fanout, "events": s.events, "synops_effective": s.effective,
+                 "synops_structural_zeros": s.structural_zeros}
+                for c, s in zip(costs, counts.synops)
+            ],
+            "ann_macs": macs,
+            "ann_io_bytes": io_bytes,
+        },
+        "neuromorphic": neuromorphic,
+        "conventional": {name: e.to_dict() for name, e in conventional.items()},
+    }

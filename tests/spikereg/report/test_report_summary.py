@@ -1,0 +1,79 @@
+"""``spikereg report`` prints the energy table, and still reads reports without one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spikereg.report.energy import energy_report
+from spikereg.report.summary import read_report, render, write_report
+
+
+def _report() -> dict:
+    return {
+        "backend": "sim",
+        "precision": "fixed",
+        "shape": [4, 4, 4],
+        "spacing": [1.0, 1.0, 1.0],
+        "iterations": 1,
+        "patches_per_iteration": 3,
+        "time_steps": 10,
+        "input_spikes": 40,
+        "layers": [
+            {"layer": 1, "neurons": 32, "spikes": 20, "spike_rate": 20 / 320},
+            {"layer": 2, "neurons": 3, "spikes": 7, "spike_rate": 7 / 30},
+        ],
+        "similarity": {"ncc_before": 0.5, "ncc_after": 0.6, "mse_before": 0.1, "mse_after": 0.05},
+        "timing": {"total_seconds": 1.0, "network_seconds": 0.5, "compile_seconds": 0.1, "host_seconds": 0.4},
+    }
+
+
+def _energy_section() -> dict:
+    """A hand-written section: one chip, one conventional baseline, round numbers."""
+    return {
+        "per": "registration",
+        "counts": {"synops": 560.0, "synops_effective": 335.0, "synops_structural_zeros": 225.0,
+                   "input_spikes": 40, "mean_spike_rate": 27 / 350, "ann_macs": 207360},
+        "neuromorphic": {
+            "loihi2": {"dynamic_j": 6.367e-9, "static_j": 1e-5, "total_j": 1.0006367e-5,
+                       "dynamic_kind": "estimated", "kind": "estimated",
+                       "snn_over_ann": {"gpu": {"total": 12.5, "dynamic": 0.25, "kind": "estimated"}}},
+            "loihi1": {"dynamic_j": 2e-8, "static_j": 2e-5, "total_j": 2.002e-5,
+                       "dynamic_kind": "pre-silicon", "kind": "estimated",
+                       "snn_over_ann": {"gpu": {"total": 25.0, "dynamic": 0.5, "kind": "estimated"}}},
+        },
+        "conventional": {
+            "gpu": {"dynamic_j": 8e-7, "static_j": None, "total_j": 8e-7, "dynamic_kind": "estimated",
+                    "kind": "estimated"},
+        },
+    }
+
+
+def test_render_prints_the_energy_table_with_ratios_and_kinds() -> None:
+    text = render(dict(_report(), energy=_energy_section()))
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("profile"))
+    assert "SNN/ANN gpu" in header and "static J" in header and "kind" in header
+    loihi2 = next(line for line in lines if line.startswith("loihi2"))
+    assert "6.367e-09" in loihi2 and "1.000e-05" in loihi2 and "1.001e-05" in loihi2
+    assert "12.5 | 0.25" in loihi2 and loihi2.endswith("estimated")
+    loihi1 = next(line for line in lines if line.startswith("loihi1"))
+    assert "25 | 0.5" in loihi1 and loihi1.endswith("estimated (dynamic pre-silicon)")
+    gpu = next(line for line in lines if line.startswith("gpu "))
+    assert "8.000e-07" in gpu and gpu.split()[2] == "-"  # no static model for the baseline
+    assert "structural zeros 225" in text and "mean spike rate 0.0771" in text and "estimate" in text
+
+
+def test_render_reads_a_report_without_an_energy_section(tmp_path: Path) -> None:
+    write_report(tmp_path, _report())
+    text = render(read_report(tmp_path))
+    assert "NCC" in text and "energy" not in text and "SNN/ANN" not in text
+
+
+def test_render_of_a_computed_energy_section(tmp_path: Path, two_layer_net: Path, toy_chip: Path,
+                                             toy_gpu: Path) -> None:
+    """What energy_report writes survives JSON and renders: (1e-5 + 6.367e-9) J / 1.19424e-6 J = 8.379."""
+    report = dict(_report(), energy=energy_report(_report(), two_layer_net, profiles=(toy_chip, toy_gpu)))
+    write_report(tmp_path, report)
+    text = render(json.loads((tmp_path / "report.json").read_text()))
+    toychip = next(line for line in text.splitlines() if line.startswith("toychip"))
+    assert "8.38 | 0.00533" in toychip and "measured" not in toychip
