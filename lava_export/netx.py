@@ -153,14 +153,17 @@ def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
 
     * **weights**: SLAYER's ``quantize_8bit`` rounds to a step of 2 and clamps to
       ``[-256, 254]``, with the exponent implicit (``weight_exponent`` = 0 for CUBA
-      blocks, and netx builds ``Conv`` with ``weight_exp`` 0). That is a signed
-      mantissa of ``weight_bits`` bits plus sign whose lowest bit is 0, because in
-      mixed-sign mode the sign costs one bit (``lava.utils.weightutils.truncate_weights``
-      drops it). So every weight must be an even integer in
-      ``[-2**weight_bits, 2**weight_bits - 2]``, and exponent 0 must lie in the
+      blocks, and netx builds ``Conv`` with ``weight_exp`` 0). That is a
+      ``weight_bits``-bit magnitude plus sign (``[-2**weight_bits, 2**weight_bits - 1]``)
+      whose lowest bit is 0, because in mixed-sign mode the sign takes one of the
+      ``weight_bits`` (``lava.utils.weightutils.truncate_weights`` drops the lowest
+      bit). So every weight must be an even integer in
+      ``[-2**weight_bits, 2**weight_bits - 2]`` -- exactly SLAYER's grid for 8 bits;
+      conservative for single-sign layers -- and exponent 0 must lie in the
       profile's ``[weight_exponent_min, weight_exponent_max]``.
     * **threshold**: ``vThMant`` becomes Lava's ``vth``, an unsigned
-      ``threshold_bits``-bit integer.
+      ``threshold_bits``-bit integer. (SLAYER writes ``2**18 - 1`` for dense layers
+      without dynamics; ``spikereg map`` only notes that, export refuses it.)
     * **decays**: netx passes ``du = iDecay - 1`` and ``dv = vDecay`` to Lava's
       LIF, whose fixed-point model adds a fixed offset of 1 back to ``du``; both
       are unsigned ``decay_bits``-bit integers, so ``iDecay`` must lie in
@@ -347,9 +350,12 @@ def export_netx(
             report = sidecar(out, "verify")
             _write_atomic(report, json.dumps(result.to_dict(), indent=2))
             if not result.exact:
+                # Name both: a corrupted early layer may change spike counts before the readout.
                 raise VerificationError(
                     f"export {out}: Lava differs from SLAYER in {result.readout_mismatches} of "
-                    f"{result.readout_elements} readout values (see {report}); use --no-verify to keep it anyway"
+                    f"{result.readout_elements} readout values and in the spike counts of "
+                    f"{sum(result.layer_mismatched_patches)} (layer, patch) pairs (see {report}); "
+                    "use --no-verify to keep it anyway"
                 )
         tmp.replace(out)
         map_json = sidecar(out, "map")

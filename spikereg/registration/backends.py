@@ -80,7 +80,7 @@ class LavaBackend:
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         run = self.network.run(spikes, progress=progress)
-        self.stats.input_spikes = getattr(self.stats, "input_spikes", 0) + int(spikes.sum())  # for the energy report
+        self.stats.input_spikes += int(spikes.sum())  # they drive layer 1's synaptic operations
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
         self.stats.compile_seconds += run.compile_seconds
         self.stats.step_spikes.append(run.step_spikes)

@@ -26,6 +26,7 @@ class BackendStats:
 
     layer_spikes: np.ndarray | None = None  # (layers,) spikes per layer
     layer_neurons: list[int] = field(default_factory=list)
+    input_spikes: int = 0  # encoded host -> network spikes
     time_steps: int = 0
     patches: int = 0
     network_seconds: float = 0.0

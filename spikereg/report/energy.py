@@ -340,18 +340,15 @@ def neuromorphic_energy(
     chip = _neuromorphic(profile)
     time_steps = _count(time_steps, "time steps")
     chips = _count(chips, "chips")
-    synop, update, spike = chip.energy_per_synop_pj, chip.energy_per_neuron_update_pj, chip.energy_per_spike_pj
-    updates = counts.neurons * time_steps
+    def term(count: float, unit: str, name: str) -> EnergyTerm:
+        figure: Figure = getattr(chip, name)
+        return EnergyTerm(count, unit, count * float(figure.value) * PJ, {name: figure})
+
     dynamic = {
-        "synops_effective": EnergyTerm(counts.effective_synops, "synops",
-                                       counts.effective_synops * float(synop.value) * PJ, {"energy_per_synop_pj": synop}),
-        "synops_structural_zeros": EnergyTerm(counts.structural_zero_synops, "synops",
-                                              counts.structural_zero_synops * float(synop.value) * PJ,
-                                              {"energy_per_synop_pj": synop}),
-        "neuron_updates": EnergyTerm(updates, "neuron updates", updates * float(update.value) * PJ,
-                                     {"energy_per_neuron_update_pj": update}),
-        "spikes": EnergyTerm(counts.spikes, "spikes", counts.spikes * float(spike.value) * PJ,
-                             {"energy_per_spike_pj": spike}),
+        "synops_effective": term(counts.effective_synops, "synops", "energy_per_synop_pj"),
+        "synops_structural_zeros": term(counts.structural_zero_synops, "synops", "energy_per_synop_pj"),
+        "neuron_updates": term(counts.neurons * time_steps, "neuron updates", "energy_per_neuron_update_pj"),
+        "spikes": term(counts.spikes, "spikes", "energy_per_spike_pj"),
     }
     power = chip.static_power_mw
     if seconds is None:
