@@ -140,6 +140,8 @@ def run(
                                 help="sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
+    patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's); "
+                                               "larger is faster, smaller overlaps more."),
     moving_labels: Optional[Path] = typer.Option(None, help="Label map to warp with the field (nearest)."),
 ) -> None:
     """Register MOVING onto FIXED with the exported network on Lava."""
@@ -163,7 +165,9 @@ def run(
             model = DEFAULT_MODEL
         meta = read_metadata(model)
         run_config(backend, precision)  # fails now, before any work, if the backend is missing
-        from spikereg.registration.pipeline import run_registration
+        from spikereg.registration.pipeline import run_options, run_registration
+
+        iterations, patch_stride = run_options(meta, iterations, patch_stride)
 
         with _progress() as bar:
             task = bar.add_task("registering", total=None, info="")
@@ -172,8 +176,8 @@ def run(
                 bar.update(task, description=stage, completed=done, total=total, info=f"{spikes:,} spikes")
 
             result = run_registration(fixed_vol, moving_vol, model, meta, out, backend=backend,
-                                      precision=precision, iterations=iterations, labels=labels,
-                                      progress=report)
+                                      precision=precision, iterations=iterations, patch_stride=patch_stride,
+                                      labels=labels, progress=report)
         sim = result["similarity"]
         console.print(f"NCC moving vs fixed {sim['ncc_before']:.4f} -> warped vs fixed {sim['ncc_after']:.4f}")
         console.print(f"outputs in {out}: " + ", ".join(result["outputs"].values()))

@@ -41,6 +41,20 @@ def _publish(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
+def run_options(meta: dict, iterations: int | None, patch_stride: int | None) -> tuple[int, int]:
+    """Iterations and patch stride: the given ones, else the model's defaults; checked."""
+    run_defaults = meta.get("run", {})
+    iterations = iterations or run_defaults.get("iterations", 1)
+    patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
+    patch, reduction = meta["model"]["patch_size"], meta["reduction"]
+    if patch_stride <= 0 or patch_stride % reduction or patch_stride > patch:
+        raise ValueError(f"--patch-stride {patch_stride}: must be a positive multiple of {reduction} "
+                         f"(the model's control-grid spacing) and at most its patch size {patch}")
+    if iterations <= 0:
+        raise ValueError(f"--iterations {iterations}: must be at least 1")
+    return iterations, patch_stride
+
+
 def run_registration(
     fixed: Volume,
     moving: Volume,
@@ -58,9 +72,7 @@ def run_registration(
     """Register with the exported network on Lava; write outputs and ``report.json`` into ``out``."""
     from spikereg.registration.backends import LavaBackend
 
-    run_defaults = meta.get("run", {})
-    iterations = iterations or run_defaults.get("iterations", 1)
-    patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
+    iterations, patch_stride = run_options(meta, iterations, patch_stride)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
     with LavaBackend(model_path, backend=backend, precision=precision) as lava:

@@ -108,6 +108,10 @@ def test_bad_inputs_give_one_line_and_no_outputs(tiny_export, small_pair, tmp_pa
     line = _one_error_line(invoke("run", "--model", not_hdf5, "--fixed", fixed, "--moving", moving, "--out", out))
     assert "not an HDF5 file" in line and "model.net" in line
 
+    line = _one_error_line(invoke("run", "--model", model, "--fixed", fixed, "--moving", moving, "--out", out,
+                                  "--patch-stride", "3"))
+    assert "--patch-stride 3" in line
+
     line = _one_error_line(invoke("report", tmp_path))
     assert "report.json" in line
     assert not out.exists()
