@@ -234,13 +234,10 @@ def write_section(section: str) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    from spikereg.data.io import write_text_atomic
+
     # Whole file or nothing: another engineer may be reading or appending sections.
-    tmp = BENCHMARKS.with_name(f".{BENCHMARKS.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(new)
-        tmp.replace(BENCHMARKS)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(BENCHMARKS, new)
 
 
 if __name__ == "__main__":

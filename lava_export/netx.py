@@ -44,6 +44,7 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
+from spikereg.data.io import write_text_atomic
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
@@ -105,16 +106,6 @@ def sidecar(model: str | Path, kind: str) -> Path:
     """``model.net`` -> ``model.<kind>.json`` beside it (``verify``, ``map``)."""
     model = Path(model)
     return model.with_name(model.name.removesuffix(".net") + f".{kind}.json")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all (a killed export must not leave half a JSON file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # -- precision against a hardware profile -------------------------------------------
@@ -348,7 +339,7 @@ def export_netx(
             fixed, moving = sample_patches(net, spacing, verify_patches)
             result = verify(net, tmp, fixed, moving, precision)
             report = sidecar(out, "verify")
-            _write_atomic(report, json.dumps(result.to_dict(), indent=2))
+            write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
             if not result.exact:
                 # Name both: a corrupted early layer may change spike counts before the readout.
                 raise VerificationError(
@@ -360,7 +351,7 @@ def export_netx(
         tmp.replace(out)
         map_json = sidecar(out, "map")
         if mapping is not None:
-            _write_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
+            write_text_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
         else:
             # A mapping left from an earlier export would describe another network.
             map_json.unlink(missing_ok=True)

@@ -300,3 +300,15 @@ def normalize_intensity(
     out *= np.float32(1.0 / (hi - lo))
     np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file whole or not at all (temporary name in the same folder, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

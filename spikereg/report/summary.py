@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from spikereg.data.io import write_text_atomic
+
 REPORT_NAME = "report.json"
 REPORT_FORMAT = "spikereg-report/1"
 REQUIRED = ("format", "backend", "iterations", "patches_per_iteration", "time_steps", "layers",
@@ -33,11 +35,7 @@ def layer_table(spikes: np.ndarray, neurons: list[int], time_steps: int) -> list
 
 def write_report(folder: Path, report: dict[str, Any]) -> Path:
     """Write ``folder/report.json`` atomically."""
-    path = Path(folder) / REPORT_NAME
-    tmp = path.with_name(f".{REPORT_NAME}.tmp")
-    tmp.write_text(json.dumps(dict(report, format=REPORT_FORMAT), indent=2))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(Path(folder) / REPORT_NAME, json.dumps(dict(report, format=REPORT_FORMAT), indent=2))
 
 
 def read_report(folder: str | Path) -> dict[str, Any]:
