@@ -120,3 +120,31 @@ def toy_gpu(tmp_path: Path) -> Path:
 def net_writer():
     """:func:`write_two_layer_net`, for tests that need their own metadata."""
     return write_two_layer_net
+
+
+@pytest.fixture
+def run_report():
+    """Factory for a small, complete report.json dict (as ``spikereg run`` writes), with overrides."""
+
+    def make(**changes) -> dict:
+        report = {
+            "backend": "sim",
+            "precision": "fixed",
+            "shape": [4, 4, 4],
+            "spacing": [1.0, 1.0, 1.0],
+            "iterations": 1,
+            "patches_per_iteration": 3,
+            "time_steps": 10,
+            "input_spikes": 40,
+            "layers": [
+                {"layer": 1, "neurons": 32, "spikes": 20, "spike_rate": 20 / 320},
+                {"layer": 2, "neurons": 3, "spikes": 7, "spike_rate": 7 / 30},
+            ],
+            "similarity": {"ncc_before": 0.5, "ncc_after": 0.6, "mse_before": 0.1, "mse_after": 0.05},
+            "timing": {"total_seconds": 1.0, "network_seconds": 0.5, "compile_seconds": 0.1,
+                       "host_seconds": 0.4},
+        }
+        report.update(changes)
+        return report
+
+    return make

@@ -131,26 +131,9 @@ def test_conventional_energy_on_a_toy_profile(toy_gpu: Path) -> None:
         conventional_energy(1, gpu, precision="fp64")
 
 
-def _report(**changes) -> dict:
-    report = {
-        "backend": "sim",
-        "iterations": 1,
-        "patches_per_iteration": 3,
-        "time_steps": 10,
-        "input_spikes": 40,
-        "layers": [
-            {"layer": 1, "neurons": 32, "spikes": 20, "spike_rate": 20 / 320},
-            {"layer": 2, "neurons": 3, "spikes": 7, "spike_rate": 7 / 30},
-        ],
-        "timing": {"network_seconds": 0.5},
-    }
-    report.update(changes)
-    return report
-
-
-def test_energy_report_combines_counts_profiles_and_ratios(two_layer_net: Path, toy_chip: Path,
+def test_energy_report_combines_counts_profiles_and_ratios(run_report, two_layer_net: Path, toy_chip: Path,
                                                           toy_gpu: Path) -> None:
-    energy = energy_report(_report(), two_layer_net, profiles=(toy_chip, toy_gpu))
+    energy = energy_report(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu))
     counts = energy["counts"]
     assert (counts["patches"], counts["neurons"], counts["neuron_updates"]) == (3, 35, 350)
     assert (counts["input_spikes"], counts["layer_spikes"], counts["spike_messages"]) == (40, 27, 67)
@@ -170,22 +153,22 @@ def test_energy_report_combines_counts_profiles_and_ratios(two_layer_net: Path, 
     assert energy["conventional"]["toygpu"]["total_j"] == pytest.approx(ANN_J, rel=1e-12)
 
 
-def test_energy_report_uses_the_measured_time_only_on_the_chip_that_ran(two_layer_net: Path,
+def test_energy_report_uses_the_measured_time_only_on_the_chip_that_ran(run_report, two_layer_net: Path,
                                                                        toy_chip: Path) -> None:
-    energy = energy_report(_report(backend="toychip"), two_layer_net, profiles=(toy_chip,))
+    energy = energy_report(run_report(backend="toychip"), two_layer_net, profiles=(toy_chip,))
     chip = energy["neuromorphic"]["toychip"]
     assert chip["static_j"] == pytest.approx(0.1 * 0.5)  # 100 mW x the run's 0.5 s on the chip
     assert chip["snn_over_ann"] == {}
 
 
-def test_energy_report_errors(two_layer_net: Path, toy_chip: Path, toy_gpu: Path) -> None:
+def test_energy_report_errors(run_report, two_layer_net: Path, toy_chip: Path, toy_gpu: Path) -> None:
     with pytest.raises(ProfileError, match=r"unknown hardware profile 'nochip'"):
-        energy_report(_report(), two_layer_net, profiles=(toy_chip, "nochip"))
+        energy_report(run_report(), two_layer_net, profiles=(toy_chip, "nochip"))
     with pytest.raises(EnergyError, match=r"^energy report: no neuromorphic profile among toygpu$"):
-        energy_report(_report(), two_layer_net, profiles=(toy_gpu,))
+        energy_report(run_report(), two_layer_net, profiles=(toy_gpu,))
     with pytest.raises(EnergyError, match=r"report layers \(neurons \[32\]\) do not match .* \(neurons \[32, 3\]\)"):
-        energy_report(_report(layers=_report()["layers"][:1]), two_layer_net, profiles=(toy_chip,))
-    report = _report()
+        energy_report(run_report(layers=run_report()["layers"][:1]), two_layer_net, profiles=(toy_chip,))
+    report = run_report()
     del report["input_spikes"]
     with pytest.raises(EnergyError, match=r"^report has no 'input_spikes', needed for the energy estimate$"):
         energy_report(report, two_layer_net, profiles=(toy_chip,))
@@ -199,9 +182,9 @@ def test_weakest_kind() -> None:
         weakest_kind(["guessed"])
 
 
-def test_shipped_profiles_cost_the_network(two_layer_net: Path) -> None:
+def test_shipped_profiles_cost_the_network(run_report, two_layer_net: Path) -> None:
     """The four shipped profiles load and label loihi1's dynamic energy pre-silicon."""
-    energy = energy_report(_report(), two_layer_net)
+    energy = energy_report(run_report(), two_layer_net)
     assert set(energy["neuromorphic"]) == {"loihi2", "loihi1"}
     assert set(energy["conventional"]) == {"gpu", "cpu"}
     loihi1 = energy["neuromorphic"]["loihi1"]
@@ -211,10 +194,10 @@ def test_shipped_profiles_cost_the_network(two_layer_net: Path) -> None:
     assert set(loihi1["snn_over_ann"]) == {"gpu", "cpu"}
 
 
-def test_model_metadata_is_needed_for_the_ann_twin(tmp_path: Path, toy_chip: Path, net_writer) -> None:
+def test_model_metadata_is_needed_for_the_ann_twin(run_report, tmp_path: Path, toy_chip: Path, net_writer) -> None:
     bare = net_writer(tmp_path / "bare.net", metadata=None)
     with pytest.raises(ModelFileError, match=r"without SpikeReg metadata"):
-        energy_report(_report(), bare, profiles=(toy_chip,))
+        energy_report(run_report(), bare, profiles=(toy_chip,))
     odd = net_writer(tmp_path / "odd.net", metadata={"model": dict(asdict(ModelConfig()), encoding="rgb")})
     with pytest.raises(ConfigError, match=r"'model.encoding' must be one of"):
-        energy_report(_report(), odd, profiles=(toy_chip,))
+        energy_report(run_report(), odd, profiles=(toy_chip,))

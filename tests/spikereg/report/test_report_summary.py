@@ -8,25 +8,6 @@ from spikereg.report.energy import energy_report
 from spikereg.report.summary import read_report, render, write_report
 
 
-def _report() -> dict:
-    return {
-        "backend": "sim",
-        "precision": "fixed",
-        "shape": [4, 4, 4],
-        "spacing": [1.0, 1.0, 1.0],
-        "iterations": 1,
-        "patches_per_iteration": 3,
-        "time_steps": 10,
-        "input_spikes": 40,
-        "layers": [
-            {"layer": 1, "neurons": 32, "spikes": 20, "spike_rate": 20 / 320},
-            {"layer": 2, "neurons": 3, "spikes": 7, "spike_rate": 7 / 30},
-        ],
-        "similarity": {"ncc_before": 0.5, "ncc_after": 0.6, "mse_before": 0.1, "mse_after": 0.05},
-        "timing": {"total_seconds": 1.0, "network_seconds": 0.5, "compile_seconds": 0.1, "host_seconds": 0.4},
-    }
-
-
 def _energy_section() -> dict:
     """A hand-written section: one chip, one conventional baseline, round numbers."""
     return {
@@ -48,8 +29,8 @@ def _energy_section() -> dict:
     }
 
 
-def test_render_prints_the_energy_table_with_ratios_and_kinds() -> None:
-    text = render(dict(_report(), energy=_energy_section()))
+def test_render_prints_the_energy_table_with_ratios_and_kinds(run_report) -> None:
+    text = render(dict(run_report(), energy=_energy_section()))
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("profile"))
     assert "SNN/ANN gpu" in header and "static J" in header and "kind" in header
@@ -63,16 +44,16 @@ def test_render_prints_the_energy_table_with_ratios_and_kinds() -> None:
     assert "structural zeros 225" in text and "mean spike rate 0.0771" in text and "estimate" in text
 
 
-def test_render_reads_a_report_without_an_energy_section(tmp_path: Path) -> None:
-    write_report(tmp_path, _report())
+def test_render_reads_a_report_without_an_energy_section(run_report, tmp_path: Path) -> None:
+    write_report(tmp_path, run_report())
     text = render(read_report(tmp_path))
     assert "NCC" in text and "energy" not in text and "SNN/ANN" not in text
 
 
-def test_render_of_a_computed_energy_section(tmp_path: Path, two_layer_net: Path, toy_chip: Path,
+def test_render_of_a_computed_energy_section(run_report, tmp_path: Path, two_layer_net: Path, toy_chip: Path,
                                              toy_gpu: Path) -> None:
     """What energy_report writes survives JSON and renders: (1e-5 + 6.367e-9) J / 1.19424e-6 J = 8.379."""
-    report = dict(_report(), energy=energy_report(_report(), two_layer_net, profiles=(toy_chip, toy_gpu)))
+    report = dict(run_report(), energy=energy_report(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu)))
     write_report(tmp_path, report)
     text = render(json.loads((tmp_path / "report.json").read_text()))
     toychip = next(line for line in text.splitlines() if line.startswith("toychip"))
