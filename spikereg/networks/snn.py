@@ -129,3 +129,38 @@ class SpikingRegNet(torch.nn.Module):
             inp.create_dataset("shape", data=np.array([patch * self.config.in_channels, patch, patch]))
             for index, block in enumerate(self.blocks, start=1):
                 block.export_hdf5(layers.create_group(str(index)))
+
+    @classmethod
+    def from_netx(cls, path: str | Path) -> "SpikingRegNet":
+        """The network of an exported netx file, carrying the file's quantized weights.
+
+        Rebuilt from the file's metadata; each block's weight is the 8-bit
+        integer weight netx hands to Lava (divided by SLAYER's ``w_scale``), so
+        SLAYER on it computes what Lava's fixed-point models compute. The 3-D
+        kernel is recovered through the fold's right inverse, exactly: every
+        copy of a kernel slice in the folded weight holds the same value.
+        """
+        from lava_export.netx import ModelFileError, read_metadata
+        from spikereg.config import config_from_dict
+
+        meta = read_metadata(path)
+        net = cls(config_from_dict({"model": meta["model"]}, source=f"model {path}").model)
+        with h5py.File(path, "r") as handle:
+            layers = handle["layer"]
+            if len(layers) != len(net.blocks) + 1:
+                raise ModelFileError(f"model {path}: {len(layers) - 1} layers, but its metadata describes "
+                                     f"{len(net.blocks)}")
+            for index, block in enumerate(net.blocks, start=1):
+                layer = layers[str(index)]
+                weight = torch.as_tensor(np.asarray(layer["weight"][()]), dtype=torch.float32)
+                expected = tuple(block.synapse.weight.shape[:-1])
+                if tuple(weight.shape) != expected:
+                    raise ModelFileError(f"model {path}: layer {index} weight has shape {tuple(weight.shape)}, "
+                                         f"its metadata implies {expected}")
+                for key, value in block.neuron.device_params.items():
+                    if key in ("vThMant", "iDecay", "vDecay") and int(np.asarray(layer["neuron"][key])) != int(value):
+                        raise ModelFileError(f"model {path}: layer {index} neuron {key} is "
+                                             f"{int(np.asarray(layer['neuron'][key]))}, its metadata implies {int(value)}")
+                with torch.no_grad():
+                    block.synapse.weight = (weight / block.neuron.w_scale).unsqueeze(-1)
+        return net.eval()
