@@ -1,0 +1,306 @@
+"""What the spiking network did, counted event by event: spikes, synaptic operations, neuron updates.
+
+A plain functional core shared by every backend (SLAYER in PyTorch, Lava's
+simulator, a Loihi 2 chip). A backend hands over, for each patch, how often
+each neuron spiked (the input's encoded spikes and every layer's); the counts
+here turn them into synaptic operations with the *exact* fan-out of each
+neuron, read from the netx file:
+
+* **Fan-out** of a presynaptic neuron = the synapses leaving it in the layer it
+  feeds: for a convolution, the (output position, kernel tap) pairs that read
+  it, found as the gradient of ``sum(conv2d(x, mask))`` with respect to ``x``
+  (so stride, padding, dilation and groups count exactly as in the layer; a
+  neuron at a padded border feeds fewer taps); for a dense layer, the number of
+  outputs. ``mask`` is all ones for the synapses the chip stores, ``weight != 0``
+  for the *effective* ones; their difference is the structural zeros (the zero
+  depth blocks of depth folding, and weights that quantised to zero).
+* **Synaptic operations** into layer ``l`` = sum over the neurons of its source
+  population (the input for layer 1, layer ``l-1`` otherwise) of spikes x
+  fan-out. The readout's spikes leave the network and drive none.
+* **Neuron updates** = neurons x time steps run: every compartment is updated
+  on every step.
+* **Mean spike rate** = layer spikes / neuron updates.
+
+Counts are kept per patch for each refinement iteration (one backend call) and
+summed per iteration and per registration by :func:`counts_section`, which
+writes the ``counts`` section of ``report.json``.
+
+A *raster* is one patch's spikes, per time step and neuron, for the report's
+raster plot: ``raster.npz`` in the run folder (boolean arrays, compressed).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+RASTER_NAME = "raster.npz"
+COUNTS_METHOD = "exact per-neuron fan-out of the netx file x each neuron's measured spikes"
+
+
+class CountError(ValueError):
+    """Spike counts that do not fit the network; the message is one line."""
+
+
+# -- fan-out ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """Synapses leaving each neuron of the population that feeds netx layer ``index``.
+
+    Arrays are flat, in SLAYER's ``(C, H, W)`` order of the source population.
+    """
+
+    index: int
+    type: str
+    neurons: int  # of the layer fed
+    total: np.ndarray  # stored synapses, zero weights included
+    nonzero: np.ndarray  # synapses with a nonzero weight
+
+    @property
+    def source_neurons(self) -> int:
+        return int(self.total.size)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0] if value.size else b""
+    if isinstance(value, (bytes, np.bytes_)):
+        value = bytes(value).decode("ascii", errors="replace")
+    return str(value).strip("\x00").strip()
+
+
+def _pair(group: h5py.Group, name: str) -> tuple[int, int]:
+    values = np.asarray(group[name][()]).reshape(-1).astype(int)
+    return (int(values[0]), int(values[0])) if values.size == 1 else (int(values[0]), int(values[1]))
+
+
+def conv_fanout(weight: np.ndarray, in_shape: Sequence[int], stride: tuple[int, int], padding: tuple[int, int],
+                dilation: tuple[int, int], groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(total, nonzero) fan-out of each ``(C, H, W)`` input neuron of a 2-D convolution, flat."""
+    if weight.ndim == 5 and weight.shape[-1] == 1:  # SLAYER's trailing time axis
+        weight = weight[..., 0]
+    result = []
+    for mask in (np.ones(weight.shape), (weight != 0).astype(np.float64)):
+        x = torch.ones((1, *in_shape), dtype=torch.float64, requires_grad=True)
+        y = torch.nn.functional.conv2d(x, torch.from_numpy(mask), stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups)
+        y.sum().backward()
+        result.append(np.rint(x.grad[0].numpy()).astype(np.int64).reshape(-1))
+    return result[0], result[1]
+
+
+def fanouts(path: str | Path) -> list[Fanout]:
+    """One :class:`Fanout` per spiking layer of the netx file at ``path``, in order.
+
+    The file is first checked and sized by :func:`spikereg.hardware.map_network`
+    (clear errors for files netx cannot load); the synapse totals here must equal
+    its per-layer counts.
+    """
+    from spikereg.report.energy import layer_fanout
+
+    path = Path(path)
+    costs = layer_fanout(path)  # validates the file; per-layer synapse totals to check against
+    result: list[Fanout] = []
+    with h5py.File(path, "r") as handle:
+        layers = handle["layer"]
+        shape: Optional[tuple[int, ...]] = None
+        for index in range(len(layers)):
+            group = layers[str(index)]
+            kind = _text(group["type"][()])
+            if kind == "input":
+                shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
+                if "neuron" in group:
+                    raise CountError(f"{path}: an input layer with neurons on chip is not supported by the "
+                                     "per-neuron counts")
+                continue
+            if kind == "flatten":
+                shape = (int(np.prod(shape)),)
+                continue
+            out_shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
+            weight = np.asarray(group["weight"][()]) if isinstance(group.get("weight"), h5py.Dataset) else None
+            if kind == "conv" and weight is not None:
+                total, nonzero = conv_fanout(weight, shape, _pair(group, "stride"), _pair(group, "padding"),
+                                             _pair(group, "dilation"), int(np.asarray(group["groups"][()])))
+            elif kind == "dense" and weight is not None:
+                weight = weight.reshape(int(np.prod(out_shape)), -1)
+                total = np.full(weight.shape[1], weight.shape[0], dtype=np.int64)
+                nonzero = (weight != 0).sum(axis=0).astype(np.int64)
+            else:
+                raise CountError(f"{path}: layer {index} ({kind}): per-neuron counts support conv and dense "
+                                 "layers with real weights only")
+            result.append(Fanout(index, kind, int(np.prod(out_shape)), total, nonzero))
+            shape = out_shape
+    for fan, cost in zip(result, costs):
+        if int(fan.total.sum()) != cost.synapses or int(fan.nonzero.sum()) != cost.nonzero_synapses:
+            raise CountError(f"{path}: layer {fan.index}: fan-out sums ({int(fan.total.sum())}, "
+                             f"{int(fan.nonzero.sum())}) differ from the mapping's synapse counts "
+                             f"({cost.synapses}, {cost.nonzero_synapses})")
+    return result
+
+
+# -- counting ----------------------------------------------------------------------------
+
+
+@dataclass
+class PatchCounts:
+    """Counts of one backend call (one refinement iteration), per patch and per spiking layer."""
+
+    input_spikes: np.ndarray  # (P,)
+    spikes: np.ndarray  # (P, L) spikes of each layer
+    synops_effective: np.ndarray  # (P, L) synaptic operations into each layer on nonzero weights
+    synops_structural_zeros: np.ndarray  # (P, L) ... on zero weights
+    time_steps: int  # steps this call ran (all patches, pipeline drain included)
+    window: int  # steps one patch occupies
+
+    @property
+    def patches(self) -> int:
+        return int(len(self.input_spikes))
+
+    @property
+    def events(self) -> np.ndarray:
+        """(P, L) spikes arriving at each layer: the input's at layer 1, layer l-1's at layer l."""
+        return np.concatenate([self.input_spikes[:, None], self.spikes[:, :-1]], axis=1)
+
+
+def count_patches(input_counts: np.ndarray, layer_counts: Sequence[np.ndarray], fans: Sequence[Fanout],
+                  time_steps: int, window: int) -> PatchCounts:
+    """Per-patch counts from per-neuron spike counts.
+
+    ``input_counts`` is ``(P, N0)``: how often each input neuron spiked in each
+    patch; ``layer_counts[l]`` is ``(P, N_l)`` for spiking layer ``l`` (SLAYER's
+    ``(C, H, W)`` order, flattened).
+    """
+    if len(layer_counts) != len(fans):
+        raise CountError(f"{len(layer_counts)} layers of spike counts for a network of {len(fans)} spiking layers")
+    sources = [np.asarray(input_counts)] + [np.asarray(c) for c in layer_counts[:-1]]
+    patches = len(sources[0])
+    effective, zeros = [], []
+    for layer, (source, fan) in enumerate(zip(sources, fans), start=1):
+        source = source.reshape(patches, -1).astype(np.int64)
+        if source.shape[1] != fan.source_neurons:
+            raise CountError(f"layer {layer}: {source.shape[1]} source neurons counted, the network's layer "
+                             f"{fan.index} is fed by {fan.source_neurons}")
+        effective.append(source @ fan.nonzero)
+        zeros.append(source @ (fan.total - fan.nonzero))
+    spikes = np.stack([np.asarray(c).reshape(patches, -1).sum(axis=1) for c in layer_counts], axis=1)
+    return PatchCounts(
+        input_spikes=np.asarray(input_counts).reshape(patches, -1).sum(axis=1).astype(np.int64),
+        spikes=spikes.astype(np.int64),
+        synops_effective=np.stack(effective, axis=1),
+        synops_structural_zeros=np.stack(zeros, axis=1),
+        time_steps=int(time_steps),
+        window=int(window),
+    )
+
+
+def _totals(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict[str, Any]:
+    steps = sum(c.time_steps for c in calls)
+    input_spikes = int(sum(int(c.input_spikes.sum()) for c in calls))
+    spikes = sum((c.spikes.sum(axis=0) for c in calls), np.zeros(len(neurons), dtype=np.int64))
+    effective = sum((c.synops_effective.sum(axis=0) for c in calls), np.zeros(len(neurons), dtype=np.int64))
+    zeros = sum((c.synops_structural_zeros.sum(axis=0) for c in calls), np.zeros(len(neurons), dtype=np.int64))
+    updates = int(sum(neurons)) * steps
+    return {
+        "patches": int(sum(c.patches for c in calls)),
+        "time_steps": steps,
+        "input_spikes": input_spikes,
+        "layer_spikes": int(spikes.sum()),
+        "synops_effective": int(effective.sum()),
+        "synops_structural_zeros": int(zeros.sum()),
+        "synops": int(effective.sum() + zeros.sum()),
+        "neuron_updates": updates,
+        "mean_spike_rate": float(spikes.sum()) / updates if updates else 0.0,
+        "_per_layer": (spikes, effective, zeros),
+    }
+
+
+def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict[str, Any]:
+    """The ``counts`` section of report.json: per layer, per iteration, per patch, per registration.
+
+    ``calls`` holds one :class:`PatchCounts` per refinement iteration; ``neurons``
+    the neurons of each spiking layer.
+    """
+    if not calls:
+        raise CountError("no counts: the backend predicted no patches")
+    neurons = [int(n) for n in neurons]
+    whole = _totals(calls, neurons)
+    spikes, effective, zeros = whole.pop("_per_layer")
+    steps = whole["time_steps"]
+    events = [whole["input_spikes"]] + [int(s) for s in spikes[:-1]]
+    layers = [
+        {"layer": i, "neurons": n, "spikes": int(spikes[i - 1]), "events": int(events[i - 1]),
+         "synops_effective": int(effective[i - 1]), "synops_structural_zeros": int(zeros[i - 1]),
+         "synops": int(effective[i - 1] + zeros[i - 1]), "neuron_updates": n * steps,
+         "spike_rate": float(spikes[i - 1]) / (n * steps) if n and steps else 0.0}
+        for i, n in enumerate(neurons, start=1)
+    ]
+    iterations = []
+    for number, call in enumerate(calls, start=1):
+        totals = _totals([call], neurons)
+        totals.pop("_per_layer")
+        iterations.append({"iteration": number, **totals})
+    per_patch = {
+        "columns": ["input_spikes"] + [f"spikes_{i}" for i in range(1, len(neurons) + 1)] + ["synops",
+                                                                                             "synops_structural_zeros"],
+        "iterations": [
+            np.concatenate([c.input_spikes[:, None], c.spikes,
+                            (c.synops_effective + c.synops_structural_zeros).sum(axis=1, keepdims=True),
+                            c.synops_structural_zeros.sum(axis=1, keepdims=True)], axis=1).tolist()
+            for c in calls
+        ],
+        "time_steps_per_patch": calls[0].window,
+    }
+    return {"method": COUNTS_METHOD, **whole, "layers": layers, "iterations": iterations, "per_patch": per_patch}
+
+
+# -- raster ------------------------------------------------------------------------------
+
+
+@dataclass
+class Raster:
+    """One patch's spikes: name -> ``(steps, neurons)`` booleans (input first), and where it was."""
+
+    layers: dict[str, np.ndarray]
+    patch: int
+    origin: list[int] = field(default_factory=list)
+    backend: str = ""
+
+
+def save_raster(path: str | Path, raster: Raster) -> Path:
+    """Write ``raster`` compressed (``np.savez_compressed``), whole or not at all."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    meta = {"names": list(raster.layers), "patch": int(raster.patch), "origin": [int(o) for o in raster.origin],
+            "backend": raster.backend}
+    try:
+        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)),
+                            **{f"layer_{i}": np.asarray(a, dtype=bool) for i, a in enumerate(raster.layers.values())})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_raster(path: str | Path) -> Raster:
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            layers = {name: data[f"layer_{i}"] for i, name in enumerate(meta["names"])}
+    except (OSError, KeyError, ValueError) as error:
+        raise CountError(f"{path}: not a SpikeReg raster ({error})") from None
+    return Raster(layers, meta["patch"], meta.get("origin", []), meta.get("backend", ""))
+
+
+def sample_patch(fixed_patches: np.ndarray | torch.Tensor, threshold: float = 0.1) -> int:
+    """Index of the first patch with any brain (a normalized voxel above ``threshold``), else 0."""
+    values = np.asarray(fixed_patches).reshape(len(fixed_patches), -1)
+    found = np.flatnonzero(values.max(axis=1) > threshold)
+    return int(found[0]) if len(found) else 0
