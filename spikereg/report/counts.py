@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 RASTER_NAME = "raster.npz"
+BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceeds this
 COUNTS_METHOD = "exact per-neuron fan-out of the netx file x each neuron's measured spikes"
 
 
@@ -221,11 +222,27 @@ def _totals(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict[str, A
     }
 
 
-def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict[str, Any]:
+def merge(parts: Sequence[PatchCounts]) -> PatchCounts:
+    """One :class:`PatchCounts` of several chunks of patches (in order)."""
+    if not parts:
+        raise CountError("no counts to merge")
+    return PatchCounts(
+        input_spikes=np.concatenate([p.input_spikes for p in parts]),
+        spikes=np.concatenate([p.spikes for p in parts]),
+        synops_effective=np.concatenate([p.synops_effective for p in parts]),
+        synops_structural_zeros=np.concatenate([p.synops_structural_zeros for p in parts]),
+        time_steps=sum(p.time_steps for p in parts),
+        window=parts[0].window,
+    )
+
+
+def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int],
+                   labels: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """The ``counts`` section of report.json: per layer, per iteration, per patch, per registration.
 
-    ``calls`` holds one :class:`PatchCounts` per refinement iteration; ``neurons``
-    the neurons of each spiking layer.
+    ``calls`` holds one :class:`PatchCounts` per refinement iteration (``labels``
+    name them, e.g. ``level 1/2, iteration 1/2``); ``neurons`` the neurons of each
+    spiking layer.
     """
     if not calls:
         raise CountError("no counts: the backend predicted no patches")
@@ -245,7 +262,8 @@ def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict
     for number, call in enumerate(calls, start=1):
         totals = _totals([call], neurons)
         totals.pop("_per_layer")
-        iterations.append({"iteration": number, **totals})
+        iterations.append({"iteration": number, "label": labels[number - 1] if labels else f"iteration {number}",
+                           **totals})
     per_patch = {
         "columns": ["input_spikes"] + [f"spikes_{i}" for i in range(1, len(neurons) + 1)] + ["synops",
                                                                                              "synops_structural_zeros"],
@@ -258,6 +276,80 @@ def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int]) -> dict
         "time_steps_per_patch": calls[0].window,
     }
     return {"method": COUNTS_METHOD, **whole, "layers": layers, "iterations": iterations, "per_patch": per_patch}
+
+
+# -- the counter a backend feeds -----------------------------------------------------------
+
+
+class SpikeCounter:
+    """Collects a registration's counts as a backend predicts chunk after chunk of patches.
+
+    ``register`` calls :meth:`start_iteration` before each refinement pass; the
+    backend calls :meth:`add` with each chunk's per-neuron spike counts, asks
+    :meth:`raster_patch` which patch of a chunk (if any) to record in full, and
+    hands that patch's spikes to :meth:`set_raster`.
+    """
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.fans = fanouts(model_path)
+        self.labels: list[str] = []
+        self.iterations: list[list[PatchCounts]] = []
+        self.raster: Optional[Raster] = None
+        self._seen = 0  # patches of the current iteration counted so far
+
+    def start_iteration(self, label: str) -> None:
+        self.labels.append(label)
+        self.iterations.append([])
+        self._seen = 0
+
+    def add(self, input_counts: np.ndarray, layer_counts: Sequence[np.ndarray], time_steps: int,
+            window: int) -> PatchCounts:
+        if not self.iterations:  # a backend used without register(): one iteration
+            self.start_iteration("iteration 1")
+        counts = count_patches(input_counts, layer_counts, self.fans, time_steps, window)
+        self.iterations[-1].append(counts)
+        self._seen += counts.patches
+        return counts
+
+    def raster_patch(self, fixed_patches: np.ndarray | torch.Tensor) -> Optional[int]:
+        """Index in this chunk of the patch to record: the first with brain, in the first iteration only."""
+        if self.raster is not None or len(self.iterations) > 1:
+            return None
+        values = np.asarray(fixed_patches).reshape(len(fixed_patches), -1)
+        found = np.flatnonzero(values.max(axis=1) > BRAIN_THRESHOLD)
+        return int(found[0]) if len(found) else None
+
+    def set_raster(self, layers: Mapping[str, np.ndarray], index: int, backend: str) -> None:
+        """``layers``: name -> ``(steps, neurons)`` spikes of patch ``index`` of the chunk just added."""
+        first = self._seen - self.iterations[-1][-1].patches if self.iterations and self.iterations[-1] else 0
+        self.raster = Raster({k: np.asarray(v) != 0 for k, v in layers.items()}, first + int(index),
+                             backend=backend)
+
+    @property
+    def counted(self) -> bool:
+        """Whether any patch was counted (a backend that does not count leaves this False)."""
+        return any(self.iterations)
+
+    def section(self, neurons: Sequence[int]) -> dict[str, Any]:
+        calls = [merge(parts) for parts in self.iterations if parts]
+        labels = [label for label, parts in zip(self.labels, self.iterations) if parts]
+        return counts_section(calls, neurons, labels)
+
+
+def neuron_counts(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(P, ..., T)`` spikes in SLAYER layout -> ``(P, neurons)`` spike count of each neuron."""
+    if isinstance(spikes, torch.Tensor):
+        spikes = spikes.detach()
+        return spikes.sum(dim=-1).reshape(spikes.shape[0], -1).to(torch.int64).cpu().numpy()
+    return np.asarray(spikes).sum(axis=-1).reshape(len(spikes), -1).astype(np.int64)
+
+
+def patch_raster(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One patch's ``(..., T)`` spikes in SLAYER layout -> ``(T, neurons)`` booleans."""
+    if isinstance(spikes, torch.Tensor):
+        spikes = spikes.detach().cpu().numpy()
+    spikes = np.asarray(spikes)
+    return (spikes.reshape(-1, spikes.shape[-1]) != 0).T
 
 
 # -- raster ------------------------------------------------------------------------------
@@ -299,8 +391,3 @@ def load_raster(path: str | Path) -> Raster:
     return Raster(layers, meta["patch"], meta.get("origin", []), meta.get("backend", ""))
 
 
-def sample_patch(fixed_patches: np.ndarray | torch.Tensor, threshold: float = 0.1) -> int:
-    """Index of the first patch with any brain (a normalized voxel above ``threshold``), else 0."""
-    values = np.asarray(fixed_patches).reshape(len(fixed_patches), -1)
-    found = np.flatnonzero(values.max(axis=1) > threshold)
-    return int(found[0]) if len(found) else 0

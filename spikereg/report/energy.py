@@ -11,12 +11,16 @@ The model (deliberately simple, and stated so that every number can be checked
 by hand):
 
 * **Fan-out.** A spike of a presynaptic neuron is delivered over its outgoing
-  synapses. Only per-layer totals are known, so each presynaptic neuron is given
-  the *mean* fan-out of its population: the synapses of layer ``l`` divided by
-  the neurons of layer ``l-1`` (for layer 1, by the input size). This is exact
-  for the total when spikes are spread evenly over a population; border neurons
-  of a padded convolution have fewer synapses, so spikes that crowd at borders
-  are slightly overcounted.
+  synapses. Runs that counted spikes neuron by neuron (report.json's ``counts``
+  section, :mod:`spikereg.report.counts`) charge each spike the exact fan-out of
+  the neuron that sent it, split into nonzero and zero weights. Otherwise only
+  per-layer totals are known, and each presynaptic neuron is given the *mean*
+  fan-out of its population: the synapses of layer ``l`` divided by the neurons
+  of layer ``l-1`` (for layer 1, by the input size). That is exact for the total
+  when spikes are spread evenly over a population; border neurons of a padded
+  convolution have fewer synapses, and in a depth-folded convolution the
+  neurons of the border depth slices have fewer nonzero blocks, so spikes that
+  crowd there are miscounted.
 * **Synaptic operations** of layer ``l`` = spikes arriving at it (the host's
   input spikes for layer 1, layer ``l-1``'s spikes otherwise) x that mean
   fan-out. They are split with the mapping's counts into *effective* synops
@@ -239,6 +243,29 @@ def activity(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence
     synops = synaptic_ops(spikes_per_layer, input_spikes, costs)
     spikes = int(input_spikes) + sum(int(s) for s in spikes_per_layer)
     return Activity(synops=synops, neurons=sum(c.neurons for c in costs), spikes=spikes)
+
+
+def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[LayerCost]) -> Activity:
+    """``mean`` with its synops replaced by those counted per neuron during the run.
+
+    ``measured`` is report.json's ``counts`` section (:mod:`spikereg.report.counts`):
+    every spike times the exact fan-out of the neuron that sent it, rather than
+    the layer's mean fan-out. Its events must be the ones the energy is charged
+    for, so a section that disagrees with the report's spike totals is refused.
+    """
+    rows = measured.get("layers", [])
+    if len(rows) != len(costs):
+        raise EnergyError(f"report counts have {len(rows)} layers, the network {len(costs)} spiking layers")
+    synops = []
+    for row, cost, approx in zip(rows, costs, mean.synops):
+        if _count(row.get("events"), f"counted events of layer {row.get('layer')}") != approx.events:
+            raise EnergyError(f"report counts: layer {row.get('layer')} received {row.get('events')} events, "
+                              f"the report's spike totals say {approx.events}")
+        synops.append(LayerSynops(index=cost.index, events=approx.events,
+                                  effective=float(_count(row.get("synops_effective"), "effective synops")),
+                                  structural_zeros=float(_count(row.get("synops_structural_zeros"),
+                                                                "structural-zero synops"))))
+    return Activity(synops=synops, neurons=mean.neurons, spikes=mean.spikes)
 
 
 # -- energy ---------------------------------------------------------------------------
@@ -479,6 +506,9 @@ def energy_report(
     patches = _count(_field(report, "iterations"), "iterations") * _count(
         _field(report, "patches_per_iteration"), "patches per iteration")
     counts = activity(spikes, input_spikes, costs)
+    counted = report.get("counts")
+    if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean
+        counts = exact_activity(counts, counted, costs)
 
     config = _model_config(model_path)
     macs = ann_macs(config, patches)
@@ -521,6 +551,8 @@ def energy_report(
             "synops_effective": counts.effective_synops,
             "synops_structural_zeros": counts.structural_zero_synops,
             "synops": counts.effective_synops + counts.structural_zero_synops,
+            "synops_method": (counted.get("method", "counted per neuron") if counted
+                              else "layer spikes x mean fan-out of the layer's synapses"),
             "layers": [
                 {"index": c.index, "type": c.type, "neurons": c.neurons, "source_neurons": c.source_neurons,
                  "synapses": c.synapses, "nonzero_synapses": c.nonzero_synapses, "fanout": c.fanout,
