@@ -37,8 +37,9 @@ demo: $(STAMP)
 	$(BIN)/spikereg train --config configs/demo.yaml --out $(DEMO)/train
 	$(BIN)/spikereg export $(DEMO)/train/checkpoints/best.pt --to netx --out $(DEMO)/model.net
 	$(BIN)/spikereg run --backend sim --model $(DEMO)/model.net \
-		--fixed $(DEMO)/data/pair_000/fixed.nii.gz --moving $(DEMO)/data/pair_000/moving.nii.gz \
-		--moving-labels $(DEMO)/data/pair_000/moving_labels.nii.gz --out $(DEMO)/run
+		--fixed $(DEMO)/data/train/fixed_images/pair_000.nii.gz \
+		--moving $(DEMO)/data/train/moving_images/pair_000.nii.gz \
+		--moving-labels $(DEMO)/data/train/moving_labels/pair_000.nii.gz --out $(DEMO)/run
 	$(BIN)/spikereg report $(DEMO)/run
 	@echo "demo outputs: $(DEMO)/ (data/, train/, model.net, model.verify.json, run/)"
 

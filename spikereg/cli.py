@@ -208,24 +208,120 @@ def map_command(
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (pair_000/, pair_001/, ...)."),
-    pairs: int = typer.Option(4, help="Number of pairs."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Output folder: train/, val/, test/ in DeepReg's paired layout "
+                                  "(fixed_images/, moving_images/, fixed_labels/, moving_labels/, ddfs/)."),
+    pairs: int = typer.Option(4, help="Number of pairs, over all splits."),
     spacing: float = typer.Option(4.0, help="Voxel size in mm."),
-    max_displacement: float = typer.Option(3.0, help="Largest ground-truth displacement, voxels."),
+    split: str = typer.Option("0.7,0.15,0.15", help="Fractions of pairs for train,val,test (sum 1)."),
+    deformation: str = typer.Option("bspline", help="bspline: small-displacement B-spline fields; "
+                                                    "diffeomorphic: integrated random velocity fields."),
+    max_displacement: float = typer.Option(3.0, help="Largest ground-truth displacement (diffeomorphic: "
+                                                     "velocity), voxels."),
     control_spacing: int = typer.Option(8, help="Voxels between the random field's control points."),
-    noise_std: float = typer.Option(0.02, help="Gaussian intensity noise."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same files)."),
+    noise_std: float = typer.Option(0.02, help="Gaussian intensity noise (images in [0, 1])."),
+    bias_field: float = typer.Option(0.0, help="Smooth multiplicative bias field: largest |log gain| "
+                                               "(0.2 is a strong MR bias); 0 = none."),
+    gamma_std: float = typer.Option(0.0, help="Contrast change: image ** g, log g ~ N(0, gamma-std) "
+                                              "(0.1 is typical); 0 = none."),
+    seed: int = typer.Option(0, help="Random seed (same seed and options, same files)."),
 ) -> None:
     """Synthetic pairs (fixed, moving, ground-truth ddf, tissue labels) from the MNI template."""
     with _cli_errors():
-        from spikereg.data import write_pairs
+        from spikereg.data import write_dataset
+        from spikereg.data.synth import check_options, split_sizes
 
+        fractions = _split_fractions(split)
+        split_sizes(pairs, fractions)  # bad options fail before the progress bar
+        check_options(deformation=deformation, noise_std=noise_std, bias_field=bias_field, gamma_std=gamma_std)
         with _progress() as bar:
             task = bar.add_task("pairs", total=pairs, info="")
-            folders = write_pairs(out, pairs, spacing=spacing, seed=seed, max_displacement=max_displacement,
-                                  control_spacing=control_spacing, noise_std=noise_std,
-                                  progress=lambda done, total: bar.update(task, completed=done))
-        console.print(f"wrote {len(folders)} pairs to {out}")
+            written = write_dataset(out, pairs, spacing=spacing, seed=seed, max_displacement=max_displacement,
+                                    control_spacing=control_spacing, noise_std=noise_std, deformation=deformation,
+                                    bias_field=bias_field, gamma_std=gamma_std, split=fractions,
+                                    progress=lambda done, total: bar.update(task, completed=done))
+        console.print(f"wrote {pairs} pairs to {out}: "
+                      + ", ".join(f"{name} {len(files)}" for name, files in written.items()))
+
+
+def _split_fractions(split: str) -> tuple[float, float, float]:
+    try:
+        fractions = tuple(float(part) for part in split.split(","))
+    except ValueError:
+        fractions = ()
+    if len(fractions) != 3:
+        raise ValueError(f"--split {split}: expected three comma-separated fractions train,val,test "
+                         "(e.g. 0.7,0.15,0.15)")
+    return fractions
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset folder in DeepReg's paired, unpaired or grouped "
+                                                        "layout (NIfTI or HDF5), e.g. from 'spikereg data synth'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: metrics.csv, metrics_per_label.csv, "
+                                                      "metrics_summary.csv (and pairs/ with --save-outputs)."),
+    split: Optional[str] = typer.Option("test", help="Subfolder of --data to evaluate (train, val, test); "
+                                                     "'' for --data itself."),
+    model: Optional[Path] = typer.Option(None, "--model",
+                                         help="Exported netx file (spikereg export); default: the shipped demo model."),
+    backend: str = typer.Option("torch", "--backend", "-b",
+                                help="torch: SLAYER on the file's weights (fast, same spikes as Lava); "
+                                     "sim: Lava CPU simulator; loihi2: Loihi 2 chip."),
+    precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
+    device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
+    iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
+    patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's)."),
+    save_outputs: bool = typer.Option(False, "--save-outputs",
+                                      help="Also write each pair's ddf, warped image and labels under pairs/."),
+) -> None:
+    """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
+    with _cli_errors():
+        from lava_export.netx import read_metadata
+        from spikereg.data import load_dataset
+        from spikereg.evaluation import EVALUATION_FILES, evaluate as run_evaluation
+        from spikereg.registration.backends import check_backend
+        from spikereg.registration.pipeline import run_options
+
+        dataset = load_dataset(data, split or None)
+        check_backend(backend, precision, device)  # all of these fail now, before any work
+        if model is None:
+            from spikereg.pretrained import DEFAULT_MODEL
+
+            model = DEFAULT_MODEL
+        iterations, patch_stride = run_options(read_metadata(model), iterations, patch_stride)
+        with _progress() as bar:
+            task = bar.add_task("pairs", total=len(dataset), info=dataset.files[0].name)
+
+            def report(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, info=name)
+
+            result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
+                                    iterations=iterations, patch_stride=patch_stride, save_outputs=save_outputs,
+                                    progress=report)
+        summary = result.summary
+        for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
+                                     ("ncc_before", "ncc", "NCC")):
+            if summary[after]["count"]:
+                console.print(f"{label}: {summary[before]['mean']:.4f} before -> {summary[after]['mean']:.4f} "
+                              f"after (mean of {summary[after]['count']} pairs)")
+        console.print(f"wrote {', '.join(EVALUATION_FILES.values())} to {out}")
+
+
+@app.command()
+def warp(
+    image: Path = typer.Option(..., "--image", "-i", help="Image or label map to warp (NIfTI)."),
+    ddf: Path = typer.Option(..., "--ddf", "-d", help="Displacement field from 'spikereg run' (ddf.nii.gz)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output NIfTI file (.nii.gz or .nii)."),
+    labels: bool = typer.Option(False, "--labels/--image-values", "--nearest",
+                                help="A label map: nearest-neighbour sampling, integer output."),
+) -> None:
+    """Warp any image or label map with a displacement field: out(x) = image(x + ddf(x))."""
+    with _cli_errors():
+        from spikereg.data import warp_file
+
+        written = warp_file(image, ddf, out, labels=labels)
+        console.print(f"wrote {written}")
 
 
 def main() -> None:  # console-script entry point

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,37 +31,39 @@ def _check_ddf(ddf: np.ndarray, name: str = "ddf") -> np.ndarray:
     return ddf
 
 
-def random_ddf(
+def smooth_random_field(
     shape: tuple[int, int, int],
-    max_displacement: float,
+    peak: float,
     control_spacing: int,
     rng: np.random.Generator,
+    *,
+    channels: int = 3,
 ) -> np.ndarray:
-    """Smooth random field (3, *shape), float32, whose largest voxel displacement is ``max_displacement``.
+    """Smooth random field (channels, *shape), float32, whose largest per-voxel vector norm is ``peak``.
 
     Gaussian random coefficients on a control grid every ``control_spacing``
     voxels (plus a border) are interpolated with cubic B-splines (a classic
-    free-form deformation), then the field is scaled so that the maximum of
-    |ddf(x)| over voxels equals ``max_displacement`` exactly.
+    free-form deformation), then the field is scaled so that the maximum over
+    voxels of the norm across channels equals ``peak`` exactly.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"random_ddf: shape must be 3 positive sizes, got {shape}")
-    if not (math.isfinite(max_displacement) and max_displacement >= 0):
-        raise ValueError(f"random_ddf: max_displacement must be >= 0, got {max_displacement}")
+        raise ValueError(f"random field: shape must be 3 positive sizes, got {shape}")
+    if not (math.isfinite(peak) and peak >= 0):
+        raise ValueError(f"random field: peak (max displacement) must be >= 0, got {peak}")
     if int(control_spacing) != control_spacing or control_spacing < 1:
-        raise ValueError(f"random_ddf: control_spacing must be a positive integer, got {control_spacing}")
+        raise ValueError(f"random field: control_spacing must be a positive integer, got {control_spacing}")
     control_spacing = int(control_spacing)
-    if max_displacement == 0:
-        return np.zeros((3, *shape), dtype=np.float32)
+    if peak == 0:
+        return np.zeros((channels, *shape), dtype=np.float32)
     # Output voxel i sits at control coordinate 1 + i / control_spacing. A cubic
     # B-spline at t uses coefficients floor(t)-1 .. floor(t)+2, so
     # (n-1)//control_spacing + 4 control points cover the volume with no
     # boundary handling involved.
     coarse = tuple((n - 1) // control_spacing + 4 for n in shape)
-    coeffs = rng.standard_normal((3, *coarse), dtype=np.float32)
-    ddf = np.empty((3, *shape), dtype=np.float32)
-    for k in range(3):
+    coeffs = rng.standard_normal((channels, *coarse), dtype=np.float32)
+    field = np.empty((channels, *shape), dtype=np.float32)
+    for k in range(channels):
         # prefilter=False: the random values are B-spline coefficients (not
         # samples), which gives a smoother field without overshoot.
         ndimage.affine_transform(
@@ -68,16 +71,72 @@ def random_ddf(
             np.full(3, 1.0 / control_spacing),
             offset=1.0,
             output_shape=shape,
-            output=ddf[k],
+            output=field[k],
             order=3,
             prefilter=False,
             mode="nearest",
         )
-    peak = float(np.sqrt((ddf * ddf).sum(axis=0)).max())
-    if peak == 0.0:
-        return np.zeros_like(ddf)
-    ddf *= np.float32(max_displacement / peak)
-    return ddf
+    largest = float(np.sqrt((field * field).sum(axis=0)).max())
+    if largest == 0.0:
+        return np.zeros_like(field)
+    field *= np.float32(peak / largest)
+    return field
+
+
+def random_ddf(
+    shape: tuple[int, int, int],
+    max_displacement: float,
+    control_spacing: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Smooth random (small-displacement) field (3, *shape), float32, peak |ddf(x)| = ``max_displacement``.
+
+    A cubic B-spline free-form deformation: see :func:`smooth_random_field`.
+    """
+    return smooth_random_field(shape, max_displacement, control_spacing, rng, channels=3)
+
+
+def integrate_velocity(velocity: np.ndarray, steps: int = 7) -> np.ndarray:
+    """Displacement field of the flow of a stationary velocity field (3, D, H, W), voxels.
+
+    Scaling and squaring (Arsigny et al. 2006) with MONAI's ``DVF2DDF``: the
+    velocity is divided by 2**steps, then composed with itself ``steps``
+    times. The result is diffeomorphic when each scaled step is small, and
+    integrating ``-velocity`` gives its inverse.
+    """
+    velocity = _check_ddf(velocity, "integrate_velocity: velocity")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"integrate_velocity: steps must be an integer >= 0, got {steps}")
+    if not velocity.any():
+        return velocity.copy()
+    from monai.networks.blocks import DVF2DDF
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*Using PyTorch native grid_sample.*", category=UserWarning
+        )
+        # Border padding, as every other warp here: a zero pad would pull the
+        # field towards 0 at the volume's edge.
+        integrate = DVF2DDF(num_steps=int(steps), mode="bilinear", padding_mode="border")
+        with torch.no_grad():
+            ddf = integrate(torch.from_numpy(np.ascontiguousarray(velocity))[None])
+    return ddf[0].numpy().astype(np.float32, copy=False)
+
+
+def random_diffeomorphic_ddf(
+    shape: tuple[int, int, int],
+    max_velocity: float,
+    control_spacing: int,
+    rng: np.random.Generator,
+    steps: int = 7,
+) -> np.ndarray:
+    """Random diffeomorphic field (3, *shape): a smooth random velocity field, integrated.
+
+    The velocity is :func:`random_ddf` with peak ``max_velocity`` voxels; the
+    displacement after :func:`integrate_velocity` has about that peak (more
+    where the flow follows the velocity, less where it turns).
+    """
+    return integrate_velocity(random_ddf(shape, max_velocity, control_spacing, rng), steps)
 
 
 @functools.lru_cache(maxsize=16)
@@ -197,3 +256,25 @@ def jacobian_determinant(ddf: np.ndarray) -> np.ndarray:
     h, i, j = g[2][0], g[2][1], g[2][2] + 1
     det = a * (e * j - f * i) - b * (d * j - f * h) + c * (d * i - e * h)
     return det.astype(np.float32, copy=False)
+
+
+def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bool = False) -> Path:
+    """Warp the NIfTI ``image`` with the field file ``ddf`` (:func:`~spikereg.data.io.save_ddf`) into ``out``.
+
+    ``labels``: nearest-neighbour sampling and an integer (int16) file, for
+    label maps. The image must lie on the field's grid (shape and affine);
+    the output keeps that grid. Written atomically.
+    """
+    from .io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, load_volume, save_volume
+
+    volume = load_volume(image, what="image")
+    field, affine = load_ddf(ddf)
+    if volume.shape != field.shape[1:]:
+        raise VolumeError(f"image {image}: shape {volume.shape} differs from the ddf {ddf}'s grid "
+                          f"{tuple(field.shape[1:])}; resample it onto the fixed image's grid first")
+    difference = float(np.max(np.abs(volume.affine - affine)))
+    if difference > AFFINE_TOLERANCE_MM:
+        raise VolumeError(f"image {image}: affine differs from the ddf {ddf}'s (largest difference "
+                          f"{difference:.4g} mm); resample it onto the fixed image's grid first")
+    warped = warp(volume.data, field, mode="nearest" if labels else "linear")
+    return save_volume(out, warped, volume.affine, dtype=np.int16 if labels else np.float32)

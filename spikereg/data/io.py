@@ -13,7 +13,10 @@ file, and an interrupted or failing save leaves nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,3 +315,26 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write into; its contents move into ``out`` only on success.
+
+    On an exception (or Ctrl-C) the staging folder is deleted and ``out`` is
+    left as it was, so readers never see a half-written set of outputs.
+    Files already in ``out`` with the same names are replaced.
+    """
+    out = Path(out)
+    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        yield staging
+        out.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            target = out / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

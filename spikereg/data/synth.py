@@ -8,14 +8,17 @@ registration of moving onto fixed would find.
 """
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .deform import random_ddf, warp
+from .deform import random_ddf, random_diffeomorphic_ddf, smooth_random_field, warp
 from .io import save_ddf, save_volume
+from .loaders import NIFTI_SUFFIX, PairFiles
 from .template import load_mni, tissue_labels
 
 # Label maps hold 0, 1, 2: uint8 on disk is exact and 4x smaller than float32.
@@ -33,6 +36,46 @@ class SyntheticPair:
     moving_labels: np.ndarray | None
 
 
+DEFORMATIONS = ("bspline", "diffeomorphic")
+
+
+def _deformation(kind: str, shape, magnitude: float, control_spacing: int, rng: np.random.Generator) -> np.ndarray:
+    """One random field of ``kind``: a B-spline displacement, or an integrated velocity field."""
+    if kind == "bspline":
+        return random_ddf(shape, magnitude, control_spacing, rng)
+    return random_diffeomorphic_ddf(shape, magnitude, control_spacing, rng)
+
+
+def change_intensity(
+    image: np.ndarray, rng: np.random.Generator, *, bias_field: float = 0.0, gamma_std: float = 0.0
+) -> np.ndarray:
+    """A different acquisition of ``image`` (values in [0, 1]): contrast change, then bias field.
+
+    Contrast: ``image ** g`` with log g ~ N(0, ``gamma_std``). Bias: a smooth
+    multiplicative field exp(b(x) - max b) with |b| up to ``bias_field``, on a
+    control grid of about a third of the volume (MR coil inhomogeneity is that
+    smooth), so gains lie in [exp(-2 bias_field), 1] and values stay in [0, 1].
+    Nothing is drawn from ``rng`` for a change that is 0.
+    """
+    if gamma_std > 0:
+        image = np.power(image, np.float32(np.exp(rng.normal(0.0, gamma_std))), dtype=np.float32)
+    if bias_field > 0:
+        log_gain = smooth_random_field(image.shape, bias_field, max(1, max(image.shape) // 3), rng, channels=1)[0]
+        log_gain -= log_gain.max()
+        image = image * np.exp(log_gain)
+    return image
+
+
+def check_options(*, deformation: str = "bspline", noise_std: float = 0.0, bias_field: float = 0.0,
+                  gamma_std: float = 0.0) -> None:
+    """Raise a ValueError naming the option unless these pair options are valid."""
+    if deformation not in DEFORMATIONS:
+        raise ValueError(f"--deformation {deformation}: must be one of {', '.join(DEFORMATIONS)}")
+    for name, value in (("noise-std", noise_std), ("bias-field", bias_field), ("gamma-std", gamma_std)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"--{name} {value}: must be >= 0")
+
+
 def make_pair(
     base: np.ndarray,
     rng: np.random.Generator,
@@ -42,14 +85,22 @@ def make_pair(
     base_labels: np.ndarray | None = None,
     base_displacement: float | None = None,
     noise_std: float = 0.0,
+    deformation: str = "bspline",
+    bias_field: float = 0.0,
+    gamma_std: float = 0.0,
 ) -> SyntheticPair:
     """One synthetic pair from ``base`` (D, H, W); random draws come from ``rng`` only.
 
     moving = warp(base, v) with |v| up to ``base_displacement`` (default
     ``max_displacement``) varies the anatomy; fixed = warp(moving, u) with
-    |u| up to ``max_displacement``; the returned ddf is u. Labels follow the
-    same fields with nearest-neighbour sampling. Gaussian noise of
-    ``noise_std`` is then added to both images, clipped to [0, 1].
+    |u| up to ``max_displacement``; the returned ddf is u. ``deformation``
+    "bspline" draws small-displacement B-spline fields (:func:`random_ddf`);
+    "diffeomorphic" integrates random stationary velocity fields of that peak
+    (:func:`random_diffeomorphic_ddf`). Labels follow the same fields with
+    nearest-neighbour sampling. Each image then gets its own intensity change
+    (:func:`change_intensity`: ``gamma_std``, ``bias_field``) and Gaussian
+    noise of ``noise_std``, clipped to [0, 1]. With the defaults the result
+    (and the draws from ``rng``) are what they were before those options existed.
     """
     base = np.asarray(base, dtype=np.float32)
     if base.ndim != 3:
@@ -60,19 +111,21 @@ def make_pair(
             raise ValueError(
                 f"make_pair: base_labels shape {base_labels.shape} differs from base shape {base.shape}"
             )
-    if noise_std < 0:
-        raise ValueError(f"make_pair: noise_std must be >= 0, got {noise_std}")
+    check_options(deformation=deformation, noise_std=noise_std, bias_field=bias_field, gamma_std=gamma_std)
     if base_displacement is None:
         base_displacement = max_displacement
     shape = base.shape
-    v = random_ddf(shape, base_displacement, control_spacing, rng)
-    u = random_ddf(shape, max_displacement, control_spacing, rng)
+    v = _deformation(deformation, shape, base_displacement, control_spacing, rng)
+    u = _deformation(deformation, shape, max_displacement, control_spacing, rng)
     moving = warp(base, v)
     fixed = warp(moving, u)
     moving_labels = fixed_labels = None
     if base_labels is not None:
         moving_labels = warp(base_labels, v, mode="nearest")
         fixed_labels = warp(moving_labels, u, mode="nearest")
+    if bias_field > 0 or gamma_std > 0:
+        fixed, moving = (change_intensity(img, rng, bias_field=bias_field, gamma_std=gamma_std)
+                         for img in (fixed, moving))
     if noise_std > 0:
         for img in (fixed, moving):
             img += rng.normal(0.0, noise_std, size=shape).astype(np.float32)
@@ -80,7 +133,25 @@ def make_pair(
     return SyntheticPair(fixed=fixed, moving=moving, ddf=u, fixed_labels=fixed_labels, moving_labels=moving_labels)
 
 
-def write_pairs(
+SPLITS = ("train", "val", "test")
+
+
+def split_sizes(n_pairs: int, fractions: tuple[float, float, float]) -> dict[str, int]:
+    """How many of ``n_pairs`` go to train, val and test for ``fractions`` (summing to 1).
+
+    val and test get the rounded share, train the rest, so every pair lands somewhere.
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or not all(np.isfinite(f) and f >= 0 for f in fractions) \
+            or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"--split {','.join(f'{f:g}' for f in fractions)}: need three fractions "
+                         "train,val,test, each >= 0, summing to 1 (e.g. 0.7,0.15,0.15)")
+    val, test = (int(round(n_pairs * f)) for f in fractions[1:])
+    test = min(test, n_pairs - val)
+    return {"train": n_pairs - val - test, "val": val, "test": test}
+
+
+def write_dataset(
     out_dir: Path,
     n_pairs: int,
     *,
@@ -89,41 +160,75 @@ def write_pairs(
     max_displacement: float,
     control_spacing: int,
     noise_std: float = 0.0,
+    deformation: str = "bspline",
+    bias_field: float = 0.0,
+    gamma_std: float = 0.0,
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
     progress: Callable[[int, int], None] | None = None,
-) -> list[Path]:
-    """Write ``n_pairs`` MNI-based pairs to ``out_dir/pair_000`` ... and return those folders.
+) -> dict[str, list[PairFiles]]:
+    """Write ``n_pairs`` MNI-based pairs as a DeepReg paired dataset; returns the files per split.
 
-    Each folder holds fixed.nii.gz, moving.nii.gz, ddf.nii.gz (see
-    :func:`save_ddf`, voxel units), fixed_labels.nii.gz and
-    moving_labels.nii.gz (0 background, 1 grey, 2 white matter), all on the
-    template's grid at ``spacing`` mm. Output is byte-identical for a given
-    seed, and pair i does not depend on ``n_pairs``. ``progress(done, total)``
-    is called after each pair.
+    ``out_dir/{train,val,test}/`` each hold ``fixed_images/``,
+    ``moving_images/``, ``fixed_labels/``, ``moving_labels/`` (0 background,
+    1 grey, 2 white matter, uint8) and ``ddfs/`` (the ground-truth field, see
+    :func:`save_ddf`, voxel units), one ``pair_NNN.nii.gz`` per pair in each,
+    on the template's grid at ``spacing`` mm: what
+    :func:`spikereg.data.loaders.load_dataset` reads. Pairs are numbered
+    over the whole dataset, train first, then val, then test
+    (:func:`split_sizes`). Pair i is byte-identical for a given seed and
+    options whatever ``n_pairs`` and ``split`` are. A split folder that
+    already exists is replaced, and only once every pair is written, so an
+    interrupted run leaves the old dataset (or nothing). ``progress(done,
+    total)`` is called after each pair.
     """
     if n_pairs < 0:
-        raise ValueError(f"write_pairs: n_pairs must be >= 0, got {n_pairs}")
+        raise ValueError(f"--pairs {n_pairs}: must be >= 0")
+    sizes = split_sizes(n_pairs, split)
+    check_options(deformation=deformation, noise_std=noise_std, bias_field=bias_field, gamma_std=gamma_std)
     out_dir = Path(out_dir)
     t1 = load_mni("t1", spacing)
     labels = tissue_labels(spacing).data
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / f".synth.{os.getpid()}.partial"
     # One independent stream per pair: pair i is the same whatever n_pairs is.
-    streams = np.random.SeedSequence(seed).spawn(n_pairs)
-    folders: list[Path] = []
-    for i, stream in enumerate(streams):
-        pair = make_pair(
-            t1.data,
-            np.random.default_rng(stream),
-            max_displacement=max_displacement,
-            control_spacing=control_spacing,
-            base_labels=labels,
-            noise_std=noise_std,
-        )
-        folder = out_dir / f"pair_{i:03d}"
-        save_volume(folder / "fixed.nii.gz", pair.fixed, t1.affine)
-        save_volume(folder / "moving.nii.gz", pair.moving, t1.affine)
-        save_ddf(folder / "ddf.nii.gz", pair.ddf, t1.affine)
-        save_volume(folder / "fixed_labels.nii.gz", pair.fixed_labels, t1.affine, dtype=_LABEL_DTYPE)
-        save_volume(folder / "moving_labels.nii.gz", pair.moving_labels, t1.affine, dtype=_LABEL_DTYPE)
-        folders.append(folder)
-        if progress is not None:
-            progress(i + 1, n_pairs)
-    return folders
+    streams = iter(np.random.SeedSequence(seed).spawn(n_pairs))
+    written: dict[str, list[PairFiles]] = {}
+    try:
+        index = 0
+        for name in SPLITS:
+            written[name] = []
+            for _ in range(sizes[name]):
+                pair = make_pair(
+                    t1.data,
+                    np.random.default_rng(next(streams)),
+                    max_displacement=max_displacement,
+                    control_spacing=control_spacing,
+                    base_labels=labels,
+                    noise_std=noise_std,
+                    deformation=deformation,
+                    bias_field=bias_field,
+                    gamma_std=gamma_std,
+                )
+                files = PairFiles.paired(out_dir / name, f"pair_{index:03d}", NIFTI_SUFFIX)
+                staged = PairFiles.paired(staging / name, files.name, NIFTI_SUFFIX)
+                save_volume(staged.fixed, pair.fixed, t1.affine)
+                save_volume(staged.moving, pair.moving, t1.affine)
+                save_volume(staged.fixed_labels, pair.fixed_labels, t1.affine, dtype=_LABEL_DTYPE)
+                save_volume(staged.moving_labels, pair.moving_labels, t1.affine, dtype=_LABEL_DTYPE)
+                save_ddf(staged.ddf, pair.ddf, t1.affine)
+                written[name].append(files)
+                index += 1
+                if progress is not None:
+                    progress(index, n_pairs)
+        for name in SPLITS:
+            if not sizes[name]:
+                continue
+            target = out_dir / name
+            old = out_dir / f".{name}.{os.getpid()}.old"
+            if target.exists():
+                os.replace(target, old)
+            os.replace(staging / name, target)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written

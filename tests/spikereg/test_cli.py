@@ -21,11 +21,11 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def small_pair(tmp_path_factory):
     """A real-anatomy pair at 8 mm (the tiny network's spacing), ground truth kept."""
-    from spikereg.data import write_pairs
+    from spikereg.data import write_dataset
 
     out = tmp_path_factory.mktemp("pairs")
-    (folder,) = write_pairs(out, 1, spacing=8.0, seed=3, max_displacement=2.0, control_spacing=4)
-    return folder
+    (pair,) = write_dataset(out, 1, spacing=8.0, seed=3, max_displacement=2.0, control_spacing=4)["train"]
+    return pair  # PairFiles: .fixed, .moving, .moving_labels, .ddf paths
 
 
 def test_help_lists_every_command():
@@ -46,11 +46,11 @@ def test_console_script_entry_point():
 def test_run_sim_writes_nifti_outputs_and_report(tiny_export, small_pair, tmp_path):
     net, model = tiny_export
     out = tmp_path / "run"
-    result = invoke("run", "--backend", "sim", "--model", model, "--fixed", small_pair / "fixed.nii.gz",
-                    "--moving", small_pair / "moving.nii.gz", "--out", out, "--iterations", "1",
-                    "--moving-labels", small_pair / "moving_labels.nii.gz")
+    result = invoke("run", "--backend", "sim", "--model", model, "--fixed", small_pair.fixed,
+                    "--moving", small_pair.moving, "--out", out, "--iterations", "1",
+                    "--moving-labels", small_pair.moving_labels)
     assert result.exit_code == 0, result.output
-    fixed = nib.load(small_pair / "fixed.nii.gz")
+    fixed = nib.load(small_pair.fixed)
     ddf = nib.load(out / "ddf.nii.gz")
     warped = nib.load(out / "warped.nii.gz")
     assert ddf.shape == fixed.shape + (1, 3) and warped.shape == fixed.shape
@@ -74,8 +74,8 @@ def test_loihi2_backend_without_lava_loihi_says_what_is_missing(tiny_export, sma
     if loihi2_available():
         pytest.skip("lava-loihi is installed here")
     _, model = tiny_export
-    result = invoke("run", "--backend", "loihi2", "--model", model, "--fixed", small_pair / "fixed.nii.gz",
-                    "--moving", small_pair / "moving.nii.gz", "--out", tmp_path / "out")
+    result = invoke("run", "--backend", "loihi2", "--model", model, "--fixed", small_pair.fixed,
+                    "--moving", small_pair.moving, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert "lava-loihi" in result.output and "--backend sim" in result.output
     assert not (tmp_path / "out").exists()
@@ -90,7 +90,7 @@ def _one_error_line(result):
 
 def test_bad_inputs_give_one_line_and_no_outputs(tiny_export, small_pair, tmp_path):
     _, model = tiny_export
-    fixed, moving = small_pair / "fixed.nii.gz", small_pair / "moving.nii.gz"
+    fixed, moving = small_pair.fixed, small_pair.moving
     out = tmp_path / "out"
 
     line = _one_error_line(invoke("run", "--model", model, "--fixed", tmp_path / "nope.nii.gz",

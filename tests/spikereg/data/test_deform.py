@@ -1,6 +1,7 @@
 """Displacement fields: known-answer warps, composition, inversion, Jacobians."""
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -8,9 +9,11 @@ import torch
 from spikereg.data import (
     compose,
     compose_torch,
+    integrate_velocity,
     invert,
     jacobian_determinant,
     random_ddf,
+    random_diffeomorphic_ddf,
     warp,
     warp_torch,
 )
@@ -197,3 +200,58 @@ def test_jacobian_of_uniform_scaling_and_shear() -> None:
     squash = np.zeros_like(idx)
     squash[2] = -0.5 * idx[2]  # halve axis 2
     np.testing.assert_allclose(jacobian_determinant(squash), 0.5, rtol=1e-5)
+
+
+def test_integrating_zero_velocity_is_identity_and_small_velocity_is_itself() -> None:
+    zero = np.zeros((3, *SHAPE), dtype=np.float32)
+    np.testing.assert_array_equal(integrate_velocity(zero), zero)
+    # For a constant velocity the flow is that translation, exactly.
+    np.testing.assert_allclose(integrate_velocity(_translation((0.5, -1.0, 2.0))), _translation((0.5, -1.0, 2.0)),
+                               atol=1e-4)
+
+
+def test_flow_of_velocity_composed_with_flow_of_its_negative_is_near_identity() -> None:
+    velocity = random_ddf(SHAPE, 3.0, 6, np.random.default_rng(2))
+    forward, backward = integrate_velocity(velocity), integrate_velocity(-velocity)
+    # Not a plain copy of the velocity: the flow bends along itself.
+    assert np.abs(forward - velocity).max() > 0.05
+    inner = (slice(None),) + (slice(3, -3),) * 3  # border padding of the resampling aside
+    assert np.abs(compose(forward, backward))[inner].max() < 0.1
+    assert np.abs(compose(backward, forward))[inner].max() < 0.1
+    assert np.abs(compose(forward, forward))[inner].max() > 1.0  # the test can tell
+    assert jacobian_determinant(forward).min() > 0
+
+
+def test_random_diffeomorphic_field_does_not_fold_where_bspline_does() -> None:
+    rng_seed = 0
+    bspline = random_ddf(SHAPE, 5.0, 4, np.random.default_rng(rng_seed))
+    flow = random_diffeomorphic_ddf(SHAPE, 5.0, 4, np.random.default_rng(rng_seed))
+    assert jacobian_determinant(bspline).min() <= 0
+    assert jacobian_determinant(flow).min() > 0
+    assert 2.0 < np.sqrt((flow**2).sum(axis=0)).max() < 10.0
+
+
+def test_warp_file_warps_images_and_labels_and_checks_the_grid(tmp_path) -> None:
+    from spikereg.data import VolumeError, load_volume, save_ddf, save_volume, warp_file
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = _image()
+    labels = np.rint(_image(seed=1) * 3)
+    ddf = _translation((1.0, 0.0, 0.0))
+    save_volume(tmp_path / "img.nii.gz", img, affine)
+    save_volume(tmp_path / "labels.nii.gz", labels, affine, dtype=np.uint8)
+    save_ddf(tmp_path / "ddf.nii.gz", ddf, affine)
+    out = warp_file(tmp_path / "img.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "out.nii.gz")
+    np.testing.assert_allclose(load_volume(out).data, warp(img, ddf), atol=1e-6)
+    out = warp_file(tmp_path / "labels.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "out_labels.nii.gz", labels=True)
+    warped = nib.load(out)
+    assert warped.get_data_dtype() == np.int16
+    np.testing.assert_array_equal(np.asarray(warped.dataobj)[:-1], labels[1:])
+    np.testing.assert_allclose(warped.affine, affine)
+    save_volume(tmp_path / "moved.nii.gz", img, np.diag([2.0, 2.0, 3.0, 1.0]))
+    save_volume(tmp_path / "small.nii.gz", img[:-1], affine)
+    with pytest.raises(VolumeError, match=r"moved.nii.gz: affine differs from the ddf"):
+        warp_file(tmp_path / "moved.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "x.nii.gz")
+    with pytest.raises(VolumeError, match=r"small.nii.gz: shape \(19, 24, 16\) differs"):
+        warp_file(tmp_path / "small.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "x.nii.gz")
+    assert not (tmp_path / "x.nii.gz").exists()

@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 
 from spikereg.data import (
+    change_intensity,
+    jacobian_determinant,
     load_ddf,
     load_mni,
     load_volume,
     make_pair,
+    random_ddf,
+    split_sizes,
     warp,
-    write_pairs,
+    write_dataset,
 )
 
 SHAPE = (24, 28, 20)
@@ -89,33 +93,83 @@ def test_make_pair_rejects_label_shape_mismatch() -> None:
                   base_labels=np.zeros((2, 2, 2)))
 
 
-NAMES = ["ddf.nii.gz", "fixed.nii.gz", "fixed_labels.nii.gz", "moving.nii.gz", "moving_labels.nii.gz"]
+def test_diffeomorphic_pair_folds_nowhere_and_is_registered_by_ddf() -> None:
+    base, labels = _base()
+    pair = make_pair(base, np.random.default_rng(4), max_displacement=4.0, control_spacing=4,
+                     base_labels=labels, deformation="diffeomorphic")
+    # Velocities this rough make a B-spline displacement of the same peak fold;
+    # their flow does not.
+    assert jacobian_determinant(random_ddf(SHAPE, 4.0, 4, np.random.default_rng(0))).min() <= 0
+    assert jacobian_determinant(pair.ddf).min() > 0
+    assert _mse(warp(pair.moving, pair.ddf), pair.fixed) < 1e-6 * _mse(pair.moving, pair.fixed)
+    np.testing.assert_array_equal(warp(pair.moving_labels, pair.ddf, mode="nearest"), pair.fixed_labels)
+    with pytest.raises(ValueError, match="--deformation affine: must be one of bspline, diffeomorphic"):
+        make_pair(base, np.random.default_rng(0), max_displacement=1.0, control_spacing=6, deformation="affine")
 
 
-def test_write_pairs_files_and_determinism(tmp_path: Path) -> None:
+def test_intensity_changes_differ_per_image_and_stay_in_range() -> None:
+    base, _ = _base()
+    plain = make_pair(base, np.random.default_rng(5), max_displacement=2.0, control_spacing=6)
+    changed = make_pair(base, np.random.default_rng(5), max_displacement=2.0, control_spacing=6,
+                        bias_field=0.3, gamma_std=0.2)
+    np.testing.assert_array_equal(plain.ddf, changed.ddf)  # geometry is drawn first, unchanged
+    for before, after in ((plain.fixed, changed.fixed), (plain.moving, changed.moving)):
+        assert after.min() >= 0 and after.max() <= 1
+        assert _mse(before, after) > 1e-4
+    # Fixed and moving are different acquisitions: their gain maps differ, so
+    # the ground truth no longer maps one onto the other exactly...
+    assert _mse(warp(changed.moving, changed.ddf), changed.fixed) > 1e-5
+    # ...but a bias field is smooth: the ratio to the unbiased image varies
+    # slowly (neighbouring voxels in the brain differ little).
+    inside = plain.fixed > 0.2
+    ratio = np.where(inside, changed.fixed / np.maximum(plain.fixed, 1e-6), np.nan)
+    bias_only = change_intensity(plain.fixed, np.random.default_rng(0), bias_field=0.3)
+    gain = bias_only[inside] / plain.fixed[inside]
+    assert gain.max() <= 1 + 1e-6 and gain.min() >= np.exp(-0.6) - 1e-6 and gain.min() < 0.95
+    assert np.nanmax(np.abs(np.diff(ratio, axis=0))) < 0.5
+
+
+SPLIT_DIRS = ["ddfs", "fixed_images", "fixed_labels", "moving_images", "moving_labels"]
+
+
+def test_split_sizes() -> None:
+    assert split_sizes(10, (0.7, 0.15, 0.15)) == {"train": 6, "val": 2, "test": 2}
+    assert split_sizes(1, (0.7, 0.15, 0.15)) == {"train": 1, "val": 0, "test": 0}
+    assert split_sizes(3, (0.0, 0.0, 1.0)) == {"train": 0, "val": 0, "test": 3}
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_sizes(3, (0.5, 0.5, 0.5))
+
+
+def test_write_dataset_layout_and_determinism(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
-    kwargs = dict(spacing=4.0, seed=123, max_displacement=2.0, control_spacing=8, noise_std=0.01)
-    first = write_pairs(tmp_path / "a", 2, progress=lambda d, t: calls.append((d, t)), **kwargs)
-    # A second run (with fewer pairs: pair i must not depend on n_pairs)
-    # writes byte-identical files.
-    second = write_pairs(tmp_path / "b", 1, **kwargs)
-    assert calls == [(1, 2), (2, 2)]
-    assert [p.name for p in first] == ["pair_000", "pair_001"]
-    assert [p.name for p in second] == ["pair_000"]
-    for folder in first + second:
-        assert sorted(p.name for p in folder.iterdir()) == NAMES  # no temp files left
-    for name in NAMES:
-        assert (first[0] / name).read_bytes() == (second[0] / name).read_bytes(), name
-    # Different pairs differ.
-    assert (first[0] / "ddf.nii.gz").read_bytes() != (first[1] / "ddf.nii.gz").read_bytes()
+    kwargs = dict(spacing=8.0, seed=123, max_displacement=2.0, control_spacing=4, noise_std=0.01)
+    first = write_dataset(tmp_path / "a", 3, split=(1 / 3, 1 / 3, 1 / 3),
+                          progress=lambda d, t: calls.append((d, t)), **kwargs)
+    # Another split and fewer pairs: pair i does not depend on either.
+    second = write_dataset(tmp_path / "b", 1, split=(0, 0, 1), **kwargs)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert {k: [p.name for p in v] for k, v in first.items()} == \
+        {"train": ["pair_000"], "val": ["pair_001"], "test": ["pair_002"]}
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["test", "train", "val"]  # no staging left
+    for split in ("train", "val", "test"):
+        assert sorted(p.name for p in (tmp_path / "a" / split).iterdir()) == SPLIT_DIRS
+    (only,) = second["test"]
+    assert only.name == "pair_000" and not (tmp_path / "b" / "train").exists()
+    for kind in ("fixed", "moving", "ddf", "fixed_labels", "moving_labels"):
+        assert getattr(first["train"][0], kind).read_bytes() == getattr(only, kind).read_bytes(), kind
+    assert first["train"][0].ddf.read_bytes() != first["val"][0].ddf.read_bytes()
+    # Writing again replaces a split rather than mixing old and new pairs.
+    write_dataset(tmp_path / "a", 1, split=(1, 0, 0), **{**kwargs, "seed": 9})
+    assert first["train"][0].ddf.read_bytes() != only.ddf.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a" / "train" / "ddfs").iterdir()) == ["pair_000.nii.gz"]
 
 
 def test_written_pair_is_consistent(tmp_path: Path) -> None:
-    (folder,) = write_pairs(tmp_path, 1, spacing=4.0, seed=7, max_displacement=2.0, control_spacing=8)
+    (pair,) = write_dataset(tmp_path, 1, spacing=4.0, seed=7, max_displacement=2.0, control_spacing=8)["train"]
     template = load_mni("t1", 4.0)
-    fixed = load_volume(folder / "fixed.nii.gz")
-    moving = load_volume(folder / "moving.nii.gz")
-    ddf, affine = load_ddf(folder / "ddf.nii.gz")
+    fixed = load_volume(pair.fixed)
+    moving = load_volume(pair.moving)
+    ddf, affine = load_ddf(pair.ddf)
     assert fixed.shape == moving.shape == template.shape == (49, 58, 47)
     assert ddf.shape == (3, 49, 58, 47)
     for aff in (fixed.affine, moving.affine, affine):
@@ -124,7 +178,7 @@ def test_written_pair_is_consistent(tmp_path: Path) -> None:
     # The stored field registers the stored images (float32 files, no noise).
     assert _mse(warp(moving.data, ddf), fixed.data) < 1e-10
     assert _mse(moving.data, fixed.data) > 1e-3
-    fixed_labels = load_volume(folder / "fixed_labels.nii.gz").data
-    moving_labels = load_volume(folder / "moving_labels.nii.gz").data
+    fixed_labels = load_volume(pair.fixed_labels).data
+    moving_labels = load_volume(pair.moving_labels).data
     assert set(np.unique(fixed_labels).tolist()) == {0.0, 1.0, 2.0}
     np.testing.assert_array_equal(warp(moving_labels, ddf, mode="nearest"), fixed_labels)

@@ -1,0 +1,373 @@
+"""Datasets of registration pairs in DeepReg's folder layouts, NIfTI or HDF5.
+
+Layouts (https://deepreg.readthedocs.io, "Dataset loader"), in ``root`` or
+``root/<split>`` (train, val, test):
+
+* **paired**: ``fixed_images/`` and ``moving_images/`` with matching file
+  names, optional ``fixed_labels/``, ``moving_labels/`` and (SpikeReg's
+  addition, what ``spikereg data synth`` writes) ``ddfs/``, the ground-truth
+  field with ``warp(moving, ddf) == fixed``;
+* **unpaired**: ``images/`` and optional ``labels/``; every ordered pair of
+  two different images is a pair;
+* **grouped**: ``images/<group>/`` (and optional ``labels/<group>/``); every
+  ordered pair of two different images of one group is a pair.
+
+Each folder may instead be one HDF5 file of the same name (``fixed_images.h5``,
+``images.h5``, ...) holding one dataset per image (grouped: one HDF5 group per
+group); matching keys play the part of matching file names. HDF5 carries no
+affine unless a dataset has an ``affine`` attribute (4x4); otherwise the
+identity (1 mm voxels) is used.
+
+Images and labels must be 3-D, finite, and each pair on one grid (shape and
+affine); a ground-truth field has shape (3, D, H, W) on the fixed image's grid
+(NIfTI: :func:`spikereg.data.io.save_ddf`'s layout). Every violation, an empty
+folder or a missing counterpart is one :class:`DatasetError` line naming the
+file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+
+from .io import AFFINE_TOLERANCE_MM, Volume, VolumeError, check_pair, load_ddf, load_volume
+
+NIFTI_SUFFIX = ".nii.gz"
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+H5_SUFFIX = ".h5"
+
+FIXED_IMAGES, MOVING_IMAGES = "fixed_images", "moving_images"
+FIXED_LABELS, MOVING_LABELS, DDFS = "fixed_labels", "moving_labels", "ddfs"
+IMAGES, LABELS = "images", "labels"
+
+
+class DatasetError(VolumeError):
+    """A dataset folder or file that does not follow the layout, or holds bad data (one line)."""
+
+
+@dataclass(frozen=True)
+class H5Key:
+    """One dataset (array) inside an HDF5 file."""
+
+    file: Path
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.file}[{self.key}]"
+
+
+Source = Union[Path, H5Key]
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """Where one pair's volumes are: NIfTI paths or HDF5 keys; labels and ground truth optional."""
+
+    name: str
+    fixed: Source
+    moving: Source
+    fixed_labels: Source | None = None
+    moving_labels: Source | None = None
+    ddf: Source | None = None
+
+    @classmethod
+    def paired(cls, folder: Path, name: str, suffix: str = NIFTI_SUFFIX) -> "PairFiles":
+        """All five files of pair ``name`` in a paired-layout NIfTI folder."""
+        folder = Path(folder)
+        return cls(name, *(folder / sub / f"{name}{suffix}"
+                           for sub in (FIXED_IMAGES, MOVING_IMAGES, FIXED_LABELS, MOVING_LABELS, DDFS)))
+
+
+@dataclass
+class Pair:
+    """A loaded pair: volumes on one grid; ddf (3, D, H, W) voxels or None."""
+
+    name: str
+    fixed: Volume
+    moving: Volume
+    fixed_labels: Volume | None = None
+    moving_labels: Volume | None = None
+    ddf: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------- reading one volume
+
+def _read_h5(source: H5Key, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 array, 4x4 affine) of one HDF5 dataset, or a DatasetError naming it."""
+    import h5py
+
+    try:
+        with h5py.File(source.file, "r") as h5:
+            if source.key not in h5 or not isinstance(h5[source.key], h5py.Dataset):
+                raise DatasetError(f"{what} {source}: no such dataset in the file")
+            dataset = h5[source.key]
+            data = np.asarray(dataset[()], dtype=np.float32)
+            affine = dataset.attrs.get("affine")
+    except DatasetError:
+        raise
+    except Exception as exc:  # OSError for non-HDF5 or truncated files, TypeError for odd dtypes
+        raise DatasetError(f"{what} {source}: cannot be read as HDF5 ({' '.join(str(exc).split())})") from None
+    if affine is None:
+        affine = np.eye(4)
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise DatasetError(f"{what} {source}: the 'affine' attribute is not an invertible 4x4 transform")
+    return data, affine
+
+
+def _check_finite(data: np.ndarray, source: Source, what: str) -> None:
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_nan = int(np.count_nonzero(np.isnan(data)))
+        raise DatasetError(f"{what} {source}: contains non-finite voxels "
+                           f"({n_nan} NaN, {int(data.size - finite.sum()) - n_nan} Inf)")
+
+
+def load_source(source: Source, what: str) -> Volume:
+    """A 3-D volume from a NIfTI path or an HDF5 key (trailing singleton axes squeezed)."""
+    if isinstance(source, Path):
+        return load_volume(source, what=what)
+    data, affine = _read_h5(source, what)
+    shape = data.shape
+    if data.ndim < 3 or any(s != 1 for s in shape[3:]):
+        raise DatasetError(f"{what} {source}: not a 3-D volume (shape {shape})")
+    data = data.reshape(shape[:3])
+    if min(data.shape) < 1:
+        raise DatasetError(f"{what} {source}: volume has an empty axis (shape {shape})")
+    _check_finite(data, source, what)
+    return Volume(data=data, affine=affine, path=None)
+
+
+def load_ddf_source(source: Source, what: str = "ground-truth ddf") -> tuple[np.ndarray, np.ndarray]:
+    """(ddf (3, D, H, W) voxels, affine) from a NIfTI file (save_ddf layout) or an HDF5 key.
+
+    HDF5 fields may be stored (3, D, H, W) or (D, H, W, 3).
+    """
+    if isinstance(source, Path):
+        return load_ddf(source, what=what)
+    data, affine = _read_h5(source, what)
+    if data.ndim == 4 and data.shape[-1] == 3 and data.shape[0] != 3:
+        data = np.moveaxis(data, -1, 0)
+    if data.ndim != 4 or data.shape[0] != 3:
+        raise DatasetError(f"{what} {source}: expected shape (3, D, H, W) or (D, H, W, 3), got {data.shape}")
+    _check_finite(data, source, what)
+    return np.ascontiguousarray(data), affine
+
+
+def _same_grid(volume: Volume, reference: Volume, source: Source, what: str, ref_name: str) -> None:
+    if volume.shape != reference.shape:
+        raise DatasetError(f"{what} {source}: shape {volume.shape} differs from the {ref_name}'s {reference.shape}")
+    diff = float(np.max(np.abs(volume.affine - reference.affine)))
+    if diff > AFFINE_TOLERANCE_MM:
+        raise DatasetError(f"{what} {source}: affine differs from the {ref_name}'s "
+                           f"(largest difference {diff:.4g} mm)")
+
+
+def load_pair(files: PairFiles) -> Pair:
+    """Load and check one pair: fixed/moving on one grid, labels on their image's grid, ddf (3, *shape)."""
+    fixed = load_source(files.fixed, "fixed image")
+    moving = load_source(files.moving, "moving image")
+    if isinstance(files.fixed, Path) and isinstance(files.moving, Path):
+        check_pair(fixed, moving)
+    else:  # HDF5 volumes carry no path for check_pair's message: name the keys
+        _same_grid(moving, fixed, files.moving, "moving image", "fixed image")
+    pair = Pair(files.name, fixed, moving)
+    for role, image in (("fixed", fixed), ("moving", moving)):
+        source = getattr(files, f"{role}_labels")
+        if source is not None:
+            labels = load_source(source, f"{role} labels")
+            _same_grid(labels, image, source, f"{role} labels", f"{role} image")
+            setattr(pair, f"{role}_labels", labels)
+    if files.ddf is not None:
+        ddf, affine = load_ddf_source(files.ddf)
+        _same_grid(Volume(ddf[0], affine), fixed, files.ddf, "ground-truth ddf", "fixed image")
+        pair.ddf = ddf
+    return pair
+
+
+# ----------------------------------------------------------------------------- scanning a folder
+
+def _stem(path: Path) -> str | None:
+    """File name without its NIfTI suffix, or None for anything that is not a NIfTI file."""
+    for suffix in _NIFTI_SUFFIXES:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix) and not path.name.startswith("."):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def _nifti_files(folder: Path) -> dict[str, Path]:
+    """{name: path} of the NIfTI files in ``folder``; a DatasetError when there are none."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        name = _stem(path)
+        if name is not None and path.is_file():
+            if name in files:
+                raise DatasetError(f"{path}: same name as {files[name]} (both .nii and .nii.gz)")
+            files[name] = path
+    if not files:
+        raise DatasetError(f"{folder}: empty folder, no NIfTI files (.nii or .nii.gz)")
+    return files
+
+
+def _h5_keys(file: Path, group: str | None = None) -> dict[str, H5Key]:
+    """{key: H5Key} of the datasets in ``file`` (or in one of its groups); a DatasetError when there are none."""
+    import h5py
+
+    try:
+        with h5py.File(file, "r") as h5:
+            node = h5 if group is None else h5[group]
+            names = sorted(k for k, v in node.items() if isinstance(v, h5py.Dataset))
+    except Exception as exc:
+        raise DatasetError(f"{file}: cannot be read as HDF5 ({' '.join(str(exc).split())})") from None
+    if not names:
+        raise DatasetError(f"{file}{f'[{group}]' if group else ''}: no datasets in the HDF5 file")
+    return {name: H5Key(file, name if group is None else f"{group}/{name}") for name in names}
+
+
+def _h5_groups(file: Path) -> list[str]:
+    import h5py
+
+    try:
+        with h5py.File(file, "r") as h5:
+            return sorted(k for k, v in h5.items() if isinstance(v, h5py.Group))
+    except Exception as exc:
+        raise DatasetError(f"{file}: cannot be read as HDF5 ({' '.join(str(exc).split())})") from None
+
+
+def _find(folder: Path, kind: str) -> tuple[str, Path] | None:
+    """("nifti", folder/kind) or ("h5", folder/kind.h5) when one exists; both is ambiguous."""
+    directory, h5 = folder / kind, folder / f"{kind}{H5_SUFFIX}"
+    if directory.is_dir() and h5.is_file():
+        raise DatasetError(f"{folder}: both {kind}/ and {kind}{H5_SUFFIX} exist; keep one")
+    if directory.is_dir():
+        return "nifti", directory
+    if h5.is_file():
+        return "h5", h5
+    return None
+
+
+def _entries(found: tuple[str, Path]) -> dict[str, Source]:
+    fmt, where = found
+    return _nifti_files(where) if fmt == "nifti" else _h5_keys(where)
+
+
+def _matching(reference: dict[str, Source], other: dict[str, Source], ref_what: str, what: str) -> None:
+    """Every entry of ``reference`` has a counterpart in ``other`` and the other way round."""
+    for name, source in reference.items():
+        if name not in other:
+            raise DatasetError(f"{ref_what} {source}: no {what} of the same name")
+    for name, source in other.items():
+        if name not in reference:
+            raise DatasetError(f"{what} {source}: no {ref_what} of the same name")
+
+
+def _paired(folder: Path) -> tuple[str, list[PairFiles]]:
+    fixed_found, moving_found = _find(folder, FIXED_IMAGES), _find(folder, MOVING_IMAGES)
+    if moving_found is None:
+        raise DatasetError(f"{folder}: has {FIXED_IMAGES} but no {MOVING_IMAGES}/ (or {MOVING_IMAGES}.h5)")
+    fixed, moving = _entries(fixed_found), _entries(moving_found)
+    _matching(fixed, moving, "fixed image", "moving image")
+    optional = {}
+    for kind, what in ((FIXED_LABELS, "fixed labels"), (MOVING_LABELS, "moving labels"), (DDFS, "ground-truth ddf")):
+        found = _find(folder, kind)
+        if found is not None:
+            optional[kind] = _entries(found)
+            _matching(fixed, optional[kind], "fixed image", what)
+    pairs = [PairFiles(name, fixed[name], moving[name],
+                       *(optional[k][name] if k in optional else None for k in (FIXED_LABELS, MOVING_LABELS, DDFS)))
+             for name in fixed]
+    return fixed_found[0], pairs
+
+
+def _all_pairs(images: dict[str, Source], labels: dict[str, Source] | None, prefix: str = "") -> list[PairFiles]:
+    """Every ordered pair (fixed, moving) of two different images."""
+    return [PairFiles(f"{prefix}{m}_to_{f}", images[f], images[m],
+                      labels[f] if labels else None, labels[m] if labels else None)
+            for f, m in permutations(images, 2)]
+
+
+def _unpaired_or_grouped(folder: Path, found: tuple[str, Path]) -> tuple[str, str, list[PairFiles]]:
+    fmt, where = found
+    labels_found = _find(folder, LABELS)
+    if fmt == "nifti":
+        groups = sorted(p.name for p in where.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        groups = _h5_groups(where)
+    if not groups:  # unpaired
+        images = _entries(found)
+        labels = _entries(labels_found) if labels_found else None
+        if labels is not None:
+            _matching(images, labels, "image", "label map")
+        pairs = _all_pairs(images, labels)
+        if not pairs:
+            raise DatasetError(f"{where}: an unpaired dataset needs at least two images, found {len(images)}")
+        return "unpaired", fmt, pairs
+    pairs = []
+    for group in groups:
+        if fmt == "nifti":
+            images = _nifti_files(where / group)
+            labels = _nifti_files(labels_found[1] / group) if labels_found and (labels_found[1] / group).is_dir() \
+                else None
+        else:
+            images = _h5_keys(where, group)
+            labels = _h5_keys(labels_found[1], group) if labels_found and group in _h5_groups(labels_found[1]) \
+                else None
+        if labels_found and labels is None:
+            raise DatasetError(f"{labels_found[1]}: no labels for group {group!r} of {where}")
+        if labels is not None:
+            _matching(images, labels, "image", "label map")
+        pairs += _all_pairs(images, labels, prefix=f"{group}_")
+    if not pairs:
+        raise DatasetError(f"{where}: no group holds two images, so there is no pair to register")
+    return "grouped", fmt, pairs
+
+
+@dataclass
+class Dataset:
+    """The pairs of one dataset folder; ``load(i)`` reads and checks pair i."""
+
+    root: Path
+    layout: str  # "paired", "unpaired" or "grouped"
+    format: str  # "nifti" or "h5"
+    files: list[PairFiles]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[PairFiles]:
+        return iter(self.files)
+
+    def load(self, index: int) -> Pair:
+        return load_pair(self.files[index])
+
+
+def load_dataset(root: str | Path, split: str | None = None) -> Dataset:
+    """Scan a DeepReg-layout dataset in ``root`` (or ``root/split``); see the module docstring.
+
+    Only the layout is checked here (folders, names, counterparts); the voxels
+    are read and checked by :meth:`Dataset.load`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"--data {root}: no such folder")
+    folder = root
+    if split is not None:
+        folder = root / split
+        if not folder.is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise DatasetError(f"--split {split}: {folder} does not exist"
+                               + (f" (splits here: {', '.join(present)})" if present else ""))
+    if _find(folder, FIXED_IMAGES) is not None:
+        fmt, files = _paired(folder)
+        return Dataset(folder, "paired", fmt, files)
+    found = _find(folder, IMAGES)
+    if found is not None:
+        layout, fmt, files = _unpaired_or_grouped(folder, found)
+        return Dataset(folder, layout, fmt, files)
+    raise DatasetError(
+        f"{folder}: not a DeepReg dataset: expected {FIXED_IMAGES}/ and {MOVING_IMAGES}/ (paired) or "
+        f"{IMAGES}/ (unpaired; grouped with one subfolder per group), or the same names as .h5 files"
+    )
