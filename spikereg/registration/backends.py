@@ -27,6 +27,7 @@ from lava_export.netx import read_metadata
 from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.registration.register import BackendStats
+from spikereg.report.counts import SpikeCounter, neuron_counts, patch_raster
 
 BACKENDS = ("torch", "sim", "loihi2")
 
@@ -63,7 +64,7 @@ class TorchBackend:
         self.patch_size = net.config.patch_size
         self.reduction = net.reduction
         self.batch_size = batch_size
-        self.chunk_size = batch_size  # patches register() hands over per call
+        self.chunk_size = max(256, batch_size)  # patches register() cuts per call (then batched)
         self.stats = BackendStats()
 
     def __enter__(self) -> "TorchBackend":
@@ -77,13 +78,22 @@ class TorchBackend:
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         tick = time.perf_counter()
         controls, spikes = [], np.zeros(len(self.net.blocks), dtype=np.int64)
+        layers, window = len(self.net.blocks), self.net.window
+        # The per-step spike series Lava would record streaming these patches: layer l
+        # answers patch k in steps [k*window + l, (k+1)*window + l) (see LavaNetwork.run).
+        series = np.zeros((layers, len(fixed) * window + layers - 1), dtype=np.int64)
         input_spikes = 0
         for first in range(0, len(fixed), self.batch_size):
             cut = slice(first, first + self.batch_size)
             encoded = self.net.encode(fixed[cut].to(self.device), moving[cut].to(self.device))
-            input_spikes += int(encoded[..., : self.net.window].sum())
+            input_spikes += int(encoded[..., :window].sum())
             outputs = self.net.layer_outputs(encoded)
             spikes += np.array([int(o.sum()) for o in outputs])
+            self._count(fixed[cut], encoded[..., :window], outputs)
+            for layer, out in enumerate(outputs):
+                steps = out.sum(dim=tuple(range(1, out.ndim - 1))).reshape(-1).cpu().numpy().astype(np.int64)
+                begin = first * window + layer
+                series[layer, begin:begin + steps.size] += steps
             controls.append(self.net.decode(outputs[-1]).cpu().numpy())
             if progress is not None:
                 progress(min(first + self.batch_size, len(fixed)), 0, int(spikes.sum()))
@@ -92,8 +102,22 @@ class TorchBackend:
         if not self.stats.layer_neurons:  # SLAYER blocks know their shapes after a forward pass
             self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.blocks]
         self.stats.input_spikes += input_spikes
-        self.stats.add(spikes, len(fixed) * self.net.window, len(fixed), time.perf_counter() - tick)
+        self.stats.step_spikes.append(series)
+        self.stats.add(spikes, len(fixed) * window, len(fixed), time.perf_counter() - tick)
         return np.concatenate(controls)
+
+    def _count(self, fixed: torch.Tensor, inputs: torch.Tensor, outputs: list[torch.Tensor]) -> None:
+        """Per-neuron counts of one batch (and one patch's raster) for the report's counter."""
+        counter = self.stats.counter
+        if counter is None:
+            return
+        counter.add(neuron_counts(inputs), [neuron_counts(o) for o in outputs],
+                    len(inputs) * self.net.window, self.net.window)
+        index = counter.raster_patch(fixed)
+        if index is not None:
+            layers = {"input": patch_raster(inputs[index])}
+            layers.update({f"layer {l}": patch_raster(o[index]) for l, o in enumerate(outputs, start=1)})
+            counter.set_raster(layers, index, self.name)
 
 
 class LavaBackend:
@@ -124,7 +148,10 @@ class LavaBackend:
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
-        run = self.network.run(spikes, progress=progress)
+        counter = self.stats.counter
+        run = self.network.run(spikes, progress=progress, keep_layers=counter is not None)
+        if counter is not None:
+            self._count(counter, fixed, spikes, run)
         self.stats.input_spikes += int(spikes.sum())  # they drive layer 1's synaptic operations
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
         self.stats.compile_seconds += run.compile_seconds
@@ -132,6 +159,48 @@ class LavaBackend:
         if not self.stats.layer_neurons:
             self.stats.layer_neurons = self.network.layer_sizes
         return self.codec.decode(torch.from_numpy(run.readout)).numpy()
+
+    def _count(self, counter, fixed: torch.Tensor, inputs: np.ndarray, run) -> None:
+        """Per-neuron counts of every patch from each layer's values at every step of the stream.
+
+        Layer ``l`` (0-based) answers patch ``k`` in the ``window`` steps from
+        ``lead + l + offset + k * window`` (see :meth:`LavaNetwork.run`); a
+        graded layer's messages are its nonzero values.
+        """
+        from lava_export.runner import from_lava
+
+        count, window = len(inputs), self.codec.window
+        layers, lag = len(run.layer_values), self.network.lag
+        lead = run.layer_values[0].shape[-1] - count * window - lag
+        offset = lag - (layers - 1)
+        answers = []
+        for layer, values in enumerate(run.layer_values):
+            start = lead + layer + offset
+            cut = from_lava(values[..., start:start + count * window] != 0)  # SLAYER layout, (..., P * window)
+            answers.append(np.moveaxis(cut.reshape(cut.shape[:-1] + (count, window)), -2, 0))
+        counter.add(neuron_counts(inputs), [neuron_counts(a) for a in answers], run.time_steps, window)
+        index = counter.raster_patch(fixed)
+        if index is not None:
+            rasters = {"input": patch_raster(inputs[index])}
+            rasters.update({f"layer {l}": patch_raster(a[index]) for l, a in enumerate(answers, start=1)})
+            counter.set_raster(rasters, index, self.name)
+
+
+def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -> None:
+    """Refuse, before any work, a backend, precision or device that cannot run here."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        if precision != "fixed":
+            raise ValueError(f"--precision {precision}: the torch backend runs SLAYER's fixed-point "
+                             "neurons on the exported 8-bit weights only; 'float' applies to --backend sim")
+        torch_device(device)
+        return
+    if device != "cpu":
+        raise ValueError(f"--device {device}: applies to --backend torch only (Lava runs on its own hardware)")
+    from lava_export.runner import run_config
+
+    run_config(backend, precision)  # a missing lava-loihi or a bad precision fails here
 
 
 def open_backend(model_path: str | Path, backend: str = "sim", precision: str = "fixed",
@@ -144,14 +213,11 @@ def open_backend(model_path: str | Path, backend: str = "sim", precision: str = 
     ('fixed': Loihi's fixed-point models; 'float': floating-point ones).
     Unknown backends, a missing lava-loihi, or an unusable device raise at once.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    check_backend(backend, precision, device)
     if backend == "torch":
-        if precision != "fixed":
-            raise ValueError(f"--precision {precision}: the torch backend runs SLAYER's fixed-point "
-                             "neurons on the exported 8-bit weights only; 'float' applies to --backend sim")
-        device = str(torch_device(device))  # before loading anything
-        return TorchBackend(SpikingRegNet.from_netx(model_path), batch_size=batch_size, device=device)
-    if device != "cpu":
-        raise ValueError(f"--device {device}: applies to --backend torch only (Lava runs on its own hardware)")
-    return LavaBackend(model_path, backend=backend, precision=precision)
+        engine = TorchBackend(SpikingRegNet.from_netx(model_path), batch_size=batch_size, device=device)
+    else:
+        engine = LavaBackend(model_path, backend=backend, precision=precision)
+    # spikes, synaptic operations and a raster, counted neuron by neuron (spikereg.report.counts)
+    engine.stats.counter = SpikeCounter(model_path)
+    return engine

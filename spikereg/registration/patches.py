@@ -48,13 +48,17 @@ def pad_to(volume: np.ndarray, padded: tuple[int, int, int]) -> np.ndarray:
 
 
 def extract(volume: np.ndarray, grid: PatchGrid, indices: slice | None = None) -> torch.Tensor:
-    """Patches ``(P, 1, patch, patch, patch)`` of an already padded volume (float32)."""
+    """Patches ``(P, 1, patch, patch, patch)`` of an already padded volume (float32).
+
+    ``indices`` picks some patches (a chunk), so a caller need not hold all of
+    a large volume's patches at once.
+    """
     p = grid.patch
     origins = grid.origins if indices is None else grid.origins[indices]
-    out = np.empty((len(origins), 1, p, p, p), dtype=np.float32)
-    for i, (z, y, x) in enumerate(origins):
-        out[i, 0] = volume[z:z + p, y:y + p, x:x + p]
-    return torch.from_numpy(out)
+    windows = np.lib.stride_tricks.sliding_window_view(volume, (p, p, p))  # a view: no copy
+    z, y, x = origins.T
+    out = np.asarray(windows[z, y, x], dtype=np.float32)[:, None]  # one gather, one copy
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 def blend_weights(grid_size: int) -> np.ndarray:
@@ -64,18 +68,38 @@ def blend_weights(grid_size: int) -> np.ndarray:
     return np.einsum("i,j,k->ijk", ramp, ramp, ramp).astype(np.float32)
 
 
+class Stitcher:
+    """Accumulates per-patch control grids chunk by chunk into one global control grid.
+
+    Overlapping predictions are averaged with :func:`blend_weights`; only the
+    coarse grid (``padded / reduction`` per axis) is held, never the patches.
+    """
+
+    def __init__(self, grid: PatchGrid, reduction: int, grid_size: int) -> None:
+        coarse_shape = tuple(s // reduction for s in grid.padded)
+        self.reduction = reduction
+        self.total = np.zeros((3,) + coarse_shape, dtype=np.float32)
+        self.weight = np.zeros(coarse_shape, dtype=np.float32)
+        self.blend = blend_weights(grid_size)
+
+    def add(self, controls: np.ndarray, origins: np.ndarray) -> None:
+        """``controls`` ``(n, 3, g, g, g)`` of the patches at ``origins`` ``(n, 3)``."""
+        g, w = self.blend.shape[0], self.blend
+        for control, origin in zip(controls, origins):
+            z, y, x = (int(o) // self.reduction for o in origin)
+            self.total[:, z:z + g, y:y + g, x:x + g] += control * w
+            self.weight[z:z + g, y:y + g, x:x + g] += w
+
+    def result(self) -> np.ndarray:
+        """The weighted average ``(3, *padded / reduction)``."""
+        return self.total / np.maximum(self.weight, 1e-12)
+
+
 def stitch(controls: np.ndarray, grid: PatchGrid, reduction: int) -> np.ndarray:
     """Weighted average of per-patch control grids ``(P, 3, g, g, g)`` -> ``(3, *padded/r)``."""
-    g = controls.shape[-1]
-    coarse_shape = tuple(s // reduction for s in grid.padded)
-    total = np.zeros((3,) + coarse_shape, dtype=np.float32)
-    weight = np.zeros(coarse_shape, dtype=np.float32)
-    w = blend_weights(g)
-    for control, origin in zip(controls, grid.origins):
-        z, y, x = (int(o) // reduction for o in origin)
-        total[:, z:z + g, y:y + g, x:x + g] += control * w
-        weight[z:z + g, y:y + g, x:x + g] += w
-    return total / np.maximum(weight, 1e-12)
+    stitcher = Stitcher(grid, reduction, controls.shape[-1])
+    stitcher.add(controls, grid.origins)
+    return stitcher.result()
 
 
 def upsample(coarse: np.ndarray, reduction: int, shape: tuple[int, int, int]) -> np.ndarray:
@@ -88,4 +112,19 @@ def upsample(coarse: np.ndarray, reduction: int, shape: tuple[int, int, int]) ->
         torch.from_numpy(np.ascontiguousarray(coarse))[None],
         scale_factor=reduction, mode="trilinear", align_corners=False,
     )[0].numpy()
-    return dense[:, : shape[0], : shape[1], : shape[2]]
+    return np.ascontiguousarray(dense[:, : shape[0], : shape[1], : shape[2]])
+
+
+def downsample(volume: np.ndarray) -> np.ndarray:
+    """Halve a ``(D, H, W)`` volume: mean of each 2^3 block (a partial block at an odd edge
+    averages the voxels it has), float32. Voxel ``j`` of the result covers ``2j, 2j+1``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
+    return F.avg_pool3d(tensor, 2, ceil_mode=True)[0, 0].numpy()
+
+
+def upsample_field(ddf: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A field of a :func:`downsample`-d volume on the finer grid ``shape``: twice the size
+    and twice the value (a coarse voxel is two fine ones)."""
+    dense = upsample(ddf, 2, shape)
+    dense *= 2.0
+    return dense

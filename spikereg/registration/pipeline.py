@@ -14,9 +14,12 @@ from typing import Callable
 
 import numpy as np
 
-from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
+from spikereg.data import (Volume, check_pair, jacobian_determinant, load_volume, normalize_intensity, save_ddf,
+                           save_volume, warp)
 from spikereg.hardware import load_profile
-from spikereg.registration.register import BackendStats, ncc, register
+from spikereg.config import ENCODINGS
+from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
+from spikereg.report.counts import RASTER_NAME, save_raster
 from spikereg.report.energy import DEFAULT_PROFILES, energy_report
 from spikereg.report.summary import layer_table, write_report
 
@@ -41,18 +44,74 @@ def _publish(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
+def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
+                ) -> tuple[Volume, Volume, Volume | None]:
+    """The fixed and moving images (same grid, checked) and the moving labels, if any."""
+    fixed_vol = load_volume(fixed, what="fixed image")
+    moving_vol = load_volume(moving, what="moving image")
+    check_pair(fixed_vol, moving_vol)
+    labels = load_volume(moving_labels, what="moving labels") if moving_labels else None
+    if labels is not None and labels.shape != moving_vol.shape:
+        raise ValueError(f"--moving-labels {moving_labels}: shape {labels.shape} differs from the moving "
+                         f"image's {moving_vol.shape}")
+    return fixed_vol, moving_vol, labels
+
+
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None) -> tuple[int, int]:
     """Iterations and patch stride: the given ones, else the model's defaults; checked."""
     run_defaults = meta.get("run", {})
     iterations = iterations or run_defaults.get("iterations", 1)
     patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
-    patch, reduction = meta["model"]["patch_size"], meta["reduction"]
-    if patch_stride <= 0 or patch_stride % reduction or patch_stride > patch:
-        raise ValueError(f"--patch-stride {patch_stride}: must be a positive multiple of {reduction} "
-                         f"(the model's control-grid spacing) and at most its patch size {patch}")
+    check_patching(meta["model"]["patch_size"], meta["reduction"], patch_stride)
     if iterations <= 0:
         raise ValueError(f"--iterations {iterations}: must be at least 1")
     return iterations, patch_stride
+
+
+class MemoryBudgetError(ValueError):
+    """The registration's estimated peak memory exceeds the budget given."""
+
+
+# Peak memory model, bytes = BASE[backend] + VOLUME_COPIES * 4 * voxels + patch buffers.
+# VOLUME_COPIES counts float32 full-volume arrays alive at the peak (inputs, normalized
+# and padded copies, the field and residual (3 each), MONAI's sampling grid, the
+# Jacobian's 9 derivatives); both constants are fitted to measured peak RSS in
+# benchmarks/speed.py (BENCHMARKS.md "Speed and memory" lists estimate vs measured).
+VOLUME_COPIES = 30
+BASE_BYTES = {"torch": 700 * 2**20, "sim": 1100 * 2**20, "loihi2": 1100 * 2**20}
+
+
+def estimate_peak_bytes(shape: tuple[int, ...], meta: dict, backend: str, chunk_patches: int = 256) -> int:
+    """Estimated peak resident memory of registering a volume of ``shape`` with the model of ``meta``."""
+    voxels = int(np.prod(shape))
+    model = meta["model"]
+    channels = ENCODINGS.get(model.get("encoding", "intensity"), 10)
+    patch, window = model["patch_size"], meta.get("window", 16)
+    # encoded spikes of one chunk (float32), with the feature tensor they come from
+    patch_bytes = chunk_patches * channels * patch**3 * (window + meta.get("layers", 3)) * 4 * 2
+    return BASE_BYTES.get(backend, BASE_BYTES["sim"]) + VOLUME_COPIES * 4 * voxels + patch_bytes
+
+
+def check_memory(shape: tuple[int, ...], meta: dict, backend: str, budget_gb: float | None,
+                 chunk_patches: int = 256) -> int:
+    """The estimate; raises :class:`MemoryBudgetError` where it exceeds ``budget_gb`` (None: no limit)."""
+    estimate = estimate_peak_bytes(shape, meta, backend, chunk_patches)
+    if budget_gb is not None:
+        if budget_gb <= 0:
+            raise ValueError(f"--memory-budget {budget_gb}: must be a positive number of GB")
+        if estimate > budget_gb * 1e9:
+            raise MemoryBudgetError(
+                f"--memory-budget {budget_gb:g} GB: registering a {'x'.join(map(str, shape))} volume on "
+                f"--backend {backend} needs about {estimate / 1e9:.1f} GB at its peak; raise the budget, "
+                "or resample the images to a coarser spacing")
+    return estimate
+
+
+def preflight(shape: tuple[int, ...], meta: dict, backend: str, pyramid: int = 1,
+              memory_budget_gb: float | None = None) -> int:
+    """The checks that need the volume's shape: pyramid depth, memory budget. Returns the memory estimate."""
+    pyramid_shapes(shape, pyramid, meta["model"]["patch_size"])
+    return check_memory(shape, meta, backend, memory_budget_gb)
 
 
 def run_registration(
@@ -64,21 +123,33 @@ def run_registration(
     *,
     backend: str = "sim",
     precision: str = "fixed",
+    device: str = "cpu",
+    batch_size: int = 32,
     iterations: int | None = None,
     patch_stride: int | None = None,
+    pyramid: int = 1,
+    memory_budget_gb: float | None = None,
     labels: Volume | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
 ) -> dict:
-    """Register with the exported network on Lava; write outputs and ``report.json`` into ``out``."""
-    from spikereg.registration.backends import LavaBackend
+    """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
+
+    Everything that can be checked before the long run is: options, the
+    pyramid depth against the model's patch, the memory budget, the hardware
+    profiles of the energy report, and the backend itself.
+    """
+    from spikereg.registration.backends import open_backend
 
     iterations, patch_stride = run_options(meta, iterations, patch_stride)
+    memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
-    with LavaBackend(model_path, backend=backend, precision=precision) as lava:
-        result = register(fixed.data, moving.data, lava, iterations=iterations,
-                          patch_stride=patch_stride, progress=progress)
-        stats: BackendStats = lava.stats
+    with open_backend(model_path, backend=backend, precision=precision, device=device,
+                      batch_size=batch_size) as engine:
+        result = register(fixed.data, moving.data, engine, iterations=iterations,
+                          patch_stride=patch_stride, pyramid=pyramid, progress=progress)
+        stats: BackendStats = engine.stats
+        window = engine.codec.window
     total = time.perf_counter() - start
     jac = jacobian_determinant(result.ddf)
 
@@ -99,11 +170,14 @@ def run_registration(
             "spacing": [round(s, 4) for s in fixed.spacing],
             "backend": backend,
             "precision": precision,
+            "device": device,
             "iterations": iterations,
             "patch_size": meta["model"]["patch_size"],
             "patch_stride": patch_stride,
             "patches_per_iteration": result.patches_per_iteration,
-            "time_steps_per_patch": lava.codec.window,
+            "pyramid": result.levels,
+            "patches": result.patches,
+            "time_steps_per_patch": window,
             "time_steps": stats.time_steps,
             "layers": layer_table(stats.layer_spikes, stats.layer_neurons, stats.time_steps),
             "input_spikes": int(stats.input_spikes),
@@ -116,8 +190,13 @@ def run_registration(
                 "compile_seconds": stats.compile_seconds,
                 "host_seconds": result.host_seconds,
             },
+            "memory": {"estimated_peak_bytes": memory_estimate, "budget_gb": memory_budget_gb},
             "outputs": outputs,
         }
+        if stats.counter is not None and stats.counter.counted:  # per patch / iteration / layer: spikes, synops, neuron updates
+            report["counts"] = stats.counter.section(stats.layer_neurons)
+            if stats.counter.raster is not None:
+                save_raster(staging / RASTER_NAME, stats.counter.raster)
         report["energy"] = energy_report(report, model_path, profiles)
         write_report(staging, report)
         _publish(staging, out)

@@ -1,0 +1,207 @@
+"""Many registrations at once: a cohort of pairs, in process or on a Dask cluster.
+
+:func:`map_pairs` is the generic part: it applies one picklable callable to
+every item, in order, either here (``engine="local"``, one after another, no
+cluster needed) or on Dask distributed (``engine="dask"``: a scheduler at
+``address``, or, without one, a throw-away ``LocalCluster`` of ``workers``
+processes on this machine). Either way the results come back in input order
+and are the same values: each item is computed by the same function on the
+same files. :func:`register_cohort` uses it to run ``spikereg run`` on every
+row of a pairs CSV, each pair into its own folder, plus ``cohort.csv``.
+
+On a real cluster: start ``dask scheduler`` on one machine and ``dask worker
+tcp://SCHEDULER:8786`` on each of the others (all with SpikeReg installed and
+the images and model on a path every worker can read), then pass
+``--engine dask --address tcp://SCHEDULER:8786``. The Lava backends start
+their own processes, which Dask's daemonic worker processes may not do: run
+workers with ``--no-nanny`` (or ``DASK_DISTRIBUTED__WORKER__DAEMON=False``)
+for ``--backend sim``; ``--backend torch`` needs nothing special.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+ENGINES = ("local", "dask")
+CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler is reported after this long
+COHORT_CSV = "cohort.csv"
+SUMMARY_COLUMNS = ("name", "fixed", "moving", "out", "ncc_before", "ncc_after", "total_seconds",
+                   "network_seconds", "host_seconds")
+
+
+class CohortError(ValueError):
+    """A bad pairs file, engine or cluster address; the message names it."""
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One row of a pairs CSV: the images of one registration and where its outputs go."""
+
+    name: str
+    fixed: Path
+    moving: Path
+    moving_labels: Path | None = None
+
+
+def read_pairs(path: str | Path) -> list[PairSpec]:
+    """Rows of a CSV with columns ``fixed, moving`` (and optionally ``moving_labels``, ``name``).
+
+    Relative paths are relative to the CSV's folder; ``name`` (default: the
+    row number, ``pair_000``...) names each pair's output folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError(f"--pairs {path}: file not found")
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CohortError(f"--pairs {path}: not a readable CSV ({error})") from None
+    if not rows:
+        raise CohortError(f"--pairs {path}: no pairs (expected a header 'fixed,moving' and one row per pair)")
+    missing = {"fixed", "moving"} - set(rows[0])
+    if missing:
+        raise CohortError(f"--pairs {path}: missing column(s) {', '.join(sorted(missing))} "
+                          f"(header is {', '.join(rows[0])})")
+    specs, names = [], set()
+    for number, row in enumerate(rows):
+        line = number + 2  # the header is line 1
+
+        def resolve(key: str) -> Path | None:
+            value = (row.get(key) or "").strip()
+            if not value:
+                return None
+            file = Path(value) if Path(value).is_absolute() else path.parent / value
+            if not file.is_file():
+                raise CohortError(f"--pairs {path}, line {line}: {key} {value} not found")
+            return file
+
+        fixed, moving = resolve("fixed"), resolve("moving")
+        if fixed is None or moving is None:
+            raise CohortError(f"--pairs {path}, line {line}: fixed and moving are both required")
+        name = (row.get("name") or "").strip() or f"pair_{number:03d}"
+        if name in names or "/" in name or name.startswith("."):
+            raise CohortError(f"--pairs {path}, line {line}: name {name!r} is repeated or not a plain folder name")
+        names.add(name)
+        specs.append(PairSpec(name, fixed, moving, resolve("moving_labels")))
+    return specs
+
+
+def _dask_client(address: str | None, workers: int):
+    """A connected client and what to close afterwards (a local cluster we started, if any)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise CohortError("--engine dask needs Dask distributed: pip install 'dask[distributed]' "
+                          "(or spikereg's 'cluster' extra)") from None
+    if address is None:
+        import dask
+
+        # Workers must be allowed child processes: Lava's runtime starts its own.
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise CohortError(f"--address {address}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s "
+                          f"({error.__class__.__name__}); start one with 'dask scheduler' and workers with "
+                          "'dask worker ADDRESS'") from None
+    return client, None
+
+
+def map_pairs(
+    task: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Any]:
+    """``[task(item) for item in items]``, here or on Dask; results in input order.
+
+    ``task`` must be picklable for Dask (a module-level function, or a
+    ``functools.partial`` of one). An exception in any task is raised here.
+    ``progress(done, total)`` is called as results arrive.
+    """
+    if engine not in ENGINES:
+        raise CohortError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if address is not None and engine != "dask":
+        raise CohortError(f"--address {address}: applies to --engine dask only")
+    if workers < 1:
+        raise CohortError(f"--workers {workers}: must be at least 1")
+    total = len(items)
+    if engine == "local":
+        results = []
+        for item in items:
+            results.append(task(item))
+            if progress is not None:
+                progress(len(results), total)
+        return results
+    from dask.distributed import as_completed
+
+    client, cluster = _dask_client(address, workers)
+    try:
+        # pure=False: the same item twice is two runs, as it would be locally.
+        futures = [client.submit(task, item, pure=False) for item in items]
+        index = {future.key: i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * total
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[index[future.key]] = future.result()  # re-raises a task's exception here
+            if progress is not None:
+                progress(done, total)
+        return results
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def register_pair(spec: PairSpec, model: Path, out: Path, options: dict) -> dict:
+    """``spikereg run`` on one pair into ``out / spec.name``; its row of ``cohort.csv``."""
+    from lava_export.netx import read_metadata
+    from spikereg.registration.pipeline import load_inputs, run_registration
+
+    fixed, moving, labels = load_inputs(spec.fixed, spec.moving, spec.moving_labels)
+    folder = Path(out) / spec.name
+    report = run_registration(fixed, moving, model, read_metadata(model), folder, labels=labels, **options)
+    similarity, timing = report["similarity"], report["timing"]
+    return {"name": spec.name, "fixed": str(spec.fixed), "moving": str(spec.moving), "out": str(folder),
+            "ncc_before": similarity["ncc_before"], "ncc_after": similarity["ncc_after"],
+            "total_seconds": timing["total_seconds"], "network_seconds": timing["network_seconds"],
+            "host_seconds": timing["host_seconds"]}
+
+
+def register_cohort(
+    pairs: Iterable[PairSpec],
+    model: str | Path,
+    out: str | Path,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> list[dict]:
+    """Register every pair (``options`` as for :func:`~spikereg.registration.pipeline.run_registration`).
+
+    Each pair's outputs land in ``out/<name>/`` (atomically, as ``spikereg run``
+    writes them); ``out/cohort.csv`` lists one row per pair once all are done.
+    """
+    from spikereg.data.io import write_text_atomic
+
+    pairs, out = list(pairs), Path(out)
+    task = functools.partial(register_pair, model=Path(model).resolve(), out=out.resolve(), options=options)
+    rows = map_pairs(task, pairs, engine=engine, address=address, workers=workers, progress=progress)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / COHORT_CSV, text.getvalue())
+    return rows
