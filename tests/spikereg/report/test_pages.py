@@ -120,3 +120,28 @@ def test_cli_report_prints_the_summary_and_writes_the_pages(run_folder: Path) ->
     assert (run_folder / "report.html").is_file() and (run_folder / "report.md").is_file()
     report = json.loads((run_folder / "report.json").read_text())
     assert report["backend"] == "sim"  # report.json itself is left as the run wrote it
+
+
+def test_a_real_run_writes_counts_and_a_raster_that_the_report_draws(tiny_export, anatomy, tmp_path: Path) -> None:
+    """spikereg run's library call on the torch backend: counts and raster.npz in the folder, drawn by the report."""
+    from lava_export.netx import read_metadata
+    from spikereg.data import load_volume
+    from spikereg.registration.pipeline import run_registration
+    from spikereg.report.counts import load_raster
+
+    _, model = tiny_export
+    source, _, _ = anatomy
+    out = tmp_path / "run"
+    report = run_registration(load_volume(source / "fixed.nii.gz"), load_volume(source / "moving.nii.gz"), model,
+                              read_metadata(model), out, backend="torch", iterations=2)
+    counts = report["counts"]
+    assert [it["label"] for it in counts["iterations"]] == ["iteration 1/2", "iteration 2/2"]
+    assert [row["spikes"] for row in counts["layers"]] == [row["spikes"] for row in report["layers"]]
+    assert counts["input_spikes"] == report["input_spikes"]
+    assert sum(it["patches"] for it in counts["iterations"]) == 2 * report["patches_per_iteration"]
+    assert report["energy"]["counts"]["synops"] == counts["synops"] > 0
+    raster = load_raster(out / "raster.npz")
+    assert list(raster.layers) == ["input"] + [f"layer {i}" for i in range(1, len(counts["layers"]) + 1)]
+    assert raster.layers["input"].any()  # a patch with brain, not an empty corner
+    pages = write_pages(out)
+    assert pages.notes == [] and (out / FIGURES_DIR / "raster.png").is_file()
