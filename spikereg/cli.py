@@ -7,6 +7,7 @@ stderr and exit code 1, with no partial outputs left behind.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -67,16 +68,38 @@ def _progress() -> Progress:
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config, e.g. configs/demo.yaml."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (checkpoints, config.yaml, train_log.csv)."),
+    config: Optional[List[Path]] = typer.Option(None, "--config", "-c",
+                                                help="YAML config, e.g. configs/demo.yaml; repeat to merge "
+                                                     "(later files win, key by key)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Output folder (checkpoints/, config.yaml, train_log.csv, tensorboard/)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.steps=100"),
+    resume: Optional[Path] = typer.Option(None, "--resume",
+                                          help="Continue the run in this folder from checkpoints/last.pt, with its "
+                                               "own config; it ends where an uninterrupted run would."),
 ) -> None:
-    """Train the spiking registration network (SLAYER, surrogate gradients) on synthetic real-anatomy pairs."""
+    """Train the spiking registration network (SLAYER, surrogate gradients) on synthetic real-anatomy pairs.
+
+    Multi-process (data parallel, same result as one process):
+    torchrun --standalone --nproc_per_node 2 -m spikereg train --config ... --out ...
+    """
     with _cli_errors():
         from spikereg.config import load_config
+        from spikereg.training.trainer import resume_config
         from spikereg.training.trainer import train as run_training
 
-        cfg = load_config(config, overrides)
+        if resume is not None:
+            if config or overrides or (out is not None and out != resume):
+                raise ValueError(f"--resume {resume}: a resumed run keeps its own folder and config; "
+                                 "leave out --config, --set and --out")
+            cfg, out = resume_config(resume), resume
+        elif not config or out is None:
+            raise ValueError("train needs --config FILE and --out DIR (or --resume DIR)")
+        else:
+            cfg = load_config(config, overrides)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress and writes
+            run_training(cfg, out, resume=resume is not None)
+            return
         with _progress() as bar:
             task = bar.add_task("training", total=cfg.train.steps, info="preparing pairs")
 
@@ -89,7 +112,7 @@ def train(
                     report.val = f"  val EPE {row['val_error_voxels']:.3f} vox"
                 bar.update(task, description="SNN", completed=step, info=info + getattr(report, "val", ""))
 
-            best = run_training(cfg, out, progress=report)
+            best = run_training(cfg, out, progress=report, resume=resume is not None)
         console.print(f"best checkpoint: {best}")
 
 

@@ -69,15 +69,51 @@ class DataConfig:
 
 
 @dataclass
+class LossConfig:
+    """Weights of the training loss terms (spikereg.losses); 0 switches a term off.
+
+    The defaults are the supervised loss the shipped model was trained with.
+    Image terms compare the moving patch, warped by the predicted field
+    (control grid upsampled to voxels), with the fixed patch.
+    """
+
+    displacement: float = 1.0  # MSE of control points vs the ground-truth field (units of model.max_displacement)
+    mse: float = 0.0  # image mean squared error
+    lncc: float = 0.0  # local normalised cross-correlation (MONAI; -1 is a perfect match)
+    mi: float = 0.0  # global mutual information (MONAI; negative, lower is better)
+    dice: float = 0.0  # Dice of warped one-hot tissue labels (grey, white matter) vs fixed ones
+    bending: float = 0.0  # bending energy of the dense field (MONAI)
+    diffusion: float = 0.0  # diffusion (gradient) regulariser of the dense field (MONAI)
+    spike_rate: float = 0.0  # squared deviation of every layer's spike rate from train.target_spike_rate
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("cosine", "step", "none")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass
 class TrainConfig:
     steps: int = 300
-    batch_size: int = 8
+    batch_size: int = 8  # global batch: under torchrun each process takes a share of it
     learning_rate: float = 3e-3
     seed: int = 0
     checkpoint_every: int = 100
     grad_clip: float = 1.0
     ann_steps: int = 0  # pre-train the ANN twin this many steps and start the SNN from its kernels
     ann_learning_rate: float = 1e-3
+    loss: LossConfig = field(default_factory=LossConfig)
+    target_spike_rate: float = 0.1  # spikes per neuron per step that the spike_rate term pulls towards
+    lncc_kernel_size: int = 5  # odd window (voxels) of the lncc term
+    mi_bins: int = 23  # histogram bins of the mi term (MONAI's default)
+    optimizer: str = "adam"  # adam | adamw | sgd (the ANN twin uses the same kind, at ann_learning_rate)
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    scheduler: str = "cosine"  # cosine (to 0 over train.steps) | step | none; SNN stage only
+    scheduler_step: int = 250  # step scheduler: multiply the rate by scheduler_gamma every this many steps
+    scheduler_gamma: float = 0.5
+    tensorboard: bool = True  # event files in <out>/tensorboard (needs the tensorboard package)
+    device: str = "cpu"  # cpu | cuda | auto (cuda where available)
 
 
 @dataclass
@@ -139,29 +175,55 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
         tree = tree.setdefault(part, {})
-        if not isinstance(tree, dict):
-            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
     tree[leaf] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (defaults where ``path`` is None), apply ``key=value`` overrides, validate."""
+def _merge(base: dict, update: dict) -> dict:
+    """``update`` laid over ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path}: not valid YAML ({error.__class__.__name__})") from None
+    _build(Config, raw, "", str(path))  # unknown keys and wrong types, named by the file that has them
+    return raw
+
+
+def load_config(
+    path: str | Path | list[str | Path] | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Read YAML config(s), apply ``key=value`` overrides, validate.
+
+    ``path`` is one file, a list of files merged in order (later files win,
+    key by key; lists are replaced whole), or None for the defaults.
+    """
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     raw: dict = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config {path}: file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config {path}: not valid YAML ({error.__class__.__name__})") from None
+    for item in paths:
+        raw = _merge(raw, _read_yaml(Path(item)))
+    source = " + ".join(str(p) for p in paths) or "defaults"
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}': expected key=value, e.g. train.steps=100")
         key, text = item.split("=", 1)
-        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{item}': the value is not valid YAML") from None
+        single: dict = {}
+        _set_dotted(single, key.strip(), value)
+        _build(Config, single, "", f"override '{item}'")
+        raw = _merge(raw, single)
     config = _build(Config, raw, "", source)
     validate(config, source)
     return config
@@ -201,6 +263,43 @@ def validate(config: Config, source: str = "config") -> None:
             f"{source}: run.patch_stride must be a multiple of {reduction} and at most "
             f"model.patch_size ({model.patch_size})"
         )
+    _validate_train(config, source)
+
+
+def _validate_train(config: Config, source: str) -> None:
+    train = config.train
+    choices = {"train.optimizer": (train.optimizer, OPTIMIZERS), "train.scheduler": (train.scheduler, SCHEDULERS),
+               "train.device": (train.device, DEVICES)}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    positive = {
+        "train.learning_rate": train.learning_rate, "train.ann_learning_rate": train.ann_learning_rate,
+        "train.checkpoint_every": train.checkpoint_every, "train.grad_clip": train.grad_clip,
+        "train.scheduler_step": train.scheduler_step, "train.scheduler_gamma": train.scheduler_gamma,
+        "train.lncc_kernel_size": train.lncc_kernel_size,
+    }
+    non_negative = {"train.ann_steps": train.ann_steps, "train.weight_decay": train.weight_decay,
+                    "train.momentum": train.momentum}
+    non_negative.update({f"train.loss.{name}": weight for name, weight in asdict(train.loss).items()})
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
+    for key, value in non_negative.items():
+        if not value >= 0:
+            raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
+    if not any(asdict(train.loss).values()):
+        raise ConfigError(f"{source}: every train.loss weight is 0; give at least one term a positive weight")
+    if not 0 <= train.target_spike_rate <= 1:
+        raise ConfigError(f"{source}: 'train.target_spike_rate' must be in [0, 1] (spikes per neuron per step), "
+                          f"got {train.target_spike_rate}")
+    # the size bound only matters where the term is used: a model's metadata (patch 4, say)
+    # must still load with the default kernel when lncc is off
+    if train.lncc_kernel_size % 2 == 0 or (train.loss.lncc > 0 and train.lncc_kernel_size > config.model.patch_size):
+        raise ConfigError(f"{source}: 'train.lncc_kernel_size' must be odd and at most model.patch_size "
+                          f"({config.model.patch_size}), got {train.lncc_kernel_size}")
+    if train.mi_bins < 2:
+        raise ConfigError(f"{source}: 'train.mi_bins' must be at least 2, got {train.mi_bins}")
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -1,16 +1,23 @@
-"""Supervised training of the spiking registration network on synthetic real-anatomy pairs.
+"""Training of the spiking registration network on synthetic real-anatomy pairs.
 
 Pairs come from the MNI ICBM152 T1 warped by random smooth fields whose
 ground truth is kept (:mod:`spikereg.data.synth`). Each step draws brain
 patches, encodes them into spikes, runs the SLAYER network (surrogate
-gradients) and regresses the decoded control-point displacements onto the
-ground-truth field averaged over each control cell. Displacement magnitudes
-vary per pair, so the same network also learns the small residuals that
-refinement iterations ask of it.
+gradients) and minimises the weighted loss of ``train.loss``
+(:mod:`spikereg.losses`): by default the supervised error of the decoded
+control-point displacements against the ground-truth field averaged over
+each control cell; image similarity, Dice, field regularisers and a
+spike-rate term can be mixed in. Displacement magnitudes vary per pair, so
+the same network also learns the small residuals that refinement iterations
+ask of it.
+
+A run is repeatable (``train.seed``), resumable (``checkpoints/last.pt``
+holds the optimiser, schedule, random streams and step, so a resumed run
+ends exactly where an uninterrupted one does) and runs data-parallel under
+``torchrun`` (:mod:`spikereg.training.distributed`).
 """
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import dataclass
@@ -21,12 +28,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikereg.config import Config, save_config
-from spikereg.data import load_mni, make_pair
+from spikereg.config import Config, config_from_dict, save_config
+from spikereg.data import load_mni, make_pair, tissue_labels
+from spikereg.losses import RegistrationLoss, displacement_loss, layer_rates
 from spikereg.networks.ann import AnnTwin
+from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
+from spikereg.training import distributed
+from spikereg.training.distributed import Workers
+from spikereg.training.logs import TrainLog
+from spikereg.training.optim import make_optimizer, make_scheduler
+
+__all__ = ["PatchBatch", "PatchSampler", "displacement_loss", "evaluate", "load_checkpoint", "pretrain_twin",
+           "resume_config", "synthetic_pairs", "train"]
 
 BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
+CHECKPOINT_FORMAT = "spikereg-checkpoint/1"
+Progress = Callable[[int, int, dict], None]
 
 
 @dataclass
@@ -34,6 +52,15 @@ class PatchBatch:
     fixed: torch.Tensor  # (N, 1, P, P, P)
     moving: torch.Tensor
     target: torch.Tensor  # (N, 3, g, g, g) ground-truth displacement per control cell, voxels
+    fixed_labels: torch.Tensor | None = None  # (N, 1, P, P, P) class indices, where the pairs have labels
+    moving_labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.fixed)
+
+    def to(self, device: torch.device) -> "PatchBatch":
+        moved = {name: None if value is None else value.to(device) for name, value in vars(self).items()}
+        return PatchBatch(**moved)
 
 
 class PatchSampler:
@@ -52,30 +79,40 @@ class PatchSampler:
                 + table[:-p, :-p, p:] + table[:-p, p:, :-p] + table[p:, :-p, :-p] - table[:-p, :-p, :-p])
         return np.argwhere(sums / p**3 >= BRAIN_FRACTION)
 
-    def sample(self, count: int) -> PatchBatch:
+    def sample(self, count: int, share: slice | None = None) -> PatchBatch:
+        """``count`` random patches; with ``share``, only those patches are cut.
+
+        The random draws are the same whatever ``share`` is, so processes that
+        each take a share of one sample see together exactly the whole sample.
+        """
         p = self.patch
-        fixed, moving, target = [], [], []
+        chosen = []
         for _ in range(count):
             index = int(self.rng.integers(len(self.pairs)))
-            pair, origins = self.pairs[index], self.origins[index]
-            z, y, x = origins[int(self.rng.integers(len(origins)))]
-            cut = np.s_[z:z + p, y:y + p, x:x + p]
-            fixed.append(pair.fixed[cut])
-            moving.append(pair.moving[cut])
-            target.append(pair.ddf[(slice(None),) + cut])
+            z, y, x = self.origins[index][int(self.rng.integers(len(self.origins[index])))]
+            chosen.append((self.pairs[index], np.s_[z:z + p, y:y + p, x:x + p]))
+        chosen = chosen[share] if share is not None else chosen
         to = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
-        ddf = to(target)
-        return PatchBatch(
-            fixed=to(fixed)[:, None],
-            moving=to(moving)[:, None],
-            target=F.avg_pool3d(ddf, self.reduction),
+        batch = PatchBatch(
+            fixed=to([pair.fixed[cut] for pair, cut in chosen])[:, None],
+            moving=to([pair.moving[cut] for pair, cut in chosen])[:, None],
+            target=F.avg_pool3d(to([pair.ddf[(slice(None),) + cut] for pair, cut in chosen]), self.reduction),
         )
+        if all(pair.fixed_labels is not None for pair, _ in chosen):
+            batch.fixed_labels = to([pair.fixed_labels[cut] for pair, cut in chosen])[:, None]
+            batch.moving_labels = to([pair.moving_labels[cut] for pair, cut in chosen])[:, None]
+        return batch
 
 
-def synthetic_pairs(config: Config, count: int, seed: int) -> list:
-    """``count`` training pairs at the configured spacing, magnitudes varied per pair."""
+def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False) -> list:
+    """``count`` training pairs at the configured spacing, magnitudes varied per pair.
+
+    ``labels`` adds tissue label maps (warped by the same fields; the images
+    and random draws are the same either way).
+    """
     rng = np.random.default_rng(seed)
     base = load_mni("t1", config.data.spacing).data
+    base_labels = tissue_labels(config.data.spacing).data if labels else None
     pairs = []
     for _ in range(count):
         scale = float(rng.uniform(0.25, 1.0))
@@ -84,112 +121,215 @@ def synthetic_pairs(config: Config, count: int, seed: int) -> list:
             max_displacement=config.data.max_displacement * scale,
             control_spacing=config.data.control_spacing,
             noise_std=config.data.noise_std,
+            base_labels=base_labels,
         ))
     return pairs
 
 
-def displacement_loss(predicted: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
-    """Mean squared control-point error, in units of the readout's full scale."""
-    return F.mse_loss(predicted / scale, target.clamp(-scale, scale) / scale)
-
-
-def save_checkpoint(path: Path, net: SpikingRegNet, config: Config, step: int, val_error: float) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({
-        "format": "spikereg-checkpoint/1",
+def save_checkpoint(path: Path, net: SpikingRegNet, config: Config, step: int, val_error: float,
+                    training_state: dict | None = None) -> None:
+    """Write a checkpoint atomically; ``training_state`` (last.pt only) is what ``--resume`` needs."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
         "config": config.to_dict(),
         "state_dict": net.state_dict(),
         "step": step,
         "val_error_voxels": val_error,
-    }, tmp)
+    }
+    if training_state is not None:
+        state["training_state"] = training_state
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
     tmp.replace(path)
 
 
-def train(
-    config: Config,
-    out_dir: Path,
-    progress: Callable[[int, int, dict], None] | None = None,
-) -> Path:
+def _read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # pickle/zip errors: not a checkpoint
+        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint ({error.__class__.__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint (no {CHECKPOINT_FORMAT} format tag)")
+    return state
+
+
+def _last_checkpoint(out_dir: Path) -> Path:
+    path = Path(out_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {out_dir}: no checkpoints/last.pt there (not a training folder, or the "
+                                "run stopped before its first checkpoint: start it again)")
+    return path
+
+
+def resume_config(out_dir: str | Path) -> Config:
+    """The config of the run in ``out_dir``, as its ``checkpoints/last.pt`` recorded it."""
+    path = _last_checkpoint(Path(out_dir))
+    return config_from_dict(_read_checkpoint(path)["config"], source=str(path))
+
+
+def train(config: Config, out_dir: str | Path, progress: Progress | None = None, *, resume: bool = False) -> Path:
     """Train per ``config`` into ``out_dir``; returns the best checkpoint's path.
 
-    ``out_dir`` receives ``config.yaml`` (resolved), ``train_log.csv`` and
-    ``checkpoints/{best,last}.pt``.
+    ``out_dir`` receives ``config.yaml`` (resolved), ``train_log.csv``,
+    ``tensorboard/`` and ``checkpoints/{best,last}.pt``. ``resume`` continues
+    the run in ``out_dir`` from ``last.pt`` (``config`` must be that run's,
+    see :func:`resume_config`). Under ``torchrun`` every process calls this;
+    rank 0 writes the files and reports ``progress``.
     """
-    out_dir = Path(out_dir)
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(config, out_dir / "config.yaml")
+    workers = distributed.setup(config.train.device)
+    try:
+        return _train(config, Path(out_dir), progress if workers.is_main else None, resume, workers)
+    finally:
+        distributed.teardown(workers)
+
+
+def _train(config: Config, out_dir: Path, progress: Progress | None, resume: bool, workers: Workers) -> Path:
+    checkpoints = out_dir / "checkpoints"
+    resumed = None
+    if resume:
+        resumed = _read_checkpoint(_last_checkpoint(out_dir))
+        if resumed["config"] != config.to_dict():
+            raise ValueError(f"--resume {out_dir}: the config differs from the one the run was started with; "
+                             "a resumed run keeps its own config")
+        if "training_state" not in resumed:
+            raise ValueError(f"--resume {out_dir}: checkpoints/last.pt holds no training state "
+                             "(written by an older SpikeReg); start the run again")
+    elif workers.is_main:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
     torch.manual_seed(config.train.seed)
     rng = np.random.default_rng(config.train.seed)
+    device, batch_size = workers.device, config.train.batch_size
 
     net = SpikingRegNet(config.model)
+    objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
     held_out = max(2, config.data.pairs // 8)
-    pairs = synthetic_pairs(config, config.data.pairs + held_out, config.train.seed)
+    pairs = synthetic_pairs(config, config.data.pairs + held_out, config.train.seed, labels=objective.needs_labels)
     sampler = PatchSampler(pairs[:config.data.pairs], config.model.patch_size, net.reduction, rng)
     val = PatchSampler(pairs[config.data.pairs:], config.model.patch_size, net.reduction,
-                       np.random.default_rng(config.train.seed + 1)).sample(64)
+                       np.random.default_rng(config.train.seed + 1)).sample(64).to(device)
     identity_error = float(val.target.norm(dim=1).mean())
 
     twin = None
-    if config.train.ann_steps:
-        twin = pretrain_twin(config, sampler, progress)
+    if config.train.ann_steps and resumed is None:
+        twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
         net.load_state_dict(twin.snn_state(), strict=False)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.train.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.train.steps)
-    scale = config.model.max_displacement
-    best = math.inf
-    log_path = out_dir / "train_log.csv"
-    with log_path.open("w", newline="") as log_file:
-        log = csv.writer(log_file)
-        log.writerow(["step", "loss", "val_error_voxels", "identity_error_voxels", "spike_rate", "seconds"])
-        start = time.perf_counter()
+    net.to(device)
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    optimizer = make_optimizer(parameters, config.train, config.train.learning_rate)
+    schedule = make_scheduler(optimizer, config.train)
+    best, first_step, seconds = math.inf, 1, 0.0
+    if resumed is not None:
+        net.load_state_dict(resumed["state_dict"])
+        state = resumed["training_state"]
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        best, first_step, seconds = state["best_val_error"], resumed["step"] + 1, state["seconds"]
+
+    log = TrainLog(out_dir, list(objective.weights), enabled=workers.is_main, tensorboard=config.train.tensorboard,
+                   resume_step=None if resumed is None else resumed["step"])
+    try:
+        start = time.perf_counter() - seconds
         if twin is not None:  # the twin, and the SNN right after conversion, as reference rows
             with torch.no_grad():
                 ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
-            log.writerow(["ann", "", f"{ann_error:.4f}", f"{identity_error:.4f}", "", ""])
+            log.row("ann", val_error_voxels=ann_error, identity_error_voxels=identity_error)
             snn_error, rate = evaluate(net, val)
-            log.writerow([0, "", f"{snn_error:.4f}", f"{identity_error:.4f}", f"{rate:.4f}", ""])
-        for step in range(1, config.train.steps + 1):
+            log.row(0, val_error_voxels=snn_error, identity_error_voxels=identity_error, spike_rate=rate)
+            log.scalars(0, {"val/error_voxels": snn_error, "val/spike_rate": rate, "val/ann_error_voxels": ann_error,
+                            "val/identity_error_voxels": identity_error})
+        for step in range(first_step, config.train.steps + 1):
             net.train()
-            batch = sampler.sample(config.train.batch_size)
-            spikes = net.encode(batch.fixed, batch.moving)
-            readout = net(spikes)
-            loss = displacement_loss(net.decode(readout), batch.target, scale)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.train.grad_clip)
-            optimizer.step()
+            learning_rate = optimizer.param_groups[0]["lr"]
+            batch = sampler.sample(batch_size, workers.share(batch_size)).to(device)
+            row = _train_step(lambda b: _snn_outputs(net, b), batch, objective, optimizer, parameters, workers,
+                              config.train.grad_clip, batch_size)
             schedule.step()
-            row = {"loss": float(loss.detach())}
+            log.scalars(step, {f"train/{name}": value for name, value in row.items()} | {"lr": learning_rate})
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
                 val_error, rate = evaluate(net, val)
                 row.update(val_error_voxels=val_error, spike_rate=rate)
-                log.writerow([step, f"{row['loss']:.5f}", f"{val_error:.4f}", f"{identity_error:.4f}",
-                              f"{rate:.4f}", f"{time.perf_counter() - start:.1f}"])
-                log_file.flush()
-                save_checkpoint(out_dir / "checkpoints" / "last.pt", net, config, step, val_error)
-                if val_error < best:
-                    best = val_error
-                    save_checkpoint(out_dir / "checkpoints" / "best.pt", net, config, step, val_error)
+                elapsed = time.perf_counter() - start
+                log.row(step, loss=row["loss"], val_error_voxels=val_error, identity_error_voxels=identity_error,
+                        spike_rate=rate, seconds=elapsed, learning_rate=learning_rate,
+                        **{f"loss_{name}": row[name] for name in objective.weights})
+                log.scalars(step, {"val/error_voxels": val_error, "val/spike_rate": rate})
+                improved = val_error < best
+                best = min(best, val_error)
+                if workers.is_main:
+                    save_checkpoint(checkpoints / "last.pt", net, config, step, val_error, {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": schedule.state_dict(),
+                        "sampler_rng": sampler.rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(),
+                        "best_val_error": best,
+                        "seconds": elapsed,
+                    })
+                    if improved:
+                        save_checkpoint(checkpoints / "best.pt", net, config, step, val_error)
             if progress is not None:
                 progress(step, config.train.steps, row)
-    return out_dir / "checkpoints" / "best.pt"
+    finally:
+        log.close()
+    distributed.barrier(workers)  # no process returns before rank 0 has written the last checkpoint
+    return checkpoints / "best.pt"
 
 
-def pretrain_twin(config: Config, sampler: PatchSampler,
-                  progress: Callable[[int, int, dict], None] | None = None) -> AnnTwin:
-    """Train the ANN twin (same kernels, rate units) to initialise the SNN."""
-    twin = AnnTwin(config.model)
-    optimizer = torch.optim.Adam(twin.parameters(), lr=config.train.ann_learning_rate)
-    scale = config.model.max_displacement
+def _snn_outputs(net: SpikingRegNet, batch: PatchBatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Decoded control grid and per-layer spike rates (the readout decodes the same spikes as ``net.predict``)."""
+    outputs = net.layer_outputs(net.encode(batch.fixed, batch.moving))
+    return net.decode(outputs[-1]), layer_rates(outputs)
+
+
+def _twin_outputs(twin: AnnTwin, batch: PatchBatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Control grid (decoded as ``AnnTwin.predict`` does) and per-layer rates of the ANN twin."""
+    rates = twin.rates(batch.fixed, batch.moving)
+    return decode_displacement(rates[-1], 1, twin.config.max_displacement), layer_rates(rates)
+
+
+def _train_step(outputs, batch: PatchBatch, objective: RegistrationLoss, optimizer: torch.optim.Optimizer,
+                parameters: list[torch.nn.Parameter], workers: Workers, grad_clip: float | None,
+                global_batch: int) -> dict[str, float]:
+    """One optimiser step on this process's share of the global batch; returns the global loss terms."""
+    controls, rates = outputs(batch)
+    loss, terms = objective(controls, rates, batch)
+    weight = len(batch) / global_batch  # this share's part of the global mean
+    optimizer.zero_grad()
+    (loss * weight if workers.world > 1 else loss).backward()
+    distributed.all_reduce_gradients(parameters, workers)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    values = torch.stack([loss.detach()] + [value.detach() for value in terms.values()])
+    if workers.world > 1:
+        values = distributed.all_reduce_sum(values * weight, workers)
+    return dict(zip(["loss", *terms], values.tolist()))
+
+
+def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | None = None, *,
+                  workers: Workers | None = None, objective: RegistrationLoss | None = None) -> AnnTwin:
+    """Train the ANN twin (same kernels, rate units) with the SNN's loss, to initialise the SNN.
+
+    The same optimiser kind as the SNN at ``train.ann_learning_rate``, with
+    no schedule and no gradient clipping.
+    """
+    workers = workers or Workers()
+    twin = AnnTwin(config.model).to(workers.device)
+    if objective is None:  # the control grid's cell is the product of the strides
+        objective = RegistrationLoss(config.train, config.model.max_displacement, math.prod(config.model.strides))
+    parameters = list(twin.parameters())
+    optimizer = make_optimizer(parameters, config.train, config.train.ann_learning_rate)
+    batch_size = config.train.batch_size
     for step in range(1, config.train.ann_steps + 1):
-        batch = sampler.sample(config.train.batch_size)
-        loss = displacement_loss(twin.predict(batch.fixed, batch.moving), batch.target, scale)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        batch = sampler.sample(batch_size, workers.share(batch_size)).to(workers.device)
+        row = _train_step(lambda b: _twin_outputs(twin, b), batch, objective, optimizer, parameters, workers,
+                          None, batch_size)
         if progress is not None:
-            progress(0, config.train.steps,
-                     {"loss": float(loss.detach()), "stage": f"ANN twin {step}/{config.train.ann_steps}"})
+            progress(0, config.train.steps, {"loss": row["loss"], "stage": f"ANN twin {step}/{config.train.ann_steps}"})
     return twin
 
 
@@ -207,17 +347,8 @@ def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
 
 def load_checkpoint(path: str | Path) -> tuple[SpikingRegNet, Config]:
     """Rebuild the network from a checkpoint written by :func:`train`."""
-    from spikereg.config import config_from_dict
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle/zip errors: not a checkpoint
-        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint ({error.__class__.__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != "spikereg-checkpoint/1":
-        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint (no spikereg-checkpoint/1 format tag)")
+    state = _read_checkpoint(path)
     config = config_from_dict(state["config"], source=str(path))
     net = SpikingRegNet(config.model)
     net.load_state_dict(state["state_dict"])

@@ -1,0 +1,95 @@
+"""Training: resume equals an uninterrupted run; logs, checkpoints; the train command's bad inputs."""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spikereg.cli import app
+from spikereg.config import load_config, save_config
+from spikereg.training.trainer import train
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
+
+# The shared tiny network, with image, regulariser and spike-rate terms, AdamW, the cosine schedule
+# and uneven checkpoints, so that resuming has optimiser, schedule and random state to get right.
+RESUME = ["train.steps=5", "train.checkpoint_every=2", "train.ann_steps=2", "train.loss.lncc=0.5",
+          "train.loss.bending=0.1", "train.loss.spike_rate=1.0", "train.optimizer=adamw",
+          "train.weight_decay=0.01"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+def log_rows(folder: Path) -> list[dict]:
+    with (folder / "train_log.csv").open() as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def scalar_steps(folder: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tensorboard"))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
+    save_config(tiny_config, tmp_path / "tiny.yaml")
+    config = load_config(tmp_path / "tiny.yaml", RESUME)
+    whole = tmp_path / "whole"
+    train(config, whole)
+
+    broken = tmp_path / "broken"
+
+    def interrupt(step, total, row):
+        if step == 3:  # after step 3, whose checkpoint (every 2 steps) was never written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, broken, progress=interrupt)
+    assert torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["step"] == 2
+    result = invoke("train", "--resume", broken)  # the CLI path: config from the run's own checkpoint
+    assert result.exit_code == 0, result.output
+
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(whole / "checkpoints" / name, weights_only=False)
+        b = torch.load(broken / "checkpoints" / name, weights_only=False)
+        assert a["step"] == b["step"] and a["val_error_voxels"] == b["val_error_voxels"]
+        for key, value in a["state_dict"].items():
+            assert torch.equal(value, b["state_dict"][key]), f"{name}: {key} differs after resume"
+    opt_a = torch.load(whole / "checkpoints" / "last.pt", weights_only=False)["training_state"]["optimizer"]
+    opt_b = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["training_state"]["optimizer"]
+    for index, state in opt_a["state"].items():
+        assert all(torch.equal(state[k], opt_b["state"][index][k]) for k in state)
+    assert log_rows(whole) == log_rows(broken)
+    assert [row["step"] for row in log_rows(broken)] == ["ann", "0", "2", "4", "5"]
+    assert {"loss_lncc", "loss_bending", "loss_spike_rate", "learning_rate"} <= set(log_rows(broken)[0])
+    # TensorBoard: every step once, the interrupted attempt's step 3 replaced by the resumed one.
+    assert scalar_steps(whole, "train/loss") == scalar_steps(broken, "train/loss") == [1, 2, 3, 4, 5]
+
+
+def test_train_bad_inputs_give_one_line_and_no_outputs(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stepz: 5\n")
+    out = tmp_path / "out"
+    line = one_error_line(invoke("train", "--config", ROOT / "configs" / "demo.yaml", "--config", bad,
+                                 "--out", out))
+    assert "unknown key 'train.stepz'" in line and str(bad) in line
+    assert not out.exists()
+    assert "train.optimizer" in one_error_line(invoke("train", "--config", ROOT / "configs" / "demo.yaml",
+                                                      "--set", "train.optimizer=adagrad", "--out", out))
+    assert "--config" in one_error_line(invoke("train", "--out", out))
+    assert "no checkpoints/last.pt" in one_error_line(invoke("train", "--resume", tmp_path))
+    assert "keeps its own folder and config" in one_error_line(invoke("train", "--resume", tmp_path, "--set", "train.steps=9"))
+    assert not out.exists()
