@@ -96,7 +96,8 @@ class TorchBackend:
                 series[layer, begin:begin + steps.size] += steps
             controls.append(self.net.decode(outputs[-1]).cpu().numpy())
             if progress is not None:
-                progress(min(first + self.batch_size, len(fixed)), 0, int(spikes.sum()))
+                done = min(first + self.batch_size, len(fixed))
+                progress(done, done * window, int(spikes.sum()))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if not self.stats.layer_neurons:  # SLAYER blocks know their shapes after a forward pass

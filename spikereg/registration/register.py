@@ -130,9 +130,14 @@ def _refine(fixed_n: np.ndarray, moving_n: np.ndarray, ddf: np.ndarray | None, b
         for first in range(0, len(grid), chunk):
             cut = slice(first, min(first + chunk, len(grid)))
 
+            # the backend reports within this call; add what earlier calls ran for totals so far
+            steps_before = backend.stats.time_steps
+            spikes_before = int(backend.stats.layer_spikes.sum()) if backend.stats.layer_spikes is not None else 0
+
             def report(done: int, steps: int, spikes: int, offset: int = first) -> None:
                 if progress is not None:
-                    progress(label, min(offset + done, len(grid)), len(grid), spikes)
+                    progress(f"{label}, {steps_before + steps:,} steps", min(offset + done, len(grid)), len(grid),
+                             spikes_before + spikes)
 
             controls = backend.predict(extract(fixed_p, grid, cut), extract(moving_p, grid, cut), progress=report)
             if stitcher is None:
@@ -158,7 +163,8 @@ def register(
 
     ``pyramid`` levels (1: full resolution only) each run ``iterations``
     refinement passes, coarsest first.
-    ``progress(stage, patches_done, patches_total, spikes_so_far)`` reports long work.
+    ``progress(stage, patches_done, patches_total, spikes_so_far)`` reports long work; ``stage``
+    names the level and iteration and the time steps run so far.
     """
     start = time.perf_counter()
     network_before = backend.stats.network_seconds

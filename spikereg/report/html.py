@@ -178,7 +178,7 @@ def layer_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def iteration_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["iteration", "patches", "time steps", "input spikes", "layer spikes", "synops", "of which zero w",
             "mean spike rate"]
-    rows = [[str(it["iteration"]), _fmt(it["patches"]), _fmt(it["time_steps"]), _fmt(it["input_spikes"]),
+    rows = [[str(it.get("label", it["iteration"])), _fmt(it["patches"]), _fmt(it["time_steps"]), _fmt(it["input_spikes"]),
              _fmt(it["layer_spikes"]), _fmt(it["synops"]), _fmt(it["synops_structural_zeros"]),
              f"{it['mean_spike_rate']:.4f}"]
             for it in report.get("counts", {}).get("iterations", [])]

@@ -151,3 +151,22 @@ def test_lava_and_slayer_count_the_same(tiny_export) -> None:
     assert rasters["torch"].patch == rasters["sim"].patch
     for name in rasters["torch"].layers:
         np.testing.assert_array_equal(rasters["torch"].layers[name], rasters["sim"].layers[name])
+
+
+def test_progress_reports_patches_time_steps_and_spikes_so_far(tiny_export) -> None:
+    """Across chunks and iterations the progress keeps running totals, ending at the run's own counts."""
+    from spikereg.registration.backends import open_backend
+    from spikereg.registration.register import register
+
+    _, path = tiny_export
+    fixed = load_mni("t1", 8.0).data[4:20, 6:22, 4:20]
+    calls = []
+    with open_backend(path, "torch", batch_size=2) as engine:
+        engine.chunk_size = 3  # 8 patches per iteration -> chunks of 3, 3, 2
+        register(fixed, np.roll(fixed, 1, axis=0), engine, iterations=2, patch_stride=8,
+                 progress=lambda stage, done, total, spikes: calls.append((stage, done, total, spikes)))
+        stats = engine.stats
+    spikes = [c[3] for c in calls]
+    assert spikes == sorted(spikes) and spikes[-1] == int(stats.layer_spikes.sum()) > 0
+    assert calls[-1][0] == f"iteration 2/2, {stats.time_steps:,} steps" and calls[-1][1:3] == (8, 8)
+    assert [c[1] for c in calls if c[0].startswith("iteration 1/2")][-1] == 8
