@@ -66,6 +66,12 @@ class DataConfig:
     control_spacing: int = 8  # voxels between the random field's control points
     noise_std: float = 0.02
     pairs: int = 64  # pairs generated before training; patches are drawn from them
+    deformation: str = "bspline"  # bspline (small displacement) | diffeomorphic (integrated velocity field)
+    bias_field: float = 0.0  # largest log-gain of a smooth multiplicative intensity bias per image
+    gamma_std: float = 0.0  # contrast change: image ** g with log g ~ N(0, gamma_std)
+
+
+DEFORMATIONS = ("bspline", "diffeomorphic")  # spikereg.data.synth.DEFORMATIONS (a test keeps them equal)
 
 
 @dataclass
@@ -263,7 +269,21 @@ def validate(config: Config, source: str = "config") -> None:
             f"{source}: run.patch_stride must be a multiple of {reduction} and at most "
             f"model.patch_size ({model.patch_size})"
         )
+    _validate_data(config, source)
     _validate_train(config, source)
+
+
+def _validate_data(config: Config, source: str) -> None:
+    data = config.data
+    if data.deformation not in DEFORMATIONS:
+        raise ConfigError(f"{source}: 'data.deformation' must be one of {', '.join(DEFORMATIONS)}, "
+                          f"got {data.deformation!r}")
+    for key, value in {"data.max_displacement": data.max_displacement, "data.noise_std": data.noise_std,
+                       "data.bias_field": data.bias_field, "data.gamma_std": data.gamma_std}.items():
+        if not value >= 0:
+            raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
+    if data.control_spacing < 1:
+        raise ConfigError(f"{source}: 'data.control_spacing' must be positive, got {data.control_spacing}")
 
 
 def _validate_train(config: Config, source: str) -> None:

@@ -9,6 +9,7 @@ distributed workers gives the same loss as the whole batch.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict
 
 import torch
@@ -80,10 +81,13 @@ class RegistrationLoss(torch.nn.Module):
             if "dice" in active:
                 values["dice"] = self.dice(warp_torch(self.one_hot(batch.moving_labels), ddf),
                                            self.one_hot(batch.fixed_labels))
-            if "bending" in active:
-                values["bending"] = self.bending(ddf)
-            if "diffusion" in active:
-                values["diffusion"] = self.diffusion(ddf)
+            with warnings.catch_warnings():
+                # MONAI 1.6 indexes with lists, which torch flags as deprecated on every call.
+                warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+                if "bending" in active:
+                    values["bending"] = self.bending(ddf)
+                if "diffusion" in active:
+                    values["diffusion"] = self.diffusion(ddf)
         if "spike_rate" in active:
             values["spike_rate"] = spike_rate_loss(rates, self.target_spike_rate)
         return values

@@ -5,12 +5,14 @@ import torch
 
 
 def layer_rates(outputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-sample mean activity ``(N,)`` of each layer's output (spikes or rates, batch first).
+    """Per-sample mean activity ``(N,)`` of each layer's output (batch first).
 
-    For SLAYER outputs ``(N, C, H, W, T)`` this is spikes per neuron per time
-    step; for the ANN twin's rates ``(N, C, D, H, W)`` the mean rate.
+    For binary spikes (CUBA, ``(N, C, H, W, T)``) this is spikes per neuron
+    per time step; for graded sigma-delta spikes the mean payload magnitude
+    (the event count itself has no gradient); for the ANN twin's rates
+    ``(N, C, D, H, W)`` the mean rate.
     """
-    return [output.flatten(1).mean(dim=1) for output in outputs]
+    return [output.abs().flatten(1).mean(dim=1) for output in outputs]
 
 
 def spike_rate_loss(rates: list[torch.Tensor], target: float) -> torch.Tensor:

@@ -122,6 +122,9 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
             control_spacing=config.data.control_spacing,
             noise_std=config.data.noise_std,
             base_labels=base_labels,
+            deformation=config.data.deformation,
+            bias_field=config.data.bias_field,
+            gamma_std=config.data.gamma_std,
         ))
     return pairs
 

@@ -79,6 +79,8 @@ def test_bad_override_names_the_override():
     ("train.mi_bins=1", "'train.mi_bins' must be at least 2"),
     ("train.learning_rate=0", "'train.learning_rate' must be positive"),
     ("train.loss={lncc: one}", "'train.loss.lncc' must be float"),
+    ("data.deformation=affine", "'data.deformation' must be one of bspline, diffeomorphic"),
+    ("data.bias_field=-0.1", "'data.bias_field' must be >= 0"),
 ])
 def test_new_train_keys_are_validated(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -96,3 +98,10 @@ def test_defaults_of_new_keys_are_the_shipped_models_training():
     train = config_from_dict(state["config"]).train
     assert (train.optimizer, train.scheduler, train.weight_decay, train.device) == ("adam", "cosine", 0.0, "cpu")
     assert {k: v for k, v in vars(train.loss).items() if v} == {"displacement": 1.0}
+
+
+def test_config_knows_the_generators_deformations():
+    from spikereg.config import DEFORMATIONS
+    from spikereg.data.synth import DEFORMATIONS as GENERATED
+
+    assert DEFORMATIONS == GENERATED

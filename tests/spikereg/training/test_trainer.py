@@ -2,6 +2,7 @@
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -93,3 +94,17 @@ def test_train_bad_inputs_give_one_line_and_no_outputs(tmp_path):
     assert "no checkpoints/last.pt" in one_error_line(invoke("train", "--resume", tmp_path))
     assert "keeps its own folder and config" in one_error_line(invoke("train", "--resume", tmp_path, "--set", "train.steps=9"))
     assert not out.exists()
+
+
+def test_training_pairs_follow_the_data_keys(tiny_config):
+    from dataclasses import replace
+
+    from spikereg.training.trainer import synthetic_pairs
+
+    plain = synthetic_pairs(tiny_config, 1, seed=4)[0]
+    labelled = synthetic_pairs(tiny_config, 1, seed=4, labels=True)[0]
+    assert (plain.fixed == labelled.fixed).all() and plain.fixed_labels is None
+    assert set(np.unique(labelled.fixed_labels)) == {0.0, 1.0, 2.0}  # tissue labels: background, grey, white
+    for change in ({"deformation": "diffeomorphic"}, {"bias_field": 0.3}, {"gamma_std": 0.2}):
+        config = replace(tiny_config, data=replace(tiny_config.data, **change))
+        assert not np.allclose(synthetic_pairs(config, 1, seed=4)[0].fixed, plain.fixed), change
