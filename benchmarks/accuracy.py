@@ -1,26 +1,38 @@
-"""Registration accuracy on held-out synthetic real-anatomy pairs, peers side by side.
+"""Registration accuracy on held-out real-anatomy pairs: SpikeReg and its peers side by side.
 
-Methods, on the same pairs in one run: identity, SimpleITK diffeomorphic demons
-(if SimpleITK is installed: ``pip install SimpleITK``), the ANN twin and the
-SNN (SLAYER, the exact spikes Lava produces) of a checkpoint, with the same
-patching, stitching and refinement. Metrics over the brain mask: mean
-end-point error against the ground-truth field (voxels), NCC, mean tissue
-Dice (grey and white matter from the MNI maps, labels warped with each
-field), % voxels with Jacobian <= 0, seconds per pair.
+Methods, on the same pairs in one run (each only where it can run here):
+
+* identity (no registration);
+* SimpleITK diffeomorphic demons (``pip install SimpleITK``, the ``bench`` extra);
+* ANTs SyN (antspyx, the ``bench`` extra; ``antspyx==0.5.4`` keeps numpy < 2);
+* the ANN twin of the checkpoint (retrained the way ``spikereg train`` did: same seed and steps);
+* the SNN on the exported netx file, in SLAYER (``--backend torch``: the
+  file's 8-bit weights, the spikes Lava produces, which every export verifies);
+* the same SNN on Lava's fixed-point CPU simulator (``--backend sim``), on the
+  first ``--lava-pairs`` pairs only: it costs minutes per pair.
+
+Every method's field goes through :func:`spikereg.evaluation.measure_pair`,
+the code ``spikereg evaluate`` uses: end-point error against the ground truth
+(voxels, mm), NCC, tissue Dice and HD95 (grey and white matter warped with
+the field), SDlogJ and % voxels with Jacobian <= 0, over the fixed brain mask.
 
     .venv/bin/python benchmarks/accuracy.py --pairs 5 --write
+    .venv/bin/python benchmarks/accuracy.py --spacing 2 --pairs 20 --lava-pairs 0 --write   # 2 mm
 
-The pairs come from a seed the training never used (``--seed``), at the
-checkpoint's spacing. ``--write`` replaces the ``## Registration accuracy``
-section of BENCHMARKS.md.
+Pairs are made in memory from a seed training never used (``--seed``; MNI
+T1, B-spline fields of the checkpoint's magnitude), or read from a dataset
+folder (``--data DIR --split test``, e.g. from ``spikereg data synth``).
+``--write`` replaces the ``## Registration accuracy`` section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +40,60 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Registration accuracy"
+COLUMNS = (("epe_vox", "EPE (vox)", 3), ("epe_mm", "EPE (mm)", 3), ("dice", "tissue Dice", 4),
+           ("hd95_mm", "HD95 (mm)", 2), ("ncc", "NCC", 4), ("sdlogj", "SDlogJ", 3),
+           ("jacobian_nonpositive_pct", "% Jacobian <= 0", 3), ("seconds", "s / pair", 2))
 
 
-def dice(a: np.ndarray, b: np.ndarray, labels=(1, 2)) -> float:
-    scores = []
-    for label in labels:
-        x, y = a == label, b == label
-        denominator = x.sum() + y.sum()
-        scores.append(2.0 * (x & y).sum() / denominator if denominator else 1.0)
-    return float(np.mean(scores))
+@dataclass
+class BenchPair:
+    """One held-out pair as arrays, with its ground truth."""
+
+    name: str
+    fixed: np.ndarray
+    moving: np.ndarray
+    fixed_labels: np.ndarray
+    moving_labels: np.ndarray
+    ddf: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def _sitk_field_to_ddf(array: np.ndarray) -> np.ndarray:
+    """SimpleITK (z, y, x, vector(x, y, z)) displacement, unit spacing -> our (3, D, H, W) voxels."""
+    return np.ascontiguousarray(array[..., ::-1].transpose(3, 0, 1, 2)).astype(np.float32)
 
 
 def demons(fixed: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """SimpleITK diffeomorphic demons; returns a (3, D, H, W) voxel-unit field in our convention."""
+    """SimpleITK diffeomorphic demons (50 iterations, field smoothing 1.5 voxels)."""
     import SimpleITK as sitk
 
     f, m = sitk.GetImageFromArray(fixed.astype(np.float32)), sitk.GetImageFromArray(moving.astype(np.float32))
     filt = sitk.DiffeomorphicDemonsRegistrationFilter()
     filt.SetNumberOfIterations(50)
     filt.SetStandardDeviations(1.5)
-    field = filt.Execute(f, m)
-    # SimpleITK arrays are (z, y, x, vector(x, y, z)); unit spacing, so mm == voxels.
-    array = sitk.GetArrayFromImage(field)
-    return np.ascontiguousarray(array[..., ::-1].transpose(3, 0, 1, 2)).astype(np.float32)
+    return _sitk_field_to_ddf(sitk.GetArrayFromImage(filt.Execute(f, m)))
+
+
+def ants_syn(fixed: np.ndarray, moving: np.ndarray, seed: int = 0) -> np.ndarray:
+    """ANTs SyN with antspyx defaults (affine then symmetric normalization), as a dense (3, D, H, W) field.
+
+    ANTs returns an affine and a warp file; their composition is read off as a
+    field by pushing each voxel-index image through both transforms (linear
+    interpolation of a linear ramp is exact), so ddf(x) = T(x) - x.
+    """
+    import ants
+
+    to_ants = lambda a: ants.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731 unit spacing
+    f, m = to_ants(fixed), to_ants(moving)
+    result = ants.registration(f, m, type_of_transform="SyN", random_seed=seed)
+    grid = np.indices(fixed.shape, dtype=np.float32)
+    mapped = np.stack([ants.apply_transforms(f, to_ants(grid[k]), result["fwdtransforms"],
+                                             interpolator="linear").numpy() for k in range(3)])
+    ddf = (mapped - grid).astype(np.float32)
+    # Points T(x) outside the moving volume read the index images' 0 padding:
+    # there the field is unknown, so clamp it to where it sends x into the volume.
+    upper = (np.array(fixed.shape, dtype=np.float32) - 1).reshape(3, 1, 1, 1)
+    return np.clip(grid + ddf, 0, upper) - grid
 
 
 class AnnBackend:
@@ -62,6 +105,13 @@ class AnnBackend:
         from spikereg.registration.register import BackendStats
 
         self.twin, self.patch_size, self.reduction, self.stats = twin, patch_size, reduction, BackendStats()
+        self.chunk_size = 64
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
     @torch.no_grad()
     def predict(self, fixed, moving, progress=None):
@@ -69,89 +119,158 @@ class AnnBackend:
                                for i in range(0, len(fixed), 64)])
 
 
+def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
+    """The pairs and a sentence saying where they come from."""
+    from spikereg.data import load_dataset, load_mni, make_pair, tissue_labels
+
+    if args.data is not None:
+        dataset = load_dataset(args.data, args.split or None)
+        pairs = []
+        for index in range(min(args.pairs, len(dataset))):
+            pair = dataset.load(index)
+            if pair.ddf is None or pair.fixed_labels is None or pair.moving_labels is None:
+                raise SystemExit(f"{args.data}: pair {pair.name} needs labels and a ground-truth ddf")
+            pairs.append(BenchPair(pair.name, pair.fixed.data, pair.moving.data, pair.fixed_labels.data,
+                                   pair.moving_labels.data, pair.ddf, pair.fixed.spacing))
+        return pairs, f"{len(pairs)} pairs of `{args.data}` ({dataset.layout} layout, split {args.split})"
+    spacing = args.spacing or config.data.spacing
+    base = load_mni("t1", spacing)
+    labels = tissue_labels(spacing).data
+    rng = np.random.default_rng(args.seed)
+    pairs = []
+    for index in range(args.pairs):
+        pair = make_pair(base.data, rng, max_displacement=config.data.max_displacement,
+                         control_spacing=config.data.control_spacing, base_labels=labels,
+                         noise_std=config.data.noise_std)
+        pairs.append(BenchPair(f"pair_{index:03d}", pair.fixed, pair.moving, pair.fixed_labels,
+                               pair.moving_labels, pair.ddf, base.spacing))
+    recipe = (f"{args.pairs} pairs made in memory: MNI ICBM152 T1 at {spacing:g} mm, anatomy varied and then "
+              f"warped by random B-spline fields (max displacement {config.data.max_displacement:g} voxels, "
+              f"control points every {config.data.control_spacing} voxels, noise {config.data.noise_std:g}), "
+              f"seed {args.seed}, tissue labels from the MNI grey/white-matter maps")
+    return pairs, recipe
+
+
 def main(argv=None) -> int:
-    from spikereg.data import jacobian_determinant, load_mni, make_pair, tissue_labels, warp
+    from spikereg.evaluation import measure_pair
     from spikereg.networks.ann import AnnTwin
-    from spikereg.pretrained import DEFAULT_CHECKPOINT
-    from spikereg.registration.backends import TorchBackend
-    from spikereg.registration.register import ncc, register
-    from spikereg.training.trainer import load_checkpoint, pretrain_twin, PatchSampler, synthetic_pairs
+    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL
+    from spikereg.registration.backends import open_backend
+    from spikereg.registration.register import register
+    from spikereg.training.trainer import PatchSampler, load_checkpoint, pretrain_twin, synthetic_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                        help="checkpoint whose config, data recipe and ANN twin are used")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="its netx export (the SNN rows)")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--spacing", type=float, default=None, help="mm (default: the checkpoint's)")
+    parser.add_argument("--data", type=Path, default=None, help="dataset folder instead of in-memory pairs")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--lava-pairs", type=int, default=1,
+                        help="pairs also registered on Lava's simulator (slow: minutes per pair)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["demons", "ants", "ann"],
+                        help="peers to leave out")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
     net, config = load_checkpoint(args.checkpoint)
-    # The twin the SNN started from is not stored; retrain it the same way (same seed, steps).
-    train_pairs = synthetic_pairs(config, config.data.pairs, config.train.seed)
-    sampler = PatchSampler(train_pairs, config.model.patch_size, net.reduction,
-                           np.random.default_rng(config.train.seed))
-    torch.manual_seed(config.train.seed)
-    twin = pretrain_twin(config, sampler) if config.train.ann_steps else AnnTwin(config.model)
+    iterations, stride = config.run.iterations, config.run.patch_stride
+    pairs, recipe = held_out_pairs(args, config)
 
-    base = load_mni("t1", config.data.spacing).data
-    labels = tissue_labels(config.data.spacing).data
-    rng = np.random.default_rng(args.seed)
-    methods = ["identity", "ANN twin", "SNN (SLAYER = Lava spikes)"]
-    try:
-        import SimpleITK  # noqa: F401
-        methods.insert(1, "SimpleITK demons")
-    except ImportError:
-        print("SimpleITK not installed: demons skipped", file=sys.stderr)
-    rows = {m: [] for m in methods}
-    for index in range(args.pairs):
-        pair = make_pair(base, rng, max_displacement=config.data.max_displacement,
-                         control_spacing=config.data.control_spacing, base_labels=labels,
-                         noise_std=config.data.noise_std)
-        mask = pair.fixed > 0.1
-        for method in methods:
-            tick = time.perf_counter()
-            if method == "identity":
-                ddf = np.zeros_like(pair.ddf)
-            elif method == "SimpleITK demons":
-                ddf = demons(pair.fixed, pair.moving)
-            else:
-                backend = (AnnBackend(twin, config.model.patch_size, net.reduction) if method == "ANN twin"
-                           else TorchBackend(net))
-                ddf = register(pair.fixed, pair.moving, backend, iterations=config.run.iterations,
-                               patch_stride=config.run.patch_stride).ddf
-            seconds = time.perf_counter() - tick
-            warped = warp(pair.moving, ddf)
-            warped_labels = warp(pair.moving_labels, ddf, mode="nearest")
-            rows[method].append({
-                "epe": float(np.linalg.norm(ddf - pair.ddf, axis=0)[mask].mean()),
-                "ncc": ncc(pair.fixed, warped),
-                "dice": dice(np.rint(pair.fixed_labels), np.rint(warped_labels)),
-                "fold": float((jacobian_determinant(ddf) <= 0).mean() * 100),
-                "seconds": seconds,
-            })
-        print(f"pair {index + 1}/{args.pairs} done", file=sys.stderr)
+    methods = ["identity"]
+    notes = []
+    for name, module, label in (("demons", "SimpleITK", "SimpleITK demons"), ("ants", "ants", "ANTs SyN")):
+        if name in args.skip:
+            continue
+        try:
+            __import__(module)
+            methods.append(label)
+        except ImportError:
+            notes.append(f"{label} not run: `{module}` is not installed (`pip install -e '.[bench]'`)")
+    twin = None
+    if "ann" not in args.skip:
+        # The twin the SNN started from is not stored; retrain it the same way (same seed, steps).
+        print("retraining the ANN twin ...", file=sys.stderr)
+        train_pairs = synthetic_pairs(config, config.data.pairs, config.train.seed)
+        sampler = PatchSampler(train_pairs, config.model.patch_size, net.reduction,
+                               np.random.default_rng(config.train.seed))
+        torch.manual_seed(config.train.seed)
+        twin = pretrain_twin(config, sampler) if config.train.ann_steps else AnnTwin(config.model)
+        methods.append("ANN twin")
+    methods += ["SNN, SLAYER (torch backend)"]
+    lava_pairs = min(args.lava_pairs, len(pairs))
+    if lava_pairs:
+        methods.append("SNN, Lava simulator (sim backend)")
+    else:
+        notes.append("SNN on Lava's simulator not run (`--lava-pairs 0`): about 2.4 s per patch on 2 cores "
+                     "(## Lava streaming), i.e. minutes per pair; the sim backend's field equals the torch "
+                     "backend's (tests/spikereg/registration/test_backends.py, and every export is verified)")
 
-    header = "| method | EPE (vox) | NCC | tissue Dice | % Jacobian <= 0 | s / pair |\n|---|---:|---:|---:|---:|---:|"
+    rows: dict[str, list[dict]] = {m: [] for m in methods}
+    lava_matches_torch = []
+    with open_backend(args.model, "torch") as snn_torch:
+        for index, pair in enumerate(pairs):
+            fields = {}
+            for method in methods:
+                if method.startswith("SNN, Lava") and index >= lava_pairs:
+                    continue
+                tick = time.perf_counter()
+                if method == "identity":
+                    ddf = np.zeros_like(pair.ddf)
+                elif method == "SimpleITK demons":
+                    ddf = demons(pair.fixed, pair.moving)
+                elif method == "ANTs SyN":
+                    ddf = ants_syn(pair.fixed, pair.moving, seed=args.seed)
+                elif method == "ANN twin":
+                    ddf = register(pair.fixed, pair.moving, AnnBackend(twin, config.model.patch_size, net.reduction),
+                                   iterations=iterations, patch_stride=stride).ddf
+                elif method.startswith("SNN, SLAYER"):
+                    ddf = register(pair.fixed, pair.moving, snn_torch, iterations=iterations,
+                                   patch_stride=stride).ddf
+                else:
+                    with open_backend(args.model, "sim") as lava:
+                        ddf = register(pair.fixed, pair.moving, lava, iterations=iterations, patch_stride=stride).ddf
+                    lava_matches_torch.append(float(np.abs(ddf - fields["SNN, SLAYER (torch backend)"]).max()))
+                seconds = time.perf_counter() - tick
+                fields[method] = ddf
+                metrics = measure_pair(pair.fixed, pair.moving, ddf, spacing=pair.spacing,
+                                       fixed_labels=pair.fixed_labels, moving_labels=pair.moving_labels,
+                                       true_ddf=pair.ddf)
+                rows[method].append({**metrics.values, "seconds": seconds})
+            print(f"pair {index + 1}/{len(pairs)} done", file=sys.stderr)
+
+    header = ("| method | pairs | " + " | ".join(title for _, title, _ in COLUMNS) + " |\n|---|---:|"
+              + "---:|" * len(COLUMNS))
     lines = [header]
     for method, results in rows.items():
-        mean = {k: np.mean([r[k] for r in results]) for k in results[0]}
-        lines.append(f"| {method} | {mean['epe']:.3f} | {mean['ncc']:.4f} | {mean['dice']:.4f} | "
-                     f"{mean['fold']:.3f} | {mean['seconds']:.2f} |")
+        cells = [f"{np.nanmean([r[key] for r in results]):.{digits}f}" for key, _, digits in COLUMNS]
+        lines.append(f"| {method} | {len(results)} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
+    if lava_matches_torch:
+        notes.append(f"Lava simulator vs SLAYER on the same pairs: largest field difference "
+                     f"{max(lava_matches_torch):.3g} voxels")
     print(table)
+    for note in notes:
+        print(f"- {note}")
     if args.write:
         from spikereg.data.io import write_text_atomic
 
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        command = " ".join(["benchmarks/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+        model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
         section = (
-            f"{SECTION}\n\nHeld-out synthetic pairs (MNI ICBM152 T1 warped by random smooth fields, seed {args.seed}, "
-            f"{config.data.spacing:g} mm, max displacement {config.data.max_displacement:g} voxels), "
-            f"{args.pairs} pairs, model `{args.checkpoint.relative_to(ROOT) if args.checkpoint.is_relative_to(ROOT) else args.checkpoint}`, "
-            f"{config.run.iterations} iterations, patch stride {config.run.patch_stride}. The SNN row runs SLAYER, "
-            "whose spikes Lava's fixed-point simulator reproduces exactly (every export is verified), "
-            "so its field is the one `spikereg run --backend sim` returns. Metrics over voxels with T1 > 0.1.\n\n"
-            f"```bash\n.venv/bin/python benchmarks/accuracy.py --pairs {args.pairs} --seed {args.seed} --write\n```\n\n"
-            f"{table}\n\n- machine: {len(__import__('os').sched_getaffinity(0))} cores, {cpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}\n- date: {datetime.date.today()}\n"
+            f"{SECTION}\n\n{recipe}. Model `{model}` ({iterations} iterations, patch stride {stride}). "
+            "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
+            "writes): EPE against the ground truth and SDlogJ / % Jacobian <= 0 over the fixed brain mask "
+            "(tissue labels > 0), NCC over the same mask, tissue Dice and HD95 as the mean over grey and "
+            "white matter. Seconds per pair include each method's own set-up (Lava: compile and stop).\n\n"
+            f"```bash\n.venv/bin/python {command}\n```\n\n{table}\n\n"
+            + "".join(f"- {note}\n" for note in notes)
+            + f"- machine: {len(os.sched_getaffinity(0))} cores, {cpu}; Python {platform.python_version()}, "
+              f"torch {torch.__version__}; load average (1 min) {os.getloadavg()[0]:.2f} at the end\n"
+              f"- date: {datetime.date.today()}\n"
         )
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text() if path.exists() else "# Benchmarks\n"
