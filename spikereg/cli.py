@@ -112,7 +112,13 @@ def train(
                     report.val = f"  val EPE {row['val_error_voxels']:.3f} vox"
                 bar.update(task, description="SNN", completed=step, info=info + getattr(report, "val", ""))
 
-            best = run_training(cfg, out, progress=report, resume=resume is not None)
+            try:
+                best = run_training(cfg, out, progress=report, resume=resume is not None)
+            except KeyboardInterrupt:
+                bar.stop()
+                if (Path(out) / "checkpoints" / "last.pt").is_file():
+                    console.print(f"continue with: spikereg train --resume {out}", highlight=False, soft_wrap=True)
+                raise
         console.print(f"best checkpoint: {best}")
 
 

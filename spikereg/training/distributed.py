@@ -47,7 +47,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("train.device 'cuda': torch sees no CUDA device here; use cpu or auto")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"train.device 'cuda': process {local_rank} on this machine has no GPU of its own "
+                             f"({torch.cuda.device_count()} visible); start at most that many per machine")
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 

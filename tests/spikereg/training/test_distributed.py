@@ -64,3 +64,14 @@ def test_torchrun_two_processes_match_one_process(tiny_config, tmp_path):
     # Only rank 0 wrote: one log with one header and one row per checkpoint.
     rows = (tmp_path / "two" / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["step", "ann", "0", "2", "4"]
+
+
+def test_cuda_without_a_gpu_is_one_clear_error():
+    from spikereg.training.distributed import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="train.device 'cuda': torch sees no CUDA device"):
+        resolve_device("cuda")

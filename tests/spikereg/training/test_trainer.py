@@ -108,3 +108,29 @@ def test_training_pairs_follow_the_data_keys(tiny_config):
     for change in ({"deformation": "diffeomorphic"}, {"bias_field": 0.3}, {"gamma_std": 0.2}):
         config = replace(tiny_config, data=replace(tiny_config.data, **change))
         assert not np.allclose(synthetic_pairs(config, 1, seed=4)[0].fixed, plain.fixed), change
+
+
+def test_ctrl_c_stops_training_with_a_resume_hint(tiny_config, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    save_config(tiny_config, tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "spikereg", "train", "--config", str(tmp_path / "tiny.yaml"), "--out", str(out),
+         "--set", "train.steps=100000", "--set", "train.checkpoint_every=1", "--set", "train.tensorboard=false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoints" / "last.pt").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "training never wrote last.pt"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, output
+    assert f"continue with: spikereg train --resume {out}" in output and "interrupted" in output
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["step"] >= 1
