@@ -193,7 +193,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     resumed = None
     if resume:
         resumed = _read_checkpoint(_last_checkpoint(out_dir))
-        if resumed["config"] != config.to_dict():
+        # Compared after loading, so that keys added since the run started (at their defaults) do not count.
+        if config_from_dict(resumed["config"], source=str(out_dir)).to_dict() != config.to_dict():
             raise ValueError(f"--resume {out_dir}: the config differs from the one the run was started with; "
                              "a resumed run keeps its own config")
         if "training_state" not in resumed:

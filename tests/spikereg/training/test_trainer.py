@@ -78,6 +78,8 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
     assert {"loss_lncc", "loss_bending", "loss_spike_rate", "learning_rate"} <= set(log_rows(broken)[0])
     # TensorBoard: every step once, the interrupted attempt's step 3 replaced by the resumed one.
     assert scalar_steps(whole, "train/loss") == scalar_steps(broken, "train/loss") == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="config differs"):
+        train(load_config(tmp_path / "tiny.yaml", RESUME + ["train.learning_rate=0.5"]), broken, resume=True)
 
 
 def test_train_bad_inputs_give_one_line_and_no_outputs(tmp_path):
