@@ -260,6 +260,27 @@ def step_series(spikes_per_step: Sequence[Sequence[Sequence[int]]]) -> np.ndarra
     return np.concatenate(parts, axis=1)
 
 
+def mean_patch_window(spikes_per_step: Sequence[Sequence[Sequence[int]]], window: int) -> np.ndarray:
+    """``(layers, window)``: each layer's spikes at each step of a patch's window, averaged over patches.
+
+    Every backend call streams whole patches from its first step, and layer ``l``
+    (1-based) answers a patch ``l - 1`` steps after it enters, so windows are cut
+    per call from step ``l - 1`` on.
+    """
+    calls = [np.asarray(call, dtype=np.int64) for call in spikes_per_step if np.size(call)]
+    if not calls:
+        return np.zeros((0, window))
+    total = np.zeros((len(calls[0]), window))
+    patches = np.zeros(len(calls[0]))
+    for call in calls:
+        for layer, row in enumerate(call):
+            usable = row[layer:]
+            usable = usable[: len(usable) // window * window].reshape(-1, window)
+            total[layer] += usable.sum(axis=0)
+            patches[layer] += len(usable)
+    return total / np.maximum(patches, 1)[:, None]
+
+
 def spikes_over_time(spikes_per_step: Sequence[Sequence[Sequence[int]]], window: Optional[int] = None) -> Figure:
     """Spikes of each layer at every time step of the run, and (given the patch ``window``)
     their mean over patches against the step inside a patch's window."""
@@ -275,13 +296,8 @@ def spikes_over_time(spikes_per_step: Sequence[Sequence[Sequence[int]]], window:
     if len(series):
         axes[0].legend(fontsize=8, loc="upper right")
     if window:
-        for layer, row in enumerate(series, start=1):
-            # layer l answers steps [l-1, l-1+window) of each patch's window
-            usable = row[layer - 1:]
-            usable = usable[: len(usable) // window * window]
-            if len(usable):
-                axes[1].plot(np.arange(window), usable.reshape(-1, window).mean(axis=0), marker=".",
-                             label=f"layer {layer}")
+        for layer, mean in enumerate(mean_patch_window(spikes_per_step, window), start=1):
+            axes[1].plot(np.arange(window), mean, marker=".", label=f"layer {layer}")
         axes[1].set_xlabel("time step within a patch")
         axes[1].set_ylabel("mean spikes")
         axes[1].set_title("mean over patches")

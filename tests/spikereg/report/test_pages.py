@@ -145,3 +145,14 @@ def test_a_real_run_writes_counts_and_a_raster_that_the_report_draws(tiny_export
     assert raster.layers["input"].any()  # a patch with brain, not an empty corner
     pages = write_pages(out)
     assert pages.notes == [] and (out / FIGURES_DIR / "raster.png").is_file()
+
+
+def test_mean_patch_window_folds_each_call_from_the_step_a_layer_answers() -> None:
+    from spikereg.report.figures import mean_patch_window
+
+    # two backend calls, window 4; layer 2 answers one step later than layer 1 (the drain steps are left over)
+    first = [[1, 2, 3, 4, 5, 6, 7, 8, 0], [0, 1, 1, 1, 1, 3, 3, 3, 3]]
+    second = [[9, 9, 9, 9, 0], [0, 5, 5, 5, 5]]
+    mean = mean_patch_window([first, second], 4)
+    np.testing.assert_allclose(mean[0], [(1 + 5 + 9) / 3, (2 + 6 + 9) / 3, (3 + 7 + 9) / 3, (4 + 8 + 9) / 3])
+    np.testing.assert_allclose(mean[1], [3, 3, 3, 3])
