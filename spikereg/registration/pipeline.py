@@ -72,30 +72,33 @@ class MemoryBudgetError(ValueError):
     """The registration's estimated peak memory exceeds the budget given."""
 
 
-# Peak memory model, bytes = BASE[backend] + VOLUME_COPIES * 4 * voxels + patch buffers.
-# VOLUME_COPIES counts float32 full-volume arrays alive at the peak (inputs, normalized
-# and padded copies, the field and residual (3 each), MONAI's sampling grid, the
-# Jacobian's 9 derivatives); both constants are fitted to measured peak RSS in
-# benchmarks/speed.py (BENCHMARKS.md "Speed and memory" lists estimate vs measured).
+# Peak memory model: bytes = BASE_BYTES[backend] + VOLUME_COPIES * 4 * voxels + one batch of
+# encoded patches. VOLUME_COPIES counts the float32 full-volume arrays alive at the peak
+# (inputs, normalized and padded copies, the field and the residual (3 each), MONAI's
+# sampling grid, the Jacobian's derivatives); BASE_BYTES is the interpreter with torch,
+# MONAI (and Lava's runtime processes). Fitted to the peak RSS measured by
+# benchmarks/speed.py on 2 mm and 1 mm brains (BENCHMARKS.md, "Speed and memory").
 VOLUME_COPIES = 30
 BASE_BYTES = {"torch": 700 * 2**20, "sim": 1100 * 2**20, "loihi2": 1100 * 2**20}
+LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
 
 
-def estimate_peak_bytes(shape: tuple[int, ...], meta: dict, backend: str, chunk_patches: int = 256) -> int:
+def estimate_peak_bytes(shape: tuple[int, ...], meta: dict, backend: str, batch_size: int = 32) -> int:
     """Estimated peak resident memory of registering a volume of ``shape`` with the model of ``meta``."""
     voxels = int(np.prod(shape))
     model = meta["model"]
     channels = ENCODINGS.get(model.get("encoding", "intensity"), 10)
-    patch, window = model["patch_size"], meta.get("window", 16)
-    # encoded spikes of one chunk (float32), with the feature tensor they come from
-    patch_bytes = chunk_patches * channels * patch**3 * (window + meta.get("layers", 3)) * 4 * 2
+    span = meta.get("window", 16) + meta.get("layers", 3)
+    batch = batch_size if backend == "torch" else LAVA_CHUNK
+    # a batch's rate-coded features (float32, time last) and their folded copy
+    patch_bytes = 2 * batch * channels * model["patch_size"] ** 3 * span * 4
     return BASE_BYTES.get(backend, BASE_BYTES["sim"]) + VOLUME_COPIES * 4 * voxels + patch_bytes
 
 
 def check_memory(shape: tuple[int, ...], meta: dict, backend: str, budget_gb: float | None,
-                 chunk_patches: int = 256) -> int:
+                 batch_size: int = 32) -> int:
     """The estimate; raises :class:`MemoryBudgetError` where it exceeds ``budget_gb`` (None: no limit)."""
-    estimate = estimate_peak_bytes(shape, meta, backend, chunk_patches)
+    estimate = estimate_peak_bytes(shape, meta, backend, batch_size)
     if budget_gb is not None:
         if budget_gb <= 0:
             raise ValueError(f"--memory-budget {budget_gb}: must be a positive number of GB")
@@ -108,10 +111,10 @@ def check_memory(shape: tuple[int, ...], meta: dict, backend: str, budget_gb: fl
 
 
 def preflight(shape: tuple[int, ...], meta: dict, backend: str, pyramid: int = 1,
-              memory_budget_gb: float | None = None) -> int:
+              memory_budget_gb: float | None = None, batch_size: int = 32) -> int:
     """The checks that need the volume's shape: pyramid depth, memory budget. Returns the memory estimate."""
     pyramid_shapes(shape, pyramid, meta["model"]["patch_size"])
-    return check_memory(shape, meta, backend, memory_budget_gb)
+    return check_memory(shape, meta, backend, memory_budget_gb, batch_size)
 
 
 def run_registration(
@@ -141,7 +144,7 @@ def run_registration(
     from spikereg.registration.backends import open_backend
 
     iterations, patch_stride = run_options(meta, iterations, patch_stride)
-    memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb)
+    memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb, batch_size)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
     with open_backend(model_path, backend=backend, precision=precision, device=device,
