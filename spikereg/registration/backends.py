@@ -26,8 +26,9 @@ import torch
 from lava_export.netx import read_metadata
 from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet
+from spikereg.registration.pipeline import LAVA_CHUNK
 from spikereg.registration.register import BackendStats
-from spikereg.report.counts import SpikeCounter, neuron_counts, patch_raster
+from spikereg.report.counts import CountError, SpikeCounter, patch_raster
 
 BACKENDS = ("torch", "sim", "loihi2")
 
@@ -112,7 +113,7 @@ class TorchBackend:
         counter = self.stats.counter
         if counter is None:
             return
-        counter.add(neuron_counts(inputs), [neuron_counts(o) for o in outputs],
+        counter.add(inputs, outputs,
                     len(inputs) * self.net.window, self.net.window)
         index = counter.raster_patch(fixed)
         if index is not None:
@@ -127,7 +128,7 @@ class LavaBackend:
     Use as a context manager so the Lava runtime is always stopped.
     """
 
-    chunk_size = 64  # patches per stream: bounds the host's buffers; costs layers-1 drain steps each
+    chunk_size = LAVA_CHUNK  # patches per stream: bounds the host's buffers; each costs < 1 window of drain
 
     def __init__(self, model_path: str | Path, backend: str = "sim", precision: str = "fixed") -> None:
         from lava_export.runner import LavaNetwork
@@ -164,22 +165,24 @@ class LavaBackend:
     def _count(self, counter, fixed: torch.Tensor, inputs: np.ndarray, run) -> None:
         """Per-neuron counts of every patch from each layer's values at every step of the stream.
 
-        Layer ``l`` (0-based) answers patch ``k`` in the ``window`` steps from
-        ``lead + l + offset + k * window`` (see :meth:`LavaNetwork.run`); a
-        graded layer's messages are its nonzero values.
+        The run reads ``layers`` in order, element ``i`` answering patch ``k`` in the
+        ``window`` steps from ``lead + first_lag + i + k * window`` (the runner's own
+        convention, see :meth:`LavaNetwork.run`); the stream's last ``len(counter.fans)``
+        elements are the netx layers counted. A graded layer's messages are its nonzero values.
         """
         from lava_export.runner import from_lava
 
         count, window = len(inputs), self.codec.window
-        layers, lag = len(run.layer_values), self.network.lag
-        lead = run.layer_values[0].shape[-1] - count * window - lag
-        offset = lag - (layers - 1)
+        values = run.layer_values
+        first_lag = int(getattr(self.network, "first_lag", 0))
+        lag = first_lag + len(values) - 1  # the readout's
+        lead = values[0].shape[-1] - count * window - lag  # values keep the steps before the first patch
         answers = []
-        for layer, values in enumerate(run.layer_values):
-            start = lead + layer + offset
-            cut = from_lava(values[..., start:start + count * window] != 0)  # SLAYER layout, (..., P * window)
+        for layer in range(len(values) - len(counter.fans), len(values)):
+            start = lead + first_lag + layer
+            cut = from_lava(values[layer][..., start:start + count * window] != 0)  # SLAYER layout, (..., P*window)
             answers.append(np.moveaxis(cut.reshape(cut.shape[:-1] + (count, window)), -2, 0))
-        counter.add(neuron_counts(inputs), [neuron_counts(a) for a in answers], run.time_steps, window)
+        counter.add(inputs, answers, run.time_steps, window)
         index = counter.raster_patch(fixed)
         if index is not None:
             rasters = {"input": patch_raster(inputs[index])}
@@ -220,5 +223,8 @@ def open_backend(model_path: str | Path, backend: str = "sim", precision: str = 
     else:
         engine = LavaBackend(model_path, backend=backend, precision=precision)
     # spikes, synaptic operations and a raster, counted neuron by neuron (spikereg.report.counts)
-    engine.stats.counter = SpikeCounter(model_path)
+    try:
+        engine.stats.counter = SpikeCounter(model_path)
+    except CountError:  # e.g. an SDNN input layer on chip: no per-neuron counts, energy uses mean fan-out
+        engine.stats.counter = None
     return engine

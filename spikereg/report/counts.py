@@ -151,7 +151,11 @@ def fanouts(path: str | Path) -> list[Fanout]:
 
 @dataclass
 class PatchCounts:
-    """Counts of one backend call (one refinement iteration), per patch and per spiking layer."""
+    """Counts of one backend call (one refinement iteration), per patch and per spiking layer.
+
+    The ``step_*`` arrays hold the same counts per time step of a patch's window,
+    summed over the call's patches (synops indexed by the step their source spiked).
+    """
 
     input_spikes: np.ndarray  # (P,)
     spikes: np.ndarray  # (P, L) spikes of each layer
@@ -159,6 +163,10 @@ class PatchCounts:
     synops_structural_zeros: np.ndarray  # (P, L) ... on zero weights
     time_steps: int  # steps this call ran (all patches, pipeline drain included)
     window: int  # steps one patch occupies
+    step_input: np.ndarray  # (T,)
+    step_spikes: np.ndarray  # (L, T)
+    step_synops_effective: np.ndarray  # (L, T)
+    step_synops_structural_zeros: np.ndarray  # (L, T)
 
     @property
     def patches(self) -> int:
@@ -170,34 +178,50 @@ class PatchCounts:
         return np.concatenate([self.input_spikes[:, None], self.spikes[:, :-1]], axis=1)
 
 
-def count_patches(input_counts: np.ndarray, layer_counts: Sequence[np.ndarray], fans: Sequence[Fanout],
-                  time_steps: int, window: int) -> PatchCounts:
-    """Per-patch counts from per-neuron spike counts.
+def _per_patch_and_step(spikes: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, ..., T)`` spikes (0/1, or graded values whose nonzeros are messages) ->
+    per-patch counts ``(P, N)`` and per-step counts ``(N, T)`` summed over patches."""
+    if isinstance(spikes, torch.Tensor):
+        events = (spikes.detach() != 0).reshape(spikes.shape[0], -1, spikes.shape[-1]).to(torch.int32)
+        return events.sum(dim=2).cpu().numpy().astype(np.int64), events.sum(dim=0).cpu().numpy().astype(np.int64)
+    spikes = np.asarray(spikes)
+    events = (spikes != 0).reshape(spikes.shape[0], -1, spikes.shape[-1])
+    return events.sum(axis=2, dtype=np.int64), events.sum(axis=0, dtype=np.int64)
 
-    ``input_counts`` is ``(P, N0)``: how often each input neuron spiked in each
-    patch; ``layer_counts[l]`` is ``(P, N_l)`` for spiking layer ``l`` (SLAYER's
-    ``(C, H, W)`` order, flattened).
+
+def count_patches(input_spikes: torch.Tensor | np.ndarray, layer_spikes: Sequence[torch.Tensor | np.ndarray],
+                  fans: Sequence[Fanout], time_steps: int, window: int) -> PatchCounts:
+    """Per-patch and per-step counts from the spikes themselves.
+
+    ``input_spikes`` is ``(P, C, H, W, T)`` (SLAYER layout: the encoded input of
+    ``P`` patches over their ``T`` window steps); ``layer_spikes[l]`` the same for
+    spiking layer ``l``, each cut to the window in which that layer answers.
     """
-    if len(layer_counts) != len(fans):
-        raise CountError(f"{len(layer_counts)} layers of spike counts for a network of {len(fans)} spiking layers")
-    sources = [np.asarray(input_counts)] + [np.asarray(c) for c in layer_counts[:-1]]
-    patches = len(sources[0])
-    effective, zeros = [], []
-    for layer, (source, fan) in enumerate(zip(sources, fans), start=1):
-        source = source.reshape(patches, -1).astype(np.int64)
-        if source.shape[1] != fan.source_neurons:
-            raise CountError(f"layer {layer}: {source.shape[1]} source neurons counted, the network's layer "
+    if len(layer_spikes) != len(fans):
+        raise CountError(f"{len(layer_spikes)} layers of spike counts for a network of {len(fans)} spiking layers")
+    counted = [_per_patch_and_step(input_spikes)] + [_per_patch_and_step(s) for s in layer_spikes]
+    patches = len(counted[0][0])
+    effective, zeros, step_effective, step_zeros = [], [], [], []
+    for layer, ((per_patch, per_step), fan) in enumerate(zip(counted[:-1], fans), start=1):
+        if per_patch.shape[1] != fan.source_neurons:
+            raise CountError(f"layer {layer}: {per_patch.shape[1]} source neurons counted, the network's layer "
                              f"{fan.index} is fed by {fan.source_neurons}")
-        effective.append(source @ fan.nonzero)
-        zeros.append(source @ (fan.total - fan.nonzero))
-    spikes = np.stack([np.asarray(c).reshape(patches, -1).sum(axis=1) for c in layer_counts], axis=1)
+        zero = fan.total - fan.nonzero
+        effective.append(per_patch @ fan.nonzero)
+        zeros.append(per_patch @ zero)
+        step_effective.append(fan.nonzero @ per_step)
+        step_zeros.append(zero @ per_step)
     return PatchCounts(
-        input_spikes=np.asarray(input_counts).reshape(patches, -1).sum(axis=1).astype(np.int64),
-        spikes=spikes.astype(np.int64),
+        input_spikes=counted[0][0].sum(axis=1),
+        spikes=np.stack([per_patch.sum(axis=1) for per_patch, _ in counted[1:]], axis=1).reshape(patches, -1),
         synops_effective=np.stack(effective, axis=1),
         synops_structural_zeros=np.stack(zeros, axis=1),
         time_steps=int(time_steps),
         window=int(window),
+        step_input=counted[0][1].sum(axis=0),
+        step_spikes=np.stack([per_step.sum(axis=0) for _, per_step in counted[1:]]),
+        step_synops_effective=np.stack(step_effective),
+        step_synops_structural_zeros=np.stack(step_zeros),
     )
 
 
@@ -233,6 +257,10 @@ def merge(parts: Sequence[PatchCounts]) -> PatchCounts:
         synops_structural_zeros=np.concatenate([p.synops_structural_zeros for p in parts]),
         time_steps=sum(p.time_steps for p in parts),
         window=parts[0].window,
+        step_input=sum(p.step_input for p in parts),
+        step_spikes=sum(p.step_spikes for p in parts),
+        step_synops_effective=sum(p.step_synops_effective for p in parts),
+        step_synops_structural_zeros=sum(p.step_synops_structural_zeros for p in parts),
     )
 
 
@@ -275,7 +303,17 @@ def counts_section(calls: Sequence[PatchCounts], neurons: Sequence[int],
         ],
         "time_steps_per_patch": calls[0].window,
     }
-    return {"method": COUNTS_METHOD, **whole, "layers": layers, "iterations": iterations, "per_patch": per_patch}
+    patches_run = whole["patches"]
+    per_step = {  # per step of a patch's window, summed over every patch of the registration
+        "window": calls[0].window,
+        "input_spikes": sum(c.step_input for c in calls).tolist(),
+        "spikes": sum(c.step_spikes for c in calls).tolist(),
+        "synops_effective": sum(c.step_synops_effective for c in calls).tolist(),
+        "synops_structural_zeros": sum(c.step_synops_structural_zeros for c in calls).tolist(),
+        "neuron_updates": [n * patches_run for n in neurons],  # per layer, at every step
+    }
+    return {"method": COUNTS_METHOD, **whole, "layers": layers, "iterations": iterations, "per_patch": per_patch,
+            "per_step": per_step}
 
 
 # -- the counter a backend feeds -----------------------------------------------------------
@@ -302,11 +340,12 @@ class SpikeCounter:
         self.iterations.append([])
         self._seen = 0
 
-    def add(self, input_counts: np.ndarray, layer_counts: Sequence[np.ndarray], time_steps: int,
-            window: int) -> PatchCounts:
+    def add(self, input_spikes: torch.Tensor | np.ndarray, layer_spikes: Sequence[torch.Tensor | np.ndarray],
+            time_steps: int, window: int) -> PatchCounts:
+        """Count a chunk of patches: spikes as :func:`count_patches` takes them."""
         if not self.iterations:  # a backend used without register(): one iteration
             self.start_iteration("iteration 1")
-        counts = count_patches(input_counts, layer_counts, self.fans, time_steps, window)
+        counts = count_patches(input_spikes, layer_spikes, self.fans, time_steps, window)
         self.iterations[-1].append(counts)
         self._seen += counts.patches
         return counts
@@ -334,14 +373,6 @@ class SpikeCounter:
         calls = [merge(parts) for parts in self.iterations if parts]
         labels = [label for label, parts in zip(self.labels, self.iterations) if parts]
         return counts_section(calls, neurons, labels)
-
-
-def neuron_counts(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(P, ..., T)`` spikes in SLAYER layout -> ``(P, neurons)`` spike count of each neuron."""
-    if isinstance(spikes, torch.Tensor):
-        spikes = spikes.detach()
-        return spikes.sum(dim=-1).reshape(spikes.shape[0], -1).to(torch.int64).cpu().numpy()
-    return np.asarray(spikes).sum(axis=-1).reshape(len(spikes), -1).astype(np.int64)
 
 
 def patch_raster(spikes: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -307,6 +307,32 @@ def spikes_over_time(spikes_per_step: Sequence[Sequence[Sequence[int]]], window:
     return figure
 
 
+def per_step_counts(per_step: Mapping[str, Any]) -> Figure:
+    """Spikes and synaptic operations at each step of a patch's window, summed over all patches
+    (report.json's ``counts.per_step``): where in time the network spends its events."""
+    steps = np.arange(int(per_step["window"]))
+    figure = Figure(figsize=(7.0, 5.4))
+    top, bottom = figure.subplots(2, 1)
+    top.plot(steps, per_step["input_spikes"], color="black", marker=".", label="input")
+    for layer, row in enumerate(per_step["spikes"], start=1):
+        top.plot(steps, row, marker=".", label=f"layer {layer}")
+    top.set_yscale("symlog")
+    top.set_ylabel("spikes")
+    top.set_title("spikes per step of a patch's window, all patches (layer l answers l-1 steps late)")
+    top.legend(fontsize=8, loc="upper right")
+    for layer, (nonzero, zero) in enumerate(zip(per_step["synops_effective"], per_step["synops_structural_zeros"]),
+                                            start=1):
+        line, = bottom.plot(steps, nonzero, marker=".", label=f"into layer {layer}, nonzero w")
+        bottom.plot(steps, zero, linestyle="--", color=line.get_color(), label=f"into layer {layer}, zero w")
+    bottom.set_yscale("symlog")
+    bottom.set_xlabel("time step within the window (synops: the step their source spiked)")
+    bottom.set_ylabel("synaptic operations")
+    bottom.set_title("synaptic operations per step (dashed: on zero weights)")
+    bottom.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
 def spike_raster(layers: Sequence[np.ndarray], title: str = "spike raster of one patch") -> Figure:
     """One panel per layer: a dot for each (time step, neuron) that spiked.
 

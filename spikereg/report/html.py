@@ -66,6 +66,10 @@ def _spike_plots(folder: Path, report: dict[str, Any], notes: list[str]) -> list
                                                                      report.get("time_steps_per_patch")))))
     else:
         notes.append("spikes over time: report.json has no 'spikes_per_step'")
+    per_step = report.get("counts", {}).get("per_step")
+    if per_step:
+        plots.append(Plot("per_step", "Spikes", "Spikes and synaptic operations per step of a patch",
+                          figures.png_bytes(figures.per_step_counts(per_step))))
     raster_path = folder / RASTER_NAME
     if raster_path.is_file():
         raster = load_raster(raster_path)

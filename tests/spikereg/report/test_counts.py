@@ -78,23 +78,28 @@ def test_counts_of_a_slayer_run_equal_the_hand_count(hand_net) -> None:
     with torch.no_grad():
         out1 = first(spikes)
         out2 = second(out1)
-    counts = count_patches(spikes.sum(-1).reshape(1, -1).numpy(),
-                           [out1.sum(-1).reshape(1, -1).numpy(), out2.sum(-1).reshape(1, -1).numpy()],
-                           fanouts(path), time_steps=8, window=8)
+    counts = count_patches(spikes, [out1, out2], fanouts(path), time_steps=8, window=8)
     assert counts.input_spikes.tolist() == [3]
     assert counts.spikes.tolist() == [[8, 14]]
     assert counts.events.tolist() == [[3, 8]]
     assert counts.synops_effective.tolist() == [[8, 38]]
     assert counts.synops_structural_zeros.tolist() == [[1, 0]]
+    # per time step (delay shift: a layer answers one step after its input)
+    assert counts.step_input.tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
+    assert counts.step_spikes.tolist() == [[0, 3, 3, 2, 0, 0, 0, 0], [0, 0, 4, 6, 4, 0, 0, 0]]
+    # layer 1's synops at the input's steps: 3, 3, then 2 + 1 on the zero weight; layer 2's at layer 1's
+    # steps: 3 corner neurons x 4, 3 edge neurons x 6, 2 corner neurons x 4
+    assert counts.step_synops_effective.tolist() == [[3, 3, 2, 0, 0, 0, 0, 0], [0, 12, 18, 8, 0, 0, 0, 0]]
+    assert counts.step_synops_structural_zeros.tolist() == [[0, 0, 1, 0, 0, 0, 0, 0], [0] * 8]
 
 
 def test_counts_refuse_spikes_that_do_not_fit(hand_net) -> None:
     _, path, _ = hand_net
     fans = fanouts(path)
     with pytest.raises(CountError, match=r"^1 layers of spike counts for a network of 2 spiking layers$"):
-        count_patches(np.zeros((1, 18)), [np.zeros((1, 27))], fans, 8, 8)
+        count_patches(np.zeros((1, 18, 8)), [np.zeros((1, 27, 8))], fans, 8, 8)
     with pytest.raises(CountError, match=r"^layer 1: 17 source neurons counted, .* fed by 18$"):
-        count_patches(np.zeros((1, 17)), [np.zeros((1, 27)), np.zeros((1, 9))], fans, 8, 8)
+        count_patches(np.zeros((1, 17, 8)), [np.zeros((1, 27, 8)), np.zeros((1, 9, 8))], fans, 8, 8)
 
 
 def test_raster_round_trip(tmp_path: Path) -> None:
@@ -142,6 +147,10 @@ def test_lava_and_slayer_count_the_same(tiny_export) -> None:
             layer_spikes = engine.stats.layer_spikes
     torch_counts, sim_counts = sections["torch"], sections["sim"]
     assert torch_counts["per_patch"] == sim_counts["per_patch"]
+    assert torch_counts["per_step"] == sim_counts["per_step"]
+    per_step = sim_counts["per_step"]
+    assert np.sum(per_step["spikes"], axis=1).tolist() == [row["spikes"] for row in sim_counts["layers"]]
+    assert np.sum(per_step["synops_effective"]) == sim_counts["synops_effective"]
     assert len(torch_counts["per_patch"]["iterations"]) == 2 and len(torch_counts["per_patch"]["iterations"][0]) == 8
     assert [it["label"] for it in sim_counts["iterations"]] == ["iteration 1/2", "iteration 2/2"]
     for key in ("input_spikes", "layer_spikes", "synops_effective", "synops_structural_zeros"):

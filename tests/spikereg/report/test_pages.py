@@ -145,6 +145,7 @@ def test_a_real_run_writes_counts_and_a_raster_that_the_report_draws(tiny_export
     assert raster.layers["input"].any()  # a patch with brain, not an empty corner
     pages = write_pages(out)
     assert pages.notes == [] and (out / FIGURES_DIR / "raster.png").is_file()
+    assert (out / FIGURES_DIR / "per_step.png").is_file()
 
 
 def test_mean_patch_window_folds_each_call_from_the_step_a_layer_answers() -> None:
