@@ -301,6 +301,8 @@ def evaluate(
     device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's)."),
+    pyramid: int = typer.Option(1, help="Coarse-to-fine levels, as for 'spikereg run' (1: full resolution only)."),
+    batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     save_outputs: bool = typer.Option(False, "--save-outputs",
                                       help="Also write each pair's ddf, warped image and labels under pairs/."),
 ) -> None:
@@ -319,6 +321,8 @@ def evaluate(
 
             model = DEFAULT_MODEL
         iterations, patch_stride = run_options(read_metadata(model), iterations, patch_stride)
+        if pyramid < 1 or batch_size < 1:
+            raise ValueError(f"--pyramid {pyramid} / --batch-size {batch_size}: both must be at least 1")
         with _progress() as bar:
             task = bar.add_task("pairs", total=len(dataset), info=dataset.files[0].name)
 
@@ -326,8 +330,8 @@ def evaluate(
                 bar.update(task, completed=done, info=name)
 
             result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
-                                    iterations=iterations, patch_stride=patch_stride, save_outputs=save_outputs,
-                                    progress=report)
+                                    iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
+                                    batch_size=batch_size, save_outputs=save_outputs, progress=report)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
                                      ("ncc_before", "ncc", "NCC")):

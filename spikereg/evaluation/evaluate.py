@@ -107,12 +107,15 @@ def evaluate(
     device: str = "cpu",
     iterations: int | None = None,
     patch_stride: int | None = None,
+    pyramid: int = 1,
+    batch_size: int = 32,
     save_outputs: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
-    ``iterations`` / ``patch_stride`` default to the model's. ``progress(done,
+    ``iterations`` / ``patch_stride`` default to the model's; ``pyramid`` and
+    ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded.
     """
@@ -125,13 +128,14 @@ def evaluate(
     iterations, patch_stride = run_options(meta, iterations, patch_stride)
     results: dict[str, PairMetrics] = {}
     out = Path(out)
-    with staged_folder(out) as staging, open_backend(model, backend, precision=precision, device=device) as net:
+    with staged_folder(out) as staging, open_backend(model, backend, precision=precision, device=device,
+                                                            batch_size=batch_size) as net:
         for index, files in enumerate(dataset):
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
             registration = register(pair.fixed.data, pair.moving.data, net, iterations=iterations,
-                                    patch_stride=patch_stride)
+                                    patch_stride=patch_stride, pyramid=pyramid)
             seconds = time.perf_counter() - tick
             labels = {k: getattr(pair, k).data if getattr(pair, k) is not None else None
                       for k in ("fixed_labels", "moving_labels")}

@@ -132,4 +132,6 @@ def test_evaluate_errors_are_one_line_and_write_nothing(test_split: Path, tmp_pa
     assert "no such folder" in _one_error_line(invoke("evaluate", "--data", tmp_path / "nope", "--out", out))
     assert "--backend 'gpu'" in _one_error_line(
         invoke("evaluate", "--data", test_split, "--backend", "gpu", "--out", out))
+    assert "--pyramid 0" in _one_error_line(invoke("evaluate", "--data", test_split, "--pyramid", 0, "--out", out))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
