@@ -562,6 +562,10 @@ def energy_report(
             ],
             "ann_macs": macs,
             "ann_io_bytes": io_bytes,
+            # what crosses the host link for the SNN (its energy is not modelled): encoded input
+            # spikes in, readout spikes out
+            "snn_host_spikes_in": input_spikes,
+            "snn_host_spikes_out": spikes[-1],
         },
         "neuromorphic": neuromorphic,
         "conventional": {name: e.to_dict() for name, e in conventional.items()},

@@ -228,7 +228,9 @@ def energy_counts_line(energy: dict[str, Any]) -> str:
             f"{_fmt(c.get('layer_spikes'))} layer spikes (mean rate {c.get('mean_spike_rate', 0.0):.4f}), "
             f"{_fmt(c.get('synops'))} synops of which {_fmt(c.get('synops_structural_zeros'))} on zero weights, "
             f"{_fmt(c.get('neuron_updates'))} neuron updates; ANN twin {_fmt(c.get('ann_macs'))} MACs, "
-            f"{_fmt(c.get('ann_io_bytes'))} host bytes. Synops from {c.get('synops_method', 'mean fan-out')}.")
+            f"{_fmt(c.get('ann_io_bytes'))} host bytes; the SNN's host link carries {_fmt(c.get('snn_host_spikes_in'))} "
+            f"spikes in and {_fmt(c.get('snn_host_spikes_out'))} out (not costed). "
+            f"Synops from {c.get('synops_method', 'mean fan-out')}.")
 
 
 # -- markdown ---------------------------------------------------------------------------

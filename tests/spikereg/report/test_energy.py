@@ -140,6 +140,7 @@ def test_energy_report_combines_counts_profiles_and_ratios(run_report, two_layer
     assert (counts["synops_effective"], counts["synops_structural_zeros"], counts["synops"]) == (335, 225, 560)
     assert counts["mean_spike_rate"] == pytest.approx(27 / 350)
     assert (counts["ann_macs"], counts["ann_io_bytes"]) == (3 * 69120, 3 * 4864)
+    assert (counts["snn_host_spikes_in"], counts["snn_host_spikes_out"]) == (40, 7)  # input in, readout out
     assert [row["fanout"] for row in counts["layers"]] == [12.5, 3.0]
 
     chip = energy["neuromorphic"]["toychip"]
