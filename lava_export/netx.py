@@ -15,9 +15,10 @@ synaptic memory, and every weight, threshold and decay must fit the chip's
 registers exactly; the mapping lands in ``<model>.map.json``.
 
 Every export is verified: sample patches of real anatomy go through SLAYER
-and through stock netx on Lava's fixed-point simulator; each layer's spikes,
-patch by patch, and the readout, element by element, must be equal. The
-comparison lands in ``<model>.verify.json``.
+and through stock netx on Lava's fixed-point simulator (see :func:`verify`):
+a CUBA network's spikes, layer by layer and patch by patch, and its readout,
+element by element, must be equal; an SDNN network's graded values must agree
+within :data:`SDNN_TOLERANCE`. The comparison lands in ``<model>.verify.json``.
 
 Nothing appears at the output path unless every check passed: the file is
 written under a temporary name and renamed at the end.
@@ -48,6 +49,20 @@ from spikereg.data.io import write_text_atomic
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
+
+# SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
+# multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes
+# multiples of 2**-12 (SLAYER floors every delta to 1 / s_scale; Lava's fixed-point
+# models right-shift, which floors too), so every product, sum and state is a multiple
+# of 2**-17. float32 holds such numbers exactly up to 2**(24-17) = 128 in magnitude,
+# and sums of exact numbers whose result is exact are computed exactly, in any order.
+# Below that bound the two are therefore identical, and the tolerance only has to
+# absorb float32 rounding above it: there a rounded value can land on the other side
+# of a floor and change one spike by one quantum, 2**-12. A larger difference is a
+# real mismatch (a wrong weight, threshold or time step). The observed maximum and the
+# largest magnitude seen go into verify.json.
+SDNN_TOLERANCE = 2.0**-12
+SDNN_EXACT_BELOW = 2.0**7
 
 
 class ModelFileError(ValueError):
@@ -243,7 +258,13 @@ def mapping_summary(report: dict) -> str:
 
 @dataclass
 class Verification:
-    """SLAYER vs Lava for one exported file."""
+    """SLAYER vs Lava for one exported file.
+
+    ``layer_spikes_*`` count spikes (graded: messages, i.e. nonzero values)
+    per layer; ``layer_mismatched_patches`` counts the patches where a layer's
+    count differs. ``readout_mismatches`` counts readout values that differ by
+    more than ``tolerance`` (0 for CUBA: every spike must be equal).
+    """
 
     patches: int
     time_steps_per_patch: int
@@ -256,13 +277,31 @@ class Verification:
     max_abs_error: float
     precision: str
     seconds: float
+    neuron: str = "cuba"
+    tolerance: float = 0.0
+    tolerance_rule: str = "CUBA: binary spikes must be equal, element by element"
+    # graded (SDNN) only: the largest difference of any layer's value at any step,
+    # the values compared, those beyond the tolerance, the largest magnitude seen
+    max_graded_error: float | None = None
+    graded_values_compared: int | None = None
+    graded_mismatches: int | None = None
+    max_abs_value: float | None = None
+    # SDNN only: Lava's streamed readout vs SLAYER run on each patch alone from rest (what
+    # the torch backend computes): sub-threshold residues carried between patches differ
+    per_patch_max_error: float | None = None
 
     @property
     def exact(self) -> bool:
-        return self.readout_mismatches == 0 and not any(self.layer_mismatched_patches)
+        """Every spike and value equal (an SDNN within tolerance can still be exact)."""
+        return self.passed and not self.max_abs_error
+
+    @property
+    def passed(self) -> bool:
+        return (self.readout_mismatches == 0 and not any(self.layer_mismatched_patches)
+                and not self.graded_mismatches)
 
     def to_dict(self) -> dict:
-        return dict(asdict(self), exact=self.exact)
+        return dict(asdict(self), exact=self.exact, passed=self.passed)
 
 
 def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,34 +316,134 @@ def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0
     return batch.fixed, batch.moving
 
 
-def verify(net: SpikingRegNet, model_path: Path, fixed: torch.Tensor, moving: torch.Tensor,
-           precision: str = "fixed") -> Verification:
-    """Run the same patches through SLAYER and through stock netx on Lava; compare."""
-    from lava_export.runner import LavaNetwork
+def _is_flatten(block: torch.nn.Module) -> bool:
+    """SLAYER's Flatten blocks reshape only; netx makes no Lava layer of them."""
+    return type(block).__name__ == "Flatten"
+
+
+def _is_graded(blocks) -> bool:
+    return any(getattr(getattr(b, "neuron", None), "graded_spike", False) for b in blocks)
+
+
+def slayer_layer_outputs(blocks, spikes: torch.Tensor) -> list[torch.Tensor]:
+    """Every chip layer's output, in SLAYER's time (flatten blocks applied, not listed)."""
+    outputs = []
+    with torch.no_grad():
+        for block in blocks:
+            spikes = block(spikes)
+            if not _is_flatten(block):
+                outputs.append(spikes)
+    return outputs
+
+
+def _events(x: np.ndarray) -> np.ndarray:
+    """Spikes per patch, summed over all but the patch axis (graded: nonzero values)."""
+    return np.count_nonzero(x.reshape(x.shape[0], -1), axis=1)
+
+
+def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window: int,
+                    precision: str = "fixed") -> Verification:
+    """Stream ``frames`` ``(P, *input, window)`` through the exported file on Lava and through SLAYER.
+
+    ``blocks`` are the SLAYER blocks the file was exported from, in order (a
+    sigma-delta Input block first for SDNN; Flatten blocks where they were).
+    The alignment is the one the runner uses:
+
+    * CUBA: netx resets layer ``l`` (1-based) at ``k*window + l-1``, so patch
+      ``k`` starts from rest in every layer; SLAYER runs each patch alone for
+      ``window + layers - 1`` steps and layer ``l``'s answer is its steps
+      ``[l-1, window + l-1)``. Spike counts per layer and patch, and the readout
+      element by element, must be equal.
+    * SDNN: no reset; the stream goes on. SLAYER runs the very same stream (all
+      patches back to back, then ``layers - 1`` silent steps) and every layer's
+      value at every step is compared with Lava's one step later (the host-side
+      delta encoder's step) within :data:`SDNN_TOLERANCE`; so is each patch's
+      readout value at the end of its window (the sum of the readout's graded
+      spikes since the stream began).
+    """
+    from lava_export.runner import LavaNetwork, from_lava
 
     start = time.perf_counter()
-    with torch.no_grad():
-        spikes = net.encode(fixed, moving)
-        outputs = net.layer_outputs(spikes)
-        slayer_readout = net.readout_window(net(spikes)).numpy()
-    slayer_layers = np.stack([o.sum(dim=(1, 2, 3, 4)).numpy() for o in outputs]).astype(np.int64)
-    with LavaNetwork(model_path, window=net.window, precision=precision) as lava:
-        run = lava.run(spikes[..., : net.window].numpy())
-    difference = np.abs(run.readout - slayer_readout)
+    graded = _is_graded(blocks)
+    count = len(frames)
+    with LavaNetwork(model_path, window=window, precision=precision) as lava:
+        run = lava.run(frames.numpy(), keep_layers=graded)
+    layers = len(run.layer_spikes)
+    if not graded:
+        padded = torch.nn.functional.pad(frames, (0, layers - 1))
+        outputs = slayer_layer_outputs(blocks, padded)
+        slayer_layers = np.stack([_events(o[..., i:i + window].numpy()) for i, o in enumerate(outputs)])
+        slayer_readout = outputs[-1][..., layers - 1:layers - 1 + window].numpy()
+        difference = np.abs(run.readout - slayer_readout)
+        return Verification(
+            patches=count,
+            time_steps_per_patch=window,
+            alignment=(f"layer l answers patch k in steps [k*{window} + l-1, (k+1)*{window} + l-1); "
+                       "SLAYER simulates window + layers - 1 steps per patch"),
+            layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
+            layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
+            layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
+            readout_elements=int(difference.size),
+            readout_mismatches=int((difference > 0).sum()),
+            max_abs_error=float(difference.max()),
+            precision=precision,
+            seconds=time.perf_counter() - start,
+        )
+    # SDNN: SLAYER on the same stream, batch of one, time concatenated.
+    stream = torch.cat(list(frames), dim=-1)
+    stream = torch.nn.functional.pad(stream, (0, layers - 1)).unsqueeze(0)
+    outputs = [o[0].numpy() for o in slayer_layer_outputs(blocks, stream)]
+    steps = stream.shape[-1]
+    errors = [np.abs(from_lava(lava_values)[..., 1:1 + steps] - slayer)
+              for lava_values, slayer in zip(run.layer_values, outputs)]
+    max_graded = max(float(e.max()) for e in errors)
+    slayer_layers = np.stack([
+        _events(np.stack([o[..., k * window + i:(k + 1) * window + i] for k in range(count)]))
+        for i, o in enumerate(outputs)
+    ])
+    ends = [(k + 1) * window + layers - 2 for k in range(count)]
+    slayer_values = np.cumsum(outputs[-1], axis=-1)[..., ends]
+    slayer_values = np.moveaxis(slayer_values, -1, 0)
+    lava_values = run.readout.sum(axis=-1)
+    difference = np.abs(lava_values - slayer_values)
+    with torch.no_grad():  # each patch alone, from rest (the torch backend)
+        padded = torch.nn.functional.pad(frames, (0, layers - 1))
+        alone = slayer_layer_outputs(blocks, padded)[-1][..., :window + layers - 1].sum(dim=-1).numpy()
     return Verification(
-        patches=len(fixed),
-        time_steps_per_patch=net.window,
-        alignment=(f"layer l answers patch k in steps [k*{net.window} + l-1, (k+1)*{net.window} + l-1); "
-                   "SLAYER simulates window + layers - 1 steps per patch"),
+        patches=count,
+        time_steps_per_patch=window,
+        alignment=(f"one stream of {count} x {window} steps + {layers - 1} drain steps, no reset; "
+                   f"Lava layer l at step t+1 == SLAYER layer l at step t (host delta encoder: one step); "
+                   f"patch k's readout value: the readout's summed graded spikes at step "
+                   f"(k+1)*{window} + layers - 1"),
         layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
         layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
         layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
         readout_elements=int(difference.size),
-        readout_mismatches=int((difference > 0).sum()),
+        readout_mismatches=int((difference > SDNN_TOLERANCE).sum()),
         max_abs_error=float(difference.max()),
         precision=precision,
         seconds=time.perf_counter() - start,
+        neuron="sdnn",
+        tolerance=SDNN_TOLERANCE,
+        tolerance_rule=(f"SDNN: graded values agree within {SDNN_TOLERANCE:g} (one graded-spike quantum, "
+                        "2**-12): weights are multiples of 2**-5 and spikes of 2**-12 in both, so float32 "
+                        f"is exact below {SDNN_EXACT_BELOW:g} and only its rounding above may move one "
+                        "floor by one quantum"),
+        max_graded_error=max_graded,
+        graded_values_compared=int(sum(e.size for e in errors)),
+        graded_mismatches=int(sum((e > SDNN_TOLERANCE).sum() for e in errors)),
+        max_abs_value=float(max(np.abs(np.cumsum(o, axis=-1)).max() for o in outputs)),
+        per_patch_max_error=float(np.abs(lava_values - alone).max()),
     )
+
+
+def verify(net: SpikingRegNet, model_path: Path, fixed: torch.Tensor, moving: torch.Tensor,
+           precision: str = "fixed") -> Verification:
+    """Run the same patches through SLAYER and through stock netx on Lava; compare (:func:`compare_on_lava`)."""
+    with torch.no_grad():
+        frames = net.encode(fixed, moving)[..., : net.window]
+    return compare_on_lava(net.chip_layers, model_path, frames, net.window, precision)
 
 
 def export_netx(
@@ -340,11 +479,12 @@ def export_netx(
             result = verify(net, tmp, fixed, moving, precision)
             report = sidecar(out, "verify")
             write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
-            if not result.exact:
+            if not result.passed:
                 # Name both: a corrupted early layer may change spike counts before the readout.
+                beyond = f" beyond {result.tolerance:g}" if result.tolerance else ""
                 raise VerificationError(
                     f"export {out}: Lava differs from SLAYER in {result.readout_mismatches} of "
-                    f"{result.readout_elements} readout values and in the spike counts of "
+                    f"{result.readout_elements} readout values{beyond} and in the spike counts of "
                     f"{sum(result.layer_mismatched_patches)} (layer, patch) pairs (see {report}); "
                     "use --no-verify to keep it anyway"
                 )

@@ -1,21 +1,44 @@
 """Run an exported netx network on Lava: the CPU simulator or a Loihi 2 chip.
 
 The network is built and compiled once; patches stream through it, each
-occupying ``window`` time steps (a power of two). netx's ``reset_interval``
-resets every layer's neurons at the start of each window -- staggered by one
-step per layer, the propagation delay -- so each patch starts from rest
-exactly as it does in SLAYER, and no rebuild is needed between patches.
+occupying ``window`` time steps (a power of two). Layer ``l`` (1-based, in
+netx's layer list) answers ``l - 1`` steps after its input: one step per
+layer, the propagation delay.
+
+* **CUBA** (binary spikes): netx's ``reset_interval`` resets every layer's
+  neurons at the start of each window -- staggered by that delay -- so each
+  patch starts from rest exactly as it does in SLAYER.
+* **SDNN** (graded spikes; netx ignores ``reset_interval`` for sigma-delta
+  neurons): the stream simply goes on. Each patch's levels are held for its
+  window. As in lava-dl's PilotNet SDNN tutorial, the file's input layer is
+  skipped (``skip_layers=1``) and Lava's host-side ``io.encoder.DeltaEncoder``
+  does its work with its threshold (``vThMant``): it sends only what changed,
+  exactly as SLAYER's ``sigma_delta.Input`` block computes it, one step later
+  (so every SDNN layer answers one step after its SLAYER twin). The readout's
+  value is the sum of its graded spikes since the stream began; each patch's
+  readout window is handed back *re-based*, its first step carrying the sum
+  before the window, so that summing it gives the value at the window's end
+  -- what SLAYER gives for that patch.
 
 Spikes of every layer are read by a sink on that layer's output, so the run
-reports per-layer spike counts measured on Lava itself.
+reports per-layer spike counts (graded: messages, i.e. nonzero values)
+measured on Lava itself.
+
+``--backend loihi2`` builds the run as lava-dl's Loihi 2 tutorials do
+(``Loihi2HwCfg``, embedded I/O adapters between host and chip, SDNN input
+delta-encoded on the host with sparse compression, ``lava.utils.loihi2_profiler`` power and
+execution-time probes attached through ``callback_fxs``); it needs Intel's
+lava-loihi, and without it stops before any work with one clear message.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 
 from spikereg import compat
@@ -23,6 +46,15 @@ from spikereg import compat
 BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
 PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
+
+# Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
+# neuron has w_scale 2**6: an input level x enters the input layer as the integer x * 2**6
+# (SLAYER's 8-bit grid: even integers). netx builds sigma-delta neurons with spike_exp 6 and
+# state_exp 6, so a graded spike of value v leaves a layer as the integer v * 2**12.
+GRADED_INPUT_SCALE = 1 << 6
+GRADED_SPIKE_SCALE = 1 << 12
+# Loihi 2 systems and partitions, as lava-dl's tutorials and lava.utils.loihi name them
+LOIHI_ENV = ("PARTITION", "BOARD", "LOIHI_GEN")
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,12 +66,66 @@ def _io_modules():
 
 
 def loihi2_available() -> bool:
-    """True where Intel's lava-loihi (the Loihi 2 compiler and runtime) is installed."""
+    """True where Intel's lava-loihi (the Loihi 2 compiler and runtime) is installed.
+
+    ``lava.utils.loihi.is_installed()`` looks for ``lava.utils.loihi2_profiler``,
+    which only lava-loihi ships -- the same module the profilers below need.
+    """
     loihi = compat.import_lava("lava.utils.loihi")
     return loihi.is_installed()
 
 
-def run_config(backend: str, precision: str = "fixed"):
+def use_loihi2_host() -> str:
+    """Point Lava at the Loihi 2 system, as lava-dl's tutorials do; returns where it runs.
+
+    With SLURM (INRC): ``lava.utils.loihi.use_slurm_host`` with ``$PARTITION``
+    or ``$BOARD`` and ``$LOIHI_GEN`` (default N3B3, most INRC systems). With
+    ``$NXSDKHOST`` set (a Kapoho Point on the local network):
+    ``use_ethernet_host``. Only reached where lava-loihi is installed.
+    """
+    loihi = compat.import_lava("lava.utils.loihi")
+    generation = loihi.ChipGeneration(os.environ.get("LOIHI_GEN", loihi.ChipGeneration.N3B3.value))
+    if os.environ.get("NXSDKHOST"):
+        loihi.use_ethernet_host(os.environ["NXSDKHOST"], loihi_gen=generation)
+        return f"ethernet host {os.environ['NXSDKHOST']} ({generation.value})"
+    partition, board = os.environ.get("PARTITION"), os.environ.get("BOARD")
+    loihi.use_slurm_host(partition=None if board else partition, board=board, loihi_gen=generation)
+    return f"SLURM {'board ' + board if board else 'partition ' + (partition or '(any)')} ({generation.value})"
+
+
+@dataclass
+class ChipProfile:
+    """lava-loihi's power and execution-time probes of one Loihi 2 run (lava-dl's benchmark tutorial)."""
+
+    power: object  # loihi2_profiler.Loihi2Power
+    runtime: object  # loihi2_profiler.Loihi2ExecutionTime
+
+    @classmethod
+    def attach(cls, num_steps: int) -> "ChipProfile":
+        profiler = compat.import_lava("lava.utils.loihi2_profiler")
+        return cls(profiler.Loihi2Power(num_steps=num_steps), profiler.Loihi2ExecutionTime())
+
+    @property
+    def callbacks(self) -> list:
+        return [self.power, self.runtime]
+
+    def summary(self, steps_per_patch: int) -> dict:
+        """Mean power, time per step and energy per patch, as the tutorial computes them."""
+        per_step_us = float(self.runtime.avg_time_per_step)
+        total = float(np.mean(self.power.total_power))
+        static = float(self.power.static_total_power)
+        return {
+            "time_per_step_us": per_step_us,
+            "total_power_w": total,
+            "static_power_w": static,
+            "dynamic_power_w": total - static,
+            "energy_per_patch_j": total * per_step_us * 1e-6 * steps_per_patch,
+            "dynamic_energy_per_patch_j": (total - static) * per_step_us * 1e-6 * steps_per_patch,
+            "source": "lava.utils.loihi2_profiler (measured on the chip)",
+        }
+
+
+def run_config(backend: str, precision: str = "fixed", callbacks: list | None = None):
     """The Lava run configuration for ``backend`` ('sim' or 'loihi2')."""
     configs = compat.import_lava("lava.magma.core.run_configs")
     if backend not in BACKENDS:
@@ -58,32 +144,53 @@ def run_config(backend: str, precision: str = "fixed"):
         injector.Injector: injector.PyLoihiInjectorModel,
         extractor.Extractor: extractor.PyLoihiExtractorModel,
     }
+    encoder = compat.import_lava("lava.proc.io.encoder")  # SDNN input, as in the PilotNet SDNN tutorial
     if backend == "loihi2":
-        return configs.Loihi2HwCfg(exception_proc_model_map=host_models)
+        host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelSparse
+        return configs.Loihi2HwCfg(exception_proc_model_map=host_models, callback_fxs=callbacks or [])
+    host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelDense
     return configs.Loihi2SimCfg(select_tag=PRECISIONS[precision], exception_proc_model_map=host_models)
+
+
+def is_graded(path: str | Path) -> bool:
+    """True for a netx file of sigma-delta (SDNN) layers: graded spikes, no reset."""
+    with h5py.File(path, "r") as handle:
+        for name in handle["layer"]:
+            layer = handle["layer"][name]
+            if isinstance(layer, h5py.Group) and "neuron/type" in layer:
+                kind = np.asarray(layer["neuron/type"][()]).reshape(-1)[0]
+                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                if kind == "SDNN":
+                    return True
+    return False
 
 
 @dataclass
 class LavaRun:
     """Outputs of streaming patches through the network."""
 
-    readout: np.ndarray  # (P, f, h, w, window) each patch's last-layer spikes, SLAYER layout
-    layer_spikes: np.ndarray  # (layers, P) spike count of each layer per patch
+    readout: np.ndarray  # (P, *readout shape, window) each patch's last-layer spikes, SLAYER layout
+    layer_spikes: np.ndarray  # (layers, P) spike count (graded: messages) of each layer per patch
     step_spikes: np.ndarray  # (layers, steps) spikes of each layer at each time step
     time_steps: int
     compile_seconds: float
     run_seconds: float
     layer_names: list[str] = field(default_factory=list)
+    # graded networks: every layer's values at every step, SLAYER units (only with keep_layers)
+    layer_values: list[np.ndarray] | None = None
+    chip_profile: dict | None = None  # loihi2 only: lava-loihi's power and time measurements
 
 
 def to_lava(spikes: np.ndarray) -> np.ndarray:
-    """SLAYER ``(f, H, W, T)`` -> netx ``(x=W, y=H, f, T)``."""
+    """SLAYER ``(f, H, W, T)`` -> netx ``(x=W, y=H, f, T)``; a dense ``(n, T)`` stays as it is."""
+    if spikes.ndim != 4:
+        return np.ascontiguousarray(spikes)
     return np.ascontiguousarray(np.transpose(spikes, (2, 1, 0, 3)))
 
 
 def from_lava(spikes: np.ndarray) -> np.ndarray:
-    """netx ``(x, y, f, T)`` -> SLAYER ``(f, H, W, T)``."""
-    return np.ascontiguousarray(np.transpose(spikes, (2, 1, 0, 3)))
+    """netx ``(x, y, f, T)`` -> SLAYER ``(f, H, W, T)``; a dense ``(n, T)`` stays as it is."""
+    return to_lava(spikes)  # the transposition is its own inverse
 
 
 class LavaNetwork:
@@ -100,19 +207,28 @@ class LavaNetwork:
         backend: str = "sim",
         precision: str = "fixed",
         patches_per_chunk: int = 8,
+        profile_chip: bool = True,
     ) -> None:
         self.path = Path(path)
         self.window = window
         self.backend = backend
         self.precision = precision
         self.patches_per_chunk = patches_per_chunk
-        self._run_cfg = run_config(backend, precision)  # fails early if the backend is missing
+        self.graded = is_graded(self.path)
+        self._profile: ChipProfile | None = None
+        run_config(backend, precision)  # fails early if the backend is missing
+        if backend == "loihi2":
+            self.host = use_loihi2_host()
+            self._profile_chip = profile_chip
+        self._run_cfg = None
         self._net = None
         self._injector = None
+        self._encoder = None  # SDNN: the host-side delta encoder (the file's input layer)
         self._extractors: list = []
         self._started = False
         self._compiled = False
         self._steps_done = 0
+        self._readout_level = None  # graded: sum of the readout's spikes so far in the stream
 
     def __enter__(self) -> "LavaNetwork":
         return self
@@ -126,37 +242,82 @@ class LavaNetwork:
             self._started = False
             self._net.stop()
 
-    def _build(self) -> None:
+    @property
+    def first_lag(self) -> int:
+        """Steps from a frame entering to the first layer answering it (the delta encoder's one step)."""
+        return 1 if self.graded else 0
+
+    @property
+    def layers(self) -> list:
+        """The layers read: (SDNN: the host-side delta encoder, then) netx's layers."""
+        return ([self._encoder] if self._encoder is not None else []) + list(self._net.layers)
+
+    @staticmethod
+    def _out(layer):
+        return layer.s_out if hasattr(layer, "s_out") else layer.out
+
+    def _build(self, num_steps: int) -> None:
         netx = compat.netx()
         injector_mod, extractor_mod = _io_modules()
-        net = netx.hdf5.Network(net_config=str(self.path), reset_interval=self.window)
+        # SDNN: the file's input layer (a sigma-delta neuron with no synapse) is done on the
+        # host by Lava's DeltaEncoder with that layer's threshold, as the PilotNet SDNN tutorial does.
+        net = netx.hdf5.Network(net_config=str(self.path), skip_layers=1 if self.graded else 0,
+                                reset_interval=None if self.graded else self.window)
+        self._net = net
+        if self.graded:
+            encoder_mod = compat.import_lava("lava.proc.io.encoder")
+            with h5py.File(self.path, "r") as handle:
+                vth = int(np.asarray(handle["layer/0/neuron/vThMant"][()]))
+            compression = (encoder_mod.Compression.DELTA_SPARSE_8 if self.backend == "loihi2"
+                           else encoder_mod.Compression.DENSE)
+            self._encoder = encoder_mod.DeltaEncoder(shape=net.inp.shape, vth=vth, spike_exp=6,
+                                                     compression=compression)
         # The host streams one frame per step into the injector and reads every
         # layer's spikes from an extractor: no per-patch rebuild, no Var get/set
         # (which copies element by element and costs seconds per megabyte).
         injector = injector_mod.Injector(shape=net.inp.shape, buffer_size=STREAM_BUFFER)
-        extractors = [extractor_mod.Extractor(shape=layer.out.shape, buffer_size=STREAM_BUFFER)
-                      for layer in net.layers]
+        extractors = [extractor_mod.Extractor(shape=self._out(layer).shape, buffer_size=STREAM_BUFFER)
+                      for layer in self.layers]
+        self._injector, self._extractors = injector, extractors
+        if self._encoder is not None:
+            injector.out_port.connect(self._encoder.a_in)
+            self._encoder.s_out.connect(extractors[0].in_port)  # host side on both backends
+        source = self._encoder.s_out if self._encoder is not None else injector.out_port
+        chip = extractors[1:] if self._encoder is not None else extractors
         if self.backend == "loihi2":
-            self._attach_chip_io(net, injector, extractors)
+            self._attach_chip_io(net, source, chip, num_steps)
         else:
-            injector.out_port.connect(net.inp)
-            for layer, extractor in zip(net.layers, extractors):
+            source.connect(net.inp)
+            for layer, extractor in zip(net.layers, chip):
                 layer.out.connect(extractor.in_port)
-        self._net, self._injector, self._extractors = net, injector, extractors
+        self._run_cfg = run_config(self.backend, self.precision,
+                                   self._profile.callbacks if self._profile is not None else None)
 
-    def _attach_chip_io(self, net, injector, extractors) -> None:
+    def _attach_chip_io(self, net, source, extractors, num_steps: int) -> None:
         """Loihi 2: spikes cross between host and chip through embedded I/O adapters.
 
-        As in lava-dl's netx tutorials; only reached where lava-loihi is installed.
+        As in lava-dl's netx tutorials (PilotNet SNN / SDNN ``utils.py``): binary
+        spikes through ``PyToNxAdapter``, graded ones through
+        ``PyToN3ConvAdapter`` (16-bit messages, spike_exp 6, sparse), read back
+        through ``NxToPyAdapter`` (32-bit for graded values). Only reached where
+        lava-loihi is installed; it has never run here.
         """
         eio = compat.import_lava("lava.proc.embedded_io")
-        in_adapter = eio.spike.PyToNxAdapter(shape=net.inp.shape)
-        injector.out_port.connect(in_adapter.inp)
+        if self.graded:
+            encoder_mod = compat.import_lava("lava.proc.io.encoder")
+            in_adapter = eio.spike.PyToN3ConvAdapter(shape=net.inp.shape, num_message_bits=16, spike_exp=6,
+                                                     compression=encoder_mod.Compression.DELTA_SPARSE_8)
+        else:
+            in_adapter = eio.spike.PyToNxAdapter(shape=net.inp.shape)
+        source.connect(in_adapter.inp)
         in_adapter.out.connect(net.inp)
+        bits = {"num_message_bits": 32} if self.graded else {}
         for layer, extractor in zip(net.layers, extractors):
-            out_adapter = eio.spike.NxToPyAdapter(shape=layer.out.shape)
+            out_adapter = eio.spike.NxToPyAdapter(shape=layer.out.shape, **bits)
             layer.out.connect(out_adapter.inp)
             out_adapter.out.connect(extractor.in_port)
+        if self._profile_chip:
+            self._profile = ChipProfile.attach(num_steps)
 
     def _drain(self, unsent: int, unreceived: int, silence: np.ndarray) -> None:
         try:
@@ -171,25 +332,31 @@ class LavaNetwork:
 
     @property
     def layer_sizes(self) -> list[int]:
-        return [int(np.prod(layer.out.shape)) for layer in self._net.layers]
+        return [int(np.prod(self._out(layer).shape)) for layer in self.layers]
 
     @property
     def layer_names(self) -> list[str]:
-        return [f"{i + 1}:{type(layer).__name__}" for i, layer in enumerate(self._net.layers)]
+        return [f"{i + 1}:{type(layer).__name__}" for i, layer in enumerate(self.layers)]
+
+    def _to_lava_units(self, frame: np.ndarray) -> np.ndarray:
+        return frame * GRADED_INPUT_SCALE if self.graded else frame
 
     def run(
         self,
         patches: np.ndarray,
         progress: Callable[[int, int, int], None] | None = None,
+        keep_layers: bool = False,
     ) -> LavaRun:
-        """Stream ``(P, f, H, W, window)`` input spikes (SLAYER layout) through the network.
+        """Stream ``(P, *input shape, window)`` input spikes (SLAYER layout) through the network.
 
-        The first call builds and compiles; later calls reuse the compiled
-        network. Layer ``l`` (1-based) answers patch ``k`` in steps
+        Graded (SDNN) networks take levels in SLAYER's units. The first call
+        builds and compiles; later calls reuse the compiled network. Layer
+        ``l`` (1-based) answers patch ``k`` in steps
         ``[k*window + l - 1, (k+1)*window + l - 1)`` -- its reset comes
         ``l - 1`` steps after the patch starts -- so the stream runs ``layers - 1``
         silent steps after the last patch to drain the pipeline.
         ``progress(patches_done, steps_done, spikes_so_far)`` is called after each chunk.
+        ``keep_layers`` keeps every layer's values at every step (``LavaRun.layer_values``).
         """
         conditions = compat.import_lava("lava.magma.core.run_conditions")
         count, window = patches.shape[0], self.window
@@ -197,18 +364,22 @@ class LavaNetwork:
             raise ValueError(f"patches have {patches.shape[-1]} time steps, the network window is {window}")
         compile_seconds = 0.0
         if self._net is None:
-            self._build()
-        layers = len(self._net.layers)
-        # Patches must start on a reset boundary; a previous stream's drain left us past one.
-        lead = (-self._steps_done) % window
-        total = lead + count * window + layers - 1
-        silence = np.zeros(self._net.inp.shape, dtype=np.float32)
+            self._build(count * window + 64)
+        layers = len(self.layers)
+        lag = self.first_lag + layers - 1  # the readout's
+        # CUBA patches must start on a reset boundary; a previous stream's drain left us past one.
+        # (SDNN has no reset: its stream simply continues.)
+        lead = 0 if self.graded else (-self._steps_done) % window
+        total = lead + count * window + lag
+        silence = np.zeros(self._injector.out_port.shape, dtype=np.float32)
         series = np.zeros((layers, total), dtype=np.int64)
-        readout_all = np.zeros(self._net.out.shape + (total,), dtype=np.float32)
+        values = [np.zeros(tuple(self._out(layer).shape) + (total,), dtype=np.float32)
+                  for layer in self.layers] if keep_layers else None
+        readout_all = np.zeros(tuple(self._net.out.shape) + (total,), dtype=np.float32)
         chunk_steps = self.patches_per_chunk * window
         run_seconds = 0.0
         step = 0
-        expected = tuple(self._net.inp.shape)
+        expected = tuple(self._injector.out_port.shape)
         if to_lava(patches[0]).shape[:-1] != expected:
             raise ValueError(
                 f"model {self.path}: patches encode to {to_lava(patches[0]).shape[:-1]} (x, y, features), "
@@ -232,22 +403,25 @@ class LavaNetwork:
                 for t in range(step, step + steps):
                     p = t - lead
                     if 0 <= p < count * window:
-                        frame = np.ascontiguousarray(patches[p // window, ..., p % window].transpose(2, 1, 0))
+                        frame = self._to_lava_units(to_lava(patches[p // window, ..., p % window, None])[..., 0])
                     else:
                         frame = silence
                     self._injector.send(frame)
                     sent += 1
                     outputs = [extractor.receive() for extractor in self._extractors]
                     received += 1
-                    series[:, t] = [int(out.sum()) for out in outputs]
+                    series[:, t] = [np.count_nonzero(out) for out in outputs]
                     readout_all[..., t] = outputs[-1]
+                    if values is not None:
+                        for store, out in zip(values, outputs):
+                            store[..., t] = out
                 self._net.wait()
                 run_seconds += time.perf_counter() - tick
                 step += steps
                 self._steps_done += steps
                 sent = received = steps = 0  # the chunk is complete: nothing to drain
                 if progress is not None:
-                    patches_done = min(count, max(0, (step - lead - layers + 1) // window))
+                    patches_done = min(count, max(0, (step - lead - lag) // window))
                     progress(patches_done, step, int(series.sum()))
         except BaseException:
             # A half-run stream cannot be resumed; never leave Lava running. The
@@ -257,14 +431,19 @@ class LavaNetwork:
             self.stop()
             raise
         series, readout_all = series[:, lead:], readout_all[..., lead:]
+        if self.graded:
+            readout_all = readout_all / GRADED_SPIKE_SCALE
+            values = [v / GRADED_SPIKE_SCALE for v in values] if values is not None else None
+        offset = self.first_lag
         layer_spikes = np.stack([
-            series[layer, layer:layer + count * window].reshape(count, window).sum(axis=1)
+            series[layer, layer + offset:layer + offset + count * window].reshape(count, window).sum(axis=1)
             for layer in range(layers)
         ])
         readout = np.stack([
-            from_lava(readout_all[..., k * window + layers - 1:(k + 1) * window + layers - 1])
-            for k in range(count)
+            from_lava(readout_all[..., k * window + lag:(k + 1) * window + lag]) for k in range(count)
         ])
+        if self.graded:
+            readout = self._rebase(readout_all, readout, lag)
         return LavaRun(
             readout=readout,
             layer_spikes=layer_spikes,
@@ -273,4 +452,23 @@ class LavaNetwork:
             compile_seconds=compile_seconds,
             run_seconds=run_seconds,
             layer_names=self.layer_names,
+            layer_values=values,
+            chip_profile=self._profile.summary(window) if self._profile is not None else None,
         )
+
+    def _rebase(self, stream: np.ndarray, readout: np.ndarray, lag: int) -> np.ndarray:
+        """Graded readout windows that each sum to the readout's value at the window's end.
+
+        The readout's value is the sum of its graded spikes since the stream
+        began; a window holds only the changes within it, so its first step gets
+        the value the window starts from.
+        """
+        level = np.zeros(stream.shape[:-1], dtype=np.float64) if self._readout_level is None else self._readout_level
+        running = level[..., None] + np.cumsum(stream, axis=-1, dtype=np.float64)
+        rebased = readout.copy()
+        for k in range(len(readout)):
+            start = k * self.window + lag
+            before = running[..., start - 1] if start > 0 else level
+            rebased[k, ..., 0] += from_lava(before[..., None])[..., 0].astype(np.float32)
+        self._readout_level = running[..., -1]
+        return rebased

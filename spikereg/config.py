@@ -24,8 +24,16 @@ class ConfigError(ValueError):
 
 @dataclass
 class NeuronConfig:
-    """CUBA-LIF neuron parameters, in SLAYER's units (they export to Loihi fixed point)."""
+    """Neuron parameters, in SLAYER's units (they export to Loihi fixed point).
 
+    ``type``: ``cuba`` -- CUBA-LIF, binary spikes, Loihi 1 and 2 (SLAYER
+    ``block.cuba``); ``sdnn`` -- sigma-delta ReLU, graded spikes, Loihi 2 only
+    (SLAYER ``block.sigma_delta``). For ``sdnn`` the threshold is the delta
+    threshold: a change smaller than it is held back (e.g. 0.03125), and the
+    decays are unused.
+    """
+
+    type: str = "cuba"
     threshold: float = 1.0
     current_decay: float = 0.25
     voltage_decay: float = 0.03
@@ -45,8 +53,12 @@ class ModelConfig:
     strides: list[int] = field(default_factory=lambda: [2, 2])
     kernel_size: int = 3
     time_steps: int = 12  # encoding window; the chip runs next_pow2(time_steps + layers)
-    max_displacement: float = 3.0  # voxels represented by an output rate of 1
+    max_displacement: float = 3.0  # voxels represented by an output rate (sdnn: value) of 1
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
+    # How input values become spikes (spikereg.networks.encoding): "rate" (cuba) -- floor(x T)
+    # evenly spaced spikes; "latency" (cuba) -- one spike, the brighter the earlier; "delta"
+    # (sdnn) -- the value held as a graded level, sent as sigma-delta changes
+    spike_code: str = "rate"
 
 
     @property
@@ -55,6 +67,7 @@ class ModelConfig:
 
 
 ENCODINGS = {"intensity": 4, "intensity+force": 10}
+SPIKE_CODES = {"cuba": ("rate", "latency"), "sdnn": ("delta",)}  # neuron type -> input codes it takes
 
 
 @dataclass
@@ -240,6 +253,15 @@ def validate(config: Config, source: str = "config") -> None:
     model = config.model
     if model.encoding not in ENCODINGS:
         raise ConfigError(f"{source}: 'model.encoding' must be one of {', '.join(ENCODINGS)}, got {model.encoding!r}")
+    if model.neuron.type not in SPIKE_CODES:
+        raise ConfigError(f"{source}: 'model.neuron.type' must be one of {', '.join(SPIKE_CODES)}, "
+                          f"got {model.neuron.type!r}")
+    codes = SPIKE_CODES[model.neuron.type]
+    if model.spike_code not in codes:
+        raise ConfigError(f"{source}: 'model.spike_code' {model.spike_code!r} does not suit "
+                          f"model.neuron.type {model.neuron.type!r}; use {' or '.join(codes)}")
+    if model.neuron.threshold <= 0:
+        raise ConfigError(f"{source}: 'model.neuron.threshold' must be positive, got {model.neuron.threshold}")
     if len(model.channels) != len(model.strides):
         raise ConfigError(f"{source}: model.channels and model.strides must have the same length")
     reduction = 1

@@ -9,6 +9,11 @@ straight-through ``floor(x T) / T``) made the converted SNN no better after
 fine-tuning and the twin worse, so the twin stays unquantized. The twin trains like any CNN; its kernels initialise the
 SNN, which is then fine-tuned with surrogate gradients (SpikeReg's
 train-ANN, convert, fine-tune path).
+
+For an SDNN (``model.neuron.type: sdnn``) the twin is exact rather than
+approximate: a sigma-delta ReLU layer's value *is* ``relu(conv(x))`` of its
+input values, once the changes have propagated (up to sub-threshold
+residues), so the twin is a plain ReLU CNN on the same graded input levels.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from spikereg.config import ModelConfig
-from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, input_features
+from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
 
 class AnnTwin(torch.nn.Module):
@@ -36,10 +41,13 @@ class AnnTwin(torch.nn.Module):
     def rates(self, fixed: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs."""
         x = input_features(fixed, moving, force=self.config.encoding == "intensity+force")
+        graded = self.config.neuron.type == "sdnn"
+        if graded:
+            x = graded_levels(x)  # the SDNN's input levels
         outputs = []
         for kernel, stride in zip(self.kernels, self.strides):
-            x = torch.clamp(F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)
-                            / self.config.neuron.threshold, 0.0, 1.0)
+            x = F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)
+            x = F.relu(x) if graded else torch.clamp(x / self.config.neuron.threshold, 0.0, 1.0)
             outputs.append(x)
         return outputs
 

@@ -3,14 +3,25 @@
 Functional core: plain tensor functions, shared by training (SLAYER), the
 ``torch`` path and the Lava runner, so every backend sees identical spikes.
 
-Encoding is deterministic rate coding: a value ``x`` in ``[0, 1]`` spikes at
-step ``t`` when ``floor((t+1)x) > floor(tx)``, i.e. ``round(x T)`` evenly
-spaced spikes in ``T`` steps -- no random numbers, so a patch always gives the
-same spikes on every backend.
+Three input codes (``model.spike_code``), all deterministic -- no random
+numbers, so a patch always gives the same spikes on every backend:
+
+* ``rate`` (CUBA): a value ``x`` in ``[0, 1]`` spikes at step ``t`` when
+  ``floor((t+1)x) > floor(tx)``, i.e. ``floor(x T)`` evenly spaced spikes in
+  ``T`` steps;
+* ``latency`` (CUBA): one spike per input, at step ``T - floor(x T)`` -- the
+  brighter, the earlier; ``floor(x T) = 0`` stays silent (the rate code's
+  resolution, with one spike instead of up to ``T``);
+* ``delta`` (SDNN): the value held for the whole window as a graded level on
+  SLAYER's 8-bit input grid (``round(127 x) / 32``, steps of 1/32 up to
+  3.97); the network's sigma-delta input layer turns it into graded spikes
+  that carry only its changes.
 
 The readout is signed: for each axis ``k`` the last layer has a "+" and a "-"
 channel (``2k`` and ``2k+1``); the displacement is
-``(rate_plus - rate_minus) * max_displacement``.
+``(rate_plus - rate_minus) * max_displacement``. For CUBA the rate is the
+spike count over the ``T`` code steps divided by ``T``; for SDNN it is the
+readout neuron's value, which is the sum of its graded spikes since rest.
 """
 from __future__ import annotations
 
@@ -65,6 +76,30 @@ def rate_encode(values: torch.Tensor, time_steps: int, window: int | None = None
     return spikes
 
 
+def latency_encode(values: torch.Tensor, time_steps: int, window: int | None = None) -> torch.Tensor:
+    """Values in [0, 1] -> at most one spike each, at step ``T - floor(x T)`` (brighter is earlier)."""
+    window = window or time_steps
+    level = torch.floor(values.clamp(0, 1) * time_steps + 1e-6)  # the rate code's levels
+    steps = torch.arange(window, dtype=values.dtype, device=values.device)
+    return ((steps == (time_steps - level).unsqueeze(-1)) & (level.unsqueeze(-1) > 0)).to(values.dtype)
+
+
+# The SDNN input block quantizes to SLAYER's 8-bit grid (step 2 / w_scale = 1/32, at most 254/64):
+# 127 levels of 1/32 use all of it, so [0, 1] maps onto [0, 3.97] without clipping.
+GRADED_LEVELS = 127
+GRADED_STEP = 1.0 / 32
+
+
+def graded_levels(values: torch.Tensor) -> torch.Tensor:
+    """Values in [0, 1] -> graded input levels on SLAYER's 8-bit input grid (multiples of 1/32)."""
+    return torch.round(values.clamp(0, 1) * GRADED_LEVELS) * GRADED_STEP
+
+
+def hold_encode(values: torch.Tensor, window: int) -> torch.Tensor:
+    """Graded levels held for ``window`` steps (the SDNN input layer sends only their changes)."""
+    return graded_levels(values).unsqueeze(-1).expand(*values.shape, window).contiguous()
+
+
 def decode_displacement(counts: torch.Tensor, time_steps: int, max_displacement: float) -> torch.Tensor:
     """``(N, 6, d, h, w)`` spike counts -> ``(N, 3, d, h, w)`` displacement in voxels."""
     rates = counts / float(time_steps)
@@ -88,9 +123,22 @@ class PatchCodec:
     """
 
     time_steps: int
-    layers: int
+    layers: int  # layers on the chip, an SDNN's input layer included
     max_displacement: float
     encoding: str = "intensity"  # see ModelConfig.encoding
+    spike_code: str = "rate"  # see ModelConfig.spike_code
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "PatchCodec":
+        """The codec of an exported network, from its netx file's SpikeReg metadata."""
+        model = meta["model"]
+        return cls(model["time_steps"], meta["layers"], model["max_displacement"], model["encoding"],
+                   model.get("spike_code", "rate"))  # files from before spike_code are rate coded
+
+    @property
+    def graded(self) -> bool:
+        """Graded (SDNN) spikes: the readout is a value, not a spike count."""
+        return self.spike_code == "delta"
 
     @property
     def window(self) -> int:
@@ -103,9 +151,17 @@ class PatchCodec:
     def encode(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """``(N, 1, P, P, P)`` patch pairs -> folded input spikes ``(N, P*C, P, P, span)``."""
         features = input_features(fixed, moving, force=self.encoding == "intensity+force")
+        if self.spike_code == "latency":
+            return fold_volume(latency_encode(features, self.time_steps, self.span))
+        if self.graded:
+            return fold_volume(hold_encode(features, self.span))
         return fold_volume(rate_encode(features, self.time_steps, self.span))
 
     def decode(self, readout: torch.Tensor) -> torch.Tensor:
-        """Folded readout spikes ``(N, g*6, g, g, T)`` -> ``(N, 3, g, g, g)`` voxels."""
+        """Folded readout spikes ``(N, g*6, g, g, T)`` -> ``(N, 3, g, g, g)`` voxels.
+
+        The readout's sum over time is a spike count (CUBA, divided by the
+        ``T`` code steps) or, for graded spikes, the readout neurons' value.
+        """
         counts = unfold_volume(readout.sum(dim=-1), READOUT_CHANNELS)
-        return decode_displacement(counts, self.time_steps, self.max_displacement)
+        return decode_displacement(counts, 1 if self.graded else self.time_steps, self.max_displacement)

@@ -1,13 +1,23 @@
-"""The spiking registration network: SLAYER CUBA-LIF conv blocks on folded 3-D patches.
+"""The spiking registration network: SLAYER conv blocks on folded 3-D patches.
 
 Topology (defaults): 3-D conv 3^3 stride 2 -> conv stride 2 -> conv stride 1
 with 6 readout channels, so a ``16^3`` patch gives a ``4^3`` grid of control
-points, each with a signed 3-D displacement. Every block is a stock
-``slayer.block.cuba.Conv`` (2-D in space, depth folded into features, see
+points, each with a signed 3-D displacement. Every block is a stock SLAYER
+conv block (2-D in space, depth folded into features, see
 :mod:`spikereg.networks.folding`) whose weight is parametrized by a trainable
-3-D kernel. The blocks export themselves with SLAYER's own ``export_hdf5``;
-the network adds an ``input`` layer and its metadata, which is the whole netx
-file.
+3-D kernel:
+
+* ``model.neuron.type: cuba`` -- ``slayer.block.cuba.Conv``, binary spikes
+  (Loihi 1 and 2); the file's ``input`` layer is a shape only, and the host
+  sends spikes;
+* ``sdnn`` -- ``slayer.block.sigma_delta.Conv`` (ReLU), graded spikes
+  (Loihi 2), behind a ``slayer.block.sigma_delta.Input`` block that turns the
+  host's held graded levels into sigma-delta messages. Its blocks shift their
+  output by one step (``delay_shift``), as every layer on the chip does, so
+  SLAYER's time axis is the chip's.
+
+The blocks export themselves with SLAYER's own ``export_hdf5``; the network
+adds the ``input`` layer (CUBA) and its metadata, which is the whole netx file.
 """
 from __future__ import annotations
 
@@ -34,7 +44,18 @@ class SpikingRegNet(torch.nn.Module):
         super().__init__()
         self.config = config
         slayer = compat.slayer()
-        neuron = dict(asdict(config.neuron), requires_grad=False)
+        graded = config.neuron.type == "sdnn"
+        if graded:
+            kind = slayer.block.sigma_delta
+            neuron = dict(threshold=config.neuron.threshold, tau_grad=config.neuron.tau_grad,
+                          scale_grad=config.neuron.scale_grad, activation=torch.nn.functional.relu,
+                          requires_grad=False)
+            extra = dict(delay_shift=True)  # one step per layer, as on the chip
+        else:
+            kind = slayer.block.cuba
+            neuron = {k: v for k, v in asdict(config.neuron).items() if k != "type"}
+            neuron["requires_grad"] = False
+            extra = {}
         kernel = config.kernel_size
         layers = list(zip(config.channels, config.strides)) + [(READOUT_CHANNELS, 1)]
         depth, c_in = config.patch_size, config.in_channels
@@ -42,22 +63,32 @@ class SpikingRegNet(torch.nn.Module):
         blocks = []
         for c_out, stride in layers:
             fold = DepthFold(depth, kernel, stride, kernel // 2)
-            block = slayer.block.cuba.Conv(
+            block = kind.Conv(
                 neuron, depth * c_in, fold.depth_out * c_out, kernel,
-                stride=stride, padding=kernel // 2,
+                stride=stride, padding=kernel // 2, **extra,
             )
             parametrize.register_parametrization(
                 block.synapse, "weight", FoldedKernel(fold, c_out, c_in)
             )
             with torch.no_grad():  # fan-in of the 3-D kernel, not of the folded one
-                std = 3.0 / np.sqrt(c_in * kernel**3)
+                # (ReLU units: He's gain; CUBA: a gain that makes the first layers spike)
+                std = (np.sqrt(2.0) if graded else 3.0) / np.sqrt(c_in * kernel**3)
                 block.synapse.parametrizations.weight.original.normal_(0.0, std)
             blocks.append(block)
             self.folds.append(fold)
             depth, c_in = fold.depth_out, c_out
         self.blocks = torch.nn.ModuleList(blocks)
+        # Kept apart from ``blocks`` so that parameter names (and so checkpoints and the
+        # ANN twin's snn_state) are the same for both neuron types.
+        self.input_block = kind.Input(neuron) if graded else None
         self.grid_size = depth  # control points per patch side
-        self.codec = PatchCodec(config.time_steps, len(blocks), config.max_displacement, config.encoding)
+        self.codec = PatchCodec(config.time_steps, len(self.chip_layers), config.max_displacement,
+                                config.encoding, config.spike_code)
+
+    @property
+    def chip_layers(self) -> list[torch.nn.Module]:
+        """The blocks that are layers on the chip (netx builds one Lava layer each), in order."""
+        return ([self.input_block] if self.input_block is not None else []) + list(self.blocks)
 
     @property
     def reduction(self) -> int:
@@ -76,14 +107,14 @@ class SpikingRegNet(torch.nn.Module):
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         """Folded input spikes -> folded readout spikes ``(N, g*6, g, g, span)``."""
-        for block in self.blocks:
+        for block in self.chip_layers:
             spikes = block(spikes)
         return spikes
 
     def layer_outputs(self, spikes: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's spikes, each cut to the ``window`` steps in which that layer answers."""
+        """Every chip layer's spikes, each cut to the ``window`` steps in which that layer answers."""
         outputs = []
-        for index, block in enumerate(self.blocks):
+        for index, block in enumerate(self.chip_layers):
             spikes = block(spikes)
             outputs.append(spikes[..., index:index + self.window])
         return outputs
@@ -106,7 +137,7 @@ class SpikingRegNet(torch.nn.Module):
             "format": "spikereg-netx/1",
             "model": asdict(self.config),
             "window": self.window,
-            "layers": len(self.blocks),
+            "layers": len(self.chip_layers),
             "grid_size": self.grid_size,
             "reduction": self.reduction,
             "readout": "channels (2k, 2k+1) = (+, -) displacement along array axis k",
@@ -125,8 +156,11 @@ class SpikingRegNet(torch.nn.Module):
             handle.attrs[METADATA_ATTR] = json.dumps(dict(self.metadata(), **(extra or {})))
             layers = handle.create_group("layer")
             inp = layers.create_group("0")
-            inp.create_dataset("type", (1,), "S10", [b"input"])
-            inp.create_dataset("shape", data=np.array([patch * self.config.in_channels, patch, patch]))
+            if self.input_block is not None:  # SDNN: the input layer has a sigma-delta neuron
+                self.input_block.export_hdf5(inp)
+            else:
+                inp.create_dataset("type", (1,), "S10", [b"input"])
+                inp.create_dataset("shape", data=np.array([patch * self.config.in_channels, patch, patch]))
             for index, block in enumerate(self.blocks, start=1):
                 block.export_hdf5(layers.create_group(str(index)))
 
