@@ -1,4 +1,4 @@
-"""Image data for SpikeReg: NIfTI I/O, the MNI template, displacement fields, synthetic pairs.
+"""Image data for SpikeReg: NIfTI I/O, the MNI template, displacement fields, synthetic pairs, datasets.
 
 Displacement fields everywhere are (3, D, H, W) arrays in voxel units along
 the array axes, and warp(image, ddf)(x) = image(x + ddf(x)).

@@ -3,8 +3,12 @@
 A pair is built from one base image (the MNI template): the base is first
 warped by a random field v to get a "different subject" (moving), and the
 moving image is warped by a second random field u to get fixed. So
-``warp(moving, u) == fixed`` (before noise), and u is the field a perfect
-registration of moving onto fixed would find.
+``warp(moving, u) == fixed`` (before intensity changes and noise), and u is
+the field a perfect registration of moving onto fixed would find. Fields are
+B-spline displacements or integrated velocity fields (diffeomorphic); each
+image then gets its own contrast, bias field and noise, as two acquisitions
+would. :func:`write_dataset` writes train/val/test splits in DeepReg's paired
+layout (:mod:`spikereg.data.loaders`).
 """
 from __future__ import annotations
 
