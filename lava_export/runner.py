@@ -215,6 +215,11 @@ class LavaNetwork:
         self.precision = precision
         self.patches_per_chunk = patches_per_chunk
         self.graded = is_graded(self.path)
+        if self.graded:
+            with h5py.File(self.path, "r") as handle:
+                if "layer/0/neuron/vThMant" not in handle:
+                    raise ValueError(f"model {self.path}: a sigma-delta (SDNN) network needs a sigma-delta input "
+                                     "layer (layer 0 with a neuron, as slayer.block.sigma_delta.Input exports)")
         self._profile: ChipProfile | None = None
         run_config(backend, precision)  # fails early if the backend is missing
         if backend == "loihi2":

@@ -176,9 +176,22 @@ def test_sdnn_registration_network_exports_verifies_and_streams(tmp_path):
         alone = net.decode(net.readout_window(net(spikes)))
     with LavaNetwork(out, window=net.window) as lava:
         streamed = net.decode(torch.from_numpy(lava.run(spikes[..., :net.window].numpy()).readout))
+        # a second stream continues the first (no reset): its readout is re-based on what came before
+        again = net.decode(torch.from_numpy(lava.run(spikes[:1, ..., :net.window].numpy()).readout))
     assert alone.abs().max() > 0
     scale = 2 * config.model.neuron.threshold * config.model.max_displacement
     assert (streamed - alone).abs().max() <= scale
+    assert (again - alone[:1]).abs().max() <= scale
+
+
+def test_sdnn_file_without_its_sigma_delta_input_layer_is_refused(sdnn_file, tmp_path):
+    _, path = sdnn_file
+    broken = tmp_path / "no_input_neuron.net"
+    shutil.copy(path, broken)
+    with h5py.File(broken, "r+") as handle:
+        del handle["layer/0/neuron"]
+    with pytest.raises(ValueError, match="no_input_neuron.net: a sigma-delta .* needs a sigma-delta input layer"):
+        LavaNetwork(broken, window=8)
 
 
 def test_sdnn_is_refused_by_a_chip_without_graded_spikes(tmp_path):
