@@ -101,8 +101,9 @@ def _registration_plots(folder: Path, report: dict[str, Any], notes: list[str]) 
     fixed, moving = inputs.get("fixed"), inputs.get("moving")
     warped = folder / outputs["warped"] if "warped" in outputs else None
     ddf = folder / outputs["ddf"] if "ddf" in outputs else None
-    missing = [f"{what} {path}" for what, path in (("fixed image", fixed), ("moving image", moving),
-                                                   ("warped image", warped), ("displacement field", ddf))
+    missing = [f"{what} {path}" if path is not None else f"{what} (report.json names none)"
+               for what, path in (("fixed image", fixed), ("moving image", moving),
+                                  ("warped image", warped), ("displacement field", ddf))
                if path is None or not Path(path).is_file()]
     if missing:
         notes.append("registration pictures: not found: " + ", ".join(missing))
