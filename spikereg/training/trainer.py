@@ -183,6 +183,9 @@ def train(config: Config, out_dir: str | Path, progress: Progress | None = None,
     """
     workers = distributed.setup(config.train.device)
     try:
+        if config.train.batch_size < workers.world:
+            raise ValueError(f"train.batch_size {config.train.batch_size} is smaller than the {workers.world} "
+                             "training processes: every process needs at least one patch per step")
         return _train(config, Path(out_dir), progress if workers.is_main else None, resume, workers)
     finally:
         distributed.teardown(workers)
