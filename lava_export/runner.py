@@ -48,13 +48,11 @@ STREAM_BUFFER = 64  # frames queued between the host and the runtime
 PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 
 # Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
-# neuron has w_scale 2**6: an input level x enters the input layer as the integer x * 2**6
-# (SLAYER's 8-bit grid: even integers). netx builds sigma-delta neurons with spike_exp 6 and
-# state_exp 6, so a graded spike of value v leaves a layer as the integer v * 2**12.
+# neuron has w_scale 2**6: an input level x enters the delta encoder as the integer x * 2**6
+# (SLAYER's 8-bit grid: even integers). The encoder (spike_exp 6) and netx's sigma-delta
+# neurons (spike_exp 6, state_exp 6) send a graded spike of value v as the integer v * 2**12.
 GRADED_INPUT_SCALE = 1 << 6
 GRADED_SPIKE_SCALE = 1 << 12
-# Loihi 2 systems and partitions, as lava-dl's tutorials and lava.utils.loihi name them
-LOIHI_ENV = ("PARTITION", "BOARD", "LOIHI_GEN")
 
 
 class BackendUnavailable(RuntimeError):
@@ -149,7 +147,23 @@ def run_config(backend: str, precision: str = "fixed", callbacks: list | None = 
         host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelSparse
         return configs.Loihi2HwCfg(exception_proc_model_map=host_models, callback_fxs=callbacks or [])
     host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelDense
+    if precision == "float":
+        # netx's blocks and network are hierarchical models tagged 'fixed_pt' only, so a
+        # 'floating_pt' selection finds none for them; name them: inside, the neurons and
+        # synapses then take their floating-point models.
+        host_models.update(_netx_block_models())
     return configs.Loihi2SimCfg(select_tag=PRECISIONS[precision], exception_proc_model_map=host_models)
+
+
+def _netx_block_models() -> dict:
+    """netx's hierarchical process models (network and blocks), keyed by the process they implement."""
+    netx = compat.netx()
+    models = {netx.hdf5.Network: netx.hdf5.PyNetworkModel}
+    for model in vars(netx.blocks.models).values():
+        process = getattr(model, "implements_process", None)
+        if isinstance(model, type) and process is not None:
+            models[process] = model
+    return models
 
 
 def is_graded(path: str | Path) -> bool:
@@ -220,6 +234,9 @@ class LavaNetwork:
                 if "layer/0/neuron/vThMant" not in handle:
                     raise ValueError(f"model {self.path}: a sigma-delta (SDNN) network needs a sigma-delta input "
                                      "layer (layer 0 with a neuron, as slayer.block.sigma_delta.Input exports)")
+            if precision == "float":
+                raise ValueError(f"--precision float: model {self.path} is a sigma-delta (SDNN) network, whose "
+                                 "graded spikes Lava's floating-point models scale differently; use --precision fixed")
         self._profile: ChipProfile | None = None
         run_config(backend, precision)  # fails early if the backend is missing
         if backend == "loihi2":
@@ -269,6 +286,8 @@ class LavaNetwork:
         net = netx.hdf5.Network(net_config=str(self.path), skip_layers=1 if self.graded else 0,
                                 reset_interval=None if self.graded else self.window)
         self._net = net
+        if self.precision == "float":
+            self._float_parameters(net)
         if self.graded:
             encoder_mod = compat.import_lava("lava.proc.io.encoder")
             with h5py.File(self.path, "r") as handle:
@@ -297,6 +316,22 @@ class LavaNetwork:
                 layer.out.connect(extractor.in_port)
         self._run_cfg = run_config(self.backend, self.precision,
                                    self._profile.callbacks if self._profile is not None else None)
+
+    def _float_parameters(self, net) -> None:
+        """Loihi's integer decays as the fractions Lava's floating-point LIF models expect.
+
+        netx hands every LIF ``du = iDecay - 1`` and ``dv = vDecay`` in 12-bit
+        fixed point, which the fixed-point model applies as ``(du + 1) / 4096``
+        and ``dv / 4096``; the floating-point model reads ``du`` and ``dv`` as the
+        fractions themselves. (Thresholds and weights need no change: the
+        fixed-point model shifts both the threshold and the synaptic input by 6
+        bits.) Sigma-delta neurons have no float counterpart of netx's scaling,
+        so ``float`` is refused for them.
+        """
+        for layer in net.layers:
+            neuron = layer.neuron
+            neuron.du.init = (np.asarray(neuron.du.init, dtype=np.float64) + 1) / 4096
+            neuron.dv.init = np.asarray(neuron.dv.init, dtype=np.float64) / 4096
 
     def _attach_chip_io(self, net, source, extractors, num_steps: int) -> None:
         """Loihi 2: spikes cross between host and chip through embedded I/O adapters.

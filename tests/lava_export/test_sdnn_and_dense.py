@@ -118,6 +118,24 @@ def test_cuba_conv_flatten_dense_on_lava_equals_slayer(tmp_path, code):
     assert result.readout_elements == 3 * OUTPUTS * window  # dense readout (n, T) per patch
 
 
+def test_cuba_on_lavas_floating_point_models_is_close_not_exact(tmp_path):
+    """--precision float: netx's integer decays converted to fractions; float rounding may move a spike."""
+    blocks = build("cuba")
+    path = tmp_path / "cuba.net"
+    export(blocks, path)
+    window = window_for(blocks)
+    result = compare_on_lava(blocks, path, frames("rate", 3, window), window, precision="float")
+    assert result.precision == "float"
+    for slayer, lava in zip(result.layer_spikes_slayer, result.layer_spikes_lava):
+        assert slayer > 0 and abs(lava - slayer) <= 0.05 * slayer  # integer decays read as fractions: 10x off
+
+
+def test_sdnn_on_floating_point_models_is_refused(sdnn_file):
+    _, path = sdnn_file
+    with pytest.raises(ValueError, match="--precision float: .* sigma-delta"):
+        LavaNetwork(path, window=8, precision="float")
+
+
 def test_sdnn_conv_flatten_dense_on_lava_within_tolerance(sdnn_file):
     blocks, path = sdnn_file
     with h5py.File(path, "r") as handle:
