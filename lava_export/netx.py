@@ -286,6 +286,7 @@ class Verification:
     graded_values_compared: int | None = None
     graded_mismatches: int | None = None
     max_abs_value: float | None = None
+    max_abs_spike: float | None = None  # largest graded spike (Lava's integer: x 2**12; netx declares 16-bit messages)
     # SDNN only: Lava's streamed readout vs SLAYER run on each patch alone from rest (what
     # the torch backend computes): sub-threshold residues carried between patches differ
     per_patch_max_error: float | None = None
@@ -434,6 +435,7 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
         graded_values_compared=int(sum(e.size for e in errors)),
         graded_mismatches=int(sum((e > SDNN_TOLERANCE).sum() for e in errors)),
         max_abs_value=float(max(np.abs(np.cumsum(o, axis=-1)).max() for o in outputs)),
+        max_abs_spike=float(max(np.abs(o).max() for o in outputs)),
         per_patch_max_error=float(np.abs(lava_values - alone).max()),
     )
 

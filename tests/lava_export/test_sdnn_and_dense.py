@@ -148,6 +148,7 @@ def test_sdnn_conv_flatten_dense_on_lava_within_tolerance(sdnn_file):
     assert result.passed, result.to_dict()
     assert result.max_graded_error <= SDNN_TOLERANCE and result.graded_values_compared > 0
     assert result.max_abs_value < 2.0**7  # the exact-float32 regime the tolerance derivation covers
+    assert 0 < result.max_abs_spike <= 2 * result.max_abs_value  # a spike is a change between two values
     assert result.layer_spikes_lava == result.layer_spikes_slayer
     assert result.readout_elements == 3 * OUTPUTS  # one value per readout neuron and patch
 
