@@ -82,7 +82,12 @@ def use_loihi2_host() -> str:
     ``use_ethernet_host``. Only reached where lava-loihi is installed.
     """
     loihi = compat.import_lava("lava.utils.loihi")
-    generation = loihi.ChipGeneration(os.environ.get("LOIHI_GEN", loihi.ChipGeneration.N3B3.value))
+    name = os.environ.get("LOIHI_GEN", loihi.ChipGeneration.N3B3.value)
+    try:
+        generation = loihi.ChipGeneration(name)
+    except ValueError:
+        choices = ", ".join(g.value for g in loihi.ChipGeneration)
+        raise ValueError(f"LOIHI_GEN={name!r}: not a Loihi chip generation; choose one of {choices}") from None
     if os.environ.get("NXSDKHOST"):
         loihi.use_ethernet_host(os.environ["NXSDKHOST"], loihi_gen=generation)
         return f"ethernet host {os.environ['NXSDKHOST']} ({generation.value})"

@@ -227,3 +227,11 @@ def test_loihi2_backend_without_lava_loihi_stops_before_building(sdnn_file):
     _, path = sdnn_file
     with pytest.raises(BackendUnavailable, match="lava-loihi is not installed here.*--backend sim"):
         LavaNetwork(path, window=8, backend="loihi2")
+
+
+def test_mistyped_loihi_generation_is_one_clear_error(monkeypatch):
+    from lava_export.runner import use_loihi2_host
+
+    monkeypatch.setenv("LOIHI_GEN", "N9")
+    with pytest.raises(ValueError, match=r"LOIHI_GEN='N9': not a Loihi chip generation; choose one of .*N3B3"):
+        use_loihi2_host()
