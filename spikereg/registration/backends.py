@@ -34,8 +34,7 @@ BACKENDS = ("torch", "sim", "loihi2")
 
 
 def codec_from_metadata(meta: dict) -> PatchCodec:
-    model = meta["model"]
-    return PatchCodec(model["time_steps"], meta["layers"], model["max_displacement"], model["encoding"])
+    return PatchCodec.from_metadata(meta)
 
 
 def torch_device(device: str) -> torch.device:
@@ -78,8 +77,8 @@ class TorchBackend:
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         tick = time.perf_counter()
-        controls, spikes = [], np.zeros(len(self.net.blocks), dtype=np.int64)
-        layers, window = len(self.net.blocks), self.net.window
+        controls, spikes = [], np.zeros(len(self.net.chip_layers), dtype=np.int64)
+        layers, window = len(self.net.chip_layers), self.net.window
         # The per-step spike series Lava would record streaming these patches: layer l
         # answers patch k in steps [k*window + l, (k+1)*window + l) (see LavaNetwork.run).
         series = np.zeros((layers, len(fixed) * window + layers - 1), dtype=np.int64)
@@ -89,10 +88,10 @@ class TorchBackend:
             encoded = self.net.encode(fixed[cut].to(self.device), moving[cut].to(self.device))
             input_spikes += int(encoded[..., :window].sum())
             outputs = self.net.layer_outputs(encoded)
-            spikes += np.array([int(o.sum()) for o in outputs])
+            spikes += np.array([int(torch.count_nonzero(o)) for o in outputs])  # graded: messages
             self._count(fixed[cut], encoded[..., :window], outputs)
             for layer, out in enumerate(outputs):
-                steps = out.sum(dim=tuple(range(1, out.ndim - 1))).reshape(-1).cpu().numpy().astype(np.int64)
+                steps = (out != 0).sum(dim=tuple(range(1, out.ndim - 1))).reshape(-1).cpu().numpy().astype(np.int64)
                 begin = first * window + layer
                 series[layer, begin:begin + steps.size] += steps
             controls.append(self.net.decode(outputs[-1]).cpu().numpy())
@@ -102,7 +101,7 @@ class TorchBackend:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if not self.stats.layer_neurons:  # SLAYER blocks know their shapes after a forward pass
-            self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.blocks]
+            self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.chip_layers]
         self.stats.input_spikes += input_spikes
         self.stats.step_spikes.append(series)
         self.stats.add(spikes, len(fixed) * window, len(fixed), time.perf_counter() - tick)
