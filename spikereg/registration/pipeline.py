@@ -76,8 +76,10 @@ class MemoryBudgetError(ValueError):
 # encoded patches. VOLUME_COPIES counts the float32 full-volume arrays alive at the peak
 # (inputs, normalized and padded copies, the field and the residual (3 each), MONAI's
 # sampling grid, the Jacobian's derivatives); BASE_BYTES is the interpreter with torch,
-# MONAI (and Lava's runtime processes). Fitted to the peak RSS measured by
-# benchmarks/speed.py on 2 mm and 1 mm brains (BENCHMARKS.md, "Speed and memory").
+# MONAI (and Lava's runtime processes). benchmarks/speed.py measured (BENCHMARKS.md, "Speed
+# and memory") torch peaks of 1.02 GB (2 mm brain) and 1.71 GB (1 mm): 23 volume copies over a
+# 0.92 GB base; 30 copies keep the estimate about 15 % above what was measured (a budget
+# should refuse a little early rather than let a run be killed).
 VOLUME_COPIES = 30
 BASE_BYTES = {"torch": 700 * 2**20, "sim": 1100 * 2**20, "loihi2": 1100 * 2**20}
 LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
