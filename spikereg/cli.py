@@ -160,65 +160,125 @@ def export(
 
 @app.command()
 def run(
-    fixed: Path = typer.Option(..., "--fixed", "-f", help="Fixed image (NIfTI)."),
-    moving: Path = typer.Option(..., "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json."),
+    fixed: Optional[Path] = typer.Option(None, "--fixed", "-f", help="Fixed image (NIfTI)."),
+    moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json "
+                             "(with --pairs: one folder per pair and cohort.csv)."),
     model: Optional[Path] = typer.Option(None, "--model",
                                          help="Exported netx file (spikereg export); default: the shipped demo model."),
     backend: str = typer.Option("sim", "--backend", "-b",
-                                help="sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
+                                help="torch: SLAYER on the file's quantized weights (fast, same field); "
+                                     "sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
+    device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
-    iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
+    iterations: Optional[int] = typer.Option(None, help="Refinement iterations per pyramid level "
+                                             "(default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's); "
                                                "larger is faster, smaller overlaps more."),
+    pyramid: int = typer.Option(1, help="Coarse-to-fine levels, each halving the volume (1: full resolution "
+                                "only); catches displacements larger than the model's range."),
+    memory_budget: Optional[float] = typer.Option(None, help="GB; refuse, before any work, a volume whose "
+                                                  "estimated peak memory exceeds it."),
     moving_labels: Optional[Path] = typer.Option(None, help="Label map to warp with the field (nearest)."),
+    pairs: Optional[Path] = typer.Option(None, help="CSV of pairs (columns fixed, moving[, moving_labels, name]; "
+                                         "paths relative to the CSV) instead of --fixed/--moving."),
+    engine: str = typer.Option("local", help="--pairs: 'local' (in this process) or 'dask'."),
+    address: Optional[str] = typer.Option(None, help="--engine dask: scheduler address (tcp://host:8786); "
+                                          "default: a local cluster of --workers processes."),
+    workers: int = typer.Option(2, help="--engine dask without --address: local worker processes."),
 ) -> None:
-    """Register MOVING onto FIXED with the exported network on Lava."""
+    """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
         from lava_export.netx import read_metadata
-        from lava_export.runner import BACKENDS, run_config
-        from spikereg.data import check_pair, load_volume
+        from spikereg.registration.backends import check_backend
+        from spikereg.registration.pipeline import load_inputs, preflight, run_options, run_registration
 
-        if backend not in BACKENDS:
-            raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        fixed_vol = load_volume(fixed, what="fixed image")
-        moving_vol = load_volume(moving, what="moving image")
-        check_pair(fixed_vol, moving_vol)
-        labels = load_volume(moving_labels, what="moving labels") if moving_labels else None
-        if labels is not None and labels.shape != moving_vol.shape:
-            raise ValueError(f"--moving-labels {moving_labels}: shape {labels.shape} differs from the moving "
-                             f"image's {moving_vol.shape}")
+        if pairs is not None and (fixed or moving or moving_labels):
+            raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
+        if pairs is None and (fixed is None or moving is None):
+            raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
+        check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
         if model is None:
             from spikereg.pretrained import DEFAULT_MODEL
 
             model = DEFAULT_MODEL
         meta = read_metadata(model)
-        run_config(backend, precision)  # fails now, before any work, if the backend is missing
-        from spikereg.registration.pipeline import run_options, run_registration
-
         iterations, patch_stride = run_options(meta, iterations, patch_stride)
+        options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
+                       iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
+                       memory_budget_gb=memory_budget)
+        if pairs is not None:
+            from spikereg.registration.cohort import COHORT_CSV, read_pairs, register_cohort
 
+            specs = read_pairs(pairs)
+            with _progress() as bar:
+                task = bar.add_task(f"pairs ({engine})", total=len(specs), info="")
+                rows = register_cohort(specs, model, out, engine=engine, address=address, workers=workers,
+                                       progress=lambda done, total: bar.update(task, completed=done),
+                                       **options)
+            for row in rows:
+                console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}",
+                              highlight=False)
+            console.print(f"outputs in {out}: one folder per pair, {COHORT_CSV}")
+            return
+        fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels)
+        preflight(fixed_vol.shape, meta, backend, pyramid, memory_budget, batch_size)
         with _progress() as bar:
             task = bar.add_task("registering", total=None, info="")
 
             def report(stage: str, done: int, total: int, spikes: int) -> None:
                 bar.update(task, description=stage, completed=done, total=total, info=f"{spikes:,} spikes")
 
-            result = run_registration(fixed_vol, moving_vol, model, meta, out, backend=backend,
-                                      precision=precision, iterations=iterations, patch_stride=patch_stride,
-                                      labels=labels, progress=report)
+            result = run_registration(fixed_vol, moving_vol, model, meta, out, labels=labels, progress=report,
+                                      **options)
         sim = result["similarity"]
         console.print(f"NCC moving vs fixed {sim['ncc_before']:.4f} -> warped vs fixed {sim['ncc_after']:.4f}")
         console.print(f"outputs in {out}: " + ", ".join(result["outputs"].values()))
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="Output folder of 'spikereg run'.")) -> None:
-    """Print a readable summary of a run's report.json."""
+def report(
+    folder: Path = typer.Argument(..., help="Output folder of 'spikereg run'."),
+    pages: bool = typer.Option(True, "--pages/--no-pages",
+                               help="Also write report.md, report.html and figures/ into FOLDER."),
+) -> None:
+    """Print a readable summary of a run's report.json; write report.md and a self-contained report.html."""
     with _cli_errors():
         from spikereg.report.summary import read_report, render
 
-        Console().print(render(read_report(folder)), highlight=False)
+        result = read_report(folder)
+        Console().print(render(result), highlight=False)
+        if pages:
+            from spikereg.report.html import write_pages
+
+            with console.status("drawing figures") as status:
+                written = write_pages(folder, result, progress=lambda what: status.update(f"drawing {what}"))
+            for note in written.notes:
+                console.print(f"[yellow]not shown:[/yellow] {note}", highlight=False, soft_wrap=True)
+            console.print(f"wrote {written.markdown}, {written.html} and {len(written.figures)} figures")
+
+
+@app.command()
+def vis(
+    fixed: Path = typer.Option(..., "--fixed", "-f", help="Fixed image (NIfTI)."),
+    moving: Path = typer.Option(..., "--moving", "-m", help="Moving image (NIfTI), on the fixed image's grid."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs (and slices.gif)."),
+    warped: Optional[Path] = typer.Option(None, "--warped", "-w", help="Warped moving image (NIfTI)."),
+    ddf: Optional[Path] = typer.Option(None, "--ddf", "-d", help="Displacement field (ddf.nii.gz of 'spikereg run')."),
+    plane: Optional[str] = typer.Option(None, "--plane",
+                                        help="axial, coronal or sagittal: PNGs of this plane only "
+                                             "and the GIF's plane (default: all three; GIF axial)."),
+    gif: bool = typer.Option(False, "--gif", help="Also write slices.gif, paging through the slices."),
+) -> None:
+    """Pictures of a registration from NIfTI files: slices, checkerboard, deformation grid, Jacobian, GIF."""
+    with _cli_errors():
+        from spikereg.report.vis import visualize
+
+        with console.status("drawing") as status:
+            written = visualize(fixed, moving, out, warped=warped, ddf=ddf, plane=plane, gif=gif,
+                                progress=lambda what: status.update(f"drawing {what}"))
+        console.print(f"wrote {len(written)} files to {out}: " + ", ".join(p.name for p in written))
 
 
 @app.command(name="map")
