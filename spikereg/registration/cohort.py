@@ -162,11 +162,25 @@ def map_pairs(
             cluster.close()
 
 
+def _let_lava_set_its_start_method() -> None:
+    """Lava calls ``multiprocessing.set_start_method('fork')`` when first imported, which
+    raises in a process whose start method is already chosen -- a Dask worker process.
+    Unset it there first; a process where Lava is already imported is left alone."""
+    import multiprocessing
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules and \
+            multiprocessing.get_start_method(allow_none=True) is not None:
+        multiprocessing.set_start_method(None, force=True)
+
+
 def register_pair(spec: PairSpec, model: Path, out: Path, options: dict) -> dict:
     """``spikereg run`` on one pair into ``out / spec.name``; its row of ``cohort.csv``."""
     from lava_export.netx import read_metadata
     from spikereg.registration.pipeline import load_inputs, run_registration
 
+    if options.get("backend", "sim") != "torch":
+        _let_lava_set_its_start_method()
     fixed, moving, labels = load_inputs(spec.fixed, spec.moving, spec.moving_labels)
     folder = Path(out) / spec.name
     report = run_registration(fixed, moving, model, read_metadata(model), folder, labels=labels, **options)

@@ -86,3 +86,19 @@ def test_bad_pairs_files_name_the_file_and_line(pairs_csv, text, message):
     bad.write_text(text)
     with pytest.raises(CohortError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_pairs(bad)
+
+
+def test_lava_imports_in_a_process_whose_start_method_is_set_as_in_a_dask_worker():
+    """Dask's worker processes have a start method; Lava's import sets 'fork' and would raise."""
+    import subprocess
+    import sys
+
+    script = ("import multiprocessing as mp; mp.set_start_method('spawn')\n"
+              "from spikereg.registration.cohort import _let_lava_set_its_start_method\n"
+              "_let_lava_set_its_start_method()\n"
+              "from spikereg import compat\n"
+              "compat.import_lava('lava.magma.runtime.message_infrastructure.multiprocessing')\n"
+              "print(mp.get_start_method())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "fork"
