@@ -208,6 +208,29 @@ def child_train(folder: Path, out: Path, steps: int) -> dict:
     return {"batch_size": batch, "steps": steps, "ann_pairs_per_s": rate.get("ann"), "snn_pairs_per_s": rate.get("snn")}
 
 
+def child_pyramid(spacing: float) -> dict:
+    """Large displacements (up to 6 voxels): --pyramid 1 vs 2 on torch, end-point error against the truth."""
+    from spikereg.data import load_mni, make_pair
+    from spikereg.metrics.displacement import end_point_error
+    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.registration.backends import open_backend
+    from spikereg.registration.register import ncc, register
+
+    template = load_mni("t1", spacing).data
+    pair = make_pair(template, np.random.default_rng(1), max_displacement=6.0, control_spacing=16, noise_std=0.02)
+    brain = template > 0.1 * template.max()
+    rows = {"identity": {"epe": end_point_error(np.zeros_like(pair.ddf), pair.ddf, brain),
+                         "ncc": ncc(pair.fixed, pair.moving), "seconds": 0.0}}
+    with open_backend(DEFAULT_MODEL, "torch") as backend:
+        for levels in (1, 2):
+            tick = time.perf_counter()
+            result = register(pair.fixed, pair.moving, backend, iterations=2, patch_stride=12, pyramid=levels)
+            rows[f"pyramid {levels}"] = {"epe": end_point_error(result.ddf, pair.ddf, brain),
+                                         "ncc": ncc(pair.fixed, result.warped),
+                                         "seconds": time.perf_counter() - tick, "patches": result.patches}
+    return {"spacing": spacing, "rows": rows}
+
+
 def run_child(method: str, folder: Path, extra: list[str], threads: int) -> dict:
     """Run one method in a fresh interpreter; its JSON result plus peak memory."""
     with tempfile.TemporaryDirectory() as out:
@@ -229,6 +252,8 @@ def child_main(args) -> int:
             result = child_torch(folder, out / "run")
         elif args.child == "demons":
             result = child_demons(folder, out)
+        elif args.child == "pyramid":
+            result = child_pyramid(float(folder.name.removesuffix("mm")))
         elif args.child in ("sim", "sim-torchconv"):
             result = child_sim(folder, out, args.sim_patches, torch_conv=args.child == "sim-torchconv")
         else:
@@ -335,7 +360,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=6, help="training steps timed per stage")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and SimpleITK threads per method (default 1: see BENCHMARKS.md)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sim", "sim-torchconv", "demons", "train"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sim", "sim-torchconv", "demons", "pyramid", "train"])
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     parser.add_argument("--save", help="also write the raw measurements to this JSON file")
     parser.add_argument("--resume", action="store_true", help="with --save: skip what that file already holds")
@@ -378,6 +403,10 @@ def main(argv=None) -> int:
                 print(f"{spacing:g} mm {method} ...", file=sys.stderr, flush=True)
                 measured["runs"].append([spacing, method, run_child(method, folder, extra, args.threads)])
                 checkpoint()
+        if measured.get("pyramid") is None and "pyramid" not in args.skip:
+            print("pyramid ...", file=sys.stderr, flush=True)
+            measured["pyramid"] = run_child("pyramid", folders[args.spacings[0]][0], extra, args.threads)
+            checkpoint()
         if measured.get("train") is None and "train" not in args.skip:
             measured["train"] = run_child("train", folders[args.spacings[0]][0], extra, args.threads)
             checkpoint()
@@ -496,6 +525,17 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                       "gives Lava's integers; each sample's field was compared with torch's. Not enabled in "
                       "SpikeReg itself: it belongs in `spikereg/compat.py` with the other Lava fixes, and graded "
                       "(SDNN) spikes would need the 2**24 bound checked first"]
+    pyramid_lines = []
+    if measured.get("pyramid"):
+        found = measured["pyramid"]
+        pyramid_lines = [
+            f"- coarse to fine (`--pyramid`, torch, 2 iterations per level) on a {found['spacing']:g} mm pair with "
+            "displacements up to 6 voxels (control spacing 16, seed 1), end-point error over the brain: " + "; ".join(
+                f"{name} {row['epe']:.2f} vox, NCC {row['ncc']:.4f}"
+                + (f", {row['seconds']:.0f} s, {row['patches']} patches" if row.get("patches") else "")
+                for name, row in found["rows"].items())
+            + " (the model's readout spans at most 3 voxels per iteration; the half-resolution level sees twice "
+            "that)"]
     torch_lines = []
     if torch_profile:
         t = torch_profile
@@ -507,7 +547,7 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                        f"SLAYER's convolutions (`conv3d`) {100 * t['conv'] / t['total']:.0f} %, per-neuron spike "
                        f"counting for the report (`spikereg.report.counts`) {100 * t.get('counting', 0) / t['total']:.0f} %; "
                        "the rest is SLAYER's other tensor work (reshapes, copies, quantization)"]
-    details = "\n".join(verdicts + train_lines + torch_lines + conv_lines + [
+    details = "\n".join(verdicts + pyramid_lines + train_lines + torch_lines + conv_lines + [
         f"- threads: torch and SimpleITK ran with {args.threads} thread(s) each (`--threads`): on this shared "
         "machine (5 jobs on 2 cores) two torch threads measured 2.8x slower per patch than one (86 vs 31 ms), "
         "as each waits for the other at every barrier",
