@@ -150,7 +150,14 @@ def export(
         if chip is not None:
             console.print(mapping_summary(json.loads(sidecar(out, "map").read_text())), highlight=False,
                           soft_wrap=True)
-        if result is not None:
+        if result is not None and result.tolerance:  # SDNN: graded values, within the derived tolerance
+            console.print(
+                f"verified: {result.patches} patches, Lava == SLAYER within {result.tolerance:g} on all "
+                f"{result.readout_elements} readout values and {result.graded_values_compared} graded values "
+                f"(largest difference {result.max_graded_error:g}), and on every layer's message counts "
+                f"({sum(result.layer_spikes_lava)} graded spikes)"
+            )
+        elif result is not None:
             console.print(
                 f"verified: {result.patches} patches, Lava == SLAYER on all "
                 f"{result.readout_elements} readout values and every layer's spike counts "
