@@ -481,7 +481,7 @@ def energy_report(
     """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
 
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
-    ``iterations``, ``patches_per_iteration`` and ``backend``. Profiles are names or
+    ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are names or
     paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration.
     """
@@ -503,8 +503,11 @@ def energy_report(
         )
     input_spikes = _count(_field(report, "input_spikes"), "input spikes")
     time_steps = _count(_field(report, "time_steps"), "time steps")
-    patches = _count(_field(report, "iterations"), "iterations") * _count(
-        _field(report, "patches_per_iteration"), "patches per iteration")
+    if "patches" in report:  # every patch the network ran, over all pyramid levels and iterations
+        patches = _count(report["patches"], "patches")
+    else:  # reports written before pyramids: one level, the same patches every iteration
+        patches = _count(_field(report, "iterations"), "iterations") * _count(
+            _field(report, "patches_per_iteration"), "patches per iteration")
     counts = activity(spikes, input_spikes, costs)
     counted = report.get("counts")
     if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean

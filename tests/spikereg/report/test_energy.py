@@ -154,6 +154,16 @@ def test_energy_report_combines_counts_profiles_and_ratios(run_report, two_layer
     assert energy["conventional"]["toygpu"]["total_j"] == pytest.approx(ANN_J, rel=1e-12)
 
 
+def test_energy_report_costs_every_patch_of_a_pyramid_run(run_report, two_layer_net: Path, toy_chip: Path,
+                                                          toy_gpu: Path) -> None:
+    # A 2-level pyramid ran 3 full-resolution patches plus 1 coarse one per iteration: the
+    # ANN twin does the same work, so it is charged for the 4 patches the report counted.
+    energy = energy_report(run_report(iterations=1, patches_per_iteration=3, patches=4), two_layer_net,
+                           profiles=(toy_chip, toy_gpu))
+    assert energy["counts"]["patches"] == 4
+    assert (energy["counts"]["ann_macs"], energy["counts"]["ann_io_bytes"]) == (4 * 69120, 4 * 4864)
+
+
 def test_energy_report_uses_the_measured_time_only_on_the_chip_that_ran(run_report, two_layer_net: Path,
                                                                        toy_chip: Path) -> None:
     energy = energy_report(run_report(backend="toychip"), two_layer_net, profiles=(toy_chip,))
