@@ -226,7 +226,7 @@ class _Layer:
         return shape
 
 
-def _text(value: Any) -> str:
+def netx_text(value: Any) -> str:
     """Decode a netx string dataset value: bytes in a (1,) array, a scalar, or str."""
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0] if value.size else b""
@@ -420,7 +420,7 @@ def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[s
     def value(key: str) -> Optional[np.ndarray]:
         return layer.array(f"neuron/{key}") if key in neuron else None
 
-    neuron_type = _text(value("type")) if "type" in neuron else ""
+    neuron_type = netx_text(value("type")) if "type" in neuron else ""
     graded = value("gradedSpike")
     message_bits = value("messageBits")
     uses_graded = neuron_type == "SDNN" or (graded is not None and bool(np.any(graded)))
@@ -524,7 +524,7 @@ def _map_layers(
         if "type" not in node:
             raise MappingError(f"{path}: layer {index}: missing dataset 'type'")
         try:
-            kind = _text(node["type"][()])
+            kind = netx_text(node["type"][()])
         except (OSError, ValueError, TypeError) as err:
             raise MappingError(f"{path}: layer {index}: cannot read 'type': {err}") from None
         if kind in NETX_UNSUPPORTED_TYPES:

@@ -39,6 +39,8 @@ import h5py
 import numpy as np
 import torch
 
+from spikereg.hardware.mapping import netx_text
+
 RASTER_NAME = "raster.npz"
 BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceeds this
 COUNTS_METHOD = "exact per-neuron fan-out of the netx file x each neuron's measured spikes"
@@ -67,14 +69,6 @@ class Fanout:
     @property
     def source_neurons(self) -> int:
         return int(self.total.size)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0] if value.size else b""
-    if isinstance(value, (bytes, np.bytes_)):
-        value = bytes(value).decode("ascii", errors="replace")
-    return str(value).strip("\x00").strip()
 
 
 def _pair(group: h5py.Group, name: str) -> tuple[int, int]:
@@ -114,7 +108,7 @@ def fanouts(path: str | Path) -> list[Fanout]:
         shape: Optional[tuple[int, ...]] = None
         for index in range(len(layers)):
             group = layers[str(index)]
-            kind = _text(group["type"][()])
+            kind = netx_text(group["type"][()])
             if kind == "input":
                 shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
                 if "neuron" in group:
