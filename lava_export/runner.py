@@ -293,6 +293,8 @@ class LavaNetwork:
         self._net = net
         if self.precision == "float":
             self._float_parameters(net)
+        if self.backend == "sim":
+            self._choose_conv(net)
         if self.graded:
             encoder_mod = compat.import_lava("lava.proc.io.encoder")
             with h5py.File(self.path, "r") as handle:
@@ -321,6 +323,30 @@ class LavaNetwork:
                 layer.out.connect(extractor.in_port)
         self._run_cfg = run_config(self.backend, self.precision,
                                    self._profile.callbacks if self._profile is not None else None)
+
+    def _choose_conv(self, net) -> None:
+        """Lava's conv steps on torch where float32 sums are exact (``compat.use_lava_torch_conv``).
+
+        Set before compiling: Lava's forked process models inherit it. Binary
+        spikes bound every partial sum by a kernel's sum of ``|weight|``; a
+        network that could pass 2**24 runs on Lava's ``conv_scipy`` instead.
+        (Graded inputs are checked step by step inside ``compat.torch_conv``.)
+        """
+        if self.precision != "fixed":
+            compat.use_lava_torch_conv(False)
+            return
+        conv_process = compat.import_lava("lava.proc.conv.process").Conv
+        for index, layer in enumerate(net.layers):
+            synapse = getattr(layer, "synapse", None)
+            if not isinstance(synapse, conv_process) or self.graded:
+                continue
+            weight = np.asarray(synapse.weight.init)
+            if not compat.torch_conv_is_exact(weight, max_input=1):
+                compat.use_lava_torch_conv(False, reason=(
+                    f"model {self.path}: layer {index + 1}'s partial sums could reach "
+                    f"{compat.conv_sum_bound(weight):.0f} >= 2**24, beyond float32's exact integers"))
+                return
+        compat.use_lava_torch_conv(True)
 
     def _float_parameters(self, net) -> None:
         """Loihi's integer decays as the fractions Lava's floating-point LIF models expect.

@@ -22,6 +22,44 @@ release, an older Python, a working torchvision):
 
 Every SpikeReg module imports Lava through :func:`import_lava`,
 :func:`slayer` or :func:`netx`, which install the fixes first.
+
+A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
+
+3. Lava's conv process model (``lava/proc/conv/utils.py``) has a torch path
+   (one ``torch.nn.functional.conv2d`` per step) but lava-nc 0.10.0 turns it
+   off -- ``TORCH_IS_AVAILABLE = False``, its torch import commented out, with
+   the note "It is known that torch calls inside Lava PyProcess hangs." -- so
+   every step runs ``conv_scipy``: one scipy ``convolve2d`` per (input,
+   output) feature pair, about 60x slower. SpikeReg's Lava runner turns the
+   torch path back on for the simulator's fixed-point models by replacing
+   ``lava.proc.conv.utils.conv`` (what the conv model calls every step) with
+   :func:`torch_conv`, which keeps Lava's results bit for bit:
+
+   * **The hang.** Lava forks a process per process model. torch's intra-op
+     thread pool (OpenMP) does not survive ``fork``: a child that enters a
+     parallel region the parent had already started waits forever on threads
+     that do not exist in it. :func:`torch_conv` therefore makes torch
+     single-threaded in each process it runs in, once, before its first
+     convolution (``torch.set_num_threads(1)``: ATen and oneDNN then run the
+     convolution inline, no pool is touched). Tested by running the simulator
+     several times in one process after the parent used multi-threaded torch.
+   * **Exactness.** The fixed-point model's weights and spikes are integers;
+     float32 ``conv2d`` returns the exact integer sums only while every
+     partial sum stays below ``2**24``. A partial sum of one output is at
+     most its kernel's sum of ``|weight|`` (never more than max ``|weight|``
+     x fan-in) times the largest input magnitude. The runner checks this
+     bound for each network when it is built, with input magnitude 1 for
+     binary spikes (:func:`torch_conv_is_exact`); a network that could exceed
+     it runs on ``conv_scipy`` (float64, exact to ``2**53``), with one
+     warning. Graded (SDNN) spikes are bounded only by their 24-bit messages,
+     so for them :func:`torch_conv` checks the bound on every step's actual
+     input as well and takes ``conv_scipy`` for a step that could exceed it.
+     Float-valued (``floating_pt``) weights always take ``conv_scipy``.
+   * **The risk** is a torch or Lava release that changes any of this; every
+     export's verification (SLAYER vs Lava, spike for spike) runs through the
+     same path and catches it.
+   * **Opt out** with the environment variable ``SPIKEREG_LAVA_TORCH_CONV=0``
+     (Lava's own ``conv_scipy`` everywhere).
 """
 from __future__ import annotations
 
@@ -29,10 +67,14 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import re
 import sys
 import types
+import warnings
 from typing import Any
+
+import numpy as np
 
 VAR_MODEL = "lava.magma.compiler.var_model"
 OBJECT_DETECTION = "lava.lib.dl.slayer.object_detection"
@@ -142,6 +184,112 @@ def slayer() -> types.ModuleType:
 def netx() -> types.ModuleType:
     """``lava.lib.dl.netx``."""
     return import_lava("lava.lib.dl.netx")
+
+
+# -- Lava's conv on torch (fix 3) ------------------------------------------------------
+
+LAVA_CONV = "lava.proc.conv.utils"
+TORCH_CONV_ENV = "SPIKEREG_LAVA_TORCH_CONV"  # "0" (or "false", "no", "off"): always conv_scipy
+FLOAT32_EXACT = 1 << 24  # integers up to this magnitude are exact in float32
+
+_conv_state = {"enabled": False, "pid": None, "warned": False}
+_weight_bounds: dict[int, tuple[np.ndarray, float]] = {}  # id(weight) -> (weight, sum |w| per output, max)
+
+
+def torch_conv_wanted() -> bool:
+    """False when the user opted out with ``SPIKEREG_LAVA_TORCH_CONV=0``."""
+    return os.environ.get(TORCH_CONV_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def conv_sum_bound(weight: np.ndarray, max_input: float = 1.0) -> float:
+    """Largest magnitude any partial sum of a Lava conv with ``weight`` can reach.
+
+    ``weight`` is Lava's ``(out, kx, ky, in)`` kernel; the bound is the largest
+    sum of ``|weight|`` over one output's kernel (at most max ``|weight|`` x
+    fan-in) times ``max_input``, the largest input magnitude (1 for binary spikes).
+    """
+    weight = np.asarray(weight)
+    per_output = np.abs(weight.astype(np.float64)).reshape(weight.shape[0], -1).sum(axis=1)
+    return float(per_output.max(initial=0.0)) * float(max_input)
+
+
+def torch_conv_is_exact(weight: np.ndarray, max_input: float = 1.0) -> bool:
+    """True when float32 ``conv2d`` gives this integer conv's sums exactly (all partial sums < 2**24)."""
+    weight = np.asarray(weight)
+    integral = weight.dtype.kind in "iub" or bool(np.all(np.round(weight) == weight))
+    return integral and conv_sum_bound(weight, max_input) < FLOAT32_EXACT
+
+
+def _cached_bound(weight: np.ndarray) -> float:
+    entry = _weight_bounds.get(id(weight))
+    if entry is None or entry[0] is not weight:  # the id of a freed array can be reused
+        entry = (weight, conv_sum_bound(weight))
+        _weight_bounds[id(weight)] = entry
+    return entry[1]
+
+
+def _single_threaded_torch():
+    """torch, made single-threaded once in this process (see the module docstring: the hang)."""
+    import torch
+
+    if _conv_state["pid"] != os.getpid():
+        torch.set_num_threads(1)
+        _conv_state["pid"] = os.getpid()
+    return torch
+
+
+def torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):
+    """Drop-in for ``lava.proc.conv.utils.conv``: torch's conv2d where it is exact, else ``conv_scipy``.
+
+    Same arguments and result as Lava's (``input_`` ``(x, y, in)``, ``weight``
+    ``(out, kx, ky, in)``, XY order, result in ``weight``'s dtype).
+    """
+    utils = sys.modules[LAVA_CONV]
+    if weight.dtype.kind not in "iu" or input_.dtype.kind not in "iub":
+        return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
+    peak = int(np.abs(input_).max(initial=0)) if input_.dtype.kind != "b" else int(input_.any())
+    if peak * _cached_bound(weight) >= FLOAT32_EXACT:
+        return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
+    if peak == 0:  # a silent step (most of a patch's drain): nothing to sum
+        return np.zeros(utils.output_shape(input_.shape, weight.shape[0], kernel_size, stride, padding, dilation),
+                        dtype=weight.dtype)
+    torch = _single_threaded_torch()
+    with torch.inference_mode():
+        # Lava's torch branch, verbatim in effect: NCHW with H = x, W = y; torch correlates,
+        # so the kernel is flipped to make it the convolution conv_scipy computes.
+        x = torch.from_numpy(np.ascontiguousarray(input_.transpose(2, 1, 0), dtype=np.float32))[None]
+        w = torch.from_numpy(np.ascontiguousarray(weight[:, ::-1, ::-1].transpose(0, 3, 2, 1), dtype=np.float32))
+        out = torch.nn.functional.conv2d(x, w, stride=tuple(int(s) for s in stride[::-1]),
+                                         padding=tuple(int(p) for p in padding[::-1]),
+                                         dilation=tuple(int(d) for d in dilation[::-1]), groups=int(groups))
+    return out[0].numpy().transpose(2, 1, 0).astype(weight.dtype)
+
+
+def use_lava_torch_conv(enabled: bool = True, reason: str | None = None) -> bool:
+    """Make Lava's conv model run on :func:`torch_conv` (or, ``enabled=False``, its own ``conv_scipy``).
+
+    Call before the network is compiled: Lava's forked process models inherit
+    the choice. ``SPIKEREG_LAVA_TORCH_CONV=0`` always wins (returns False).
+    ``reason`` (why torch is refused) is warned once per process. Returns
+    whether the torch path is now on.
+    """
+    utils = import_lava(LAVA_CONV)
+    original = getattr(utils, "_spikereg_original_conv", None)
+    if original is None:
+        original = utils._spikereg_original_conv = utils.conv
+    enabled = enabled and torch_conv_wanted()
+    utils.conv = torch_conv if enabled else original
+    _conv_state["enabled"] = enabled
+    if reason and not _conv_state["warned"]:
+        _conv_state["warned"] = True
+        warnings.warn(f"Lava conv runs on conv_scipy (slow): {reason}", RuntimeWarning, stacklevel=2)
+    return enabled
+
+
+def lava_torch_conv_active() -> bool:
+    """True while Lava's conv model runs on :func:`torch_conv`."""
+    utils = sys.modules.get(LAVA_CONV)
+    return utils is not None and utils.conv is torch_conv
 
 
 install()

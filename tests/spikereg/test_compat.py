@@ -1,9 +1,10 @@
-"""The two Lava packaging fixes: each does its job, and nothing where its problem is absent."""
+"""The Lava fixes in compat: each does its job, and nothing where its problem is absent."""
 import importlib
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from spikereg import compat
@@ -72,3 +73,113 @@ def test_without_compat_lava_fails_on_this_python():
 def test_finder_ignores_other_modules():
     assert compat._FINDER.find_spec("json") is None
     assert importlib.import_module("json")
+
+
+# -- fix 3: Lava's conv on torch ---------------------------------------------------------
+
+CONV_CASES = [  # (in features, out features, kernel, stride, padding, dilation, groups)
+    (6, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (6, 4, (3, 3), (2, 2), (1, 1), (1, 1), 2),
+    (5, 3, (3, 2), (2, 1), (0, 1), (2, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("graded", [False, True])
+def test_torch_conv_equals_lavas_conv_scipy(case, graded):
+    """Same integers as Lava's own conv, binary and graded inputs, odd strides, padding, dilation, groups."""
+    utils = compat.import_lava(compat.LAVA_CONV)
+    c_in, c_out, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(case) + graded)
+    weight = rng.integers(-128, 128, size=(c_out, *kernel, c_in // groups)).astype(np.int32)
+    spikes = rng.random((9, 7, c_in)) < 0.3
+    input_ = (spikes * rng.integers(-(1 << 12), 1 << 12, size=spikes.shape)).astype(np.int32) if graded else spikes
+    expected = utils.conv_scipy(input_, weight, kernel, stride, padding, dilation, groups).astype(np.int32)
+    got = compat.torch_conv(input_, weight, kernel, stride, padding, dilation, groups)
+    assert got.dtype == np.int32 and np.abs(expected).max() > 0
+    np.testing.assert_array_equal(got, expected)
+    silent = compat.torch_conv(np.zeros_like(input_), weight, kernel, stride, padding, dilation, groups)
+    assert silent.shape == expected.shape and not silent.any()
+
+
+def test_torch_conv_is_exact_only_below_float32s_integers():
+    utils = compat.import_lava(compat.LAVA_CONV)
+    weight = np.full((1, 3, 3, 1), 127, dtype=np.int32)  # one output: sum |w| = 1143
+    assert compat.conv_sum_bound(weight) == 1143
+    assert compat.torch_conv_is_exact(weight, max_input=1)
+    assert not compat.torch_conv_is_exact(weight, max_input=1 << 14)  # 1143 * 2**14 > 2**24
+    assert not compat.torch_conv_is_exact(weight.astype(np.float64) + 0.5)  # not integers
+    # an input that breaks the bound: float32 would round (2**24 + 1), the guard takes conv_scipy
+    input_ = np.zeros((3, 3, 1), dtype=np.int32)
+    input_[0, 0, 0], input_[0, 1, 0] = 1 << 24, 1
+    one = np.ones((1, 1, 1, 1), dtype=np.int32)
+    two = np.ones((1, 1, 2, 1), dtype=np.int32)  # sums (1 << 24) + 1 along y
+    got = compat.torch_conv(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1)
+    np.testing.assert_array_equal(got, utils.conv_scipy(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1))
+    assert got[0, 0, 0] == (1 << 24) + 1
+    np.testing.assert_array_equal(compat.torch_conv(input_, one, (1, 1), (1, 1), (0, 0), (1, 1), 1), input_)
+
+
+def test_opt_out_restores_lavas_conv(monkeypatch):
+    utils = compat.import_lava(compat.LAVA_CONV)
+    try:
+        assert compat.use_lava_torch_conv(True) and compat.lava_torch_conv_active()
+        monkeypatch.setenv(compat.TORCH_CONV_ENV, "0")
+        assert not compat.use_lava_torch_conv(True)
+        assert not compat.lava_torch_conv_active() and utils.conv is utils._spikereg_original_conv
+    finally:
+        monkeypatch.delenv(compat.TORCH_CONV_ENV)
+        compat.use_lava_torch_conv(True)
+
+
+def test_runner_falls_back_to_conv_scipy_for_a_network_beyond_the_bound(tiny_export, tmp_path):
+    """A conv layer whose sums could pass 2**24 (weights scaled far beyond 8 bits) is not run on torch."""
+    import shutil
+
+    import h5py
+
+    from lava_export.runner import LavaNetwork
+
+    path = shutil.copy(tiny_export[1], tmp_path / "huge.net")
+    with h5py.File(path, "r+") as handle:
+        weight = handle["layer/1/weight"]
+        weight[...] = np.where(weight[()] != 0, 1 << 20, 0)
+    with LavaNetwork(tiny_export[1], window=8) as net:
+        net._build(8)  # builds (and picks the conv path) without compiling
+        assert compat.lava_torch_conv_active()
+    compat._conv_state["warned"] = False
+    with LavaNetwork(path, window=8) as net, pytest.warns(RuntimeWarning, match="partial sums could reach"):
+        net._build(8)
+    assert not compat.lava_torch_conv_active()
+
+
+def test_sim_backend_on_torch_conv_equals_slayer_after_parent_used_threaded_torch(tiny_export):
+    """The hang lava-nc disabled torch for: forked process models after the parent ran torch's thread pool.
+
+    Runs the simulator three times in this process (each run forks fresh process
+    models), each after multi-threaded torch work here; every run must finish
+    and give SLAYER's spikes exactly.
+    """
+    import torch
+
+    from spikereg.registration.backends import open_backend
+
+    _, path = tiny_export
+    generator = torch.Generator().manual_seed(5)
+    with open_backend(path, "torch") as slayer:
+        size = slayer.patch_size
+        fixed = torch.rand((3, 1, size, size, size), generator=generator)
+        moving = (fixed + 0.2 * torch.rand(fixed.shape, generator=generator)).clamp(0, 1)
+        expected = slayer.predict(fixed, moving)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            torch.nn.functional.conv2d(torch.rand(1, 16, 96, 96), torch.rand(16, 16, 3, 3))  # wakes the pool
+            with open_backend(path, "sim") as lava:
+                got = lava.predict(fixed, moving)
+                assert compat.lava_torch_conv_active()
+                np.testing.assert_array_equal(got, expected)
+                np.testing.assert_array_equal(lava.stats.layer_spikes, slayer.stats.layer_spikes)
+    finally:
+        torch.set_num_threads(threads)
