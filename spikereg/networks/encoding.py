@@ -68,12 +68,19 @@ def rate_encode(values: torch.Tensor, time_steps: int, window: int | None = None
     before the next patch) are silent.
     """
     window = window or time_steps
-    steps = torch.arange(time_steps + 1, dtype=values.dtype, device=values.device)
-    cumulative = torch.floor(values.unsqueeze(-1) * steps + 1e-6)
-    spikes = cumulative[..., 1:] - cumulative[..., :-1]
-    if window > time_steps:
-        spikes = torch.nn.functional.pad(spikes, (0, window - time_steps))
-    return spikes
+    # Step by step into one (window, ...) buffer, returned as a view with time last: the same
+    # float32 products x * t and floors as a (..., T + 1) cumulative tensor, without materialising
+    # it (a batch of 16^3 patches made it hundreds of MB). Steps after ``time_steps`` stay 0.
+    spikes = values.new_empty((window, *values.shape))
+    spikes[time_steps:] = 0
+    previous = torch.floor(values * 0.0 + 1e-6)
+    current = torch.empty_like(previous)
+    for t in range(time_steps):
+        torch.mul(values, float(t + 1), out=current)
+        current.add_(1e-6).floor_()
+        torch.sub(current, previous, out=spikes[t])
+        previous, current = current, previous
+    return spikes.movedim(0, -1)
 
 
 def latency_encode(values: torch.Tensor, time_steps: int, window: int | None = None) -> torch.Tensor:

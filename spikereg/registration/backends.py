@@ -113,7 +113,7 @@ class TorchBackend:
         if counter is None:
             return
         counter.add(inputs, outputs,
-                    len(inputs) * self.net.window, self.net.window)
+                    len(inputs) * self.net.window, self.net.window, binary=not self.codec.graded)
         index = counter.raster_patch(fixed)
         if index is not None:
             layers = {"input": patch_raster(inputs[index])}

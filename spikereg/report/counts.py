@@ -172,19 +172,30 @@ class PatchCounts:
         return np.concatenate([self.input_spikes[:, None], self.spikes[:, :-1]], axis=1)
 
 
-def _per_patch_and_step(spikes: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _per_patch_and_step(spikes: torch.Tensor | np.ndarray, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(P, ..., T)`` spikes (0/1, or graded values whose nonzeros are messages) ->
-    per-patch counts ``(P, N)`` and per-step counts ``(N, T)`` summed over patches."""
+    per-patch counts ``(P, N)`` and per-step counts ``(N, T)`` summed over patches.
+
+    ``binary``: the caller guarantees every value is 0 or 1, so the counts are
+    plain float32 sums (exact: far below 2**24), about ten times cheaper than
+    counting nonzeros; graded values must be counted as nonzeros.
+    """
+    if binary and isinstance(spikes, torch.Tensor) and spikes.is_floating_point():
+        spikes = spikes.detach()
+        per_patch = spikes.sum(dim=-1).reshape(spikes.shape[0], -1)
+        per_step = spikes.sum(dim=0).reshape(-1, spikes.shape[-1])
+        return per_patch.to(torch.int64).cpu().numpy(), per_step.to(torch.int64).cpu().numpy()
     if isinstance(spikes, torch.Tensor):
-        events = (spikes.detach() != 0).reshape(spikes.shape[0], -1, spikes.shape[-1]).to(torch.int32)
-        return events.sum(dim=2).cpu().numpy().astype(np.int64), events.sum(dim=0).cpu().numpy().astype(np.int64)
+        # One boolean mask (1 byte an element), summed straight into int64: no int32 copy of it.
+        events = (spikes.detach() != 0).reshape(spikes.shape[0], -1, spikes.shape[-1])
+        return events.sum(dim=2).cpu().numpy(), events.sum(dim=0).cpu().numpy()
     spikes = np.asarray(spikes)
     events = (spikes != 0).reshape(spikes.shape[0], -1, spikes.shape[-1])
     return events.sum(axis=2, dtype=np.int64), events.sum(axis=0, dtype=np.int64)
 
 
 def count_patches(input_spikes: torch.Tensor | np.ndarray, layer_spikes: Sequence[torch.Tensor | np.ndarray],
-                  fans: Sequence[Fanout], time_steps: int, window: int) -> PatchCounts:
+                  fans: Sequence[Fanout], time_steps: int, window: int, binary: bool = False) -> PatchCounts:
     """Per-patch and per-step counts from the spikes themselves.
 
     ``input_spikes`` is ``(P, C, H, W, T)`` (SLAYER layout: the encoded input of
@@ -193,7 +204,7 @@ def count_patches(input_spikes: torch.Tensor | np.ndarray, layer_spikes: Sequenc
     """
     if len(layer_spikes) != len(fans):
         raise CountError(f"{len(layer_spikes)} layers of spike counts for a network of {len(fans)} spiking layers")
-    counted = [_per_patch_and_step(input_spikes)] + [_per_patch_and_step(s) for s in layer_spikes]
+    counted = [_per_patch_and_step(s, binary) for s in (input_spikes, *layer_spikes)]
     patches = len(counted[0][0])
     effective, zeros, step_effective, step_zeros = [], [], [], []
     for layer, ((per_patch, per_step), fan) in enumerate(zip(counted[:-1], fans), start=1):
@@ -335,11 +346,11 @@ class SpikeCounter:
         self._seen = 0
 
     def add(self, input_spikes: torch.Tensor | np.ndarray, layer_spikes: Sequence[torch.Tensor | np.ndarray],
-            time_steps: int, window: int) -> PatchCounts:
+            time_steps: int, window: int, binary: bool = False) -> PatchCounts:
         """Count a chunk of patches: spikes as :func:`count_patches` takes them."""
         if not self.iterations:  # a backend used without register(): one iteration
             self.start_iteration("iteration 1")
-        counts = count_patches(input_spikes, layer_spikes, self.fans, time_steps, window)
+        counts = count_patches(input_spikes, layer_spikes, self.fans, time_steps, window, binary)
         self.iterations[-1].append(counts)
         self._seen += counts.patches
         return counts

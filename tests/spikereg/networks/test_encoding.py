@@ -26,6 +26,16 @@ def test_rate_code_sends_floor_x_t_spikes_then_silence():
     assert spikes[..., 8:].sum() == 0
 
 
+def test_rate_code_equals_the_cumulative_floor_formula_bit_for_bit():
+    """rate_encode works step by step; it must give exactly floor(x (t+1)) - floor(x t) in float32."""
+    values = torch.rand((3, 10, 4, 4, 4), generator=torch.Generator().manual_seed(0))
+    values[0, 0, 0, 0, :] = torch.tensor([0.0, 1.0, 0.5, 1 / 3])
+    steps = torch.arange(19, dtype=values.dtype)
+    cumulative = torch.floor(values.unsqueeze(-1) * steps + 1e-6)
+    expected = torch.nn.functional.pad(cumulative[..., 1:] - cumulative[..., :-1], (0, 32 - 18))
+    assert torch.equal(rate_encode(values, 18, window=32), expected)
+
+
 def test_latency_code_sends_one_spike_earlier_for_brighter_inputs():
     spikes = latency_encode(VALUES, 8, window=12)
     assert spikes.sum(dim=-1).tolist() == [0, 0, 1, 1, 1, 1]  # floor(x T) = 0 stays silent

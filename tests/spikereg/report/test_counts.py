@@ -73,12 +73,13 @@ def test_fanout_of_every_neuron_by_hand(hand_net) -> None:
     assert (first.neurons, second.neurons) == (27, 9)
 
 
-def test_counts_of_a_slayer_run_equal_the_hand_count(hand_net) -> None:
+@pytest.mark.parametrize("binary", [False, True])  # nonzeros counted, or 0/1 spikes summed (the torch backend's)
+def test_counts_of_a_slayer_run_equal_the_hand_count(hand_net, binary) -> None:
     (first, second), path, spikes = hand_net
     with torch.no_grad():
         out1 = first(spikes)
         out2 = second(out1)
-    counts = count_patches(spikes, [out1, out2], fanouts(path), time_steps=8, window=8)
+    counts = count_patches(spikes, [out1, out2], fanouts(path), time_steps=8, window=8, binary=binary)
     assert counts.input_spikes.tolist() == [3]
     assert counts.spikes.tolist() == [[8, 14]]
     assert counts.events.tolist() == [[3, 8]]
