@@ -39,7 +39,7 @@ A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
      thread pool (OpenMP) does not survive ``fork``: a child that enters a
      parallel region the parent had already started waits forever on threads
      that do not exist in it. :func:`torch_conv` therefore makes torch
-     single-threaded in each process it runs in, once, before its first
+     single-threaded in each forked process it runs in, once, before its first
      convolution (``torch.set_num_threads(1)``: ATen and oneDNN then run the
      convolution inline, no pool is touched). Tested by running the simulator
      several times in one process after the parent used multi-threaded torch.
@@ -193,6 +193,7 @@ TORCH_CONV_ENV = "SPIKEREG_LAVA_TORCH_CONV"  # "0" (or "false", "no", "off"): al
 FLOAT32_EXACT = 1 << 24  # integers up to this magnitude are exact in float32
 
 _conv_state = {"enabled": False, "pid": None, "warned": False}
+_IMPORT_PID = os.getpid()  # a process with another pid is a fork (Lava's process models) or a later spawn
 _weight_bounds: dict[int, tuple[np.ndarray, float]] = {}  # id(weight) -> (weight, sum |w| per output, max)
 
 
@@ -229,10 +230,13 @@ def _cached_bound(weight: np.ndarray) -> float:
 
 
 def _single_threaded_torch():
-    """torch, made single-threaded once in this process (see the module docstring: the hang)."""
+    """torch, made single-threaded once in a forked process (see the module docstring: the hang).
+
+    The process that imported this module keeps its threads: its pool is intact.
+    """
     import torch
 
-    if _conv_state["pid"] != os.getpid():
+    if os.getpid() != _IMPORT_PID and _conv_state["pid"] != os.getpid():
         torch.set_num_threads(1)
         _conv_state["pid"] = os.getpid()
     return torch
