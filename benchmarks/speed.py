@@ -7,15 +7,17 @@ at 2 mm and at 1 mm, warped by a random smooth field of up to 3 voxels, seed 0):
    (shipped model, its default 2 iterations at patch stride 12, outputs and
    report written), time split into network (SLAYER forward passes) and host
    (normalising, patch cutting, encoding, stitching, warping, Jacobian, NIfTI).
-2. ``--backend sim``: Lava's simulator costs about 2.4 s per patch, so a whole
-   brain is not run: ``--sim-patches`` patches spread evenly over the brain's
-   patch list are streamed through the compiled network, and the registration
+2. ``--backend sim``: at the ``--sim-full`` spacings (default 2 mm)
+   ``run_registration`` on Lava's simulator, whole, as ``spikereg run --backend
+   sim`` does it (Lava's conv on torch, SpikeReg's default, ``spikereg.compat``);
+   at other spacings ``--sim-patches`` patches spread evenly over the brain's
+   patch list are streamed through the compiled network and the registration
    time is **extrapolated** as compile + patches x measured seconds per patch
-   + the host time measured for torch (the host code is the same). Where that
-   time goes is profiled: Lava's ``conv_scipy`` (its conv process model, as
-   lava-nc 0.10 ships it with ``TORCH_IS_AVAILABLE = False``) calls
-   ``scipy.signal.convolve2d`` once per (output feature, input feature) pair
-   of the folded layer, every time step.
+   + the host time measured for torch (the host code is the same). The same
+   sample also runs with ``SPIKEREG_LAVA_TORCH_CONV=0`` (Lava's own
+   ``conv_scipy``: one ``scipy.signal.convolve2d`` per (output feature, input
+   feature) pair of the folded layer, every time step), extrapolated, for
+   comparison; both convolutions are timed per layer.
 3. SimpleITK diffeomorphic demons (``benchmarks/accuracy.py``'s settings) on
    the same pair.
 4. Training throughput of ``configs/demo.yaml`` (patch pairs per second, ANN
@@ -110,7 +112,7 @@ def load_pair(folder: Path):
     return load_inputs(folder / "fixed.nii.gz", folder / "moving.nii.gz")
 
 
-def child_torch(folder: Path, out: Path) -> dict:
+def child_registration(folder: Path, out: Path, backend: str = "torch") -> dict:
     from lava_export.netx import read_metadata
     from spikereg.pretrained import DEFAULT_MODEL
     from spikereg.registration.pipeline import run_registration
@@ -119,7 +121,7 @@ def child_torch(folder: Path, out: Path) -> dict:
     fixed, moving, _ = load_pair(folder)
     load = time.perf_counter() - tick
     tick = time.perf_counter()
-    report = run_registration(fixed, moving, DEFAULT_MODEL, read_metadata(DEFAULT_MODEL), out, backend="torch")
+    report = run_registration(fixed, moving, DEFAULT_MODEL, read_metadata(DEFAULT_MODEL), out, backend=backend)
     wall = time.perf_counter() - tick
     return {"wall": wall, "load": load, "network": report["timing"]["network_seconds"],
             "host": wall - report["timing"]["network_seconds"], "register_host": report["timing"]["host_seconds"],
@@ -145,34 +147,16 @@ def child_demons(folder: Path, out: Path) -> dict:
             "ncc_after": ncc(fixed.data, warped)}
 
 
-def enable_lava_torch_conv() -> None:
-    """Switch Lava's conv process model to the torch path lava-nc ships but disables.
+def child_sim(folder: Path, out: Path, count: int) -> dict:
+    """Stream ``count`` of the brain's first-iteration patches through Lava; per-patch cost.
 
-    ``lava/proc/conv/utils.py`` sets ``TORCH_IS_AVAILABLE = False`` with its torch
-    import commented out, so every step runs ``conv_scipy``. With binary spikes and
-    8-bit integer weights every sum is an integer far below 2**24, so float32
-    ``conv2d`` gives the same integers; the run below is checked against SLAYER.
-    Lava forks its process models after this, so they inherit the switch.
+    Lava's conv runs as SpikeReg sets it up (torch unless ``SPIKEREG_LAVA_TORCH_CONV=0``).
     """
-    import torch
-
-    from spikereg import compat
-
-    compat.netx()
-    from lava.proc.conv import utils
-
-    utils.torch, utils.F, utils.TORCH_IS_AVAILABLE = torch, torch.nn.functional, True
-
-
-def child_sim(folder: Path, out: Path, count: int, torch_conv: bool = False) -> dict:
-    """Stream ``count`` of the brain's first-iteration patches through Lava; per-patch cost."""
     from spikereg.data import normalize_intensity
     from spikereg.pretrained import DEFAULT_MODEL
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
 
-    if torch_conv:
-        enable_lava_torch_conv()
     fixed, moving, _ = load_pair(folder)
     with open_backend(DEFAULT_MODEL, "sim") as lava:
         grid = patch_grid(fixed.shape, lava.patch_size, 12)
@@ -236,7 +220,10 @@ def run_child(method: str, folder: Path, extra: list[str], threads: int) -> dict
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, __file__, "--child", method, "--folder", str(folder), "--out", out, *extra]
         tick = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads)))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads))
+        if method == "sim-scipy":
+            env["SPIKEREG_LAVA_TORCH_CONV"] = "0"  # Lava's own conv_scipy (spikereg.compat)
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - tick
         if done.returncode:
             raise SystemExit(f"error: {method} on {folder} failed:\n{done.stderr[-3000:]}")
@@ -248,14 +235,14 @@ def run_child(method: str, folder: Path, extra: list[str], threads: int) -> dict
 def child_main(args) -> int:
     folder, out = Path(args.folder), Path(args.out)
     with TreeMemory() as memory:
-        if args.child == "torch":
-            result = child_torch(folder, out / "run")
+        if args.child in ("torch", "sim"):
+            result = child_registration(folder, out / "run", args.child)
         elif args.child == "demons":
             result = child_demons(folder, out)
         elif args.child == "pyramid":
             result = child_pyramid(float(folder.name.removesuffix("mm")))
-        elif args.child in ("sim", "sim-torchconv"):
-            result = child_sim(folder, out, args.sim_patches, torch_conv=args.child == "sim-torchconv")
+        elif args.child in ("sim-sampled", "sim-scipy"):
+            result = child_sim(folder, out, args.sim_patches)
         else:
             result = child_train(folder, out / "train", args.train_steps)
     result["maxrss_bytes"] = peak_rss_bytes()
@@ -287,15 +274,18 @@ def make_pairs(workdir: Path, spacings: list[float]) -> dict[float, tuple[Path, 
 
 
 def profile_lava_conv() -> list[dict]:
-    """Time Lava's conv_scipy on each layer of the shipped network, one time step of random spikes."""
+    """Time Lava's conv_scipy and SpikeReg's torch conv on each layer of the shipped network, one step of random spikes."""
     import h5py
 
     from spikereg import compat
     from spikereg.pretrained import DEFAULT_MODEL
 
+    import torch
+
     compat.netx()
     from lava.proc.conv import utils
 
+    torch.set_num_threads(1)  # as inside Lava's process models (compat.torch_conv)
     rows, rng = [], np.random.default_rng(0)
     with h5py.File(DEFAULT_MODEL) as handle:
         shape = tuple(int(v) for v in handle["layer"]["0"]["shape"][()])  # (f, H, W) of the input
@@ -306,15 +296,22 @@ def profile_lava_conv() -> list[dict]:
             kernel = tuple(int(v) for v in layer["kernelSize"][()])[::-1]
             stride = tuple(int(v) for v in layer["stride"][()])[::-1]
             padding = tuple(int(v) for v in layer["padding"][()])[::-1]
-            spikes = (rng.random(shape) < 0.1).astype(np.float64)
+            spikes = rng.random(shape) < 0.1  # binary, as the fixed-point model receives them
+            weight = weight.astype(np.int32)  # the fixed-point model's weights
             utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
             tick = time.perf_counter()
             reps = 3
             for _ in range(reps):
                 output = utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)
+            scipy_ms = (time.perf_counter() - tick) / reps * 1e3
+            on_torch = compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
+            assert np.array_equal(on_torch, output.astype(np.int32)), f"layer {index}: torch conv differs"
+            tick = time.perf_counter()
+            for _ in range(reps * 10):
+                compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)
             rows.append({"layer": index, "input": shape, "output": output.shape,
-                         "calls": weight.shape[0] * weight.shape[-1],
-                         "ms": (time.perf_counter() - tick) / reps * 1e3})
+                         "calls": weight.shape[0] * weight.shape[-1], "ms": scipy_ms,
+                         "torch_ms": (time.perf_counter() - tick) / (reps * 10) * 1e3})
             shape = output.shape
     return rows
 
@@ -360,7 +357,9 @@ def main(argv=None) -> int:
     parser.add_argument("--train-steps", type=int, default=6, help="training steps timed per stage")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch and SimpleITK threads per method (default 1: see BENCHMARKS.md)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sim", "sim-torchconv", "demons", "pyramid", "train"])
+    parser.add_argument("--sim-full", type=float, nargs="*", default=[2.0],
+                        help="spacings (mm) at which sim registers the whole brain (default 2); elsewhere extrapolated")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sim", "sim-scipy", "demons", "pyramid", "train"])
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     parser.add_argument("--save", help="also write the raw measurements to this JSON file")
     parser.add_argument("--resume", action="store_true", help="with --save: skip what that file already holds")
@@ -397,8 +396,9 @@ def main(argv=None) -> int:
         extra = ["--sim-patches", str(args.sim_patches), "--train-steps", str(args.train_steps)]
         for spacing, (folder, shape) in folders.items():
             measured["shapes"][str(spacing)] = list(shape)
-            for method in ("torch", "demons", "sim", "sim-torchconv"):
-                if method in args.skip or (spacing, method) in done:
+            sim = "sim" if spacing in args.sim_full else "sim-sampled"
+            for method in ("torch", "demons", sim, "sim-scipy"):
+                if method.removesuffix("-sampled") in args.skip or (spacing, method) in done:
                     continue
                 print(f"{spacing:g} mm {method} ...", file=sys.stderr, flush=True)
                 measured["runs"].append([spacing, method, run_child(method, folder, extra, args.threads)])
@@ -435,17 +435,24 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
         spacing = float(spacing_key)
         size = "x".join(map(str, shape))
         torch_run = results.get((spacing, "torch"))
-        if torch_run:
-            rows.append((f"{spacing:g} mm ({size})", "`--backend torch`", f"{torch_run['wall']:.1f}",
-                         f"{torch_run['host']:.1f}", f"{torch_run['network']:.1f}",
-                         fmt_gb(torch_run["maxrss_bytes"]), fmt_gb(torch_run["tree_pss_bytes"]),
-                         f"{torch_run['ncc_before']:.4f} -> {torch_run['ncc_after']:.4f}",
-                         f"{torch_run['patches']} patches (2 iterations x {torch_run['patches'] // 2}), "
-                         f"{torch_run['threads']} torch thread(s); `--memory-budget` estimate "
-                         f"{fmt_gb(estimate_peak_bytes(tuple(shape), meta, 'torch'))} GB"))
-        for method, label in (("sim", "`--backend sim` (**extrapolated**)"),
-                              ("sim-torchconv", "`--backend sim`, Lava's torch conv path on (**extrapolated**; "
-                                                "not SpikeReg's default)")):
+        for method, label in (("torch", "`--backend torch`"),
+                              ("sim", "`--backend sim` (whole brain, run)")):
+            run = results.get((spacing, method))
+            if not run:
+                continue
+            note = (f"{run['threads']} torch thread(s)" if method == "torch" else
+                    "Lava's conv on torch (SpikeReg's default)" + (
+                        "; field as torch's (same NCC)" if torch_run and run["ncc_after"] == torch_run["ncc_after"]
+                        else ""))
+            rows.append((f"{spacing:g} mm ({size})", label, f"{run['wall']:.1f}",
+                         f"{run['host']:.1f}", f"{run['network']:.1f}",
+                         fmt_gb(run["maxrss_bytes"]), fmt_gb(run["tree_pss_bytes"]),
+                         f"{run['ncc_before']:.4f} -> {run['ncc_after']:.4f}",
+                         f"{run['patches']} patches (2 iterations x {run['patches'] // 2}), {note}; "
+                         f"`--memory-budget` estimate {fmt_gb(estimate_peak_bytes(tuple(shape), meta, method))} GB"))
+        for method, label in (("sim-sampled", "`--backend sim` (**extrapolated**)"),
+                              ("sim-scipy", "`--backend sim` with `SPIKEREG_LAVA_TORCH_CONV=0`, Lava's "
+                                            "`conv_scipy` (**extrapolated**)")):
             sim = results.get((spacing, method))
             if not sim:
                 continue
@@ -482,20 +489,28 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                 f"  - why: the network part is {two['network']:.0f} s = {two['patches']} patches x "
                 f"{two['network'] / two['patches'] * 1e3:.0f} ms, the host part {two['host']:.1f} s; per patch the "
                 "profile below splits it into spike encoding, the report's per-neuron counting and SLAYER itself, "
-                "on a machine whose load average was about 7 on 2 cores (the Lava streaming section measured "
-                "SLAYER's forward pass alone at 4 ms per patch on a quieter machine). Fewer patches "
+                f"on a machine whose load average was {load_before:.1f} on 2 cores at the start. Fewer patches "
                 "(`--patch-stride 16`, `--iterations 1`) or a GPU (`--device cuda`) are the levers")
         if (2.0, "demons") in results:
             demons_wall = results[2.0, "demons"]["wall"]
             verdicts.append(f"- torch faster than demons on the 2 mm pair: "
                             f"{'**met**' if two['wall'] < demons_wall else '**missed**'} "
                             f"({two['wall']:.1f} s vs {demons_wall:.1f} s)")
-    if (2.0, "sim_extrapolated") in results:
-        verdicts.append(_verdict("2 mm brain on sim (extrapolated)", results[2.0, "sim_extrapolated"],
+    if (2.0, "sim") in results:
+        verdicts.append(_verdict("2 mm brain on sim (run whole)", results[2.0, "sim"]["wall"],
                                  TARGETS["sim_2mm_s"], "s"))
-    if (2.0, "sim-torchconv_extrapolated") in results:
-        verdicts.append(_verdict("2 mm brain on sim with Lava's torch conv path (extrapolated)",
-                                 results[2.0, "sim-torchconv_extrapolated"], TARGETS["sim_2mm_s"], "s"))
+    if (2.0, "sim") in results and two:
+        verdicts.append(
+            f"  - sim's host part ({results[2.0, 'sim']['host']:.0f} s) exceeds torch's ({two['host']:.1f} s): on "
+            "sim, spike encoding and the report's per-neuron counting (numpy, from every layer's values at every "
+            "step) are host work, while on torch they are counted as network time; the network part is "
+            f"{results[2.0, 'sim']['network'] / results[2.0, 'sim']['patches'] * 1e3:.0f} ms per patch")
+    if (2.0, "sim-sampled_extrapolated") in results:
+        verdicts.append(_verdict("2 mm brain on sim (extrapolated)", results[2.0, "sim-sampled_extrapolated"],
+                                 TARGETS["sim_2mm_s"], "s"))
+    if (2.0, "sim-scipy_extrapolated") in results:
+        verdicts.append(_verdict("2 mm brain on sim with Lava's own conv_scipy (`SPIKEREG_LAVA_TORCH_CONV=0`, "
+                                 "extrapolated)", results[2.0, "sim-scipy_extrapolated"], TARGETS["sim_2mm_s"], "s"))
     if one:
         peak = max(one["maxrss_bytes"], one["tree_pss_bytes"]) / 1e9
         verdicts.append(_verdict("1 mm brain peak memory on torch", peak, TARGETS["peak_1mm_gb"], "GB"))
@@ -507,24 +522,26 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                        f"{train['snn_pairs_per_s']:.1f} pairs/s; peak RSS {fmt_gb(train['maxrss_bytes'])} GB"]
     conv_lines = []
     if conv:
-        total = sum(r["ms"] for r in conv)
-        conv_lines = ["- where sim's time goes: Lava's `conv_scipy` (lava-nc 0.10 hard-codes "
-                      "`TORCH_IS_AVAILABLE = False` in `lava/proc/conv/utils.py`) runs one "
-                      "`scipy.signal.convolve2d` per (output, input) feature pair of each folded layer, every "
-                      "step: " + "; ".join(
-                          f"layer {r['layer']} {r['input']} -> {r['output']}: {r['calls']:,} calls, {r['ms']:.1f} ms"
-                          for r in conv) + f"; {total:.0f} ms per step in all, measured in one process against "
-                      + (f"{results[2.0, 'sim']['per_step_ms']:.0f} ms per step of the whole Lava run"
-                         if (2.0, "sim") in results else "the Lava run")
-                      + ". Depth folding multiplies the feature pairs (layer 1 has 16 x 10 = 160 input "
-                      "features), so the convolutions, not the host, set the simulator's pace",
-                      "- Lava's torch conv path (rows marked so): `lava.proc.conv.utils` gets back the `torch`/`F` "
-                      "names its import comments out and `TORCH_IS_AVAILABLE = True` before the network compiles "
-                      "(`enable_lava_torch_conv` here; Lava forks its process models afterwards). With binary "
-                      "spikes and 8-bit integer weights every sum is an integer below 2**24, so float32 `conv2d` "
-                      "gives Lava's integers; each sample's field was compared with torch's. Not enabled in "
-                      "SpikeReg itself: it belongs in `spikereg/compat.py` with the other Lava fixes, and graded "
-                      "(SDNN) spikes would need the 2**24 bound checked first"]
+        scipy_total, torch_total = sum(r["ms"] for r in conv), sum(r.get("torch_ms", 0.0) for r in conv)
+        sampled = results.get((2.0, "sim-sampled")) or results.get((1.0, "sim-sampled"))
+        scipy = results.get((2.0, "sim-scipy"))
+        conv_lines = ["- where sim's time goes: Lava's conv process model, every step. As lava-nc 0.10 ships it "
+                      "(`TORCH_IS_AVAILABLE = False` in `lava/proc/conv/utils.py`), `conv_scipy` runs one "
+                      "`scipy.signal.convolve2d` per (output, input) feature pair of each folded layer; SpikeReg "
+                      "runs the same sums with torch's `conv2d` (`spikereg.compat.torch_conv`). One step of "
+                      "random spikes (10 %), per layer, scipy vs torch: " + "; ".join(
+                          f"layer {r['layer']} {r['input']} -> {r['output']}: {r['calls']:,} convolve2d calls "
+                          f"{r['ms']:.1f} ms vs {r.get('torch_ms', float('nan')):.2f} ms"
+                          for r in conv) + f"; {scipy_total:.0f} ms vs {torch_total:.1f} ms per step in all"
+                      + (f", against {scipy['per_step_ms']:.0f} ms (scipy) and "
+                         f"{sampled['per_step_ms']:.0f} ms (torch) per step of the whole Lava run" if scipy and sampled
+                         else "") + ". Depth folding multiplies the feature pairs (layer 1 has 16 x 10 = 160 "
+                      "input features); with the convolutions on torch the rest of each step is Lava's own "
+                      "message passing between its processes and the host's per-step injector/extractor traffic",
+                      "- Lava's torch conv path: `spikereg.compat.use_lava_torch_conv`, set by the runner for "
+                      "`--backend sim` before Lava forks its process models; torch single-threaded inside them "
+                      "(lava-nc disabled the path because torch hung there), float32 sums checked against 2**24 "
+                      "per network; every export's verification and this run's fields are compared with SLAYER's"]
     pyramid_lines = []
     if measured.get("pyramid"):
         found = measured["pyramid"]
