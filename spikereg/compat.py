@@ -30,7 +30,8 @@ A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
    off -- ``TORCH_IS_AVAILABLE = False``, its torch import commented out, with
    the note "It is known that torch calls inside Lava PyProcess hangs." -- so
    every step runs ``conv_scipy``: one scipy ``convolve2d`` per (input,
-   output) feature pair, about 60x slower. SpikeReg's Lava runner turns the
+   output) feature pair (shipped model, 2 mm brain: 4.5 s per patch instead
+   of 0.07 s, BENCHMARKS.md "Speed and memory"). SpikeReg's Lava runner turns the
    torch path back on for the simulator's fixed-point models by replacing
    ``lava.proc.conv.utils.conv`` (what the conv model calls every step) with
    :func:`torch_conv`, which keeps Lava's results bit for bit:
