@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sections import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Registration accuracy"
 COLUMNS = (("epe_vox", "EPE (vox)", 3), ("epe_mm", "EPE (mm)", 3), ("dice", "tissue Dice", 4),
@@ -255,8 +257,6 @@ def main(argv=None) -> int:
     for note in notes:
         print(f"- {note}")
     if args.write:
-        from spikereg.data.io import write_text_atomic
-
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         command = " ".join(["benchmarks/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
         model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
@@ -272,15 +272,7 @@ def main(argv=None) -> int:
               f"torch {torch.__version__}; load average (1 min) {os.getloadavg()[0]:.2f} at the end\n"
               f"- date: {datetime.date.today()}\n"
         )
-        path = ROOT / "BENCHMARKS.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        if SECTION in text:
-            head, rest = text.split(SECTION, 1)
-            tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-            text = head + section + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        write_text_atomic(path, text)
+        write_section(SECTION, section)
     return 0
 
 

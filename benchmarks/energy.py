@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from lava_streaming import _rel, machine, versions  # same machine and version lines as the other benchmarks
+from sections import BENCHMARKS, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Energy per registration"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 TARGET_RATIO = 0.01  # the project's target: at least 100x less estimated energy than the ANN twin on a GPU
 TARGET_RATE = 0.05  # ... at no more than 5 % mean spike rate
 
@@ -238,25 +238,9 @@ def main(argv=None) -> int:
     print(section)
     print(f"NCC before/after: {ncc(fixed, moving):.4f} -> {ncc(fixed, result.warped):.4f}", file=sys.stderr)
     if args.write:
-        write_section(section)
+        write_section(SECTION, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0 if same else 1
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md; keep the rest."""
-    from spikereg.data.io import write_text_atomic
-
-    text = BENCHMARKS.read_text()
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    write_text_atomic(BENCHMARKS, new)
 
 
 if __name__ == "__main__":

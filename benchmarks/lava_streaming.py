@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sections import BENCHMARKS, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Lava streaming"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 
 def load_network(args, workdir: Path):
@@ -216,28 +217,9 @@ def main(argv=None) -> int:
                f"```bash\n{command.strip()}\n```\n\n{table}\n\n{details}\n")
     print(section)
     if args.write:
-        write_section(section)
+        write_section(SECTION, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0 if stream_same and rebuild_same else 1
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) the ``## Lava streaming`` section of BENCHMARKS.md; keep the rest."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.is_file() else (
-        "# Benchmarks\n\nMeasured numbers, each section with the command that produced it, "
-        "the machine and the date.\n")
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    from spikereg.data.io import write_text_atomic
-
-    # Whole file or nothing: another engineer may be reading or appending sections.
-    write_text_atomic(BENCHMARKS, new)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lava_streaming import machine, versions  # noqa: E402  same machine and version lines as the other benchmarks
+from sections import BENCHMARKS, write_section  # noqa: E402
 
 SECTION = "## Speed and memory"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
 TARGETS = {"torch_2mm_s": 10.0, "sim_2mm_s": 600.0, "peak_1mm_gb": 4.0}
 
 
@@ -587,7 +587,7 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                f"```bash\n{command.strip()}\n```\n\n{table}\n\n{details}\n")
     print(section)
     if args.write:
-        write_section(section)
+        write_section(SECTION, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0
 
@@ -597,22 +597,6 @@ def _verdict(what: str, value: float, target: float, unit: str) -> str:
         return f"- {what}: **met** ({value:.1f} {unit}, target <= {target:g} {unit})"
     return (f"- {what}: **missed** by {value - target:.1f} {unit} ({value / target:.1f}x; "
             f"{value:.1f} {unit} against <= {target:g} {unit})")
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md; keep the rest."""
-    from spikereg.data.io import write_text_atomic
-
-    text = BENCHMARKS.read_text()
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    write_text_atomic(BENCHMARKS, new)
 
 
 if __name__ == "__main__":
