@@ -305,16 +305,21 @@ def normalize_intensity(
     return out
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file whole or not at all (temporary name in the same folder, then rename)."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a file whole or not at all (temporary name in the same folder, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file whole or not at all (UTF-8; see :func:`write_bytes_atomic`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 @contextmanager

@@ -13,7 +13,6 @@ and slices are drawn with their millimetre aspect ratio.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -21,6 +20,8 @@ import nibabel as nib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from spikereg.data.io import write_bytes_atomic
 
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 #: The anatomical direction each plane is cut across (its normal).
@@ -52,15 +53,7 @@ def png_bytes(figure: Figure) -> bytes:
 
 def save_png(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` to ``path`` as PNG, whole or not at all (temporary name, then rename)."""
-    path = Path(path)
-    data = png_bytes(figure)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_bytes_atomic(path, png_bytes(figure))
 
 
 def rgb_array(figure: Figure) -> np.ndarray:
