@@ -28,13 +28,9 @@ from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.registration.pipeline import LAVA_CHUNK
 from spikereg.registration.register import BackendStats
-from spikereg.report.counts import CountError, SpikeCounter, patch_raster
+from spikereg.report.counts import CountError, SpikeCounter
 
 BACKENDS = ("torch", "sim", "loihi2")
-
-
-def codec_from_metadata(meta: dict) -> PatchCodec:
-    return PatchCodec.from_metadata(meta)
 
 
 def torch_device(device: str) -> torch.device:
@@ -88,10 +84,10 @@ class TorchBackend:
             encoded = self.net.encode(fixed[cut].to(self.device), moving[cut].to(self.device))
             input_spikes += int(encoded[..., :window].sum())
             outputs = self.net.layer_outputs(encoded)
-            spikes += np.array([int(torch.count_nonzero(o)) for o in outputs])  # graded: messages
             self._count(fixed[cut], encoded[..., :window], outputs)
-            for layer, out in enumerate(outputs):
+            for layer, out in enumerate(outputs):  # nonzero values: spikes, or a graded layer's messages
                 steps = (out != 0).sum(dim=tuple(range(1, out.ndim - 1))).reshape(-1).cpu().numpy().astype(np.int64)
+                spikes[layer] += steps.sum()
                 begin = first * window + layer
                 series[layer, begin:begin + steps.size] += steps
             controls.append(self.net.decode(outputs[-1]).cpu().numpy())
@@ -114,11 +110,7 @@ class TorchBackend:
             return
         counter.add(inputs, outputs,
                     len(inputs) * self.net.window, self.net.window, binary=not self.codec.graded)
-        index = counter.raster_patch(fixed)
-        if index is not None:
-            layers = {"input": patch_raster(inputs[index])}
-            layers.update({f"layer {l}": patch_raster(o[index]) for l, o in enumerate(outputs, start=1)})
-            counter.set_raster(layers, index, self.name)
+        counter.record_raster(fixed, inputs, outputs, self.name)
 
 
 class LavaBackend:
@@ -133,7 +125,7 @@ class LavaBackend:
         from lava_export.runner import LavaNetwork
 
         self.meta = read_metadata(model_path)
-        self.codec = codec_from_metadata(self.meta)
+        self.codec = PatchCodec.from_metadata(self.meta)
         self.name = backend
         self.patch_size = self.meta["model"]["patch_size"]
         self.reduction = self.meta["reduction"]
@@ -182,11 +174,7 @@ class LavaBackend:
             cut = from_lava(values[layer][..., start:start + count * window] != 0)  # SLAYER layout, (..., P*window)
             answers.append(np.moveaxis(cut.reshape(cut.shape[:-1] + (count, window)), -2, 0))
         counter.add(inputs, answers, run.time_steps, window)
-        index = counter.raster_patch(fixed)
-        if index is not None:
-            rasters = {"input": patch_raster(inputs[index])}
-            rasters.update({f"layer {l}": patch_raster(a[index]) for l, a in enumerate(answers, start=1)})
-            counter.set_raster(rasters, index, self.name)
+        counter.record_raster(fixed, inputs, answers, self.name)
 
 
 def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -> None:

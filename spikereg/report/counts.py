@@ -328,9 +328,8 @@ class SpikeCounter:
     """Collects a registration's counts as a backend predicts chunk after chunk of patches.
 
     ``register`` calls :meth:`start_iteration` before each refinement pass; the
-    backend calls :meth:`add` with each chunk's per-neuron spike counts, asks
-    :meth:`raster_patch` which patch of a chunk (if any) to record in full, and
-    hands that patch's spikes to :meth:`set_raster`.
+    backend calls :meth:`add` with each chunk's per-neuron spike counts, then
+    :meth:`record_raster` with the same spikes, which keeps one patch with brain in full.
     """
 
     def __init__(self, model_path: str | Path) -> None:
@@ -368,6 +367,16 @@ class SpikeCounter:
         first = self._seen - self.iterations[-1][-1].patches if self.iterations and self.iterations[-1] else 0
         self.raster = Raster({k: np.asarray(v) != 0 for k, v in layers.items()}, first + int(index),
                              backend=backend)
+
+    def record_raster(self, fixed_patches: np.ndarray | torch.Tensor, input_spikes: torch.Tensor | np.ndarray,
+                      layer_spikes: Sequence[torch.Tensor | np.ndarray], backend: str) -> None:
+        """Keep, from the chunk just added, the patch :meth:`raster_patch` picks: input and every layer."""
+        index = self.raster_patch(fixed_patches)
+        if index is None:
+            return
+        layers = {"input": patch_raster(input_spikes[index])}
+        layers.update({f"layer {l}": patch_raster(spikes[index]) for l, spikes in enumerate(layer_spikes, start=1)})
+        self.set_raster(layers, index, backend)
 
     @property
     def counted(self) -> bool:
