@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikereg.data import Dataset, save_ddf, save_volume, warp
+from spikereg.data import Dataset
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.measure import PairMetrics, measure_pair
 
@@ -121,7 +121,7 @@ def evaluate(
     """
     from lava_export.netx import read_metadata
     from spikereg.registration.backends import open_backend
-    from spikereg.registration.pipeline import run_options
+    from spikereg.registration.pipeline import run_options, save_registration
     from spikereg.registration.register import register
 
     meta = read_metadata(model)
@@ -145,13 +145,8 @@ def evaluate(
                                   input_spikes=float(net.stats.input_spikes - inputs))
             results[files.name] = metrics
             if save_outputs:
-                folder = staging / "pairs" / files.name
-                save_ddf(folder / "ddf.nii.gz", registration.ddf, pair.fixed.affine)
-                save_volume(folder / "warped.nii.gz", registration.warped, pair.fixed.affine)
-                if pair.moving_labels is not None:
-                    save_volume(folder / "warped_labels.nii.gz",
-                                warp(pair.moving_labels.data, registration.ddf, mode="nearest"),
-                                pair.fixed.affine, dtype=np.int16)
+                save_registration(staging / "pairs" / files.name, registration.ddf, registration.warped,
+                                  pair.fixed.affine, pair.moving_labels)
             if progress is not None:
                 progress(index + 1, len(dataset), files.name)
         summary, per_label = write_tables(staging, results)

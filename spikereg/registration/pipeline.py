@@ -6,8 +6,6 @@ leaves no half-written files.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,6 +14,7 @@ import numpy as np
 
 from spikereg.data import (Volume, check_pair, jacobian_determinant, load_volume, normalize_intensity, save_ddf,
                            save_volume, warp)
+from spikereg.data.io import staged_folder
 from spikereg.hardware import load_profile
 from spikereg.config import ENCODINGS
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
@@ -36,12 +35,17 @@ def _similarity(fixed: np.ndarray, moving: np.ndarray, warped: np.ndarray) -> di
     }
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Move finished outputs from ``staging`` into ``out`` (created if needed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()
+def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine: np.ndarray,
+                      labels: Volume | None = None) -> dict[str, str]:
+    """Write the field, the warped image and (nearest-neighbour) warped labels into ``folder``; their names."""
+    outputs = dict(OUTPUTS)
+    save_ddf(Path(folder) / OUTPUTS["ddf"], ddf, affine)
+    save_volume(Path(folder) / OUTPUTS["warped"], warped, affine)
+    if labels is not None:
+        outputs["warped_labels"] = "warped_labels.nii.gz"
+        save_volume(Path(folder) / outputs["warped_labels"], warp(labels.data, ddf, mode="nearest"), affine,
+                    dtype=np.int16)
+    return outputs
 
 
 def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
@@ -158,17 +162,8 @@ def run_registration(
     total = time.perf_counter() - start
     jac = jacobian_determinant(result.ddf)
 
-    out = Path(out)
-    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        outputs = dict(OUTPUTS)
-        save_ddf(staging / OUTPUTS["ddf"], result.ddf, fixed.affine)
-        save_volume(staging / OUTPUTS["warped"], result.warped, fixed.affine)
-        if labels is not None:
-            warped_labels = warp(labels.data, result.ddf, mode="nearest")
-            outputs["warped_labels"] = "warped_labels.nii.gz"
-            save_volume(staging / outputs["warped_labels"], warped_labels, fixed.affine, dtype=np.int16)
+    with staged_folder(out) as staging:
+        outputs = save_registration(staging, result.ddf, result.warped, fixed.affine, labels)
         report = {
             "inputs": {"fixed": str(fixed.path), "moving": str(moving.path), "model": str(model_path)},
             "shape": list(fixed.shape),
@@ -204,7 +199,4 @@ def run_registration(
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
         report["energy"] = energy_report(report, model_path, profiles)
         write_report(staging, report)
-        _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
