@@ -18,11 +18,17 @@ group); matching keys play the part of matching file names. HDF5 carries no
 affine unless a dataset has an ``affine`` attribute (4x4); otherwise the
 identity (1 mm voxels) is used.
 
-Images and labels must be 3-D, finite, and each pair on one grid (shape and
-affine); a ground-truth field has shape (3, D, H, W) on the fixed image's grid
-(NIfTI: :func:`spikereg.data.io.save_ddf`'s layout). Every violation, an empty
-folder or a missing counterpart is one :class:`DatasetError` line naming the
-file.
+Images must be 3-D, finite, and each pair on one grid (shape and affine); a
+ground-truth field has shape (3, D, H, W) on the fixed image's grid (NIfTI:
+:func:`spikereg.data.io.save_ddf`'s layout). Labels are 3-D integer label maps
+(0 background), or DeepReg's multi-label arrays (D, H, W, L) of binary masks,
+which are read as the label map with label k+1 for channel k
+(:func:`label_map_from_channels`). Every violation, an empty folder or a
+missing counterpart is one :class:`DatasetError` line naming the file.
+
+:class:`PairFiles` is also what a pairs CSV row becomes (``spikereg run
+--pairs``, :func:`spikereg.registration.cohort.read_pairs`), so a cohort's
+pairs are loaded and checked by the same :func:`load_pair`.
 """
 from __future__ import annotations
 
@@ -33,7 +39,17 @@ from typing import Iterator, Union
 
 import numpy as np
 
-from .io import AFFINE_TOLERANCE_MM, Volume, VolumeError, check_pair, load_ddf, load_volume
+from .io import (
+    AFFINE_TOLERANCE_MM,
+    Volume,
+    VolumeError,
+    _check_affine,
+    _open_image,
+    _read_float32,
+    check_pair,
+    load_ddf,
+    load_volume,
+)
 
 NIFTI_SUFFIX = ".nii.gz"
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -64,7 +80,12 @@ Source = Union[Path, H5Key]
 
 @dataclass(frozen=True)
 class PairFiles:
-    """Where one pair's volumes are: NIfTI paths or HDF5 keys; labels and ground truth optional."""
+    """Where one pair's volumes are: NIfTI paths or HDF5 keys; labels and ground truth optional.
+
+    One type for every source of pairs: a dataset folder (:func:`load_dataset`),
+    ``spikereg data synth``'s output and a row of a pairs CSV; :func:`load_pair`
+    reads and checks any of them.
+    """
 
     name: str
     fixed: Source
@@ -126,12 +147,63 @@ def _check_finite(data: np.ndarray, source: Source, what: str) -> None:
                            f"({n_nan} NaN, {int(data.size - finite.sum()) - n_nan} Inf)")
 
 
-def load_source(source: Source, what: str) -> Volume:
-    """A 3-D volume from a NIfTI path or an HDF5 key (trailing singleton axes squeezed)."""
+def _is_channel_stack(shape: tuple[int, ...]) -> bool:
+    """A 4-D shape whose last axis holds more than one channel: (D, H, W, L), L > 1."""
+    return len(shape) == 4 and shape[3] > 1
+
+
+def label_map_from_channels(channels: np.ndarray, source: Source, what: str) -> np.ndarray:
+    """DeepReg's multi-label array (D, H, W, L) of binary masks as a label map (D, H, W), float32.
+
+    DeepReg stores an image's L labels as one binary mask per channel, shape
+    ``(dim1, dim2, dim3, num_labels)``, values in [0, 1], "one-hot encoding ...
+    such that each class has its own binary label" (DeepReg docs, "Dataset
+    Loader", Label: https://deepreg.readthedocs.io/en/latest/docs/dataset_loader.html,
+    docs/source/docs/dataset_loader.md in DeepRegNet/DeepReg). Channel k becomes
+    label k + 1, voxels with no channel set are 0 (background). DeepReg does not
+    forbid masks that overlap; where channels overlap, a voxel takes the label of
+    its first set channel (argmax over channels, + 1), so a label map cannot say
+    that such a voxel also belongs to the later labels. Soft labels (values
+    strictly between 0 and 1, which DeepReg also accepts) are refused: threshold
+    them first.
+    """
+    binary = (channels == 0) | (channels == 1)
+    if not binary.all():
+        odd = channels[~binary]
+        raise DatasetError(f"{what} {source}: a 4-D label array {channels.shape} must hold one binary (0/1) mask "
+                           f"per label on its last axis; {odd.size} values are neither 0 nor 1 (e.g. {odd[0]:g}); "
+                           "threshold soft labels, or store a 3-D label map")
+    masks = channels.astype(bool)
+    return np.where(masks.any(axis=-1), np.argmax(masks, axis=-1) + 1, 0).astype(np.float32)
+
+
+def _load_nifti_labels(path: Path, what: str) -> Volume:
+    """A label map from a NIfTI file: 3-D as :func:`load_volume` reads it, or 4-D binary masks."""
+    path, img = _open_image(path, what)  # header only: a 3-D map is then read by load_volume
+    shape = tuple(int(s) for s in img.shape)
+    if not _is_channel_stack(shape):
+        return load_volume(path, what=what)
+    if min(shape) < 1:
+        raise DatasetError(f"{what} {path}: volume has an empty axis (shape {shape})")
+    affine = _check_affine(img.affine, path, what)
+    channels = _read_float32(img, path, what)
+    return Volume(data=label_map_from_channels(channels, path, what), affine=affine, path=path)
+
+
+def load_source(source: Source, what: str, *, labels: bool = False) -> Volume:
+    """A 3-D volume from a NIfTI path or an HDF5 key (trailing singleton axes squeezed).
+
+    With ``labels=True`` a 4-D array (D, H, W, L) of L binary masks, DeepReg's
+    multi-label layout, is also accepted and turned into a label map
+    (:func:`label_map_from_channels`); images must be 3-D.
+    """
     if isinstance(source, Path):
-        return load_volume(source, what=what)
+        return _load_nifti_labels(source, what) if labels else load_volume(source, what=what)
     data, affine = _read_h5(source, what)
     shape = data.shape
+    if labels and _is_channel_stack(shape) and min(shape) >= 1:
+        _check_finite(data, source, what)
+        return Volume(data=label_map_from_channels(data, source, what), affine=affine, path=None)
     if data.ndim < 3 or any(s != 1 for s in shape[3:]):
         raise DatasetError(f"{what} {source}: not a 3-D volume (shape {shape})")
     data = data.reshape(shape[:3])
@@ -178,7 +250,7 @@ def load_pair(files: PairFiles) -> Pair:
     for role, image in (("fixed", fixed), ("moving", moving)):
         source = getattr(files, f"{role}_labels")
         if source is not None:
-            labels = load_source(source, f"{role} labels")
+            labels = load_source(source, f"{role} labels", labels=True)
             _same_grid(labels, image, source, f"{role} labels", f"{role} image")
             setattr(pair, f"{role}_labels", labels)
     if files.ddf is not None:

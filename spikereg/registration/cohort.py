@@ -22,9 +22,10 @@ from __future__ import annotations
 import csv
 import functools
 import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from spikereg.data.loaders import PairFiles, load_pair
 
 ENGINES = ("local", "dask")
 CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler is reported after this long
@@ -37,21 +38,13 @@ class CohortError(ValueError):
     """A bad pairs file, engine or cluster address; the message names it."""
 
 
-@dataclass(frozen=True)
-class PairSpec:
-    """One row of a pairs CSV: the images of one registration and where its outputs go."""
-
-    name: str
-    fixed: Path
-    moving: Path
-    moving_labels: Path | None = None
-
-
-def read_pairs(path: str | Path) -> list[PairSpec]:
+def read_pairs(path: str | Path) -> list[PairFiles]:
     """Rows of a CSV with columns ``fixed, moving`` (and optionally ``moving_labels``, ``name``).
 
     Relative paths are relative to the CSV's folder; ``name`` (default: the
-    row number, ``pair_000``...) names each pair's output folder.
+    row number, ``pair_000``...) names each pair's output folder. Here only the
+    CSV and that the files exist are checked; the volumes are read and checked
+    by :func:`spikereg.data.loaders.load_pair`, as a dataset's pairs are.
     """
     path = Path(path)
     if not path.is_file():
@@ -86,7 +79,7 @@ def read_pairs(path: str | Path) -> list[PairSpec]:
         if name in names or "/" in name or name.startswith("."):
             raise CohortError(f"--pairs {path}, line {line}: name {name!r} is repeated or not a plain folder name")
         names.add(name)
-        specs.append(PairSpec(name, fixed, moving, resolve("moving_labels")))
+        specs.append(PairFiles(name, fixed, moving, moving_labels=resolve("moving_labels")))
     return specs
 
 
@@ -174,16 +167,17 @@ def _let_lava_set_its_start_method() -> None:
         multiprocessing.set_start_method(None, force=True)
 
 
-def register_pair(spec: PairSpec, model: Path, out: Path, options: dict) -> dict:
+def register_pair(spec: PairFiles, model: Path, out: Path, options: dict) -> dict:
     """``spikereg run`` on one pair into ``out / spec.name``; its row of ``cohort.csv``."""
     from lava_export.netx import read_metadata
-    from spikereg.registration.pipeline import load_inputs, run_registration
+    from spikereg.registration.pipeline import run_registration
 
     if options.get("backend", "sim") != "torch":
         _let_lava_set_its_start_method()
-    fixed, moving, labels = load_inputs(spec.fixed, spec.moving, spec.moving_labels)
+    pair = load_pair(spec)
     folder = Path(out) / spec.name
-    report = run_registration(fixed, moving, model, read_metadata(model), folder, labels=labels, **options)
+    report = run_registration(pair.fixed, pair.moving, model, read_metadata(model), folder,
+                              labels=pair.moving_labels, **options)
     similarity, timing = report["similarity"], report["timing"]
     return {"name": spec.name, "fixed": str(spec.fixed), "moving": str(spec.moving), "out": str(folder),
             "ncc_before": similarity["ncc_before"], "ncc_after": similarity["ncc_after"],
@@ -192,7 +186,7 @@ def register_pair(spec: PairSpec, model: Path, out: Path, options: dict) -> dict
 
 
 def register_cohort(
-    pairs: Iterable[PairSpec],
+    pairs: Iterable[PairFiles],
     model: str | Path,
     out: str | Path,
     *,

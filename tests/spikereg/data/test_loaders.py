@@ -178,3 +178,51 @@ def test_hdf5_volume_errors_name_file_and_key(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "fixed_images.h5", "w") as h5:
         h5.create_dataset("p", data=np.zeros((4, 5, 6)))
     _error(tmp_path, r"moving_images.h5\[p\]: contains non-finite voxels \(120 NaN, 0 Inf\)", load=0)
+
+
+def _one_hot(label_map: np.ndarray, n_labels: int) -> np.ndarray:
+    """DeepReg's multi-label layout: (D, H, W, n_labels), channel k the binary mask of label k + 1."""
+    return np.stack([label_map == k + 1 for k in range(n_labels)], axis=-1).astype(np.uint8)
+
+
+def test_deepreg_4d_one_hot_labels_load_as_the_label_map(tmp_path: Path) -> None:
+    root = _paired_nifti(tmp_path / "nifti", ddfs=False)
+    fixed_map, moving_map = _labels(0), _labels(10)
+    moving_channels = _one_hot(moving_map, 3)  # a third, empty channel: a label absent from this image
+    moving_channels[0, 0, 0] = 1  # overlapping masks: the first channel's label wins
+    moving_map[0, 0, 0] = 1
+    nib.save(nib.Nifti1Image(_one_hot(fixed_map, 2), AFFINE), str(root / "fixed_labels" / "a.nii.gz"))
+    nib.save(nib.Nifti1Image(moving_channels, AFFINE), str(root / "moving_labels" / "a.nii.gz"))
+    pair = load_dataset(root).load(0)
+    np.testing.assert_array_equal(pair.fixed_labels.data, fixed_map)
+    np.testing.assert_array_equal(pair.moving_labels.data, moving_map)
+    np.testing.assert_array_equal(pair.fixed_labels.affine, AFFINE)
+
+    with h5py.File(tmp_path / "images.h5", "w") as h5:
+        for key, seed in (("x", 0), ("y", 1)):
+            h5.create_dataset(key, data=_volume(seed))
+    with h5py.File(tmp_path / "labels.h5", "w") as h5:
+        h5.create_dataset("x", data=_one_hot(_labels(0), 2))
+        h5.create_dataset("y", data=_labels(1))  # a 3-D map beside a 4-D one: both are label maps
+    pair = load_dataset(tmp_path).load(1)  # x_to_y: fixed y, moving x
+    assert pair.name == "x_to_y"
+    np.testing.assert_array_equal(pair.moving_labels.data, _labels(0))
+    np.testing.assert_array_equal(pair.fixed_labels.data, _labels(1))
+
+
+def test_4d_labels_that_are_not_binary_masks_name_the_file(tmp_path: Path) -> None:
+    root = _paired_nifti(tmp_path / "nifti", ddfs=False)
+    soft = _one_hot(_labels(0), 2).astype(np.float32) * 0.8  # DeepReg's soft labels
+    nib.save(nib.Nifti1Image(soft, AFFINE), str(root / "fixed_labels" / "a.nii.gz"))
+    message = _error(root, r"fixed labels .*fixed_labels/a.nii.gz: a 4-D label array \(6, 7, 5, 2\) must hold "
+                           r"one binary \(0/1\) mask per label .*\(e.g. 0.8\)", load=0)
+    assert "threshold soft labels" in message
+
+    root = tmp_path / "h5"
+    root.mkdir()
+    for kind, data in (("fixed_images", _volume(0)), ("moving_images", _volume(1)),
+                       ("moving_labels", np.stack([_labels(0)] * 2, axis=-1))):  # label maps stacked: 0..2
+        with h5py.File(root / f"{kind}.h5", "w") as h5:
+            h5.create_dataset("p", data=data)
+    _error(root, r"moving labels .*moving_labels.h5\[p\]: a 4-D label array \(6, 7, 5, 2\) must hold one binary",
+           load=0)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spikereg.cli import app
-from spikereg.data import load_mni, make_pair
+from spikereg.data import DatasetError, PairFiles, load_mni, load_pair, make_pair
 from spikereg.registration.cohort import CohortError, map_pairs, read_pairs, register_cohort
 
 
@@ -86,6 +86,24 @@ def test_bad_pairs_files_name_the_file_and_line(pairs_csv, text, message):
     bad.write_text(text)
     with pytest.raises(CohortError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_pairs(bad)
+
+
+def test_pairs_csv_rows_are_pair_files_that_load_pair_reads_and_checks(pairs_csv):
+    """A CSV row is the datasets' PairFiles, so a cohort's volumes get the same checks as a dataset's."""
+    folder = pairs_csv.parent
+    labels = nib.load(folder / "fixed_1.nii.gz")
+    nib.save(nib.Nifti1Image(labels.get_fdata()[:, :, :8], labels.affine), folder / "short_labels.nii.gz")
+    with_labels = folder / "with_labels.csv"
+    with_labels.write_text("fixed,moving,moving_labels\nfixed_0.nii.gz,moving_0.nii.gz,\n"
+                           "fixed_1.nii.gz,moving_1.nii.gz,short_labels.nii.gz\n")
+    rows = read_pairs(with_labels)
+    assert rows[0] == PairFiles("pair_000", folder / "fixed_0.nii.gz", folder / "moving_0.nii.gz")
+    pair = load_pair(rows[0])
+    np.testing.assert_array_equal(pair.moving.data, nib.load(folder / "moving_0.nii.gz").get_fdata())
+    assert pair.moving_labels is None
+    with pytest.raises(DatasetError, match=r"moving labels .*short_labels.nii.gz: shape \(16, 16, 8\) differs "
+                                           r"from the moving image's \(16, 16, 16\)"):
+        load_pair(rows[1])
 
 
 def test_lava_imports_in_a_process_whose_start_method_is_set_as_in_a_dask_worker():
