@@ -1,7 +1,8 @@
-"""Shared fixtures: a tiny network trained for a few SLAYER steps, and its netx export."""
+"""Shared fixtures: the command line run in process, a tiny network trained for a few SLAYER steps, its netx export."""
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from spikereg.config import load_config
 
@@ -12,6 +13,33 @@ TINY = [
     "data.spacing=8.0", "data.pairs=2", "train.steps=3", "train.batch_size=2",
     "train.checkpoint_every=3", "train.ann_steps=3", "run.patch_stride=4",
 ]
+
+
+class CommandLine:
+    """``spikereg`` run in this process through typer's CliRunner; arguments may be paths or numbers."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def invoke(self, *args):
+        """The ``click.testing.Result`` of ``spikereg ARGS...``."""
+        from spikereg.cli import app  # imported on first use: most test files never run the CLI
+
+        return self.runner.invoke(app, [str(a) for a in args])
+
+    def one_error_line(self, *args) -> str:
+        """``spikereg ARGS...`` on bad input: exit code 1 and exactly one ``error:`` line, which is returned."""
+        result = self.invoke(*args)
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+        return lines[0]
+
+
+@pytest.fixture(scope="session")
+def cli() -> CommandLine:
+    """The command line, for tests of what users type: ``cli.invoke(...)``, ``cli.one_error_line(...)``."""
+    return CommandLine()
 
 
 @pytest.fixture(scope="session")

@@ -17,25 +17,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from lava_export.netx import VerificationError, export_netx, sample_patches, sidecar, verify
-from spikereg.cli import app
 from spikereg.hardware import PROFILE_DIR, MappingError, available_profiles, map_network
 from spikereg.training.trainer import load_checkpoint
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def leftovers(folder, model):
@@ -181,14 +166,14 @@ def tiny_pair(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "foreign", "pooled"])
-def test_map_and_run_give_one_line_for_a_bad_model_file(bad_models, tiny_pair, tmp_path, kind):
+def test_map_and_run_give_one_line_for_a_bad_model_file(cli, bad_models, tiny_pair, tmp_path, kind):
     model, says = bad_models[kind]
-    line = one_error_line(invoke("map", model))
+    line = cli.one_error_line("map", model)
     assert model.name in line and says in line
 
     fixed, moving = tiny_pair
     out = tmp_path / "out"
-    line = one_error_line(invoke("run", "--model", model, "--fixed", fixed, "--moving", moving, "--out", out))
+    line = cli.one_error_line("run", "--model", model, "--fixed", fixed, "--moving", moving, "--out", out)
     assert model.name in line and says in line
     assert not out.exists()
 
@@ -196,28 +181,28 @@ def test_map_and_run_give_one_line_for_a_bad_model_file(bad_models, tiny_pair, t
 # -- profiles on the command line -----------------------------------------------------
 
 
-def test_unknown_profile_is_one_line_listing_the_available_ones(tiny_export, tiny_checkpoint, tmp_path):
+def test_unknown_profile_is_one_line_listing_the_available_ones(cli, tiny_export, tiny_checkpoint, tmp_path):
     _, model = tiny_export
     listed = ", ".join(available_profiles())
     out = tmp_path / "m.net"
     for command in (["export", tiny_checkpoint, "--no-verify", "--out", out, "--profile", "nosuch"],
                     ["map", model, "--profile", "nosuch"]):
-        line = one_error_line(invoke(*command))
+        line = cli.one_error_line(*command)
         assert "unknown hardware profile 'nosuch'" in line and listed in line
     assert not out.exists()
-    line = one_error_line(invoke("export", tiny_checkpoint, "--no-verify", "--out", out, "--profile", "cpu"))
+    line = cli.one_error_line("export", tiny_checkpoint, "--no-verify", "--out", out, "--profile", "cpu")
     assert "neuromorphic" in line and not out.exists()
 
 
-def test_export_command_prints_the_mapping_and_profile_none_skips_it(tiny_checkpoint, tmp_path):
+def test_export_command_prints_the_mapping_and_profile_none_skips_it(cli, tiny_checkpoint, tmp_path):
     out = tmp_path / "m.net"
-    result = invoke("export", tiny_checkpoint, "--no-verify", "--out", out)
+    result = cli.invoke("export", tiny_checkpoint, "--no-verify", "--out", out)
     assert result.exit_code == 0, result.output
     mapping = json.loads(sidecar(out, "map").read_text())
     assert mapping["profile_name"] == "loihi2"
     assert f"{mapping['cores']} cores of 128 per chip -> 1 chip(s): fits on one chip" in result.output
 
-    result = invoke("export", tiny_checkpoint, "--no-verify", "--out", out, "--profile", "none")
+    result = cli.invoke("export", tiny_checkpoint, "--no-verify", "--out", out, "--profile", "none")
     assert result.exit_code == 0, result.output
     assert out.is_file() and not sidecar(out, "map").exists()  # no stale mapping of the last export
     assert "cores" not in result.output

@@ -7,15 +7,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from spikereg.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +19,13 @@ def small_pair(tmp_path_factory):
     return pair  # PairFiles: .fixed, .moving, .moving_labels, .ddf paths
 
 
-def test_help_lists_every_command():
-    result = invoke("--help")
+def test_help_lists_every_command(cli):
+    result = cli.invoke("--help")
     assert result.exit_code == 0
     for command in ("train", "export", "run", "report", "map", "data"):
         assert command in result.output
     for command in ("train", "export", "run", "report", "map"):
-        sub = invoke(command, "--help")
+        sub = cli.invoke(command, "--help")
         assert sub.exit_code == 0 and "Usage" in sub.output
 
 
@@ -43,12 +34,12 @@ def test_console_script_entry_point():
     assert result.returncode == 0 and "export" in result.stdout
 
 
-def test_run_sim_writes_nifti_outputs_and_report(tiny_export, small_pair, tmp_path):
+def test_run_sim_writes_nifti_outputs_and_report(cli, tiny_export, small_pair, tmp_path):
     net, model = tiny_export
     out = tmp_path / "run"
-    result = invoke("run", "--backend", "sim", "--model", model, "--fixed", small_pair.fixed,
-                    "--moving", small_pair.moving, "--out", out, "--iterations", "1",
-                    "--moving-labels", small_pair.moving_labels)
+    result = cli.invoke("run", "--backend", "sim", "--model", model, "--fixed", small_pair.fixed,
+                        "--moving", small_pair.moving, "--out", out, "--iterations", "1",
+                        "--moving-labels", small_pair.moving_labels)
     assert result.exit_code == 0, result.output
     fixed = nib.load(small_pair.fixed)
     ddf = nib.load(out / "ddf.nii.gz")
@@ -63,63 +54,56 @@ def test_run_sim_writes_nifti_outputs_and_report(tiny_export, small_pair, tmp_pa
     assert report["backend"] == "sim" and report["time_steps"] > 0
     assert len(report["layers"]) == len(net.blocks) and all(row["spikes"] >= 0 for row in report["layers"])
     assert sum(row["spikes"] for row in report["layers"]) > 0
-    summary = invoke("report", out)
+    summary = cli.invoke("report", out)
     assert summary.exit_code == 0 and "NCC" in summary.output and "spikes" in summary.output
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_loihi2_backend_without_lava_loihi_says_what_is_missing(tiny_export, small_pair, tmp_path):
+def test_loihi2_backend_without_lava_loihi_says_what_is_missing(cli, tiny_export, small_pair, tmp_path):
     from lava_export.runner import loihi2_available
 
     if loihi2_available():
         pytest.skip("lava-loihi is installed here")
     _, model = tiny_export
-    result = invoke("run", "--backend", "loihi2", "--model", model, "--fixed", small_pair.fixed,
-                    "--moving", small_pair.moving, "--out", tmp_path / "out")
+    result = cli.invoke("run", "--backend", "loihi2", "--model", model, "--fixed", small_pair.fixed,
+                        "--moving", small_pair.moving, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert "lava-loihi" in result.output and "--backend sim" in result.output
     assert not (tmp_path / "out").exists()
 
 
-def _one_error_line(result):
-    assert result.exit_code == 1
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
-
-
-def test_bad_inputs_give_one_line_and_no_outputs(tiny_export, small_pair, tmp_path):
+def test_bad_inputs_give_one_line_and_no_outputs(cli, tiny_export, small_pair, tmp_path):
     _, model = tiny_export
     fixed, moving = small_pair.fixed, small_pair.moving
     out = tmp_path / "out"
 
-    line = _one_error_line(invoke("run", "--model", model, "--fixed", tmp_path / "nope.nii.gz",
-                                  "--moving", moving, "--out", out))
+    line = cli.one_error_line("run", "--model", model, "--fixed", tmp_path / "nope.nii.gz",
+                              "--moving", moving, "--out", out)
     assert "nope.nii.gz" in line
 
     other = tmp_path / "other.nii.gz"
     img = nib.load(fixed)
     nib.save(nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), img.affine), other)
-    line = _one_error_line(invoke("run", "--model", model, "--fixed", fixed, "--moving", other, "--out", out))
+    line = cli.one_error_line("run", "--model", model, "--fixed", fixed, "--moving", other, "--out", out)
     assert "shape" in line
 
     not_hdf5 = tmp_path / "model.net"
     not_hdf5.write_text("not a network")
-    line = _one_error_line(invoke("run", "--model", not_hdf5, "--fixed", fixed, "--moving", moving, "--out", out))
+    line = cli.one_error_line("run", "--model", not_hdf5, "--fixed", fixed, "--moving", moving, "--out", out)
     assert "not an HDF5 file" in line and "model.net" in line
 
-    line = _one_error_line(invoke("run", "--model", model, "--fixed", fixed, "--moving", moving, "--out", out,
-                                  "--patch-stride", "3"))
+    line = cli.one_error_line("run", "--model", model, "--fixed", fixed, "--moving", moving, "--out", out,
+                              "--patch-stride", "3")
     assert "--patch-stride 3" in line
 
-    line = _one_error_line(invoke("report", tmp_path))
+    line = cli.one_error_line("report", tmp_path)
     assert "report.json" in line
     assert not out.exists()
 
 
-def test_export_rejects_a_non_checkpoint(tmp_path):
+def test_export_rejects_a_non_checkpoint(cli, tmp_path):
     bad = tmp_path / "best.pt"
     bad.write_bytes(b"\x00garbage")
-    line = _one_error_line(invoke("export", bad, "--to", "netx", "--out", tmp_path / "m.net"))
+    line = cli.one_error_line("export", bad, "--to", "netx", "--out", tmp_path / "m.net")
     assert "best.pt" in line and "not a SpikeReg checkpoint" in line
     assert not (tmp_path / "m.net").exists()

@@ -6,17 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.data import load_ddf, load_volume, make_pair
 from spikereg.evaluation import PairMetrics, measure_pair, statistics, write_tables
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -80,19 +72,19 @@ def test_statistics_and_tables(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_split(tmp_path_factory) -> Path:
+def test_split(cli, tmp_path_factory) -> Path:
     """A held-out real-anatomy pair at the shipped model's 4 mm, made by `spikereg data synth`."""
     root = tmp_path_factory.mktemp("synth")
-    result = invoke("data", "synth", "--out", root, "--pairs", 1, "--spacing", 4, "--split", "0,0,1",
-                    "--seed", 99, "--max-displacement", 3, "--noise-std", 0.02)
+    result = cli.invoke("data", "synth", "--out", root, "--pairs", 1, "--spacing", 4, "--split", "0,0,1",
+                        "--seed", 99, "--max-displacement", 3, "--noise-std", 0.02)
     assert result.exit_code == 0, result.output
     return root
 
 
-def test_evaluate_shipped_model_beats_identity(test_split: Path, tmp_path: Path) -> None:
+def test_evaluate_shipped_model_beats_identity(cli, test_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    result = invoke("evaluate", "--data", test_split, "--split", "test", "--backend", "torch", "--out", out,
-                    "--iterations", 1, "--save-outputs")
+    result = cli.invoke("evaluate", "--data", test_split, "--split", "test", "--backend", "torch", "--out", out,
+                        "--iterations", 1, "--save-outputs")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no staging folder left
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics_per_label.csv",
@@ -115,23 +107,15 @@ def test_evaluate_shipped_model_beats_identity(test_split: Path, tmp_path: Path)
     assert "EPE (voxels)" in result.output and "before ->" in result.output
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
-
-
-def test_evaluate_errors_are_one_line_and_write_nothing(test_split: Path, tmp_path: Path) -> None:
+def test_evaluate_errors_are_one_line_and_write_nothing(cli, test_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert "--split validation: " in _one_error_line(
-        invoke("evaluate", "--data", test_split, "--split", "validation", "--out", out))
+    assert "--split validation: " in cli.one_error_line("evaluate", "--data", test_split, "--split", "validation",
+                                                        "--out", out)
     (tmp_path / "empty" / "test" / "fixed_images").mkdir(parents=True)
     (tmp_path / "empty" / "test" / "moving_images").mkdir()
-    assert "empty folder" in _one_error_line(invoke("evaluate", "--data", tmp_path / "empty", "--out", out))
-    assert "no such folder" in _one_error_line(invoke("evaluate", "--data", tmp_path / "nope", "--out", out))
-    assert "--backend 'gpu'" in _one_error_line(
-        invoke("evaluate", "--data", test_split, "--backend", "gpu", "--out", out))
-    assert "--pyramid 0" in _one_error_line(invoke("evaluate", "--data", test_split, "--pyramid", 0, "--out", out))
+    assert "empty folder" in cli.one_error_line("evaluate", "--data", tmp_path / "empty", "--out", out)
+    assert "no such folder" in cli.one_error_line("evaluate", "--data", tmp_path / "nope", "--out", out)
+    assert "--backend 'gpu'" in cli.one_error_line("evaluate", "--data", test_split, "--backend", "gpu", "--out", out)
+    assert "--pyramid 0" in cli.one_error_line("evaluate", "--data", test_split, "--pyramid", 0, "--out", out)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 

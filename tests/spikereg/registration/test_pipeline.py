@@ -4,14 +4,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.data import load_mni, make_pair
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def keys(tree, prefix=""):
@@ -36,13 +30,13 @@ def crop_pair(tmp_path_factory):
     return folder / "fixed.nii.gz", folder / "moving.nii.gz"
 
 
-def test_torch_and_sim_runs_write_the_same_field_and_the_same_report_shape(tiny_export, crop_pair, tmp_path):
+def test_torch_and_sim_runs_write_the_same_field_and_the_same_report_shape(cli, tiny_export, crop_pair, tmp_path):
     fixed, moving = crop_pair
     reports, fields = {}, {}
     for backend in ("torch", "sim"):
         out = tmp_path / backend
-        result = invoke("run", "--backend", backend, "--model", tiny_export[1], "--fixed", fixed,
-                        "--moving", moving, "--out", out)
+        result = cli.invoke("run", "--backend", backend, "--model", tiny_export[1], "--fixed", fixed,
+                            "--moving", moving, "--out", out)
         assert result.exit_code == 0, result.output
         reports[backend] = json.loads((out / "report.json").read_text())
         fields[backend] = nib.load(out / "ddf.nii.gz").get_fdata()
@@ -56,16 +50,16 @@ def test_torch_and_sim_runs_write_the_same_field_and_the_same_report_shape(tiny_
     assert spikes["torch"] == spikes["sim"] and all(count > 0 for _, count in spikes["torch"])
 
 
-def test_a_volume_over_the_memory_budget_is_refused_before_any_work(tiny_export, crop_pair, tmp_path):
+def test_a_volume_over_the_memory_budget_is_refused_before_any_work(cli, tiny_export, crop_pair, tmp_path):
     fixed, moving = crop_pair
     out = tmp_path / "refused"
-    result = invoke("run", "--backend", "torch", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
-                    "--out", out, "--memory-budget", "0.1")
+    result = cli.invoke("run", "--backend", "torch", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
+                        "--out", out, "--memory-budget", "0.1")
     assert result.exit_code == 1
     assert "--memory-budget 0.1 GB: registering a 16x16x16 volume on --backend torch needs about" in result.output
     assert not out.exists() and not list(tmp_path.glob(".refused*"))
-    ok = invoke("run", "--backend", "torch", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
-                "--out", out, "--memory-budget", "8", "--pyramid", "1")
+    ok = cli.invoke("run", "--backend", "torch", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
+                    "--out", out, "--memory-budget", "8", "--pyramid", "1")
     assert ok.exit_code == 0, ok.output
     report = json.loads((out / "report.json").read_text())
     assert 0.1e9 < report["memory"]["estimated_peak_bytes"] < 8e9
@@ -77,10 +71,10 @@ def test_a_volume_over_the_memory_budget_is_refused_before_any_work(tiny_export,
     (["--backend", "torch", "--device", "cuda:7"] , "--device cuda:7"),
     (["--backend", "sim", "--device", "cuda"], "applies to --backend torch only"),
 ])
-def test_bad_run_options_give_one_clear_line(tiny_export, crop_pair, tmp_path, args, message):
+def test_bad_run_options_give_one_clear_line(cli, tiny_export, crop_pair, tmp_path, args, message):
     fixed, moving = crop_pair
-    result = invoke("run", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
-                    "--out", tmp_path / "x", *args)
+    result = cli.invoke("run", "--model", tiny_export[1], "--fixed", fixed, "--moving", moving,
+                        "--out", tmp_path / "x", *args)
     assert result.exit_code == 1
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

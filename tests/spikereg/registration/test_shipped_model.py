@@ -4,9 +4,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.data import load_mni, make_pair
 from spikereg.pretrained import DEFAULT_MODEL
 from spikereg.registration.register import ncc
@@ -25,12 +23,12 @@ def brain_pair(tmp_path_factory):
     return folder
 
 
-def test_demo_model_on_lava_brings_moving_closer_to_fixed(brain_pair, tmp_path):
+def test_demo_model_on_lava_brings_moving_closer_to_fixed(cli, brain_pair, tmp_path):
     assert DEFAULT_MODEL.is_file(), "the shipped model is missing"
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", "--backend", "sim", "--fixed", str(brain_pair / "fixed.nii.gz"),
-                                      "--moving", str(brain_pair / "moving.nii.gz"), "--out", str(out),
-                                      "--iterations", "1"])
+    result = cli.invoke("run", "--backend", "sim", "--fixed", str(brain_pair / "fixed.nii.gz"),
+                        "--moving", str(brain_pair / "moving.nii.gz"), "--out", str(out),
+                        "--iterations", "1")
     assert result.exit_code == 0, result.output
     fixed = nib.load(brain_pair / "fixed.nii.gz")
     moving = nib.load(brain_pair / "moving.nii.gz").get_fdata()

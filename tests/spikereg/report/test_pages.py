@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.data import load_mni, random_ddf, save_ddf, save_volume, warp
 from spikereg.report.counts import Raster, save_raster
 from spikereg.report.energy import energy_report
@@ -101,20 +99,20 @@ def test_pages_name_what_they_cannot_show(run_folder: Path) -> None:
     assert "ddf.nii.gz" in (run_folder / "report.md").read_text()
 
 
-def test_a_missing_or_malformed_report_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_missing_or_malformed_report_is_one_clear_error(cli, tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"no report.json"):
         write_pages(tmp_path)
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(ReportError, match=r"report.json: malformed JSON"):
         write_pages(tmp_path)
-    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    result = cli.invoke("report", str(tmp_path))
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "malformed JSON" in lines[0]
     assert not (tmp_path / "report.md").exists() and not (tmp_path / "report.html").exists()
 
 
-def test_cli_report_prints_the_summary_and_writes_the_pages(run_folder: Path) -> None:
-    result = CliRunner().invoke(app, ["report", str(run_folder)])
+def test_cli_report_prints_the_summary_and_writes_the_pages(cli, run_folder: Path) -> None:
+    result = cli.invoke("report", str(run_folder))
     assert result.exit_code == 0, result.output
     assert "NCC" in result.output and "report.html" in result.output
     assert (run_folder / "report.html").is_file() and (run_folder / "report.md").is_file()

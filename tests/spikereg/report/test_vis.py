@@ -7,9 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.data import VolumeError, load_mni, random_ddf, save_ddf, save_volume, warp
 from spikereg.report.figures import checkerboard_volume, plane_axes
 from spikereg.report.vis import GIF_NAME, visualize
@@ -55,7 +53,7 @@ def test_vis_one_plane_without_a_field(files, tmp_path: Path) -> None:
         assert gif.n_frames == fixed.shape[0]
 
 
-def test_vis_errors_name_the_file_and_the_problem(files, tmp_path: Path) -> None:
+def test_vis_errors_name_the_file_and_the_problem(cli, files, tmp_path: Path) -> None:
     folder, fixed = files
     small = tmp_path / "small.nii.gz"
     save_volume(small, np.zeros((5, 6, 7), np.float32), fixed.affine)
@@ -70,8 +68,8 @@ def test_vis_errors_name_the_file_and_the_problem(files, tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"--plane 'top'"):
         visualize(folder / "fixed.nii.gz", folder / "moving.nii.gz", tmp_path / "o", plane="top")
     assert not (tmp_path / "o").exists()
-    result = CliRunner().invoke(app, ["vis", "--fixed", str(tmp_path / "nope.nii.gz"), "--moving",
-                                      str(folder / "moving.nii.gz"), "--out", str(tmp_path / "o")])
+    result = cli.invoke("vis", "--fixed", str(tmp_path / "nope.nii.gz"), "--moving",
+                        str(folder / "moving.nii.gz"), "--out", str(tmp_path / "o"))
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "nope.nii.gz" in lines[0]
 

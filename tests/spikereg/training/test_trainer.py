@@ -5,31 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from spikereg.cli import app
 from spikereg.config import load_config, save_config
 from spikereg.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[3]
-runner = CliRunner()
 
 # The shared tiny network, with image, regulariser and spike-rate terms, AdamW, the cosine schedule
 # and uneven checkpoints, so that resuming has optimiser, schedule and random state to get right.
 RESUME = ["train.steps=5", "train.checkpoint_every=2", "train.ann_steps=2", "train.loss.lncc=0.5",
           "train.loss.bending=0.1", "train.loss.spike_rate=1.0", "train.optimizer=adamw",
           "train.weight_decay=0.01"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def log_rows(folder: Path) -> list[dict]:
@@ -45,7 +31,7 @@ def scalar_steps(folder: Path, tag: str) -> list[int]:
     return [event.step for event in events.Scalars(tag)]
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
+def test_resumed_run_equals_an_uninterrupted_one(cli, tiny_config, tmp_path):
     save_config(tiny_config, tmp_path / "tiny.yaml")
     config = load_config(tmp_path / "tiny.yaml", RESUME)
     whole = tmp_path / "whole"
@@ -60,7 +46,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(config, broken, progress=interrupt)
     assert torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["step"] == 2
-    result = invoke("train", "--resume", broken)  # the CLI path: config from the run's own checkpoint
+    result = cli.invoke("train", "--resume", broken)  # the CLI path: config from the run's own checkpoint
     assert result.exit_code == 0, result.output
 
     for name in ("last.pt", "best.pt"):
@@ -82,19 +68,20 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_config, tmp_path):
         train(load_config(tmp_path / "tiny.yaml", RESUME + ["train.learning_rate=0.5"]), broken, resume=True)
 
 
-def test_train_bad_inputs_give_one_line_and_no_outputs(tmp_path):
+def test_train_bad_inputs_give_one_line_and_no_outputs(cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  stepz: 5\n")
     out = tmp_path / "out"
-    line = one_error_line(invoke("train", "--config", ROOT / "configs" / "demo.yaml", "--config", bad,
-                                 "--out", out))
+    line = cli.one_error_line("train", "--config", ROOT / "configs" / "demo.yaml", "--config", bad,
+                              "--out", out)
     assert "unknown key 'train.stepz'" in line and str(bad) in line
     assert not out.exists()
-    assert "train.optimizer" in one_error_line(invoke("train", "--config", ROOT / "configs" / "demo.yaml",
-                                                      "--set", "train.optimizer=adagrad", "--out", out))
-    assert "--config" in one_error_line(invoke("train", "--out", out))
-    assert "no checkpoints/last.pt" in one_error_line(invoke("train", "--resume", tmp_path))
-    assert "keeps its own folder and config" in one_error_line(invoke("train", "--resume", tmp_path, "--set", "train.steps=9"))
+    assert "train.optimizer" in cli.one_error_line("train", "--config", ROOT / "configs" / "demo.yaml",
+                                                   "--set", "train.optimizer=adagrad", "--out", out)
+    assert "--config" in cli.one_error_line("train", "--out", out)
+    assert "no checkpoints/last.pt" in cli.one_error_line("train", "--resume", tmp_path)
+    assert "keeps its own folder and config" in cli.one_error_line("train", "--resume", tmp_path,
+                                                                   "--set", "train.steps=9")
     assert not out.exists()
 
 
