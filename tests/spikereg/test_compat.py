@@ -120,6 +120,55 @@ def test_torch_conv_is_exact_only_below_float32s_integers():
     np.testing.assert_array_equal(compat.torch_conv(input_, one, (1, 1), (1, 1), (0, 0), (1, 1), 1), input_)
 
 
+def test_torch_conv_kernel_cache_serves_only_the_array_and_values_it_was_made_from():
+    """The float32 kernel and bound are made once per weight array, and made again when the values change.
+
+    Lava's Var.set writes new weights into the same array in place; a cache keyed by the
+    array alone would go on convolving with the old kernel (and trusting the old bound).
+    """
+    import gc
+
+    utils = compat.import_lava(compat.LAVA_CONV)
+    args = ((3, 3), (1, 1), (1, 1), (1, 1), 1)
+    rng = np.random.default_rng(7)
+    weight = rng.integers(-128, 128, size=(4, 3, 3, 6)).astype(np.int32)
+    spikes = rng.random((9, 7, 6)) < 0.3
+
+    def scipy(w, x=spikes):
+        return utils.conv_scipy(x, w, *args).astype(np.int32)
+
+    first = compat.torch_conv(spikes, weight, *args)
+    kernel = compat._kernel(weight).tensor
+    assert kernel is not None and np.abs(first).max() > 0
+    np.testing.assert_array_equal(first, scipy(weight))
+    np.testing.assert_array_equal(compat.torch_conv(spikes, weight, *args), first)
+    assert compat._kernel(weight).tensor is kernel  # cached: the same tensor, not a new conversion
+
+    weight[...] = -weight[:, ::-1]  # new values in the same array, as Var.set writes them
+    np.testing.assert_array_equal(compat.torch_conv(spikes, weight, *args), scipy(weight))
+    assert compat._kernel(weight).tensor is not kernel
+
+    # in place beyond float32's exact integers: the bound is recomputed and conv_scipy takes over
+    one = np.ones((1, 1, 2, 1), dtype=np.int32)
+    big = np.zeros((3, 3, 1), dtype=np.int32)
+    big[0, 0, 0], big[0, 1, 0] = 1 << 12, 1
+    assert compat._kernel(one).bound == 2
+    one[0, 0, 1, 0] = 1 << 12  # sums (1 << 24) + 1: float32 would round it
+    np.testing.assert_array_equal(compat.torch_conv(big, one, (1, 2), (1, 1), (0, 0), (1, 1), 1),
+                                  utils.conv_scipy(big, one, (1, 2), (1, 1), (0, 0), (1, 1), 1))
+    assert compat.torch_conv(big, one, (1, 2), (1, 1), (0, 0), (1, 1), 1)[0, 0, 0] == (1 << 24) + 1
+
+    # a freed array's entry goes with it, so a new array (whatever its id) gets its own kernel
+    key = id(weight)
+    del weight
+    gc.collect()
+    assert key not in compat._kernels
+    for seed in range(3):
+        other = np.random.default_rng(seed).integers(-128, 128, size=(4, 3, 3, 6)).astype(np.int32)
+        np.testing.assert_array_equal(compat.torch_conv(spikes, other, *args), scipy(other))
+        del other
+
+
 def test_opt_out_restores_lavas_conv(monkeypatch):
     utils = compat.import_lava(compat.LAVA_CONV)
     try:
