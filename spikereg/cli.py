@@ -299,7 +299,9 @@ def map_command(
         from spikereg.hardware import map_network
 
         result = map_network(model, profile)
-        Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False)
+        # soft_wrap: rich would break long lines at the terminal width, splitting table rows and JSON strings
+        Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False,
+                        soft_wrap=True)
 
 
 @data_app.command("synth")

@@ -15,9 +15,18 @@ conv layers, ``(N,)`` for dense), the synapse parameters and a ``neuron/`` group
 The mapping model (deliberately simple and stated so its numbers can be checked):
 
 * **Neurons** per layer are the product of its ``shape``. An ``input`` layer holds
-  neurons on chip only when it has a ``neuron`` group (netx then builds an
-  ``Input`` block whose neurons are driven through their bias); otherwise it only
+  neurons only when it has a ``neuron`` group (netx then builds an ``Input``
+  block whose neurons are driven through their bias); otherwise it only
   declares the input shape. ``flatten`` layers hold nothing.
+* **Host I/O.** A sigma-delta (SDNN) ``input`` layer does not run on neurocores:
+  on Loihi 2 its work -- sending each input's change once it passes the
+  layer's threshold -- is done on the host by Lava's ``DeltaEncoder`` and the
+  result enters the chip through the embedded I/O adapter
+  (``PyToN3ConvAdapter``), as lava-dl's SDNN tutorials and SpikeReg's loihi2
+  backend (``lava_export.runner``) run it; netx is told to skip the layer.
+  Its row keeps its neurons (the encoder's values) with placement ``host``, no
+  cores and no chip checks; the totals of neurons, cores and chips count chip
+  layers only.
 * **Synapses** are connections, zero weights included. Conv layers count exactly
   the in-bounds connections given stride, padding and dilation: output position
   ``o`` and kernel tap ``k`` connect to input ``o*stride - padding + k*dilation``
@@ -84,6 +93,7 @@ class LayerMap:
     synaptic_memory_bits: int
     cores: int
     shape: tuple[int, ...] = ()
+    placement: str = "chip"  # "chip": neurocores; "host": the host's delta encoder + embedded I/O (SDNN input)
 
 
 @dataclass
@@ -91,7 +101,7 @@ class MappingReport:
     """A network sized against one neuromorphic profile; ``problems`` lists exceeded limits."""
 
     layers: list[LayerMap]
-    total_neurons: int
+    total_neurons: int  # on neurocores; host_neurons apart
     total_synapses: int
     total_nonzero: int
     cores: int
@@ -105,6 +115,7 @@ class MappingReport:
     neurons_per_core: int = 0
     synaptic_memory_bits_per_core: int = 0
     cores_per_chip: int = 0
+    host_neurons: int = 0  # layers run on the host and its embedded I/O (an SDNN input), not on neurocores
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (layers as a list of dicts)."""
@@ -129,10 +140,11 @@ class MappingReport:
         ]
         for lm in self.layers:
             shape = "x".join(str(s) for s in lm.shape) or "-"
+            cores = "host" if lm.placement == "host" else lm.cores
             lines.append(
                 f"{lm.index:>3}  {lm.type:<10} {shape:<14} {lm.neurons:>9} {lm.synapses:>11} "
                 f"{lm.nonzero_synapses:>11} {lm.fan_in:>7} "
-                f"{lm.synaptic_memory_bits / 8192:>11.1f} {lm.cores:>6}"
+                f"{lm.synaptic_memory_bits / 8192:>11.1f} {cores:>6}"
             )
         lines.append("-" * len(header))
         lines.append(
@@ -140,6 +152,9 @@ class MappingReport:
             f"{self.total_nonzero:>11} {'':>7} "
             f"{self.total_synaptic_memory_bits / 8192:>11.1f} {self.cores:>6}"
         )
+        if self.host_neurons:
+            lines.append(f"host I/O: {self.host_neurons} neurons run on the host, not on neurocores "
+                         "(not in the total)")
         density = self.total_nonzero / self.total_synapses if self.total_synapses else 0.0
         verdict = "fits on one chip" if self.fits_one_chip else "does NOT fit on one chip"
         lines.append(
@@ -451,6 +466,11 @@ def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[s
         )
 
 
+def _is_sigma_delta(layer: _Layer) -> bool:
+    """True for a layer whose ``neuron`` group is netx's sigma-delta neuron (``type`` SDNN)."""
+    return "neuron/type" in layer.group and netx_text(layer.array("neuron/type")) == "SDNN"
+
+
 def _weight_notes(layer: _Layer, counts: _Counts, profile: NeuromorphicProfile, notes: list[str]) -> None:
     tag = f"layer {layer.index} ({layer.kind})"
     wb = int(profile.weight_bits.value)
@@ -539,11 +559,19 @@ def _map_layers(
             )
         layer = _Layer(node, path, index, kind)
 
+        placement = "chip"
         if kind == "input":
             shape = layer.shape()
-            on_chip = "neuron" in node  # netx builds an Input block only then
-            counts = _Counts(neurons=int(np.prod(shape)) if on_chip else 0)
+            has_neurons = "neuron" in node  # netx builds an Input block only then
+            counts = _Counts(neurons=int(np.prod(shape)) if has_neurons else 0)
             out_shape = shape
+            if has_neurons and _is_sigma_delta(layer):
+                placement = "host"
+                notes.append(
+                    f"layer {index} (input): sigma-delta input, delta-encoded on the host (Lava's DeltaEncoder) "
+                    "and sent to the chip through the embedded I/O adapter (PyToN3ConvAdapter), as SpikeReg's "
+                    "loihi2 backend and lava-dl's SDNN tutorials run it: counted as host I/O, not neurocores"
+                )
         elif kind == "flatten":
             shape = (int(np.prod(in_shape)),) if in_shape is not None else layer.shape()
             counts, out_shape = _Counts(), shape
@@ -558,7 +586,7 @@ def _map_layers(
         delay_bits = _delay_bits(layer, notes) if counts.synapses else 0
         bits_per_synapse = weight_bits * counts.weight_copies + delay_bits
         memory = counts.synapses * bits_per_synapse
-        if counts.neurons:
+        if counts.neurons and placement == "chip":
             _neuron_checks(layer, chip, problems, notes)
             cores = max(math.ceil(counts.neurons / npc), math.ceil(memory / mem_per_core), 1)
         else:
@@ -582,6 +610,7 @@ def _map_layers(
                 synaptic_memory_bits=memory,
                 cores=cores,
                 shape=tuple(int(s) for s in shape),
+                placement=placement,
             )
         )
         in_shape = out_shape
@@ -617,7 +646,7 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
         problems.append(f"network needs {total_cores} cores, {chip.name} has {cores_per_chip} per chip")
     return MappingReport(
         layers=layers,
-        total_neurons=sum(lm.neurons for lm in layers),
+        total_neurons=sum(lm.neurons for lm in layers if lm.placement == "chip"),
         total_synapses=sum(lm.synapses for lm in layers),
         total_nonzero=sum(lm.nonzero_synapses for lm in layers),
         cores=total_cores,
@@ -631,6 +660,7 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
         neurons_per_core=npc,
         synaptic_memory_bits_per_core=mem_per_core,
         cores_per_chip=cores_per_chip,
+        host_neurons=sum(lm.neurons for lm in layers if lm.placement == "host"),
     )
 
 

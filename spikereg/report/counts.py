@@ -112,7 +112,8 @@ def fanouts(path: str | Path) -> list[Fanout]:
             if kind == "input":
                 shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
                 if "neuron" in group:
-                    raise CountError(f"{path}: an input layer with neurons on chip is not supported by the "
+                    raise CountError(f"{path}: an input layer with neurons (an on-chip input block, or a "
+                                     "sigma-delta input delta-encoded on the host) is not supported by the "
                                      "per-neuron counts")
                 continue
             if kind == "flatten":

@@ -33,7 +33,10 @@ by hand):
   compartment of a core on every step. All are charged at the profile's
   *active* update energy, an upper bound for this term (idle neurons cost
   ``energy_per_idle_neuron_update_pj``; per-step activity per neuron is not
-  recorded). Input neurons count only when the netx file puts them on chip.
+  recorded). Input neurons count only when the netx file puts them on chip; a
+  sigma-delta input layer runs on the host (the mapping's ``host`` placement:
+  a delta encoder feeding the chip through embedded I/O), so its neurons are
+  not charged, while its spikes, the messages into the chip, are.
 * **Spikes** = input spikes + every layer's spikes, one within-tile spike
   message each (``energy_per_spike_pj``); extra mesh hops and the host link are
   not modelled.
@@ -125,6 +128,7 @@ class LayerCost:
     source_neurons: int
     synapses: int
     nonzero_synapses: int
+    on_chip: bool = True  # False: run on the host (an SDNN input's delta encoder), no neuron updates charged
 
     @property
     def fanout(self) -> float:
@@ -159,6 +163,7 @@ def costs_from_mapping(mapping: MappingReport) -> list[LayerCost]:
                 source_neurons=source if source is not None else size,
                 synapses=layer.synapses,
                 nonzero_synapses=layer.nonzero_synapses,
+                on_chip=layer.placement == "chip",
             ))
         source = size
     if not costs:
@@ -228,6 +233,7 @@ class Activity:
     synops: list[LayerSynops]
     neurons: int  # on chip, all layers
     spikes: int  # spike messages: input spikes + every layer's spikes
+    layer_neurons: int = 0  # every layer's neurons, on chip or host (the spike rate's denominator)
 
     @property
     def effective_synops(self) -> float:
@@ -242,7 +248,8 @@ def activity(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence
     """Synops, neurons and spike messages of a run (see the module docstring)."""
     synops = synaptic_ops(spikes_per_layer, input_spikes, costs)
     spikes = int(input_spikes) + sum(int(s) for s in spikes_per_layer)
-    return Activity(synops=synops, neurons=sum(c.neurons for c in costs), spikes=spikes)
+    return Activity(synops=synops, neurons=sum(c.neurons for c in costs if c.on_chip), spikes=spikes,
+                    layer_neurons=sum(c.neurons for c in costs))
 
 
 def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[LayerCost]) -> Activity:
@@ -265,7 +272,7 @@ def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[Lay
                                   effective=float(_count(row.get("synops_effective"), "effective synops")),
                                   structural_zeros=float(_count(row.get("synops_structural_zeros"),
                                                                 "structural-zero synops"))))
-    return Activity(synops=synops, neurons=mean.neurons, spikes=mean.spikes)
+    return Activity(synops=synops, neurons=mean.neurons, spikes=mean.spikes, layer_neurons=mean.layer_neurons)
 
 
 # -- energy ---------------------------------------------------------------------------
@@ -550,14 +557,15 @@ def energy_report(
             "spike_messages": counts.spikes,
             "neurons": counts.neurons,
             "neuron_updates": counts.neurons * time_steps,
-            "mean_spike_rate": layer_spikes / (counts.neurons * time_steps) if time_steps else 0.0,
+            "mean_spike_rate": layer_spikes / (counts.layer_neurons * time_steps) if time_steps else 0.0,
             "synops_effective": counts.effective_synops,
             "synops_structural_zeros": counts.structural_zero_synops,
             "synops": counts.effective_synops + counts.structural_zero_synops,
             "synops_method": (counted.get("method", "counted per neuron") if counted
                               else "layer spikes x mean fan-out of the layer's synapses"),
             "layers": [
-                {"index": c.index, "type": c.type, "neurons": c.neurons, "source_neurons": c.source_neurons,
+                {"index": c.index, "type": c.type, "neurons": c.neurons, "on_chip": c.on_chip,
+                 "source_neurons": c.source_neurons,
                  "synapses": c.synapses, "nonzero_synapses": c.nonzero_synapses, "fanout": c.fanout,
                  "effective_fanout": c.effective_fanout, "events": s.events, "synops_effective": s.effective,
                  "synops_structural_zeros": s.structural_zeros}

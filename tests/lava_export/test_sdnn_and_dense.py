@@ -22,7 +22,7 @@ from lava_export.netx import SDNN_TOLERANCE, compare_on_lava, export_netx, sidec
 from lava_export.runner import BackendUnavailable, LavaNetwork, loihi2_available
 from spikereg import compat
 from spikereg.config import load_config
-from spikereg.hardware import MappingError
+from spikereg.hardware import MappingError, map_network
 from spikereg.networks.encoding import hold_encode, latency_encode, next_power_of_two, rate_encode
 from spikereg.networks.folding import DepthFold, FoldedKernel, fold_volume
 from spikereg.networks.snn import SpikingRegNet
@@ -211,6 +211,45 @@ def test_sdnn_file_without_its_sigma_delta_input_layer_is_refused(sdnn_file, tmp
         del handle["layer/0/neuron"]
     with pytest.raises(ValueError, match="no_input_neuron.net: a sigma-delta .* needs a sigma-delta input layer"):
         LavaNetwork(broken, window=8)
+
+
+def test_map_counts_the_sdnn_input_as_host_io_and_exactly_what_lava_builds_as_chip_layers(cli, sdnn_file):
+    """On Loihi 2 the sigma-delta input is delta-encoded on the host and enters through embedded I/O.
+
+    The mapping's host row must be the runner's host-side encoder, and its chip
+    neurons the blocks netx builds with the input layer skipped, as the runner
+    builds the network for both backends; energy charges neuron updates for the chip's only.
+    """
+    from spikereg.report.energy import activity, costs_from_mapping
+
+    _, path = sdnn_file
+    report = map_network(path, "loihi2")
+    assert [(lm.type, lm.placement) for lm in report.layers] == [
+        ("input", "host"), ("conv", "chip"), ("flatten", "chip"), ("dense", "chip")]
+    host = report.layers[0]
+    assert host.cores == 0 and report.cores == sum(lm.cores for lm in report.layers[1:]) > 0
+    assert report.host_neurons == host.neurons > 0
+    with LavaNetwork(path, window=8) as lava:
+        lava._build(8)  # the processes, as `spikereg run --backend sim` builds them (nothing compiled)
+        encoder, *chip = lava.layers
+        assert type(encoder).__name__ == "DeltaEncoder"
+        assert int(np.prod(encoder.s_out.shape)) == report.host_neurons
+        assert [int(np.prod(layer.out.shape)) for layer in chip] == [
+            lm.neurons for lm in report.layers if lm.neurons and lm.placement == "chip"]
+        assert sum(int(np.prod(layer.out.shape)) for layer in chip) == report.total_neurons
+    costs = costs_from_mapping(report)
+    assert [c.on_chip for c in costs] == [False, True, True]  # one row per layer the run reports, encoder first
+    counts = activity([5, 7, 3], 11, costs)
+    assert counts.neurons == report.total_neurons and counts.layer_neurons == report.total_neurons + host.neurons
+
+    result = cli.invoke("map", path, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == json.loads(json.dumps(report.to_dict()))
+    assert "layer 0 (input): sigma-delta input, delta-encoded on the host" in report.notes[0]
+    text = " ".join(cli.invoke("map", path).output.split())
+    assert f"0 input {'x'.join(map(str, host.shape))} {host.neurons} 0 0 0 0.0 host" in text
+    assert f"total {report.total_neurons} " in text  # the chip's neurons only
+    assert f"host I/O: {host.neurons} neurons run on the host, not on neurocores" in text
 
 
 def test_sdnn_is_refused_by_a_chip_without_graded_spikes(tmp_path):
