@@ -5,7 +5,9 @@ Methods, on the same pairs in one run (each only where it can run here):
 * identity (no registration);
 * SimpleITK diffeomorphic demons (``pip install SimpleITK``, the ``bench`` extra);
 * ANTs SyN (antspyx, the ``bench`` extra; ``antspyx==0.5.4`` keeps numpy < 2);
-* the ANN twin of the checkpoint (retrained the way ``spikereg train`` did: same seed and steps);
+* the ANN twin the checkpoint's SNN was converted from (stored in checkpoints
+  since ``spikereg train`` keeps it; older checkpoints, such as the shipped
+  ``demo.pt``, get it retrained the way ``spikereg train`` trained it);
 * the SNN on the exported netx file, in SLAYER (``--backend torch``: the
   file's 8-bit weights, the spikes Lava produces, which every export verifies);
 * the same SNN on Lava's fixed-point CPU simulator (``--backend sim``), on the
@@ -18,16 +20,23 @@ the field), SDlogJ and % voxels with Jacobian <= 0, over the fixed brain mask.
 
     .venv/bin/python benchmarks/accuracy.py --pairs 5 --write
     .venv/bin/python benchmarks/accuracy.py --spacing 2 --pairs 20 --lava-pairs 0 --write   # 2 mm
+    .venv/bin/python benchmarks/accuracy.py --checkpoint runs/x/checkpoints/best.pt --model runs/x/x.net \
+        --spacing 2 --pairs 20 --lava-pairs 20 --iterations 3 --pyramid 2 --csv runs/x/accuracy.csv
 
 Pairs are made in memory from a seed training never used (``--seed``; MNI
 T1, B-spline fields of the checkpoint's magnitude), or read from a dataset
 folder (``--data DIR --split test``, e.g. from ``spikereg data synth``).
-``--write`` replaces the ``## Registration accuracy`` section of BENCHMARKS.md.
+``--iterations``, ``--patch-stride`` and ``--pyramid`` override the
+checkpoint's run settings for every SNN and ANN row. ``--csv`` writes each
+method's metrics per pair (one row per pair and method). ``--write`` replaces
+the ``## Registration accuracy`` section of BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import os
 import platform
 import sys
@@ -121,6 +130,14 @@ class AnnBackend:
                                for i in range(0, len(fixed), 64)])
 
 
+def _lava_progress(stage: str, done: int, total: int, spikes: int) -> None:
+    """Lava's simulator takes minutes per pair: a line on stderr at every further quarter of a pass's patches."""
+    quarter = 4 * done // total
+    if quarter > getattr(_lava_progress, "quarter", 0) or done == total:
+        print(f"  {stage}: {done}/{total} patches", file=sys.stderr, flush=True)
+    _lava_progress.quarter = 0 if done == total else quarter
+
+
 def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
     """The pairs and a sentence saying where they come from."""
     from spikereg.data import load_dataset, load_mni, make_pair, tissue_labels
@@ -153,13 +170,43 @@ def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
     return pairs, recipe
 
 
+def write_csv(path: Path, rows: dict[str, list[dict]], pair_names: list[str]) -> None:
+    """Every method's metrics per pair, one row per pair and method, written whole or not at all."""
+    from spikereg.data.io import write_text_atomic
+
+    columns = list(dict.fromkeys(key for results in rows.values() for result in results for key in result))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["pair", "method", *columns])
+    for method, results in rows.items():
+        for name, result in zip(pair_names, results):  # the Lava row covers the first --lava-pairs pairs
+            writer.writerow([name, method, *(result.get(key, "") for key in columns)])
+    write_text_atomic(path, text.getvalue())
+
+
+def ann_twin(args, config):
+    """The checkpoint's ANN twin and a sentence saying where it comes from."""
+    from spikereg.networks.ann import AnnTwin
+    from spikereg.training.trainer import load_twin, retrain_twin
+
+    twin = load_twin(args.checkpoint)
+    if twin is not None:
+        return twin, (f"ANN twin: the one stored in the checkpoint, which the SNN was converted from "
+                      f"(its EPE on the training run's held-out patches: {twin.val_error_voxels:.3f} voxels)")
+    if not config.train.ann_steps:
+        return AnnTwin(config.model), "ANN twin: untrained (the checkpoint's run had train.ann_steps 0)"
+    print("the checkpoint stores no ANN twin: retraining it ...", file=sys.stderr)
+    return retrain_twin(config), (f"ANN twin: not stored in the checkpoint (written before checkpoints kept it), "
+                                  f"so retrained here the way `spikereg train` trained it (same seed, pairs and "
+                                  f"{config.train.ann_steps} steps)")
+
+
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
-    from spikereg.networks.ann import AnnTwin
     from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL
     from spikereg.registration.backends import open_backend
-    from spikereg.registration.register import register
-    from spikereg.training.trainer import PatchSampler, load_checkpoint, pretrain_twin, synthetic_pairs
+    from spikereg.registration.register import check_patching, pyramid_shapes, register
+    from spikereg.training.trainer import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
@@ -174,12 +221,28 @@ def main(argv=None) -> int:
                         help="pairs also registered on Lava's simulator (slow: minutes per pair)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["demons", "ants", "ann"],
                         help="peers to leave out")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="refinement iterations per pyramid level (default: the checkpoint's run.iterations)")
+    parser.add_argument("--patch-stride", type=int, default=None,
+                        help="patch stride in voxels (default: the checkpoint's run.patch_stride)")
+    parser.add_argument("--pyramid", type=int, default=1, help="coarse-to-fine levels (1: full resolution only)")
+    parser.add_argument("--csv", type=Path, default=None, help="write every method's per-pair metrics here")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
 
     net, config = load_checkpoint(args.checkpoint)
-    iterations, stride = config.run.iterations, config.run.patch_stride
+    iterations = config.run.iterations if args.iterations is None else args.iterations
+    stride = config.run.patch_stride if args.patch_stride is None else args.patch_stride
+    pyramid = args.pyramid
+    if iterations < 1:
+        parser.error(f"--iterations {iterations}: must be at least 1")
     pairs, recipe = held_out_pairs(args, config)
+    try:  # refuse bad run settings before minutes of work, not at the first SNN row
+        check_patching(config.model.patch_size, net.reduction, stride)
+        pyramid_shapes(pairs[0].fixed.shape, pyramid, config.model.patch_size)
+    except ValueError as error:
+        parser.error(str(error))
+    run_settings = dict(iterations=iterations, patch_stride=stride, pyramid=pyramid)
 
     methods = ["identity"]
     notes = []
@@ -193,21 +256,16 @@ def main(argv=None) -> int:
             notes.append(f"{label} not run: `{module}` is not installed (`pip install -e '.[bench]'`)")
     twin = None
     if "ann" not in args.skip:
-        # The twin the SNN started from is not stored; retrain it the same way (same seed, steps).
-        print("retraining the ANN twin ...", file=sys.stderr)
-        train_pairs = synthetic_pairs(config, config.data.pairs, config.train.seed)
-        sampler = PatchSampler(train_pairs, config.model.patch_size, net.reduction,
-                               np.random.default_rng(config.train.seed))
-        torch.manual_seed(config.train.seed)
-        twin = pretrain_twin(config, sampler) if config.train.ann_steps else AnnTwin(config.model)
+        twin, twin_note = ann_twin(args, config)
+        notes.append(twin_note)
         methods.append("ANN twin")
     methods += ["SNN, SLAYER (torch backend)"]
     lava_pairs = min(args.lava_pairs, len(pairs))
     if lava_pairs:
         methods.append("SNN, Lava simulator (sim backend)")
     else:
-        notes.append("SNN on Lava's simulator not run (`--lava-pairs 0`): about 2.4 s per patch on 2 cores "
-                     "(## Lava streaming), i.e. minutes per pair; the sim backend's field equals the torch "
+        notes.append("SNN on Lava's simulator not run (`--lava-pairs 0`): minutes per pair on 2 cores "
+                     "(## Lava streaming: a 2 mm volume in about 2 minutes); the sim backend's field equals the torch "
                      "backend's (tests/spikereg/registration/test_backends.py, and every export is verified)")
 
     rows: dict[str, list[dict]] = {m: [] for m in methods}
@@ -227,13 +285,13 @@ def main(argv=None) -> int:
                     ddf = ants_syn(pair.fixed, pair.moving, seed=args.seed)
                 elif method == "ANN twin":
                     ddf = register(pair.fixed, pair.moving, AnnBackend(twin, config.model.patch_size, net.reduction),
-                                   iterations=iterations, patch_stride=stride).ddf
+                                   **run_settings).ddf
                 elif method.startswith("SNN, SLAYER"):
-                    ddf = register(pair.fixed, pair.moving, snn_torch, iterations=iterations,
-                                   patch_stride=stride).ddf
+                    ddf = register(pair.fixed, pair.moving, snn_torch, **run_settings).ddf
                 else:
+                    print(f"pair {index + 1}: Lava simulator ...", file=sys.stderr)
                     with open_backend(args.model, "sim") as lava:
-                        ddf = register(pair.fixed, pair.moving, lava, iterations=iterations, patch_stride=stride).ddf
+                        ddf = register(pair.fixed, pair.moving, lava, progress=_lava_progress, **run_settings).ddf
                     lava_matches_torch.append(float(np.abs(ddf - fields["SNN, SLAYER (torch backend)"]).max()))
                 seconds = time.perf_counter() - tick
                 fields[method] = ddf
@@ -256,12 +314,16 @@ def main(argv=None) -> int:
     print(table)
     for note in notes:
         print(f"- {note}")
+    if args.csv is not None:
+        write_csv(args.csv, rows, [pair.name for pair in pairs])
+        print(f"per-pair metrics: {args.csv}", file=sys.stderr)
     if args.write:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         command = " ".join(["benchmarks/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
         model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
         section = (
-            f"{SECTION}\n\n{recipe}. Model `{model}` ({iterations} iterations, patch stride {stride}). "
+            f"{SECTION}\n\n{recipe}. Model `{model}` ({iterations} iterations per level, patch stride {stride}, "
+            f"pyramid {pyramid} level{'s' if pyramid > 1 else ''}, for the ANN and SNN rows alike). "
             "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
             "writes): EPE against the ground truth and SDlogJ / % Jacobian <= 0 over the fixed brain mask "
             "(tissue labels > 0), NCC over the same mask, tissue Dice and HD95 as the mean over grey and "

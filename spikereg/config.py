@@ -113,7 +113,7 @@ DEVICES = ("cpu", "cuda", "auto")
 
 @dataclass
 class TrainConfig:
-    steps: int = 300
+    steps: int = 300  # SNN fine-tuning steps; 0 (with ann_steps > 0) keeps the converted twin as is
     batch_size: int = 8  # global batch: under torchrun each process takes a share of it
     learning_rate: float = 3e-3
     seed: int = 0
@@ -276,7 +276,6 @@ def validate(config: Config, source: str = "config") -> None:
         "model.time_steps": model.time_steps,
         "model.patch_size": model.patch_size,
         "model.max_displacement": model.max_displacement,
-        "train.steps": config.train.steps,
         "train.batch_size": config.train.batch_size,
         "run.iterations": config.run.iterations,
         "run.patch_stride": config.run.patch_stride,
@@ -327,6 +326,11 @@ def _validate_train(config: Config, source: str) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
+    # steps 0: the SNN is the converted ANN twin, not fine-tuned -- so there must be a twin
+    if train.steps < 0 or (train.steps == 0 and not train.ann_steps > 0):
+        raise ConfigError(f"{source}: 'train.steps' must be positive, or 0 with train.ann_steps > 0 (the SNN is then "
+                          f"the converted ANN twin, not fine-tuned), got train.steps {train.steps} with "
+                          f"train.ann_steps {train.ann_steps}")
     for key, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")

@@ -11,6 +11,15 @@ spike-rate term can be mixed in. Displacement magnitudes vary per pair, so
 the same network also learns the small residuals that refinement iterations
 ask of it.
 
+With ``train.ann_steps`` the ANN twin is trained first and the SNN starts
+from its kernels; the twin is kept in every checkpoint (:func:`load_twin`),
+so evaluations compare against the very twin the SNN came from. With
+``train.steps: 0`` the SNN is the converted twin, not fine-tuned (meant for
+SDNN neurons, whose twin is their steady state: close where
+``model.neuron.threshold`` is small against the layer values, since
+sigma-delta changes below it are never sent), and the step-0 checkpoints
+hold it.
+
 A run is repeatable (``train.seed``), resumable (``checkpoints/last.pt``
 holds the optimiser, schedule, random streams and step, so a resumed run
 ends exactly where an uninterrupted one does) and runs data-parallel under
@@ -39,8 +48,8 @@ from spikereg.training.distributed import Workers
 from spikereg.training.logs import TrainLog
 from spikereg.training.optim import make_optimizer, make_scheduler
 
-__all__ = ["PatchBatch", "PatchSampler", "displacement_loss", "evaluate", "load_checkpoint", "pretrain_twin",
-           "resume_config", "synthetic_pairs", "train"]
+__all__ = ["PatchBatch", "PatchSampler", "displacement_loss", "evaluate", "load_checkpoint", "load_twin",
+           "pretrain_twin", "resume_config", "retrain_twin", "synthetic_pairs", "train"]
 
 BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
 CHECKPOINT_FORMAT = "spikereg-checkpoint/1"
@@ -129,8 +138,19 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
     return pairs
 
 
+@dataclass
+class StoredTwin:
+    """The trained ANN twin as checkpoints keep it: its kernels and its error on the held-out patches."""
+
+    state: dict[str, torch.Tensor]  # AnnTwin.state_dict(), on the CPU
+    val_error: float  # mean control-point end-point error (voxels) on the validation patches
+
+    def entries(self) -> dict:
+        return {"twin_state": self.state, "twin_val_error_voxels": self.val_error}
+
+
 def save_checkpoint(path: Path, net: SpikingRegNet, config: Config, step: int, val_error: float,
-                    training_state: dict | None = None) -> None:
+                    training_state: dict | None = None, twin: StoredTwin | None = None) -> None:
     """Write a checkpoint atomically; ``training_state`` (last.pt only) is what ``--resume`` needs."""
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -141,6 +161,8 @@ def save_checkpoint(path: Path, net: SpikingRegNet, config: Config, step: int, v
     }
     if training_state is not None:
         state["training_state"] = training_state
+    if twin is not None:
+        state.update(twin.entries())
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -219,10 +241,16 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
                        np.random.default_rng(config.train.seed + 1)).sample(64).to(device)
     identity_error = float(val.target.norm(dim=1).mean())
 
-    twin = None
+    twin, stored_twin = None, None
     if config.train.ann_steps and resumed is None:
         twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
         net.load_state_dict(twin.snn_state(), strict=False)
+        with torch.no_grad():
+            ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
+        stored_twin = StoredTwin({name: value.detach().cpu() for name, value in twin.state_dict().items()},
+                                 ann_error)
+    elif resumed is not None and "twin_state" in resumed:  # runs started before twins were stored have none
+        stored_twin = StoredTwin(resumed["twin_state"], resumed["twin_val_error_voxels"])
     net.to(device)
     parameters = [p for p in net.parameters() if p.requires_grad]
     optimizer = make_optimizer(parameters, config.train, config.train.learning_rate)
@@ -239,16 +267,33 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
 
     log = TrainLog(out_dir, list(objective.weights), enabled=workers.is_main, tensorboard=config.train.tensorboard,
                    resume_step=None if resumed is None else resumed["step"])
+
+    def save(step: int, val_error: float, improved: bool, elapsed: float) -> None:
+        if not workers.is_main:
+            return
+        save_checkpoint(checkpoints / "last.pt", net, config, step, val_error, {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "sampler_rng": sampler.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "best_val_error": best,
+            "seconds": elapsed,
+        }, stored_twin)
+        if improved:
+            save_checkpoint(checkpoints / "best.pt", net, config, step, val_error, twin=stored_twin)
+
     try:
         start = time.perf_counter() - seconds
         if twin is not None:  # the twin, and the SNN right after conversion, as reference rows
-            with torch.no_grad():
-                ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
-            log.row("ann", val_error_voxels=ann_error, identity_error_voxels=identity_error)
+            log.row("ann", val_error_voxels=stored_twin.val_error, identity_error_voxels=identity_error)
             snn_error, rate = evaluate(net, val)
             log.row(0, val_error_voxels=snn_error, identity_error_voxels=identity_error, spike_rate=rate)
-            log.scalars(0, {"val/error_voxels": snn_error, "val/spike_rate": rate, "val/ann_error_voxels": ann_error,
+            log.scalars(0, {"val/error_voxels": snn_error, "val/spike_rate": rate,
+                            "val/ann_error_voxels": stored_twin.val_error,
                             "val/identity_error_voxels": identity_error})
+            if config.train.steps == 0:  # no fine-tuning: the converted twin is the model
+                best = snn_error
+                save(0, snn_error, True, time.perf_counter() - start)
         for step in range(first_step, config.train.steps + 1):
             net.train()
             learning_rate = optimizer.param_groups[0]["lr"]
@@ -267,17 +312,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
                 log.scalars(step, {"val/error_voxels": val_error, "val/spike_rate": rate})
                 improved = val_error < best
                 best = min(best, val_error)
-                if workers.is_main:
-                    save_checkpoint(checkpoints / "last.pt", net, config, step, val_error, {
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": schedule.state_dict(),
-                        "sampler_rng": sampler.rng.bit_generator.state,
-                        "torch_rng": torch.get_rng_state(),
-                        "best_val_error": best,
-                        "seconds": elapsed,
-                    })
-                    if improved:
-                        save_checkpoint(checkpoints / "best.pt", net, config, step, val_error)
+                save(step, val_error, improved, elapsed)
             if progress is not None:
                 progress(step, config.train.steps, row)
     finally:
@@ -340,6 +375,22 @@ def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | No
     return twin
 
 
+def retrain_twin(config: Config) -> AnnTwin:
+    """The ANN twin of a run of ``config``, trained again exactly as :func:`train` trained it.
+
+    For checkpoints written before the twin was stored in them: the same
+    seeds, pairs and draws as the start of a run (the SNN is built first
+    there, so its initialisation is replayed before the twin's).
+    """
+    torch.manual_seed(config.train.seed)
+    net = SpikingRegNet(config.model)  # consumes the torch draws it consumes in train()
+    objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
+    pairs = synthetic_pairs(config, config.data.pairs, config.train.seed, labels=objective.needs_labels)
+    sampler = PatchSampler(pairs, config.model.patch_size, net.reduction, np.random.default_rng(config.train.seed))
+    twin = pretrain_twin(config, sampler, objective=objective)
+    return twin.eval()
+
+
 @torch.no_grad()
 def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
     """Mean control-point end-point error (voxels) and mean spike rate over all layers."""
@@ -350,6 +401,25 @@ def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
     spikes = sum(float(o.sum()) for o in outputs)
     neurons_steps = sum(o.numel() for o in outputs)
     return error, spikes / neurons_steps
+
+
+def load_twin(path: str | Path) -> AnnTwin | None:
+    """The ANN twin the checkpoint's SNN was converted from, or None where the checkpoint holds none.
+
+    Checkpoints keep the twin since ``train`` stored it (runs with
+    ``train.ann_steps > 0``); older ones, and runs without a twin, give None.
+    The twin's held-out error is in ``twin.val_error_voxels``.
+    """
+    path = Path(path)
+    state = _read_checkpoint(path)
+    if "twin_state" not in state:
+        return None
+    config = config_from_dict(state["config"], source=str(path))
+    twin = AnnTwin(config.model)
+    twin.load_state_dict(state["twin_state"])
+    twin.val_error_voxels = float(state["twin_val_error_voxels"])
+    twin.eval()
+    return twin
 
 
 def load_checkpoint(path: str | Path) -> tuple[SpikingRegNet, Config]:

@@ -55,6 +55,10 @@ def test_resumed_run_equals_an_uninterrupted_one(cli, tiny_config, tmp_path):
         assert a["step"] == b["step"] and a["val_error_voxels"] == b["val_error_voxels"]
         for key, value in a["state_dict"].items():
             assert torch.equal(value, b["state_dict"][key]), f"{name}: {key} differs after resume"
+        # the ANN twin, trained before step 1, is carried over by the resumed run's checkpoints
+        assert a["twin_val_error_voxels"] == b["twin_val_error_voxels"]
+        assert a["twin_state"].keys() == b["twin_state"].keys()
+        assert all(torch.equal(value, b["twin_state"][key]) for key, value in a["twin_state"].items())
     opt_a = torch.load(whole / "checkpoints" / "last.pt", weights_only=False)["training_state"]["optimizer"]
     opt_b = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["training_state"]["optimizer"]
     for index, state in opt_a["state"].items():
