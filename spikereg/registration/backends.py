@@ -149,6 +149,8 @@ class LavaBackend:
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
         self.stats.compile_seconds += run.compile_seconds
         self.stats.step_spikes.append(run.step_spikes)
+        if run.chip_profile is not None:  # the chip's own probes (loihi2 only), summarised by the runner
+            self.stats.chip_profile = run.chip_profile
         if not self.stats.layer_neurons:
             self.stats.layer_neurons = self.network.layer_sizes
         return self.codec.decode(torch.from_numpy(run.readout)).numpy()

@@ -20,7 +20,7 @@ from spikereg.config import ENCODINGS
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.report.counts import RASTER_NAME, save_raster
 from spikereg.report.energy import DEFAULT_PROFILES, energy_report
-from spikereg.report.summary import layer_table, write_report
+from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 
@@ -198,5 +198,6 @@ def run_registration(
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
         report["energy"] = energy_report(report, model_path, profiles)
+        report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
         write_report(staging, report)
     return report

@@ -27,7 +27,7 @@ import numpy as np
 from spikereg.data.io import write_text_atomic
 from spikereg.report import figures
 from spikereg.report.counts import RASTER_NAME, load_raster
-from spikereg.report.summary import read_report
+from spikereg.report.summary import chip_profile_line, read_report
 
 FIGURES_DIR = "figures"
 MD_NAME = "report.md"
@@ -160,6 +160,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Jacobian", f"min {jac['min']:.3f}, {100 * jac['fraction_nonpositive']:.3f} % voxels <= 0"))
     rows.append(("time", f"{timing['total_seconds']:.1f} s total: network {timing['network_seconds']:.1f} s, "
                          f"compile {timing.get('compile_seconds', 0.0):.1f} s, host {timing['host_seconds']:.1f} s"))
+    if report.get("chip_profile"):
+        rows.append(("chip profile", chip_profile_line(report["chip_profile"])))
     return rows
 
 

@@ -7,12 +7,14 @@ layer of the Lava network, or from SLAYER's layer outputs).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spikereg.data.io import write_text_atomic
+from spikereg.hardware import NeuromorphicProfile
 
 REPORT_NAME = "report.json"
 REPORT_FORMAT = "spikereg-report/1"
@@ -22,6 +24,50 @@ REQUIRED = ("format", "backend", "iterations", "patches_per_iteration", "time_st
 
 class ReportError(ValueError):
     """A run folder without a readable report.json."""
+
+
+#: The chip a run stands for: Lava's backends run Loihi 2's fixed-point arithmetic (``Loihi2SimCfg``
+#: on the simulator, ``Loihi2HwCfg`` on the chip), and the torch backend the same network's integers.
+CHIP_PROFILE = "loihi2"
+#: The profile figures that turn a run's counts into time and energy on that chip, and its size.
+CHIP_FIGURES = ("time_per_step_us", "static_power_mw", "energy_per_synop_pj", "energy_per_neuron_update_pj",
+                "energy_per_spike_pj", "neurons_per_core", "cores_per_chip")
+#: Where the run happened, by backend: only ``chip`` has measurements of its own.
+RAN_ON = {"loihi2": "chip", "sim": "simulator", "torch": "torch"}
+
+
+def chip_profile_section(backend: str, profile: NeuromorphicProfile, measured: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+    """report.json's ``chip_profile``: the hardware profile the run is costed on, and the chip's own probes.
+
+    ``name``, ``description`` and ``figures`` (value, unit, source, kind each)
+    come from ``hardware_profiles/<name>.yaml``; ``ran_on`` says whether the
+    chip ran (``chip``) or was modelled (``simulator``, ``torch``);
+    ``measured`` is lava-loihi's power and time per step on the chip
+    (``lava_export.runner.LavaRun.chip_profile``), None where no chip ran.
+    """
+    return {
+        "name": profile.name,
+        "description": profile.description,
+        "ran_on": RAN_ON.get(backend, backend),
+        "figures": {key: asdict(getattr(profile, key)) for key in CHIP_FIGURES},
+        "measured": dict(measured) if measured else None,
+    }
+
+
+def chip_profile_line(chip: dict[str, Any]) -> str:
+    """One readable line of a report's ``chip_profile``."""
+    step = chip.get("figures", {}).get("time_per_step_us", {})
+    line = f"{chip['name']}, {'run on the chip' if chip.get('ran_on') == 'chip' else 'modelled'} " \
+           f"({chip.get('ran_on', '-')})"
+    if step:
+        line += f"; profile time per step {step.get('value')} {step.get('unit', '')} [{step.get('kind', '-')}]"
+    measured = chip.get("measured")
+    if measured:
+        line += (f"; chip probes: {measured.get('time_per_step_us', float('nan')):.1f} us per step, "
+                 f"{measured.get('total_power_w', float('nan')):.3f} W total, "
+                 f"{measured.get('static_power_w', float('nan')):.3f} W static")
+    return line
 
 
 def layer_table(spikes: np.ndarray, neurons: list[int], time_steps: int) -> list[dict[str, Any]]:
@@ -79,6 +125,8 @@ def render(report: dict[str, Any]) -> str:
         f"time           {timing['total_seconds']:.1f} s total: network {timing['network_seconds']:.1f} s, "
         f"compile {timing.get('compile_seconds', 0.0):.1f} s, host {timing['host_seconds']:.1f} s"
     )
+    if report.get("chip_profile"):  # reports written before it have none
+        lines.append(f"chip profile   {chip_profile_line(report['chip_profile'])}")
     lines.append("")
     lines.append(f"{'layer':>5} {'neurons':>9} {'spikes':>12} {'rate':>8}")
     for row in report["layers"]:

@@ -1,11 +1,13 @@
 """spikereg run on every backend: same outputs, same report shape; refusals before any work."""
 import json
+from dataclasses import asdict
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from spikereg.data import load_mni, make_pair
+from spikereg.hardware import load_profile
 
 
 def keys(tree, prefix=""):
@@ -48,6 +50,16 @@ def test_torch_and_sim_runs_write_the_same_field_and_the_same_report_shape(cli, 
         assert np.asarray(report["spikes_per_step"][0]).shape[0] == len(report["layers"])
     spikes = {b: [(row["neurons"], row["spikes"]) for row in r["layers"]] for b, r in reports.items()}
     assert spikes["torch"] == spikes["sim"] and all(count > 0 for _, count in spikes["torch"])
+    # the chip the run stands for: the Loihi 2 profile it is costed on; only a chip run has measurements
+    loihi2 = load_profile("loihi2")
+    for backend, ran_on in (("sim", "simulator"), ("torch", "torch")):
+        chip = reports[backend]["chip_profile"]
+        assert chip["name"] == "loihi2" and chip["ran_on"] == ran_on and chip["measured"] is None
+        assert chip["figures"]["time_per_step_us"] == asdict(loihi2.time_per_step_us)
+        assert chip["figures"]["static_power_mw"] == asdict(loihi2.static_power_mw)
+        # the figures the energy section costed the run's static term with
+        static = reports[backend]["energy"]["neuromorphic"]["loihi2"]["terms"]["static"]["figures"]
+        assert static["time_per_step_us"] == chip["figures"]["time_per_step_us"]
 
 
 def test_a_volume_over_the_memory_budget_is_refused_before_any_work(cli, tiny_export, crop_pair, tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from spikereg.report.energy import energy_report
 from spikereg.report.summary import read_report, render, write_report
 
@@ -58,3 +60,41 @@ def test_render_of_a_computed_energy_section(run_report, tmp_path: Path, two_lay
     text = render(json.loads((tmp_path / "report.json").read_text()))
     toychip = next(line for line in text.splitlines() if line.startswith("toychip"))
     assert "8.38 | 0.00533" in toychip and "measured" not in toychip
+
+
+def test_chip_profile_carries_the_profile_and_on_the_chip_its_measurements(run_report, tmp_path: Path) -> None:
+    """report.json's chip_profile: the Loihi 2 profile always; lava-loihi's probes only where the chip ran.
+
+    The probes are lava-loihi objects (``Loihi2Power``, ``Loihi2ExecutionTime``), not installable
+    here; stand-ins with their attributes go through the runner's own ChipProfile.summary.
+    """
+    from types import SimpleNamespace
+
+    from lava_export.runner import ChipProfile
+    from spikereg.hardware import load_profile
+    from spikereg.report.html import summary_rows
+    from spikereg.report.summary import chip_profile_section
+
+    loihi2 = load_profile("loihi2")
+    probes = ChipProfile(power=SimpleNamespace(total_power=[1.25, 1.35], static_total_power=1.0),
+                         runtime=SimpleNamespace(avg_time_per_step=20.0))
+    measured = probes.summary(steps_per_patch=16)
+    assert measured["dynamic_power_w"] == pytest.approx(0.3) and measured["energy_per_patch_j"] == pytest.approx(
+        1.3 * 20e-6 * 16)  # mean power x time per step x steps per patch
+
+    for backend, probed in (("loihi2", measured), ("sim", None)):
+        write_report(tmp_path, run_report(backend=backend,
+                                          chip_profile=chip_profile_section(backend, loihi2, probed)))
+        report = read_report(tmp_path)
+        chip = report["chip_profile"]
+        assert chip["name"] == "loihi2" and chip["description"] == loihi2.description
+        assert chip["figures"]["static_power_mw"]["value"] == loihi2.static_power_mw.value
+        assert chip["figures"]["time_per_step_us"]["source"] == loihi2.time_per_step_us.source
+        line = next(line for line in render(report).splitlines() if line.startswith("chip profile"))
+        assert dict(summary_rows(report))["chip profile"] in line
+        if probed:
+            assert chip["ran_on"] == "chip" and chip["measured"] == measured
+            assert "run on the chip" in line and "probes: 20.0 us per step, 1.300 W total, 1.000 W static" in line
+        else:
+            assert chip["ran_on"] == "simulator" and chip["measured"] is None
+            assert "modelled (simulator)" in line and "probes" not in line
