@@ -262,12 +262,16 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     """Warp the NIfTI ``image`` with the field file ``ddf`` (:func:`~spikereg.data.io.save_ddf`) into ``out``.
 
     ``labels``: nearest-neighbour sampling and an integer (int16) file, for
-    label maps. The image must lie on the field's grid (shape and affine);
-    the output keeps that grid. Written atomically.
+    label maps; DeepReg's 4-D multi-label arrays (D, H, W, L) of binary masks
+    are read as the label map they encode (label k+1 for channel k,
+    :func:`~spikereg.data.loaders.label_map_from_channels`), so the output is
+    a 3-D label map. The image must lie on the field's grid (shape and
+    affine); the output keeps that grid. Written atomically.
     """
-    from .io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, load_volume, save_volume
+    from .io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, save_volume
+    from .loaders import load_source
 
-    volume = load_volume(image, what="image")
+    volume = load_source(Path(image), "image", labels=labels)
     field, affine = load_ddf(ddf)
     if volume.shape != field.shape[1:]:
         raise VolumeError(f"image {image}: shape {volume.shape} differs from the ddf {ddf}'s grid "

@@ -83,7 +83,7 @@ class Volume:
         return (int(d), int(h), int(w))
 
 
-def _open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.SpatialImage]:
+def open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.SpatialImage]:
     """Open ``path`` with nibabel (header only), turning every failure into a VolumeError."""
     path = Path(path)
     if not path.exists():
@@ -99,7 +99,7 @@ def _open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.Sp
     return path, img
 
 
-def _read_float32(img: nib.spatialimages.SpatialImage, path: Path, what: str) -> np.ndarray:
+def read_float32(img: nib.spatialimages.SpatialImage, path: Path, what: str) -> np.ndarray:
     """Voxel data as float32 (scaling applied), failing on truncated files or NaN/Inf."""
     try:
         # caching="unchanged": the image object is dropped right after, so no second copy.
@@ -118,7 +118,7 @@ def _read_float32(img: nib.spatialimages.SpatialImage, path: Path, what: str) ->
     return data
 
 
-def _check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray:
+def check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray:
     """A finite, invertible 4x4 float64 affine, or a VolumeError."""
     if affine is None:  # some non-NIfTI formats nibabel reads carry no affine
         raise VolumeError(f"{what} {path}: the header has no voxel-to-world affine")
@@ -135,7 +135,7 @@ def load_volume(path: str | Path, *, what: str = "volume") -> Volume:
     squeezed to 3-D; anything else that is not 3-D is rejected. ``what`` names
     the role of the file in error messages ("fixed image", "moving image", ...).
     """
-    path, img = _open_image(path, what)
+    path, img = open_image(path, what)
     shape = tuple(int(s) for s in img.shape)
     # Check the shape from the header before reading any voxels, so a large
     # 4-D series is rejected without being decompressed.
@@ -143,8 +143,8 @@ def load_volume(path: str | Path, *, what: str = "volume") -> Volume:
         raise VolumeError(f"{what} {path}: not a 3-D volume (shape {shape})")
     if min(shape[:3]) < 1:
         raise VolumeError(f"{what} {path}: volume has an empty axis (shape {shape})")
-    affine = _check_affine(img.affine, path, what)
-    data = _read_float32(img, path, what).reshape(shape[:3])
+    affine = check_affine(img.affine, path, what)
+    data = read_float32(img, path, what).reshape(shape[:3])
     return Volume(data=data, affine=affine, path=path)
 
 
@@ -265,7 +265,7 @@ def load_ddf(path: str | Path, *, what: str = "displacement field") -> tuple[np.
 
     Files of shape (D, H, W, 1, 3) (NIfTI vector layout) and (D, H, W, 3) are accepted.
     """
-    path, img = _open_image(path, what)
+    path, img = open_image(path, what)
     shape = tuple(int(s) for s in img.shape)
     if not (
         (len(shape) == 5 and shape[3] == 1 and shape[4] == 3)
@@ -274,8 +274,8 @@ def load_ddf(path: str | Path, *, what: str = "displacement field") -> tuple[np.
         raise VolumeError(
             f"{what} {path}: expected shape (D, H, W, 1, 3) or (D, H, W, 3), got {shape}"
         )
-    affine = _check_affine(img.affine, path, what)
-    data = _read_float32(img, path, what).reshape(shape[:3] + (3,))
+    affine = check_affine(img.affine, path, what)
+    data = read_float32(img, path, what).reshape(shape[:3] + (3,))
     return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Mapping, Union
 
 import numpy as np
 
@@ -43,12 +43,12 @@ from .io import (
     AFFINE_TOLERANCE_MM,
     Volume,
     VolumeError,
-    _check_affine,
-    _open_image,
-    _read_float32,
+    check_affine,
     check_pair,
     load_ddf,
     load_volume,
+    open_image,
+    read_float32,
 )
 
 NIFTI_SUFFIX = ".nii.gz"
@@ -179,14 +179,14 @@ def label_map_from_channels(channels: np.ndarray, source: Source, what: str) -> 
 
 def _load_nifti_labels(path: Path, what: str) -> Volume:
     """A label map from a NIfTI file: 3-D as :func:`load_volume` reads it, or 4-D binary masks."""
-    path, img = _open_image(path, what)  # header only: a 3-D map is then read by load_volume
+    path, img = open_image(path, what)  # header only: a 3-D map is then read by load_volume
     shape = tuple(int(s) for s in img.shape)
     if not _is_channel_stack(shape):
         return load_volume(path, what=what)
     if min(shape) < 1:
         raise DatasetError(f"{what} {path}: volume has an empty axis (shape {shape})")
-    affine = _check_affine(img.affine, path, what)
-    channels = _read_float32(img, path, what)
+    affine = check_affine(img.affine, path, what)
+    channels = read_float32(img, path, what)
     return Volume(data=label_map_from_channels(channels, path, what), affine=affine, path=path)
 
 
@@ -238,24 +238,35 @@ def _same_grid(volume: Volume, reference: Volume, source: Source, what: str, ref
                            f"(largest difference {diff:.4g} mm)")
 
 
-def load_pair(files: PairFiles) -> Pair:
-    """Load and check one pair: fixed/moving on one grid, labels on their image's grid, ddf (3, *shape)."""
-    fixed = load_source(files.fixed, "fixed image")
-    moving = load_source(files.moving, "moving image")
+# How load_pair's messages name each file of a pair, by PairFiles field.
+ROLE_NAMES = {"fixed": "fixed image", "moving": "moving image", "fixed_labels": "fixed labels",
+              "moving_labels": "moving labels", "ddf": "ground-truth ddf"}
+
+
+def load_pair(files: PairFiles, names: Mapping[str, str] | None = None) -> Pair:
+    """Load and check one pair: fixed/moving on one grid, labels on their image's grid, ddf (3, *shape).
+
+    ``names`` overrides, by field, how a message names the offending file
+    (default :data:`ROLE_NAMES`); the command line passes its options, so that
+    ``spikereg run`` says ``--moving-labels L.nii.gz: ...``.
+    """
+    what = {**ROLE_NAMES, **(names or {})}
+    fixed = load_source(files.fixed, what["fixed"])
+    moving = load_source(files.moving, what["moving"])
     if isinstance(files.fixed, Path) and isinstance(files.moving, Path):
         check_pair(fixed, moving)
     else:  # HDF5 volumes carry no path for check_pair's message: name the keys
-        _same_grid(moving, fixed, files.moving, "moving image", "fixed image")
+        _same_grid(moving, fixed, files.moving, what["moving"], ROLE_NAMES["fixed"])
     pair = Pair(files.name, fixed, moving)
     for role, image in (("fixed", fixed), ("moving", moving)):
         source = getattr(files, f"{role}_labels")
         if source is not None:
-            labels = load_source(source, f"{role} labels", labels=True)
-            _same_grid(labels, image, source, f"{role} labels", f"{role} image")
+            labels = load_source(source, what[f"{role}_labels"], labels=True)
+            _same_grid(labels, image, source, what[f"{role}_labels"], ROLE_NAMES[role])
             setattr(pair, f"{role}_labels", labels)
     if files.ddf is not None:
-        ddf, affine = load_ddf_source(files.ddf)
-        _same_grid(Volume(ddf[0], affine), fixed, files.ddf, "ground-truth ddf", "fixed image")
+        ddf, affine = load_ddf_source(files.ddf, what["ddf"])
+        _same_grid(Volume(ddf[0], affine), fixed, files.ddf, what["ddf"], ROLE_NAMES["fixed"])
         pair.ddf = ddf
     return pair
 

@@ -12,9 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from spikereg.data import (Volume, check_pair, jacobian_determinant, load_volume, normalize_intensity, save_ddf,
-                           save_volume, warp)
+from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
 from spikereg.data.io import staged_folder
+from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.hardware import load_profile
 from spikereg.config import ENCODINGS
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
@@ -48,17 +48,23 @@ def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine:
     return outputs
 
 
+# ``spikereg run``'s options, by PairFiles field: messages name the option the user typed.
+RUN_INPUT_OPTIONS = {"fixed": "--fixed", "moving": "--moving", "moving_labels": "--moving-labels"}
+
+
 def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
                 ) -> tuple[Volume, Volume, Volume | None]:
-    """The fixed and moving images (same grid, checked) and the moving labels, if any."""
-    fixed_vol = load_volume(fixed, what="fixed image")
-    moving_vol = load_volume(moving, what="moving image")
-    check_pair(fixed_vol, moving_vol)
-    labels = load_volume(moving_labels, what="moving labels") if moving_labels else None
-    if labels is not None and labels.shape != moving_vol.shape:
-        raise ValueError(f"--moving-labels {moving_labels}: shape {labels.shape} differs from the moving "
-                         f"image's {moving_vol.shape}")
-    return fixed_vol, moving_vol, labels
+    """The fixed and moving images and the moving labels, if any, read and checked as a dataset's pair is.
+
+    :func:`spikereg.data.loaders.load_pair` does the work: both images 3-D
+    and on one grid, the labels a 3-D label map or DeepReg's 4-D binary masks
+    (D, H, W, L), turned into the label map, on the moving image's grid (shape
+    and affine).
+    """
+    files = PairFiles("input", Path(fixed), Path(moving),
+                      moving_labels=Path(moving_labels) if moving_labels is not None else None)
+    pair = load_pair(files, RUN_INPUT_OPTIONS)
+    return pair.fixed, pair.moving, pair.moving_labels
 
 
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None) -> tuple[int, int]:

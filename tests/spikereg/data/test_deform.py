@@ -255,3 +255,30 @@ def test_warp_file_warps_images_and_labels_and_checks_the_grid(tmp_path) -> None
     with pytest.raises(VolumeError, match=r"small.nii.gz: shape \(19, 24, 16\) differs"):
         warp_file(tmp_path / "small.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "x.nii.gz")
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_warp_file_reads_deepreg_one_hot_labels_as_their_label_map(tmp_path) -> None:
+    from spikereg.data import VolumeError, save_ddf, save_volume, warp_file
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    label_map = np.rint(_smooth_image() * 3)  # nested shells: labels 0..3
+    one_hot = np.stack([label_map == k for k in (1, 2, 3)], axis=-1)  # (D, H, W, 3), channel k is label k + 1
+    ddf = random_ddf(SHAPE, 3.0, 4, np.random.default_rng(5))
+    save_volume(tmp_path / "map.nii.gz", label_map, affine, dtype=np.uint8)
+    save_volume(tmp_path / "one_hot.nii.gz", one_hot, affine, dtype=np.uint8)
+    save_ddf(tmp_path / "ddf.nii.gz", ddf, affine)
+    from_map = warp_file(tmp_path / "map.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "from_map.nii.gz", labels=True)
+    from_one_hot = warp_file(tmp_path / "one_hot.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "from_one_hot.nii.gz",
+                             labels=True)
+    warped = np.asarray(nib.load(from_one_hot).dataobj)
+    assert warped.shape == SHAPE and set(np.unique(warped)) == {0, 1, 2, 3}
+    assert (warped != label_map).sum() > 100  # the field moved the shells
+    np.testing.assert_array_equal(warped, np.asarray(nib.load(from_map).dataobj))
+    shifted = affine.copy()
+    shifted[1, 3] = 4.0
+    save_volume(tmp_path / "elsewhere.nii.gz", one_hot, shifted, dtype=np.uint8)
+    with pytest.raises(VolumeError, match=r"image .*elsewhere.nii.gz: affine differs from the ddf .*ddf.nii.gz's"):
+        warp_file(tmp_path / "elsewhere.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "out.nii.gz", labels=True)
+    with pytest.raises(VolumeError, match=r"image .*one_hot.nii.gz: not a 3-D volume \(shape \(20, 24, 16, 3\)\)"):
+        warp_file(tmp_path / "one_hot.nii.gz", tmp_path / "ddf.nii.gz", tmp_path / "out.nii.gz")  # not as labels
+    assert not (tmp_path / "out.nii.gz").exists()
