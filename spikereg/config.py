@@ -59,6 +59,11 @@ class ModelConfig:
     # evenly spaced spikes; "latency" (cuba) -- one spike, the brighter the earlier; "delta"
     # (sdnn) -- the value held as a graded level, sent as sigma-delta changes
     spike_code: str = "rate"
+    # sdnn only, written by training, not by hand: the readout value that stands for one
+    # max_displacement. Conversion rescales the twin's ReLU layers so the 8-bit weights use
+    # their range (spikereg.networks.ann.AnnTwin.balanced_kernels); the readout then comes
+    # out this many times larger and the host divides it out. 1 = no rescaling.
+    readout_gain: float = 1.0
 
 
     @property
@@ -260,6 +265,9 @@ def validate(config: Config, source: str = "config") -> None:
     if model.spike_code not in codes:
         raise ConfigError(f"{source}: 'model.spike_code' {model.spike_code!r} does not suit "
                           f"model.neuron.type {model.neuron.type!r}; use {' or '.join(codes)}")
+    if model.readout_gain != 1.0 and model.neuron.type != "sdnn":
+        raise ConfigError(f"{source}: 'model.readout_gain' applies to model.neuron.type sdnn only (a CUBA "
+                          f"readout is a spike count), got {model.readout_gain} for {model.neuron.type!r}")
     if model.neuron.threshold <= 0:
         raise ConfigError(f"{source}: 'model.neuron.threshold' must be positive, got {model.neuron.threshold}")
     if len(model.channels) != len(model.strides):
@@ -276,6 +284,7 @@ def validate(config: Config, source: str = "config") -> None:
         "model.time_steps": model.time_steps,
         "model.patch_size": model.patch_size,
         "model.max_displacement": model.max_displacement,
+        "model.readout_gain": model.readout_gain,
         "train.batch_size": config.train.batch_size,
         "run.iterations": config.run.iterations,
         "run.patch_stride": config.run.patch_stride,

@@ -24,6 +24,12 @@ from spikereg.config import ModelConfig
 from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
 
+# Largest weight after balancing, in SLAYER's units: the 8-bit grid spans [-4, 3.97] in steps
+# of 1/32; 2 keeps 6 bits for the kernel's shape and bounds how fast values grow through the
+# layers (the chip holds a neuron's value in 24 bits).
+BALANCED_MAX_WEIGHT = 2.0
+
+
 class AnnTwin(torch.nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -56,7 +62,30 @@ class AnnTwin(torch.nn.Module):
         rates = self.rates(fixed, moving)[-1]
         return decode_displacement(rates, 1, self.config.max_displacement)
 
-    def snn_state(self) -> dict[str, torch.Tensor]:
-        """The kernels under the SNN's parameter names (``load_state_dict(..., strict=False)``)."""
+    def snn_state(self, kernels: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The kernels (or ``kernels``) under the SNN's parameter names (``load_state_dict(..., strict=False)``)."""
         return {f"blocks.{i}.synapse.parametrizations.weight.original": k.detach().clone()
-                for i, k in enumerate(self.kernels)}
+                for i, k in enumerate(self.kernels if kernels is None else kernels)}
+
+    @torch.no_grad()
+    def balanced_kernels(self, max_weight: float = BALANCED_MAX_WEIGHT) -> tuple[list[torch.Tensor], float]:
+        """The kernels rescaled layer by layer so each layer's largest weight is ``max_weight``, and the readout gain.
+
+        Why: the chip's weights are 8-bit, in steps of 1/32 of the unit SLAYER
+        trains in; a trained ReLU twin's kernels are small (largest |w| about
+        0.3), so quantized as they are they keep a handful of levels (measured:
+        whole-volume EPE 0.1 voxel worse than the twin; balanced, within 0.01).
+        A ReLU layer is positively homogeneous, ``relu(s W x) = s relu(W x)``,
+        so scaling layer ``l`` by ``s_l`` scales every later value by the
+        product: the network computes the same field with a readout ``gain``
+        times larger, which the decoder divides out (``model.readout_gain``).
+        Graded (sdnn) twins only: a CUBA layer's clipped rate is not homogeneous.
+        """
+        if self.config.neuron.type != "sdnn":
+            raise ValueError("weight balancing needs ReLU (model.neuron.type sdnn) layers")
+        kernels, gain = [], 1.0
+        for kernel in self.kernels:
+            scale = max_weight / float(kernel.abs().max().clamp(min=1e-12))
+            kernels.append(kernel.detach() * scale)
+            gain *= scale
+        return kernels, gain

@@ -134,13 +134,15 @@ class PatchCodec:
     max_displacement: float
     encoding: str = "intensity"  # see ModelConfig.encoding
     spike_code: str = "rate"  # see ModelConfig.spike_code
+    readout_gain: float = 1.0  # see ModelConfig.readout_gain (graded readouts only)
 
     @classmethod
     def from_metadata(cls, meta: dict) -> "PatchCodec":
         """The codec of an exported network, from its netx file's SpikeReg metadata."""
         model = meta["model"]
         return cls(model["time_steps"], meta["layers"], model["max_displacement"], model["encoding"],
-                   model.get("spike_code", "rate"))  # files from before spike_code are rate coded
+                   model.get("spike_code", "rate"),  # files from before spike_code are rate coded
+                   model.get("readout_gain", 1.0))
 
     @property
     def graded(self) -> bool:
@@ -171,4 +173,5 @@ class PatchCodec:
         ``T`` code steps) or, for graded spikes, the readout neurons' value.
         """
         counts = unfold_volume(readout.sum(dim=-1), READOUT_CHANNELS)
-        return decode_displacement(counts, 1 if self.graded else self.time_steps, self.max_displacement)
+        return decode_displacement(counts, 1 if self.graded else self.time_steps,
+                                   self.max_displacement / self.readout_gain)

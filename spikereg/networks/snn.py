@@ -83,7 +83,7 @@ class SpikingRegNet(torch.nn.Module):
         self.input_block = kind.Input(neuron) if graded else None
         self.grid_size = depth  # control points per patch side
         self.codec = PatchCodec(config.time_steps, len(self.chip_layers), config.max_displacement,
-                                config.encoding, config.spike_code)
+                                config.encoding, config.spike_code, config.readout_gain)
 
     @property
     def chip_layers(self) -> list[torch.nn.Module]:

@@ -47,7 +47,9 @@ def test_shipped_checkpoint_exports_the_shipped_netx_file_unchanged(tmp_path):
         assert any(name.endswith("/weight") for name in compared)
         old, new = json.loads(shipped.attrs[METADATA_ATTR]), json.loads(again.attrs[METADATA_ATTR])
     assert new["layers"] == old["layers"] and new["window"] == old["window"]
-    assert {k: v for k, v in new["model"].items() if k != "spike_code"} == {
+    added_since = {"spike_code": "rate", "readout_gain": 1.0}  # keys newer than the shipped file, at their defaults
+    assert {k: new["model"][k] for k in added_since} == added_since
+    assert {k: v for k, v in new["model"].items() if k not in added_since} == {
         **old["model"], "neuron": {**old["model"]["neuron"], "type": "cuba"}}
 
 
@@ -81,3 +83,48 @@ def test_sdnn_ann_twin_has_the_same_topology_and_predicts_what_the_sdnn_does():
     # Differences come only from changes below the delta threshold held back in each
     # layer and from flooring graded spikes to 2**-12.
     assert (ann - snn).abs().max() < 0.1 * config.max_displacement
+
+
+def test_balanced_kernels_keep_the_twin_and_bring_the_quantized_sdnn_closer_to_it(tmp_path):
+    """Small trained-like kernels lose most of their levels on the 8-bit grid; balanced ones keep them."""
+    config = load_config(None, SDNN).model
+    torch.manual_seed(0)
+    twin = AnnTwin(config)
+    with torch.no_grad():
+        for kernel in twin.kernels:
+            kernel.mul_(0.15)  # off the 1/32 grid, as trained kernels are
+    kernels, gain = twin.balanced_kernels(2.0)
+    assert [float(k.abs().max()) for k in kernels] == pytest.approx([2.0] * len(kernels))
+    assert gain > 10
+    fixed, moving = torch.rand(8, 1, 8, 8, 8), torch.rand(8, 1, 8, 8, 8)
+    with torch.no_grad():
+        ann = twin.predict(fixed, moving)
+        balanced_twin = AnnTwin(config)
+        for mine, theirs in zip(balanced_twin.kernels, kernels):
+            mine.copy_(theirs)
+        torch.testing.assert_close(balanced_twin.predict(fixed, moving) / gain, ann, rtol=1e-4, atol=1e-5)
+
+    def sdnn_error(state, readout_gain):
+        net = SpikingRegNet(load_config(None, SDNN + [f"model.readout_gain={readout_gain}"]).model)
+        net.load_state_dict(state, strict=False)
+        with torch.no_grad():
+            return float((net.eval().predict(fixed, moving) - ann).abs().mean()), net
+
+    raw_error, _ = sdnn_error(twin.snn_state(), 1.0)
+    balanced_error, net = sdnn_error(twin.snn_state(kernels), gain)
+    assert balanced_error < 0.5 * raw_error
+    # The gain travels in the netx file's metadata: the rebuilt network decodes the same field.
+    net.export_hdf5(tmp_path / "balanced.net")
+    rebuilt = SpikingRegNet.from_netx(tmp_path / "balanced.net")
+    assert rebuilt.codec.readout_gain == pytest.approx(gain)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.predict(fixed, moving), net.predict(fixed, moving))
+
+
+def test_readout_gain_is_for_graded_readouts_only():
+    with pytest.raises(ConfigError, match=r"'model.readout_gain' applies to model.neuron.type sdnn only"):
+        load_config(None, TINY + ["model.readout_gain=4"])
+    with pytest.raises(ConfigError, match=r"'model.readout_gain' must be positive"):
+        load_config(None, SDNN + ["model.readout_gain=0"])
+    with pytest.raises(ValueError, match="weight balancing needs ReLU"):
+        AnnTwin(load_config(None, TINY).model).balanced_kernels()
