@@ -28,8 +28,22 @@ T1, B-spline fields of the checkpoint's magnitude), or read from a dataset
 folder (``--data DIR --split test``, e.g. from ``spikereg data synth``).
 ``--iterations``, ``--patch-stride`` and ``--pyramid`` override the
 checkpoint's run settings for every SNN and ANN row. ``--csv`` writes each
-method's metrics per pair (one row per pair and method). ``--write`` replaces
-the ``## Registration accuracy`` section of BENCHMARKS.md.
+method's metrics per pair (one row per pair and method; ``# key: <json>``
+header lines record the settings, notes, exact command, machine and load;
+pandas: ``read_csv(path, comment="#")``). ``--write`` replaces the
+``## Registration accuracy`` section of BENCHMARKS.md.
+
+The Lava rows cost minutes per pair, so a run can be split over processes:
+``--shard K/N`` registers only the pairs whose index i has i % N == K (the
+same pairs, drawn from the same seed; ``--lava-pairs M`` still means the first
+M pairs of the whole set) and writes its rows with ``--csv``; ``--merge``
+then builds the table from the shards' CSVs alone, through the code that
+builds an unsharded run's table, and with ``--write`` puts every shard's
+command and machine into the section:
+
+    for k in 0 1; do .venv/bin/python benchmarks/accuracy.py --spacing 2 --pairs 20 --lava-pairs 20 \
+        --shard $k/2 --csv runs/acc_$k.csv & done; wait
+    .venv/bin/python benchmarks/accuracy.py --merge runs/acc_0.csv runs/acc_1.csv --write
 """
 from __future__ import annotations
 
@@ -37,8 +51,10 @@ import argparse
 import csv
 import datetime
 import io
+import json
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -67,6 +83,7 @@ class BenchPair:
     moving_labels: np.ndarray
     ddf: np.ndarray
     spacing: tuple[float, float, float]
+    index: int = 0  # its place in the whole set (what --shard and --lava-pairs count)
 
 
 def _sitk_field_to_ddf(array: np.ndarray) -> np.ndarray:
@@ -138,20 +155,25 @@ def _lava_progress(stage: str, done: int, total: int, spikes: int) -> None:
     _lava_progress.quarter = 0 if done == total else quarter
 
 
-def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
-    """The pairs and a sentence saying where they come from."""
+def held_out_pairs(args, config, keep=lambda index: True) -> tuple[list[BenchPair], str]:
+    """The pairs whose index ``keep`` accepts, and a sentence saying where the whole set comes from.
+
+    Every pair is still drawn from the seed (and skipped pairs' random numbers
+    consumed), so a shard's pairs are exactly those of the unsharded set.
+    """
     from spikereg.data import load_dataset, load_mni, make_pair, tissue_labels
 
     if args.data is not None:
         dataset = load_dataset(args.data, args.split or None)
         pairs = []
-        for index in range(min(args.pairs, len(dataset))):
+        count = min(args.pairs, len(dataset))
+        for index in filter(keep, range(count)):
             pair = dataset.load(index)
             if pair.ddf is None or pair.fixed_labels is None or pair.moving_labels is None:
                 raise SystemExit(f"{args.data}: pair {pair.name} needs labels and a ground-truth ddf")
             pairs.append(BenchPair(pair.name, pair.fixed.data, pair.moving.data, pair.fixed_labels.data,
-                                   pair.moving_labels.data, pair.ddf, pair.fixed.spacing))
-        return pairs, f"{len(pairs)} pairs of `{args.data}` ({dataset.layout} layout, split {args.split})"
+                                   pair.moving_labels.data, pair.ddf, pair.fixed.spacing, index))
+        return pairs, f"{count} pairs of `{args.data}` ({dataset.layout} layout, split {args.split})"
     spacing = args.spacing or config.data.spacing
     base = load_mni("t1", spacing)
     labels = tissue_labels(spacing).data
@@ -161,8 +183,9 @@ def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
         pair = make_pair(base.data, rng, max_displacement=config.data.max_displacement,
                          control_spacing=config.data.control_spacing, base_labels=labels,
                          noise_std=config.data.noise_std)
-        pairs.append(BenchPair(f"pair_{index:03d}", pair.fixed, pair.moving, pair.fixed_labels,
-                               pair.moving_labels, pair.ddf, base.spacing))
+        if keep(index):
+            pairs.append(BenchPair(f"pair_{index:03d}", pair.fixed, pair.moving, pair.fixed_labels,
+                                   pair.moving_labels, pair.ddf, base.spacing, index))
     recipe = (f"{args.pairs} pairs made in memory: MNI ICBM152 T1 at {spacing:g} mm, anatomy varied and then "
               f"warped by random B-spline fields (max displacement {config.data.max_displacement:g} voxels, "
               f"control points every {config.data.control_spacing} voxels, noise {config.data.noise_std:g}), "
@@ -170,18 +193,184 @@ def held_out_pairs(args, config) -> tuple[list[BenchPair], str]:
     return pairs, recipe
 
 
-def write_csv(path: Path, rows: dict[str, list[dict]], pair_names: list[str]) -> None:
+def pair_count(args) -> int:
+    """How many pairs the whole set has (every shard's together)."""
+    if args.data is None:
+        return args.pairs
+    from spikereg.data import load_dataset
+
+    return min(args.pairs, len(load_dataset(args.data, args.split or None)))
+
+
+LAVA = "SNN, Lava simulator (sim backend)"
+TORCH = "SNN, SLAYER (torch backend)"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N) with 0 <= K < N, or ValueError saying what is wrong."""
+    try:
+        shard, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text}: expected K/N, e.g. 0/2") from None
+    if not 0 <= shard < count:
+        raise ValueError(f"--shard {text}: K must be one of 0..N-1")
+    return shard, count
+
+
+def machine_line() -> str:
+    """Where and under what load this process ran (read at its end)."""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    threads = torch.get_num_threads()
+    return (f"{len(os.sched_getaffinity(0))} cores, {cpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({threads} thread{'s' if threads != 1 else ''}); "
+            f"load average (1 min) {os.getloadavg()[0]:.2f} at the end")
+
+
+def summarize(records: list[dict], methods: list[str]) -> tuple[str, list[str]]:
+    """The markdown table (mean of each metric over each method's pairs) and the notes the rows alone imply.
+
+    One code path for a run and for ``--merge``: both hand their per-pair
+    rows here, in pair order, so a merge of shards gives the unsharded table.
+    """
+    header = ("| method | pairs | " + " | ".join(title for _, title, _ in COLUMNS) + " |\n|---|---:|"
+              + "---:|" * len(COLUMNS))
+    lines = [header]
+    for method in methods:
+        results = [record for record in records if record["method"] == method]
+        cells = [f"{np.nanmean([r[key] for r in results]):.{digits}f}" if results else "-"  # a shard's Lava row
+                 for key, _, digits in COLUMNS]
+        lines.append(f"| {method} | {len(results)} | " + " | ".join(cells) + " |")
+    notes = []
+    differences = [r["lava_torch_max_diff"] for r in records if r["method"] == LAVA]
+    if differences:
+        notes.append(f"Lava simulator vs SLAYER on the same pairs: largest field difference "
+                     f"{max(differences):.3g} voxels")
+    return "\n".join(lines), notes
+
+
+# A per-pair CSV opens with "# key: <json>" lines: what its rows were measured
+# with (settings, which --merge checks agree), the run's notes, its shard,
+# exact command, machine and load. pandas reads it with comment="#".
+CSV_METADATA = ("settings", "notes", "shard", "command", "machine", "date", "wall_seconds")
+
+
+def write_csv(path: Path, records: list[dict], metadata: dict) -> None:
     """Every method's metrics per pair, one row per pair and method, written whole or not at all."""
     from spikereg.data.io import write_text_atomic
 
-    columns = list(dict.fromkeys(key for results in rows.values() for result in results for key in result))
+    columns = list(dict.fromkeys(key for record in records for key in record
+                                 if key not in ("pair", "index", "method")))
     text = io.StringIO()
+    for key in CSV_METADATA:
+        text.write(f"# {key}: {json.dumps(metadata[key])}\n")
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["pair", "method", *columns])
-    for method, results in rows.items():
-        for name, result in zip(pair_names, results):  # the Lava row covers the first --lava-pairs pairs
-            writer.writerow([name, method, *(result.get(key, "") for key in columns)])
+    writer.writerow(["pair", "index", "method", *columns])
+    for record in records:  # floats as repr: read back bit for bit
+        writer.writerow([record["pair"], record["index"], record["method"], *(record.get(key, "") for key in columns)])
     write_text_atomic(path, text.getvalue())
+
+
+def read_csv(path: Path) -> tuple[dict, list[dict]]:
+    """A per-pair CSV written by ``--csv``: its metadata and its rows (metrics as floats)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ValueError(f"--merge {path}: cannot read it ({error.strerror})") from None
+    metadata = {}
+    for line in lines:
+        if line.startswith("# ") and ": " in line:
+            key, value = line[2:].split(": ", 1)
+            metadata[key] = json.loads(value)
+    missing = [key for key in CSV_METADATA if key not in metadata]
+    if missing:
+        raise ValueError(f"--merge {path}: no {', '.join(missing)} header lines; only CSVs written by "
+                         f"accuracy.py --csv since --shard/--merge exist can be merged")
+    records = []
+    for row in csv.DictReader(line for line in lines if not line.startswith("#")):
+        record = {"pair": row.pop("pair"), "index": int(row.pop("index")), "method": row.pop("method")}
+        record.update({key: float(value) for key, value in row.items() if value != ""})
+        records.append(record)
+    return metadata, records
+
+
+def merge_csvs(paths: list[Path]) -> tuple[dict, list[dict], list[dict]]:
+    """Shards' CSVs -> (their common settings, all rows in pair order, each shard's metadata in shard order).
+
+    Refuses CSVs measured with different settings, a shard given twice or
+    missing, and a pair measured twice for a method.
+    """
+    shards = []
+    records = []
+    seen = {}
+    for path in paths:
+        metadata, rows = read_csv(path)
+        metadata["path"] = str(path)
+        if shards and metadata["settings"] != shards[0]["settings"]:
+            first = shards[0]["settings"]
+            differ = sorted(key for key in first.keys() | metadata["settings"].keys()
+                            if first.get(key) != metadata["settings"].get(key))
+            raise ValueError(f"--merge {path}: measured with other settings than {shards[0]['path']} "
+                             f"({', '.join(differ)} differ)")
+        for row in rows:
+            if row["method"] not in metadata["settings"]["methods"]:
+                raise ValueError(f"--merge {path}: method {row['method']!r} is not among its settings' methods")
+            key = (row["method"], row["pair"])
+            if key in seen:
+                raise ValueError(f"--merge {path}: pair {row['pair']} of {row['method']} is also in {seen[key]}")
+            seen[key] = path
+        shards.append(metadata)
+        records += rows
+    counts = {shard["shard"].split("/")[1] for shard in shards}
+    given = sorted(shard["shard"] for shard in shards)
+    if len(counts) > 1:
+        raise ValueError(f"--merge: the CSVs are shards of different splits ({', '.join(given)})")
+    count = int(counts.pop())
+    wanted = [f"{k}/{count}" for k in range(count)]
+    if given != sorted(wanted):
+        missing = sorted(set(wanted) - set(given))
+        raise ValueError(f"--merge: need shards {', '.join(wanted)} once each; got {', '.join(given)}"
+                         + (f" (missing {', '.join(missing)})" if missing else ""))
+    shards.sort(key=lambda shard: int(shard["shard"].split("/")[0]))
+    records.sort(key=lambda record: record["index"])  # stable: methods stay in their order within a pair
+    settings = shards[0]["settings"]
+    for method in settings["methods"]:
+        wanted = settings["lava_pairs"] if method == LAVA else settings["pairs"]
+        got = sorted(r["index"] for r in records if r["method"] == method)
+        if got != list(range(wanted)):
+            raise ValueError(f"--merge: {method} should cover pairs 0..{wanted - 1} of the whole set; the CSVs "
+                             f"hold {', '.join(map(str, got)) or 'none'}")
+    return settings, records, shards
+
+
+def coverage(records: list[dict], methods: list[str]) -> list[str]:
+    """One line per method: which pairs its rows cover."""
+    return [f"{method}: {len(names)} pairs ({', '.join(names)})" for method in methods
+            for names in [[r["pair"] for r in records if r["method"] == method]]]
+
+
+def section_text(settings: dict, table: str, notes: list[str], runs: list[dict], merge_command: str | None) -> str:
+    """The ``## Registration accuracy`` section: recipe, settings, exact commands, table, notes, machine, date."""
+    pyramid = settings["pyramid"]
+    if merge_command is None:
+        commands = f".venv/bin/python {runs[0]['command']}"
+        machines = [f"- machine: {runs[0]['machine']}\n", f"- date: {runs[0]['date']}\n"]
+    else:
+        commands = ("# the shards as separate processes (here in parallel), then their per-pair CSVs merged\n"
+                    + "".join(f".venv/bin/python {run['command']} &\n" for run in runs)
+                    + f"wait\n.venv/bin/python {merge_command}")
+        machines = [f"- shard {run['shard']}: {run['machine']}; {run['wall_seconds']:.0f} s wall; {run['date']}\n"
+                    for run in runs]
+    return (
+        f"{SECTION}\n\n{settings['recipe']}. Model `{settings['model']}` ({settings['iterations']} iterations per "
+        f"level, patch stride {settings['patch_stride']}, pyramid {pyramid} level{'s' if pyramid > 1 else ''}, "
+        "for the ANN and SNN rows alike). "
+        "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
+        "writes): EPE against the ground truth and SDlogJ / % Jacobian <= 0 over the fixed brain mask "
+        "(tissue labels > 0), NCC over the same mask, tissue Dice and HD95 as the mean over grey and "
+        "white matter. Seconds per pair include each method's own set-up (Lava: compile and stop).\n\n"
+        f"```bash\n{commands}\n```\n\n{table}\n\n"
+        + "".join(f"- {note}\n" for note in notes) + "".join(machines)
+    )
 
 
 def ann_twin(args, config):
@@ -201,6 +390,23 @@ def ann_twin(args, config):
                                   f"{config.train.ann_steps} steps)")
 
 
+def merge(args, command: str) -> int:
+    """``--merge``: the table (and with ``--write`` the section) from shards' per-pair CSVs, registering nothing."""
+    settings, records, shards = merge_csvs(args.merge)
+    methods = settings["methods"]
+    table, row_notes = summarize(records, methods)
+    notes = list(dict.fromkeys(note for shard in shards for note in shard["notes"])) + row_notes
+    print(table)
+    for note in notes:
+        print(f"- {note}")
+    print("pairs per method:", file=sys.stderr)
+    for line in coverage(records, methods):
+        print(f"  {line}", file=sys.stderr)
+    if args.write:
+        write_section(SECTION, section_text(settings, table, notes, shards, command))
+    return 0
+
+
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
     from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL
@@ -208,6 +414,7 @@ def main(argv=None) -> int:
     from spikereg.registration.register import check_patching, pyramid_shapes, register
     from spikereg.training.trainer import load_checkpoint
 
+    started, start_time = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help="checkpoint whose config, data recipe and ANN twin are used")
@@ -218,7 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="dataset folder instead of in-memory pairs")
     parser.add_argument("--split", default="test")
     parser.add_argument("--lava-pairs", type=int, default=1,
-                        help="pairs also registered on Lava's simulator (slow: minutes per pair)")
+                        help="the first M pairs of the whole set are also registered on Lava's simulator "
+                             "(slow: minutes per pair)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["demons", "ants", "ann"],
                         help="peers to leave out")
     parser.add_argument("--iterations", type=int, default=None,
@@ -227,8 +435,36 @@ def main(argv=None) -> int:
                         help="patch stride in voxels (default: the checkpoint's run.patch_stride)")
     parser.add_argument("--pyramid", type=int, default=1, help="coarse-to-fine levels (1: full resolution only)")
     parser.add_argument("--csv", type=Path, default=None, help="write every method's per-pair metrics here")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="register only the pairs whose index i has i %% N == K (needs --csv; "
+                             "run K = 0..N-1 in parallel, then --merge their CSVs)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="CSV",
+                        help="build the table from shards' --csv files only, registering nothing "
+                             "(settings come from the CSVs)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
+    command = shlex.join(["benchmarks/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
+
+    if args.merge is not None:
+        if args.shard is not None or args.csv is not None:
+            parser.error("--merge takes no --shard or --csv: it reads the shards' CSVs and registers nothing")
+        try:
+            return merge(args, command)
+        except ValueError as error:
+            parser.error(str(error))
+    shard, shard_count = 0, 1
+    if args.shard is not None:
+        try:
+            shard, shard_count = parse_shard(args.shard)
+        except ValueError as error:
+            parser.error(str(error))
+        if args.write:
+            parser.error(f"--shard {args.shard} with --write: a shard holds only part of the pairs; "
+                         "write the section with --merge over all shards' CSVs")
+        if args.csv is None:
+            parser.error(f"--shard {args.shard} needs --csv: its per-pair rows are what --merge reads")
+        # The shards share the machine's cores: don't let each one's torch claim them all.
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // shard_count))
 
     net, config = load_checkpoint(args.checkpoint)
     iterations = config.run.iterations if args.iterations is None else args.iterations
@@ -236,7 +472,11 @@ def main(argv=None) -> int:
     pyramid = args.pyramid
     if iterations < 1:
         parser.error(f"--iterations {iterations}: must be at least 1")
-    pairs, recipe = held_out_pairs(args, config)
+    total = pair_count(args)
+    pairs, recipe = held_out_pairs(args, config, keep=lambda index: index % shard_count == shard)
+    if not pairs:
+        parser.error(f"--shard {args.shard}: none of the {total} pairs falls to this shard" if args.shard
+                     else f"--pairs {args.pairs}: no pairs to register")
     try:  # refuse bad run settings before minutes of work, not at the first SNN row
         check_patching(config.model.patch_size, net.reduction, stride)
         pyramid_shapes(pairs[0].fixed.shape, pyramid, config.model.patch_size)
@@ -259,23 +499,23 @@ def main(argv=None) -> int:
         twin, twin_note = ann_twin(args, config)
         notes.append(twin_note)
         methods.append("ANN twin")
-    methods += ["SNN, SLAYER (torch backend)"]
-    lava_pairs = min(args.lava_pairs, len(pairs))
+    methods += [TORCH]
+    lava_pairs = min(args.lava_pairs, total)  # the first pairs of the whole set, whichever shard holds them
     if lava_pairs:
-        methods.append("SNN, Lava simulator (sim backend)")
+        methods.append(LAVA)
     else:
         notes.append("SNN on Lava's simulator not run (`--lava-pairs 0`): minutes per pair on 2 cores "
                      "(## Lava streaming: a 2 mm volume in about 2 minutes); the sim backend's field equals the torch "
                      "backend's (tests/spikereg/registration/test_backends.py, and every export is verified)")
 
-    rows: dict[str, list[dict]] = {m: [] for m in methods}
-    lava_matches_torch = []
+    records = []
     with open_backend(args.model, "torch") as snn_torch:
-        for index, pair in enumerate(pairs):
+        for count, pair in enumerate(pairs, 1):
             fields = {}
             for method in methods:
-                if method.startswith("SNN, Lava") and index >= lava_pairs:
+                if method == LAVA and pair.index >= lava_pairs:
                     continue
+                extra = {}
                 tick = time.perf_counter()
                 if method == "identity":
                     ddf = np.zeros_like(pair.ddf)
@@ -286,55 +526,40 @@ def main(argv=None) -> int:
                 elif method == "ANN twin":
                     ddf = register(pair.fixed, pair.moving, AnnBackend(twin, config.model.patch_size, net.reduction),
                                    **run_settings).ddf
-                elif method.startswith("SNN, SLAYER"):
+                elif method == TORCH:
                     ddf = register(pair.fixed, pair.moving, snn_torch, **run_settings).ddf
                 else:
-                    print(f"pair {index + 1}: Lava simulator ...", file=sys.stderr)
+                    print(f"{pair.name}: Lava simulator ...", file=sys.stderr)
                     with open_backend(args.model, "sim") as lava:
                         ddf = register(pair.fixed, pair.moving, lava, progress=_lava_progress, **run_settings).ddf
-                    lava_matches_torch.append(float(np.abs(ddf - fields["SNN, SLAYER (torch backend)"]).max()))
+                    extra["lava_torch_max_diff"] = float(np.abs(ddf - fields[TORCH]).max())
                 seconds = time.perf_counter() - tick
                 fields[method] = ddf
                 metrics = measure_pair(pair.fixed, pair.moving, ddf, spacing=pair.spacing,
                                        fixed_labels=pair.fixed_labels, moving_labels=pair.moving_labels,
                                        true_ddf=pair.ddf)
-                rows[method].append({**metrics.values, "seconds": seconds})
-            print(f"pair {index + 1}/{len(pairs)} done", file=sys.stderr)
+                records.append({"pair": pair.name, "index": pair.index, "method": method,
+                                **{key: float(value) for key, value in metrics.values.items()},
+                                "seconds": seconds, **extra})
+            print(f"{pair.name} done ({count}/{len(pairs)}"
+                  + (f" of shard {args.shard})" if args.shard else ")"), file=sys.stderr)
 
-    header = ("| method | pairs | " + " | ".join(title for _, title, _ in COLUMNS) + " |\n|---|---:|"
-              + "---:|" * len(COLUMNS))
-    lines = [header]
-    for method, results in rows.items():
-        cells = [f"{np.nanmean([r[key] for r in results]):.{digits}f}" for key, _, digits in COLUMNS]
-        lines.append(f"| {method} | {len(results)} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    if lava_matches_torch:
-        notes.append(f"Lava simulator vs SLAYER on the same pairs: largest field difference "
-                     f"{max(lava_matches_torch):.3g} voxels")
+    table, row_notes = summarize(records, methods)
     print(table)
-    for note in notes:
+    for note in notes + row_notes:
         print(f"- {note}")
+    model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
+    settings = dict(recipe=recipe, model=str(model), iterations=iterations, patch_stride=stride, pyramid=pyramid,
+                    methods=methods, pairs=total, lava_pairs=lava_pairs)
+    # The run's own notes only: --merge recomputes the row notes from all shards' rows.
+    run = dict(settings=settings, notes=notes, shard=f"{shard}/{shard_count}", command=command,
+               machine=machine_line(), date=f"{start_time:%Y-%m-%d %H:%M} UTC (start)",
+               wall_seconds=round(time.perf_counter() - started, 1))
     if args.csv is not None:
-        write_csv(args.csv, rows, [pair.name for pair in pairs])
+        write_csv(args.csv, records, run)
         print(f"per-pair metrics: {args.csv}", file=sys.stderr)
     if args.write:
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-        command = " ".join(["benchmarks/accuracy.py", *(argv if argv is not None else sys.argv[1:])])
-        model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
-        section = (
-            f"{SECTION}\n\n{recipe}. Model `{model}` ({iterations} iterations per level, patch stride {stride}, "
-            f"pyramid {pyramid} level{'s' if pyramid > 1 else ''}, for the ANN and SNN rows alike). "
-            "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
-            "writes): EPE against the ground truth and SDlogJ / % Jacobian <= 0 over the fixed brain mask "
-            "(tissue labels > 0), NCC over the same mask, tissue Dice and HD95 as the mean over grey and "
-            "white matter. Seconds per pair include each method's own set-up (Lava: compile and stop).\n\n"
-            f"```bash\n.venv/bin/python {command}\n```\n\n{table}\n\n"
-            + "".join(f"- {note}\n" for note in notes)
-            + f"- machine: {len(os.sched_getaffinity(0))} cores, {cpu}; Python {platform.python_version()}, "
-              f"torch {torch.__version__}; load average (1 min) {os.getloadavg()[0]:.2f} at the end\n"
-              f"- date: {datetime.date.today()}\n"
-        )
-        write_section(SECTION, section)
+        write_section(SECTION, section_text(settings, table, notes + row_notes, [run], None))
     return 0
 
 
