@@ -125,6 +125,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     grad_clip: float = 1.0
     ann_steps: int = 0  # pre-train the ANN twin this many steps and start the SNN from its kernels
+    twin_from: str = ""  # or start from the ANN twin stored in this checkpoint (ann_steps is then not run)
     ann_learning_rate: float = 1e-3
     loss: LossConfig = field(default_factory=LossConfig)
     target_spike_rate: float = 0.1  # spikes per neuron per step that the spike_rate term pulls towards
@@ -336,13 +337,15 @@ def _validate_train(config: Config, source: str) -> None:
         if not value > 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
     # steps 0: the SNN is the converted ANN twin, not fine-tuned -- so there must be a twin
-    if train.steps < 0 or (train.steps == 0 and not train.ann_steps > 0):
+    if train.steps < 0 or (train.steps == 0 and not (train.ann_steps > 0 or train.twin_from)):
         raise ConfigError(f"{source}: 'train.steps' must be positive, or 0 with train.ann_steps > 0 (the SNN is then "
                           f"the converted ANN twin, not fine-tuned), got train.steps {train.steps} with "
                           f"train.ann_steps {train.ann_steps}")
     for key, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
+    if train.twin_from and not Path(train.twin_from).is_file():
+        raise ConfigError(f"{source}: 'train.twin_from' {train.twin_from}: file not found")
     if not any(asdict(train.loss).values()):
         raise ConfigError(f"{source}: every train.loss weight is 0; give at least one term a positive weight")
     if not 0 <= train.target_spike_rate <= 1:

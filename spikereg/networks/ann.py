@@ -24,10 +24,13 @@ from spikereg.config import ModelConfig
 from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
 
-# Largest weight after balancing, in SLAYER's units: the 8-bit grid spans [-4, 3.97] in steps
-# of 1/32; 2 keeps 6 bits for the kernel's shape and bounds how fast values grow through the
-# layers (the chip holds a neuron's value in 24 bits).
-BALANCED_MAX_WEIGHT = 2.0
+# Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of
+# 1/32. Summed inputs: 24 bits with 18 fractional ones, +-32 signed (see
+# AnnTwin.balanced_kernels); the calibration patches' largest is kept 2 times below that,
+# for inputs unlike them (measured on a trained twin: a bound of 8 shrank the first layer
+# below its trained size and the SDNN lost 0.6 voxel EPE; 16 left it within 0.02 of the twin).
+BALANCED_MAX_WEIGHT = 3.9
+BALANCED_MAX_VALUE = 16.0
 
 
 class AnnTwin(torch.nn.Module):
@@ -44,8 +47,9 @@ class AnnTwin(torch.nn.Module):
         self.kernels = torch.nn.ParameterList(kernels)
         self.strides = [s for _, s in layers]
 
-    def rates(self, fixed: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs."""
+    def rates(self, fixed: torch.Tensor, moving: torch.Tensor, *, before_activation: bool = False
+              ) -> list[torch.Tensor]:
+        """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs (or its summed input, ``before_activation``)."""
         x = input_features(fixed, moving, force=self.config.encoding == "intensity+force")
         graded = self.config.neuron.type == "sdnn"
         if graded:
@@ -53,8 +57,9 @@ class AnnTwin(torch.nn.Module):
         outputs = []
         for kernel, stride in zip(self.kernels, self.strides):
             x = F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)
+            summed = x
             x = F.relu(x) if graded else torch.clamp(x / self.config.neuron.threshold, 0.0, 1.0)
-            outputs.append(x)
+            outputs.append(summed if before_activation else x)
         return outputs
 
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
@@ -68,24 +73,33 @@ class AnnTwin(torch.nn.Module):
                 for i, k in enumerate(self.kernels if kernels is None else kernels)}
 
     @torch.no_grad()
-    def balanced_kernels(self, max_weight: float = BALANCED_MAX_WEIGHT) -> tuple[list[torch.Tensor], float]:
-        """The kernels rescaled layer by layer so each layer's largest weight is ``max_weight``, and the readout gain.
+    def balanced_kernels(self, fixed: torch.Tensor, moving: torch.Tensor, max_weight: float = BALANCED_MAX_WEIGHT,
+                         max_value: float = BALANCED_MAX_VALUE) -> tuple[list[torch.Tensor], float]:
+        """The kernels rescaled layer by layer for the chip's number formats, and the readout gain.
 
         Why: the chip's weights are 8-bit, in steps of 1/32 of the unit SLAYER
         trains in; a trained ReLU twin's kernels are small (largest |w| about
         0.3), so quantized as they are they keep a handful of levels (measured:
-        whole-volume EPE 0.1 voxel worse than the twin; balanced, within 0.01).
-        A ReLU layer is positively homogeneous, ``relu(s W x) = s relu(W x)``,
-        so scaling layer ``l`` by ``s_l`` scales every later value by the
-        product: the network computes the same field with a readout ``gain``
-        times larger, which the decoder divides out (``model.readout_gain``).
+        whole-volume EPE 0.1 voxel worse than the twin). A ReLU layer is
+        positively homogeneous, ``relu(s W x) = s relu(W x)``, so scaling layer
+        ``l`` by ``s_l`` scales every later value by the product: the network
+        computes the same field with a readout ``gain`` times larger, which the
+        decoder divides out (``model.readout_gain``). Each ``s_l`` is as large
+        as the weights allow (largest weight ``max_weight``) but keeps the
+        layer's largest summed input (before the ReLU, either sign) on the
+        calibration patches ``fixed``/``moving`` at most ``max_value``: Lava's
+        conv sends it to the neuron as a 24-bit number with 18 fractional bits
+        (measured: a readout of 76 came back as 12), and Loihi 2's is signed.
         Graded (sdnn) twins only: a CUBA layer's clipped rate is not homogeneous.
         """
         if self.config.neuron.type != "sdnn":
             raise ValueError("weight balancing needs ReLU (model.neuron.type sdnn) layers")
+        peaks = [float(values.abs().max()) for values in self.rates(fixed, moving, before_activation=True)]
         kernels, gain = [], 1.0
-        for kernel in self.kernels:
+        for kernel, peak in zip(self.kernels, peaks):
             scale = max_weight / float(kernel.abs().max().clamp(min=1e-12))
+            if peak > 0:
+                scale = min(scale, max_value / (gain * peak))
             kernels.append(kernel.detach() * scale)
             gain *= scale
         return kernels, gain

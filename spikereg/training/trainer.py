@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +51,7 @@ from spikereg.training.optim import make_optimizer, make_scheduler
 __all__ = ["PatchBatch", "PatchSampler", "displacement_loss", "evaluate", "load_checkpoint", "load_twin",
            "pretrain_twin", "resume_config", "retrain_twin", "synthetic_pairs", "train"]
 
+CALIBRATION_PATCHES = 256  # patches whose values set an SDNN's weight balancing (AnnTwin.balanced_kernels)
 BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
 CHECKPOINT_FORMAT = "spikereg-checkpoint/1"
 Progress = Callable[[int, int, dict], None]
@@ -88,17 +89,19 @@ class PatchSampler:
                 + table[:-p, :-p, p:] + table[:-p, p:, :-p] + table[p:, :-p, :-p] - table[:-p, :-p, :-p])
         return np.argwhere(sums / p**3 >= BRAIN_FRACTION)
 
-    def sample(self, count: int, share: slice | None = None) -> PatchBatch:
+    def sample(self, count: int, share: slice | None = None, rng: np.random.Generator | None = None) -> PatchBatch:
         """``count`` random patches; with ``share``, only those patches are cut.
 
         The random draws are the same whatever ``share`` is, so processes that
         each take a share of one sample see together exactly the whole sample.
+        ``rng`` draws instead of the sampler's own stream (which it leaves as it is).
         """
         p = self.patch
+        rng = rng or self.rng
         chosen = []
         for _ in range(count):
-            index = int(self.rng.integers(len(self.pairs)))
-            z, y, x = self.origins[index][int(self.rng.integers(len(self.origins[index])))]
+            index = int(rng.integers(len(self.pairs)))
+            z, y, x = self.origins[index][int(rng.integers(len(self.origins[index])))]
             chosen.append((self.pairs[index], np.s_[z:z + p, y:y + p, x:x + p]))
         chosen = chosen[share] if share is not None else chosen
         to = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
@@ -242,9 +245,23 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     identity_error = float(val.target.norm(dim=1).mean())
 
     twin, stored_twin = None, None
-    if config.train.ann_steps and resumed is None:
-        twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
-        net.load_state_dict(twin.snn_state(), strict=False)
+    if resumed is None and (config.train.ann_steps or config.train.twin_from):
+        if config.train.twin_from:
+            twin = twin_for(config)
+        else:
+            twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
+        if config.model.neuron.type == "sdnn":
+            # ReLU layers rescale freely: use the 8-bit weights' range, decode with the gain.
+            # Calibrated on training patches drawn apart from the training stream.
+            calibration = sampler.sample(CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
+            kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
+            config = replace(config, model=replace(config.model, readout_gain=gain))
+            net = SpikingRegNet(config.model)
+            net.load_state_dict(twin.snn_state(kernels), strict=False)
+            if workers.is_main:
+                save_config(config, out_dir / "config.yaml")
+        else:
+            net.load_state_dict(twin.snn_state(), strict=False)
         with torch.no_grad():
             ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
         stored_twin = StoredTwin({name: value.detach().cpu() for name, value in twin.state_dict().items()},
@@ -401,6 +418,20 @@ def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
     spikes = sum(float(o.sum()) for o in outputs)
     neurons_steps = sum(o.numel() for o in outputs)
     return error, spikes / neurons_steps
+
+
+def twin_for(config: Config) -> AnnTwin:
+    """The stored twin of ``train.twin_from``, checked to have ``config``'s topology."""
+    path = Path(config.train.twin_from)
+    twin = load_twin(path)
+    if twin is None:
+        raise ValueError(f"train.twin_from {path}: the checkpoint holds no ANN twin (train it with train.ann_steps > 0)")
+    keys = ("patch_size", "encoding", "channels", "strides", "kernel_size")
+    theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (twin.config, config.model))
+    if theirs != ours:
+        differing = ", ".join(f"model.{k} {theirs[k]} vs {ours[k]}" for k in theirs if theirs[k] != ours[k])
+        raise ValueError(f"train.twin_from {path}: its twin has another topology ({differing})")
+    return twin
 
 
 def load_twin(path: str | Path) -> AnnTwin | None:

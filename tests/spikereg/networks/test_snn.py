@@ -93,16 +93,23 @@ def test_balanced_kernels_keep_the_twin_and_bring_the_quantized_sdnn_closer_to_i
     with torch.no_grad():
         for kernel in twin.kernels:
             kernel.mul_(0.15)  # off the 1/32 grid, as trained kernels are
-    kernels, gain = twin.balanced_kernels(2.0)
-    assert [float(k.abs().max()) for k in kernels] == pytest.approx([2.0] * len(kernels))
-    assert gain > 10
     fixed, moving = torch.rand(8, 1, 8, 8, 8), torch.rand(8, 1, 8, 8, 8)
+    kernels, gain = twin.balanced_kernels(fixed, moving, max_weight=3.9, max_value=8.0)
+    assert gain > 10
     with torch.no_grad():
         ann = twin.predict(fixed, moving)
         balanced_twin = AnnTwin(config)
         for mine, theirs in zip(balanced_twin.kernels, kernels):
             mine.copy_(theirs)
         torch.testing.assert_close(balanced_twin.predict(fixed, moving) / gain, ann, rtol=1e-4, atol=1e-5)
+        # Each layer as large as the weights allow, or as its summed input allows (either sign).
+        summed = [float(v.abs().max()) for v in balanced_twin.rates(fixed, moving, before_activation=True)]
+    for kernel, peak in zip(kernels, summed):
+        weight = float(kernel.abs().max())
+        assert weight <= 3.9 + 1e-5 and peak <= 8.0 + 1e-4
+        assert weight == pytest.approx(3.9) or peak == pytest.approx(8.0)
+    # Values a patch could not hold shrink the layers instead (a gain below 1).
+    assert twin.balanced_kernels(fixed, moving, max_value=1e-3)[1] < 1
 
     def sdnn_error(state, readout_gain):
         net = SpikingRegNet(load_config(None, SDNN + [f"model.readout_gain={readout_gain}"]).model)
@@ -127,4 +134,4 @@ def test_readout_gain_is_for_graded_readouts_only():
     with pytest.raises(ConfigError, match=r"'model.readout_gain' must be positive"):
         load_config(None, SDNN + ["model.readout_gain=0"])
     with pytest.raises(ValueError, match="weight balancing needs ReLU"):
-        AnnTwin(load_config(None, TINY).model).balanced_kernels()
+        AnnTwin(load_config(None, TINY).model).balanced_kernels(torch.rand(1, 1, 8, 8, 8), torch.rand(1, 1, 8, 8, 8))

@@ -86,3 +86,66 @@ def test_steps_0_needs_an_ann_twin(tmp_path):
     with pytest.raises(ConfigError, match="'train.steps' must be positive"):
         load_config(ROOT / "configs" / "demo.yaml", ["train.steps=-1"])
     assert load_config(ROOT / "configs" / "demo.yaml", ["train.steps=0"]).train.steps == 0  # demo has a twin
+
+
+def test_sdnn_conversion_balances_the_weights_and_lava_agrees(tiny_config, tmp_path, monkeypatch):
+    """An SDNN starts from its twin's kernels rescaled to the 8-bit range; the readout gain decodes them back."""
+    from dataclasses import replace
+
+    from lava_export.netx import export_netx
+
+    trained = []
+    real_pretrain = trainer.pretrain_twin
+    monkeypatch.setattr(trainer, "pretrain_twin", lambda *a, **k: trained.append(real_pretrain(*a, **k)) or trained[-1])
+    config = replace(tiny_config, model=replace(
+        tiny_config.model, spike_code="delta", neuron=replace(tiny_config.model.neuron, type="sdnn", threshold=1 / 64)),
+        train=replace(tiny_config.train, steps=0, tensorboard=False))
+    out = tmp_path / "sdnn"
+    best = train(config, out)
+    net, saved = load_checkpoint(best)
+    twin = trained[0].eval()
+    calibration = trainer.PatchSampler(synthetic_pairs(config, config.data.pairs + 2, config.train.seed)[:config.data.pairs],
+                                       config.model.patch_size, 2, None).sample(
+        trainer.CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
+    kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
+    assert saved.model.readout_gain == pytest.approx(gain) and gain > 1
+    assert load_config(out / "config.yaml").model.readout_gain == pytest.approx(gain)  # the resolved config too
+    snn = net.state_dict()
+    for name, kernel in twin.snn_state(kernels).items():
+        assert torch.equal(snn[name], kernel), name
+    patches = held_out_patches(tiny_config)
+    with torch.no_grad():
+        ann, spiking = twin.predict(patches.fixed, patches.moving), net.predict(patches.fixed, patches.moving)
+    # Within a quarter of the field's spread: 8-bit weights and sigma-delta thresholds apart, the same network.
+    assert float((ann - spiking).abs().mean()) < 0.25 * float(ann.abs().mean())
+    result = export_netx(net, tmp_path / "sdnn.net", spacing=config.data.spacing, verify_patches=1, profile=None)
+    assert result.passed
+
+
+def test_twin_from_starts_the_snn_from_a_stored_twin_without_pretraining(tiny_config, tiny_checkpoint, tmp_path,
+                                                                         monkeypatch):
+    from dataclasses import replace
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("train.twin_from must not pre-train a twin")
+
+    monkeypatch.setattr(trainer, "pretrain_twin", no_pretraining)
+    stored = load_twin(tiny_checkpoint)
+    config = replace(tiny_config, train=replace(tiny_config.train, twin_from=str(tiny_checkpoint), ann_steps=0,
+                                                steps=0, tensorboard=False))
+    best = train(config, tmp_path / "reused")
+    net, _ = load_checkpoint(best)
+    for name, kernel in stored.snn_state().items():  # CUBA: the kernels as they are
+        assert torch.equal(net.state_dict()[name], kernel), name
+    again = load_twin(best)
+    assert all(torch.equal(a, b) for a, b in zip(again.kernels, stored.kernels))
+    assert again.val_error_voxels == pytest.approx(stored.val_error_voxels, abs=1e-4)  # same twin, same held-out patches
+
+    other = replace(config, model=replace(config.model, channels=[6]))
+    with pytest.raises(ValueError, match=r"train.twin_from .*: its twin has another topology \(model.channels \[4\] vs \[6\]\)"):
+        train(other, tmp_path / "other")
+    with pytest.raises(ConfigError, match=r"'train.twin_from' .*missing.pt: file not found"):
+        load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_from={tmp_path / 'missing.pt'}"])
+    with pytest.raises(ValueError, match="holds no ANN twin"):
+        train(replace(config, train=replace(config.train, twin_from=str(ROOT / "spikereg/pretrained/demo.pt"))),
+              tmp_path / "none")
