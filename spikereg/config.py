@@ -127,6 +127,9 @@ class TrainConfig:
     ann_steps: int = 0  # pre-train the ANN twin this many steps and start the SNN from its kernels
     twin_from: str = ""  # or start from the ANN twin stored in this checkpoint (ann_steps is then not run)
     ann_learning_rate: float = 1e-3
+    # sdnn twins: weight of spikereg.losses.summed_input_range_loss (keeps negative summed inputs
+    # within each layer's positive range, so conversion keeps the 8-bit weights fine); 0 = off
+    ann_range_weight: float = 0.0
     loss: LossConfig = field(default_factory=LossConfig)
     target_spike_rate: float = 0.1  # spikes per neuron per step that the spike_rate term pulls towards
     lncc_kernel_size: int = 5  # odd window (voxels) of the lncc term
@@ -330,7 +333,8 @@ def _validate_train(config: Config, source: str) -> None:
         "train.scheduler_step": train.scheduler_step, "train.scheduler_gamma": train.scheduler_gamma,
         "train.lncc_kernel_size": train.lncc_kernel_size,
     }
-    non_negative = {"train.ann_steps": train.ann_steps, "train.weight_decay": train.weight_decay,
+    non_negative = {"train.ann_steps": train.ann_steps, "train.ann_range_weight": train.ann_range_weight,
+                    "train.weight_decay": train.weight_decay,
                     "train.momentum": train.momentum}
     non_negative.update({f"train.loss.{name}": weight for name, weight in asdict(train.loss).items()})
     for key, value in positive.items():

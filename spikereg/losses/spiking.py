@@ -22,3 +22,22 @@ def spike_rate_loss(rates: list[torch.Tensor], target: float) -> torch.Tensor:
     like every other term and splits exactly across distributed workers.
     """
     return torch.stack([((rate - target) ** 2).mean() for rate in rates]).mean()
+
+
+def summed_input_range_loss(summed: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of ``relu(-x / p - 1)^2`` for every summed input ``x``, with ``p`` the layer's positive peak.
+
+    Why: a sigma-delta layer on Lava / Loihi 2 carries its summed input in 24
+    bits (+-32 in SLAYER's units), so conversion scales each layer to fit its
+    largest summed input of either sign (``AnnTwin.balanced_kernels``). A ReLU
+    twin happily learns negative sums many times its positive range (measured
+    at 2 mm: -41 against +11 in the first layer); the ReLU hides them, but they
+    forced the first layer's 8-bit weights 2.6x smaller than trained. This term
+    is zero while negatives stay within the positive range, and scale-free
+    (``p`` is detached), so it reshapes the twin without shrinking it.
+    """
+    terms = []
+    for x in summed:
+        peak = x.detach().clamp(min=0).amax().clamp(min=1e-3)
+        terms.append(torch.relu(-x / peak - 1.0).pow(2).mean())
+    return torch.stack(terms).mean()

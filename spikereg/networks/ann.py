@@ -50,17 +50,22 @@ class AnnTwin(torch.nn.Module):
     def rates(self, fixed: torch.Tensor, moving: torch.Tensor, *, before_activation: bool = False
               ) -> list[torch.Tensor]:
         """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs (or its summed input, ``before_activation``)."""
+        summed, rates = self.layers(fixed, moving)
+        return summed if before_activation else rates
+
+    def layers(self, fixed: torch.Tensor, moving: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's summed input (the conv's output) and its rates, in one pass."""
         x = input_features(fixed, moving, force=self.config.encoding == "intensity+force")
         graded = self.config.neuron.type == "sdnn"
         if graded:
             x = graded_levels(x)  # the SDNN's input levels
-        outputs = []
+        summed, rates = [], []
         for kernel, stride in zip(self.kernels, self.strides):
             x = F.conv3d(x, kernel, stride=stride, padding=kernel.shape[-1] // 2)
-            summed = x
+            summed.append(x)
             x = F.relu(x) if graded else torch.clamp(x / self.config.neuron.threshold, 0.0, 1.0)
-            outputs.append(summed if before_activation else x)
-        return outputs
+            rates.append(x)
+        return summed, rates
 
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """``(N, 3, g, g, g)`` displacement in voxels, decoded exactly as the SNN's readout."""

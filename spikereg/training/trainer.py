@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from spikereg.config import Config, config_from_dict, save_config
 from spikereg.data import load_mni, make_pair, tissue_labels
-from spikereg.losses import RegistrationLoss, displacement_loss, layer_rates
+from spikereg.losses import RegistrationLoss, displacement_loss, layer_rates, summed_input_range_loss
 from spikereg.networks.ann import AnnTwin
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
@@ -344,18 +344,26 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch) -> tuple[torch.Tensor, l
     return net.decode(outputs[-1]), layer_rates(outputs)
 
 
-def _twin_outputs(twin: AnnTwin, batch: PatchBatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Control grid (decoded as ``AnnTwin.predict`` does) and per-layer rates of the ANN twin."""
-    rates = twin.rates(batch.fixed, batch.moving)
-    return decode_displacement(rates[-1], 1, twin.config.max_displacement), layer_rates(rates)
+def _twin_outputs(twin: AnnTwin, batch: PatchBatch, range_weight: float = 0.0
+                  ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Control grid (decoded as ``AnnTwin.predict`` does), per-layer rates and extra terms of the ANN twin."""
+    summed, rates = twin.layers(batch.fixed, batch.moving)
+    extra = {"summed_input_range": range_weight * summed_input_range_loss(summed)} if range_weight else {}
+    return decode_displacement(rates[-1], 1, twin.config.max_displacement), layer_rates(rates), extra
 
 
 def _train_step(outputs, batch: PatchBatch, objective: RegistrationLoss, optimizer: torch.optim.Optimizer,
                 parameters: list[torch.nn.Parameter], workers: Workers, grad_clip: float | None,
                 global_batch: int) -> dict[str, float]:
-    """One optimiser step on this process's share of the global batch; returns the global loss terms."""
-    controls, rates = outputs(batch)
+    """One optimiser step on this process's share of the global batch; returns the global loss terms.
+
+    ``outputs(batch)`` gives the control grid, the layer rates and, optionally,
+    weighted terms of its own that are added to the objective's.
+    """
+    controls, rates, *extra = outputs(batch)
     loss, terms = objective(controls, rates, batch)
+    for name, value in (extra[0] if extra else {}).items():
+        loss, terms = loss + value, {**terms, name: value}
     weight = len(batch) / global_batch  # this share's part of the global mean
     optimizer.zero_grad()
     (loss * weight if workers.world > 1 else loss).backward()
@@ -383,10 +391,11 @@ def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | No
     parameters = list(twin.parameters())
     optimizer = make_optimizer(parameters, config.train, config.train.ann_learning_rate)
     batch_size = config.train.batch_size
+    range_weight = config.train.ann_range_weight if config.model.neuron.type == "sdnn" else 0.0
     for step in range(1, config.train.ann_steps + 1):
         batch = sampler.sample(batch_size, workers.share(batch_size)).to(workers.device)
-        row = _train_step(lambda b: _twin_outputs(twin, b), batch, objective, optimizer, parameters, workers,
-                          None, batch_size)
+        row = _train_step(lambda b: _twin_outputs(twin, b, range_weight), batch, objective, optimizer, parameters,
+                          workers, None, batch_size)
         if progress is not None:
             progress(0, config.train.steps, {"loss": row["loss"], "stage": f"ANN twin {step}/{config.train.ann_steps}"})
     return twin

@@ -144,3 +144,19 @@ def test_total_is_the_weighted_sum_and_splits_exactly_over_batch_shares():
         part = SimpleNamespace(**{k: v[share] for k, v in vars(batch).items()})
         parts.append(loss(controls[share], [r[share] for r in rates], part)[0] * (share.stop - share.start) / 3)
     assert float(sum(parts)) == pytest.approx(float(total), rel=1e-5)
+
+
+def test_summed_input_range_loss_is_zero_within_range_and_matches_hand_values():
+    from spikereg.losses import summed_input_range_loss
+
+    within = [torch.tensor([[4.0, -4.0, 1.0, -2.0]]), torch.tensor([[0.5, -0.25]])]
+    assert float(summed_input_range_loss(within)) == 0.0
+    # layer 1: peak 2, x = -6 -> relu(3 - 1)^2 = 4 over 4 values -> 1; layer 2 within -> 0; mean 0.5
+    beyond = [torch.tensor([[2.0, -6.0, 0.0, 1.0]]), torch.tensor([[1.0, -1.0]])]
+    assert float(summed_input_range_loss(beyond)) == pytest.approx(0.5)
+    # scale-free: the same network scaled has the same penalty, and its gradient pulls the negative up
+    scaled = [(10 * x).requires_grad_() for x in beyond]
+    loss = summed_input_range_loss(scaled)
+    assert float(loss) == pytest.approx(0.5)
+    loss.backward()
+    assert scaled[0].grad[0, 1] < 0 and scaled[0].grad[0, 0] == 0
