@@ -409,7 +409,8 @@ def merge(args, command: str) -> int:
 
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
-    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL
+    from spikereg.pretrained import (DEFAULT_CHECKPOINT, DEFAULT_MODEL, resolve_checkpoint, resolve_model,
+                                     shipped_name)
     from spikereg.registration.backends import open_backend
     from spikereg.registration.register import check_patching, pyramid_shapes, register
     from spikereg.training.trainer import load_checkpoint
@@ -417,8 +418,11 @@ def main(argv=None) -> int:
     started, start_time = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
-                        help="checkpoint whose config, data recipe and ANN twin are used")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="its netx export (the SNN rows)")
+                        help="checkpoint whose config, data recipe and ANN twin are used: a path or a shipped "
+                             "model's name ('spikereg models'; default: demo)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="its netx export (the SNN rows): a path or a shipped model's name (default: the "
+                             "export of the shipped model --checkpoint names, else demo's)")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--spacing", type=float, default=None, help="mm (default: the checkpoint's)")
@@ -452,6 +456,11 @@ def main(argv=None) -> int:
             return merge(args, command)
         except ValueError as error:
             parser.error(str(error))
+    try:  # paths or shipped models' names, resolved before any work
+        args.model = resolve_model(args.model or shipped_name(args.checkpoint) or DEFAULT_MODEL)
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
+    except ValueError as error:
+        parser.error(str(error))
     shard, shard_count = 0, 1
     if args.shard is not None:
         try:

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from spikereg.pretrained import SHIPPED  # a dict of paths (cheap to import): the help texts name its models
+
 app = typer.Typer(
     help=(
         "SpikeReg: 3-D medical image registration with a spiking neural network "
@@ -31,6 +33,9 @@ data_app = typer.Typer(help="Make datasets from real anatomy (MNI ICBM152 in nil
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
+
+_MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (" + ", ".join(SHIPPED)
+               + "; 'spikereg models' lists them); default: the shipped demo model.")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -124,7 +129,8 @@ def train(
 
 @app.command()
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint from 'spikereg train' (checkpoints/best.pt)."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint from 'spikereg train' (checkpoints/best.pt) or a "
+                                           "shipped model's name (" + ", ".join(SHIPPED) + ")."),
     to: str = typer.Option("netx", "--to", help="Export format. Only 'netx' (lava-dl netx HDF5)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file, e.g. model.net."),
     verify: bool = typer.Option(True, "--verify/--no-verify",
@@ -137,11 +143,13 @@ def export(
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
         from lava_export.netx import export_netx, mapping_summary, resolve_profile, sidecar
+        from spikereg.pretrained import resolve_checkpoint
         from spikereg.training.trainer import load_checkpoint
 
         if to != "netx":
             raise ValueError(f"--to {to!r}: unsupported export format; only 'netx' is available")
         chip = None if profile.lower() == "none" else resolve_profile(profile)  # a bad name fails first
+        checkpoint = resolve_checkpoint(checkpoint)
         net, cfg = load_checkpoint(checkpoint)
         console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
         result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
@@ -171,8 +179,7 @@ def run(
     moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json "
                              "(with --pairs: one folder per pair and cohort.csv)."),
-    model: Optional[Path] = typer.Option(None, "--model",
-                                         help="Exported netx file (spikereg export); default: the shipped demo model."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="PATH|NAME", help=_MODEL_HELP),
     backend: str = typer.Option("sim", "--backend", "-b",
                                 help="torch: SLAYER on the file's quantized weights (fast, same field); "
                                      "sim: Lava CPU simulator; loihi2: Loihi 2 chip (needs lava-loihi)."),
@@ -206,10 +213,9 @@ def run(
         if pairs is None and (fixed is None or moving is None):
             raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
         check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
-        if model is None:
-            from spikereg.pretrained import DEFAULT_MODEL
+        from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
-            model = DEFAULT_MODEL
+        model = DEFAULT_MODEL if model is None else resolve_model(model)
         meta = read_metadata(model)
         iterations, patch_stride = run_options(meta, iterations, patch_stride)
         options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
@@ -290,18 +296,42 @@ def vis(
 
 @app.command(name="map")
 def map_command(
-    model: Path = typer.Argument(..., help="netx HDF5 file."),
+    model: Path = typer.Argument(..., help="netx HDF5 file or a shipped model's name (" + ", ".join(SHIPPED) + ")."),
     profile: str = typer.Option("loihi2", help="Hardware profile name (hardware_profiles/) or YAML path."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Neurons, synapses, synaptic memory and cores the network needs on a chip."""
     with _cli_errors():
         from spikereg.hardware import map_network
+        from spikereg.pretrained import resolve_model
 
-        result = map_network(model, profile)
+        result = map_network(resolve_model(model), profile)
         # soft_wrap: rich would break long lines at the terminal width, splitting table rows and JSON strings
         Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False,
                         soft_wrap=True)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """The shipped models, whose names --model takes: what each is, whether its files are here, their sizes."""
+    with _cli_errors():
+        from rich.table import Table
+        from spikereg.pretrained import shipped_models
+
+        rows = shipped_models()
+        if as_json:
+            Console().print(json.dumps(rows, indent=2), highlight=False, soft_wrap=True)
+            return
+        table = Table(title="Shipped models: spikereg run --model NAME")
+        for column in ("name", "description", "files", "netx", "checkpoint"):
+            table.add_column(column, justify="right" if column in ("netx", "checkpoint") else "left",
+                             overflow="fold")
+        for row in rows:
+            sizes = [f"{row[kind + '_bytes'] / 1e6:.2f} MB" if row[kind + "_bytes"] is not None
+                     else "[red]missing[/red]" for kind in ("netx", "checkpoint")]
+            table.add_row(row["name"] + (" (default)" if row["default"] else ""), row["description"],
+                          "[green]present[/green]" if row["present"] else "[red]not installed[/red]", *sizes)
+        Console().print(table)
 
 
 @data_app.command("synth")
@@ -361,8 +391,7 @@ def evaluate(
                                                       "metrics_summary.csv (and pairs/ with --save-outputs)."),
     split: Optional[str] = typer.Option("test", help="Subfolder of --data to evaluate (train, val, test); "
                                                      "'' for --data itself."),
-    model: Optional[Path] = typer.Option(None, "--model",
-                                         help="Exported netx file (spikereg export); default: the shipped demo model."),
+    model: Optional[Path] = typer.Option(None, "--model", metavar="PATH|NAME", help=_MODEL_HELP),
     backend: str = typer.Option("torch", "--backend", "-b",
                                 help="torch: SLAYER on the file's weights (fast, same spikes as Lava); "
                                      "sim: Lava CPU simulator; loihi2: Loihi 2 chip."),
@@ -385,10 +414,9 @@ def evaluate(
 
         dataset = load_dataset(data, split or None)
         check_backend(backend, precision, device)  # all of these fail now, before any work
-        if model is None:
-            from spikereg.pretrained import DEFAULT_MODEL
+        from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
-            model = DEFAULT_MODEL
+        model = DEFAULT_MODEL if model is None else resolve_model(model)
         iterations, patch_stride = run_options(read_metadata(model), iterations, patch_stride)
         if pyramid < 1 or batch_size < 1:
             raise ValueError(f"--pyramid {pyramid} / --batch-size {batch_size}: both must be at least 1")

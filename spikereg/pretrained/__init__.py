@@ -3,9 +3,87 @@
 ``demo.*`` is what ``make demo`` trains (configs/demo.yaml, same seed):
 ``demo.pt`` the checkpoint, ``demo.net`` its verified netx export,
 ``demo.verify.json`` the SLAYER-vs-Lava comparison made when it was exported.
+
+Each shipped model has a name (:data:`SHIPPED`) that ``--model`` (and a
+checkpoint option) accepts in place of a path, as torchvision's weight names
+and MONAI's bundle names are used: :func:`resolve_model`,
+:func:`resolve_checkpoint`; ``spikereg models`` lists them.
 """
+from __future__ import annotations
+
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "demo.net"
 DEFAULT_CHECKPOINT = HERE / "demo.pt"
+
+
+class ShippedModel(NamedTuple):
+    netx: Path        # the verified netx export, what ``--model NAME`` runs
+    checkpoint: Path  # the training checkpoint it was exported from (config, ANN twin)
+    description: str  # one line: what it is, its config file and voxel spacing
+
+
+SHIPPED: dict[str, ShippedModel] = {
+    "demo": ShippedModel(DEFAULT_MODEL, DEFAULT_CHECKPOINT,
+                         "CUBA-LIF rate-coded SNN, small and fast; configs/demo.yaml (make demo), 4 mm"),
+    "sdnn-2mm": ShippedModel(HERE / "sdnn_2mm.net", HERE / "sdnn_2mm.pt",
+                             "sigma-delta (SDNN) network, the accurate one; configs/sdnn_2mm.yaml, 2 mm"),
+}
+DEFAULT_NAME = "demo"
+
+
+class ModelNotFoundError(ValueError):
+    """A model or checkpoint that is neither an existing file nor an installed shipped model."""
+
+
+def shipped_name(value: str | Path) -> str | None:
+    """The shipped model VALUE names; None for an existing path (a path wins, so a file called
+    "demo" stays reachable) or a value that names no shipped model."""
+    return None if Path(value).exists() or str(value) not in SHIPPED else str(value)
+
+
+def _resolve(value: str | Path, kind: str, label: str) -> Path:
+    name = shipped_name(value)
+    if name is None:
+        if Path(value).exists():
+            return Path(value)
+        raise ModelNotFoundError(f"{label} {value}: no such file, and not a shipped model name "
+                                 f"(shipped: {', '.join(SHIPPED)}; 'spikereg models' lists them)")
+    shipped = SHIPPED[name]
+    wanted = getattr(shipped, kind)
+    if not wanted.is_file():
+        raise ModelNotFoundError(f"shipped model {name!r} is not installed here: {wanted} is missing "
+                                 f"({shipped.description})")
+    return wanted
+
+
+def resolve_model(value: str | Path) -> Path:
+    """The netx file ``--model VALUE`` means: an existing path as is, else a shipped model's export.
+
+    Raises :class:`ModelNotFoundError` (a ValueError) naming the value and the shipped names,
+    or naming the missing file of a shipped model whose files are not installed.
+    """
+    return _resolve(value, "netx", "model")
+
+
+def resolve_checkpoint(value: str | Path) -> Path:
+    """The checkpoint ``--checkpoint VALUE`` means: an existing path as is, else a shipped model's checkpoint."""
+    return _resolve(value, "checkpoint", "checkpoint")
+
+
+def shipped_models() -> list[dict]:
+    """One row per shipped model for ``spikereg models``: name, description, files, presence, sizes in bytes."""
+    rows = []
+    for name, shipped in SHIPPED.items():
+        files = {"netx": shipped.netx, "checkpoint": shipped.checkpoint}
+        rows.append({
+            "name": name,
+            "default": name == DEFAULT_NAME,
+            "description": shipped.description,
+            "present": all(path.is_file() for path in files.values()),
+            **{kind: str(path) for kind, path in files.items()},
+            **{f"{kind}_bytes": path.stat().st_size if path.is_file() else None for kind, path in files.items()},
+        })
+    return rows
