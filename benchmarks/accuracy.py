@@ -241,10 +241,12 @@ def summarize(records: list[dict], methods: list[str]) -> tuple[str, list[str]]:
                  for key, _, digits in COLUMNS]
         lines.append(f"| {method} | {len(results)} | " + " | ".join(cells) + " |")
     notes = []
-    differences = [r["lava_torch_max_diff"] for r in records if r["method"] == LAVA]
+    differences = [r["lava_torch_max_diff"] for r in records
+                   if r["method"] == LAVA and np.isfinite(r.get("lava_torch_max_diff", np.nan))]
     if differences:
-        notes.append(f"Lava simulator vs SLAYER on the same pairs: largest field difference "
-                     f"{max(differences):.3g} voxels")
+        count = f"{len(differences)} pair{'s' if len(differences) != 1 else ''}"
+        notes.append(f"Lava simulator vs SLAYER on the same pairs ({count}): largest field "
+                     f"difference {max(differences):.3g} voxels")
     return "\n".join(lines), notes
 
 
@@ -334,7 +336,8 @@ def merge_csvs(paths: list[Path]) -> tuple[dict, list[dict], list[dict]]:
     records.sort(key=lambda record: record["index"])  # stable: methods stay in their order within a pair
     settings = shards[0]["settings"]
     for method in settings["methods"]:
-        wanted = settings["lava_pairs"] if method == LAVA else settings["pairs"]
+        wanted = {LAVA: settings["lava_pairs"], TORCH: settings.get("torch_pairs", settings["pairs"])}.get(
+            method, settings["pairs"])
         got = sorted(r["index"] for r in records if r["method"] == method)
         if got != list(range(wanted)):
             raise ValueError(f"--merge: {method} should cover pairs 0..{wanted - 1} of the whole set; the CSVs "
@@ -431,6 +434,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lava-pairs", type=int, default=1,
                         help="the first M pairs of the whole set are also registered on Lava's simulator "
                              "(slow: minutes per pair)")
+    parser.add_argument("--torch-pairs", type=int, default=None,
+                        help="pairs also registered by the SNN in SLAYER (default: all); Lava's field is compared "
+                             "with SLAYER's on the pairs that have both")
     parser.add_argument("--skip", nargs="*", default=[], choices=["demons", "ants", "ann"],
                         help="peers to leave out")
     parser.add_argument("--iterations", type=int, default=None,
@@ -510,6 +516,7 @@ def main(argv=None) -> int:
         methods.append("ANN twin")
     methods += [TORCH]
     lava_pairs = min(args.lava_pairs, total)  # the first pairs of the whole set, whichever shard holds them
+    torch_pairs = total if args.torch_pairs is None else min(args.torch_pairs, total)
     if lava_pairs:
         methods.append(LAVA)
     else:
@@ -522,7 +529,7 @@ def main(argv=None) -> int:
         for count, pair in enumerate(pairs, 1):
             fields = {}
             for method in methods:
-                if method == LAVA and pair.index >= lava_pairs:
+                if (method == LAVA and pair.index >= lava_pairs) or (method == TORCH and pair.index >= torch_pairs):
                     continue
                 extra = {}
                 tick = time.perf_counter()
@@ -541,7 +548,8 @@ def main(argv=None) -> int:
                     print(f"{pair.name}: Lava simulator ...", file=sys.stderr)
                     with open_backend(args.model, "sim") as lava:
                         ddf = register(pair.fixed, pair.moving, lava, progress=_lava_progress, **run_settings).ddf
-                    extra["lava_torch_max_diff"] = float(np.abs(ddf - fields[TORCH]).max())
+                    if TORCH in fields:
+                        extra["lava_torch_max_diff"] = float(np.abs(ddf - fields[TORCH]).max())
                 seconds = time.perf_counter() - tick
                 fields[method] = ddf
                 metrics = measure_pair(pair.fixed, pair.moving, ddf, spacing=pair.spacing,
@@ -559,7 +567,7 @@ def main(argv=None) -> int:
         print(f"- {note}")
     model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
     settings = dict(recipe=recipe, model=str(model), iterations=iterations, patch_stride=stride, pyramid=pyramid,
-                    methods=methods, pairs=total, lava_pairs=lava_pairs)
+                    methods=methods, pairs=total, lava_pairs=lava_pairs, torch_pairs=torch_pairs)
     # The run's own notes only: --merge recomputes the row notes from all shards' rows.
     run = dict(settings=settings, notes=notes, shard=f"{shard}/{shard_count}", command=command,
                machine=machine_line(), date=f"{start_time:%Y-%m-%d %H:%M} UTC (start)",
