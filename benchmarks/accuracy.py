@@ -366,7 +366,7 @@ def section_text(settings: dict, table: str, notes: list[str], runs: list[dict],
     return (
         f"{SECTION}\n\n{settings['recipe']}. Model `{settings['model']}` ({settings['iterations']} iterations per "
         f"level, patch stride {settings['patch_stride']}, pyramid {pyramid} level{'s' if pyramid > 1 else ''}, "
-        "for the ANN and SNN rows alike). "
+        f"residual smoothing {settings.get('smoothing', 0.0):g} voxels, for the ANN and SNN rows alike). "
         "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
         "writes): EPE against the ground truth and SDlogJ / % Jacobian <= 0 over the fixed brain mask "
         "(tissue labels > 0), NCC over the same mask, tissue Dice and HD95 as the mean over grey and "
@@ -434,6 +434,9 @@ def main(argv=None) -> int:
     parser.add_argument("--lava-pairs", type=int, default=1,
                         help="the first M pairs of the whole set are also registered on Lava's simulator "
                              "(slow: minutes per pair)")
+    parser.add_argument("--smoothing", type=float, default=None,
+                        help="Gaussian sigma (voxels) on each iteration's residual (default: the checkpoint's "
+                             "run.smoothing)")
     parser.add_argument("--torch-pairs", type=int, default=None,
                         help="pairs also registered by the SNN in SLAYER (default: all); Lava's field is compared "
                              "with SLAYER's on the pairs that have both")
@@ -485,8 +488,11 @@ def main(argv=None) -> int:
     iterations = config.run.iterations if args.iterations is None else args.iterations
     stride = config.run.patch_stride if args.patch_stride is None else args.patch_stride
     pyramid = args.pyramid
+    smoothing = config.run.smoothing if args.smoothing is None else args.smoothing
     if iterations < 1:
         parser.error(f"--iterations {iterations}: must be at least 1")
+    if smoothing < 0:
+        parser.error(f"--smoothing {smoothing}: must be >= 0 voxels")
     total = pair_count(args)
     pairs, recipe = held_out_pairs(args, config, keep=lambda index: index % shard_count == shard)
     if not pairs:
@@ -497,7 +503,7 @@ def main(argv=None) -> int:
         pyramid_shapes(pairs[0].fixed.shape, pyramid, config.model.patch_size)
     except ValueError as error:
         parser.error(str(error))
-    run_settings = dict(iterations=iterations, patch_stride=stride, pyramid=pyramid)
+    run_settings = dict(iterations=iterations, patch_stride=stride, pyramid=pyramid, smoothing=smoothing)
 
     methods = ["identity"]
     notes = []
@@ -567,6 +573,7 @@ def main(argv=None) -> int:
         print(f"- {note}")
     model = args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model
     settings = dict(recipe=recipe, model=str(model), iterations=iterations, patch_stride=stride, pyramid=pyramid,
+                    smoothing=smoothing,
                     methods=methods, pairs=total, lava_pairs=lava_pairs, torch_pairs=torch_pairs)
     # The run's own notes only: --merge recomputes the row notes from all shards' rows.
     run = dict(settings=settings, notes=notes, shard=f"{shard}/{shard_count}", command=command,

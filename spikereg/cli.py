@@ -192,6 +192,8 @@ def run(
                                                "larger is faster, smaller overlaps more."),
     pyramid: int = typer.Option(1, help="Coarse-to-fine levels, each halving the volume (1: full resolution "
                                 "only); catches displacements larger than the model's range."),
+    smoothing: Optional[float] = typer.Option(None, help="Gaussian sigma (voxels) blurring each iteration's "
+                                              "residual field, as demons does (default: the model's; 0: none)."),
     memory_budget: Optional[float] = typer.Option(None, help="GB; refuse, before any work, a volume whose "
                                                   "estimated peak memory exceeds it."),
     moving_labels: Optional[Path] = typer.Option(None, help="Label map to warp with the field (nearest)."),
@@ -217,9 +219,9 @@ def run(
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         meta = read_metadata(model)
-        iterations, patch_stride = run_options(meta, iterations, patch_stride)
+        iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
         options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
-                       iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
+                       iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget)
         if pairs is not None:
             from spikereg.registration.cohort import COHORT_CSV, read_pairs, register_cohort
@@ -400,6 +402,8 @@ def evaluate(
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's)."),
     pyramid: int = typer.Option(1, help="Coarse-to-fine levels, as for 'spikereg run' (1: full resolution only)."),
+    smoothing: Optional[float] = typer.Option(None, help="Gaussian sigma (voxels) blurring each iteration's "
+                                              "residual field, as demons does (default: the model's; 0: none)."),
     batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     save_outputs: bool = typer.Option(False, "--save-outputs",
                                       help="Also write each pair's ddf, warped image and labels under pairs/."),
@@ -417,7 +421,7 @@ def evaluate(
         from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
-        iterations, patch_stride = run_options(read_metadata(model), iterations, patch_stride)
+        iterations, patch_stride, smoothing = run_options(read_metadata(model), iterations, patch_stride, smoothing)
         if pyramid < 1 or batch_size < 1:
             raise ValueError(f"--pyramid {pyramid} / --batch-size {batch_size}: both must be at least 1")
         with _progress() as bar:
@@ -428,7 +432,8 @@ def evaluate(
 
             result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
-                                    batch_size=batch_size, save_outputs=save_outputs, progress=report)
+                                    smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
+                                    progress=report)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
                                      ("ncc_before", "ncc", "NCC")):

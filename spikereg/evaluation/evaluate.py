@@ -108,13 +108,14 @@ def evaluate(
     iterations: int | None = None,
     patch_stride: int | None = None,
     pyramid: int = 1,
+    smoothing: float | None = None,
     batch_size: int = 32,
     save_outputs: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
-    ``iterations`` / ``patch_stride`` default to the model's; ``pyramid`` and
+    ``iterations`` / ``patch_stride`` / ``smoothing`` default to the model's; ``pyramid`` and
     ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded.
@@ -125,7 +126,7 @@ def evaluate(
     from spikereg.registration.register import register
 
     meta = read_metadata(model)
-    iterations, patch_stride = run_options(meta, iterations, patch_stride)
+    iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     results: dict[str, PairMetrics] = {}
     out = Path(out)
     with staged_folder(out) as staging, open_backend(model, backend, precision=precision, device=device,
@@ -135,7 +136,7 @@ def evaluate(
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
             registration = register(pair.fixed.data, pair.moving.data, net, iterations=iterations,
-                                    patch_stride=patch_stride, pyramid=pyramid)
+                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing)
             seconds = time.perf_counter() - tick
             labels = {k: getattr(pair, k).data if getattr(pair, k) is not None else None
                       for k in ("fixed_labels", "moving_labels")}

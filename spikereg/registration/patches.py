@@ -128,3 +128,16 @@ def upsample_field(ddf: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     dense = upsample(ddf, 2, shape)
     dense *= 2.0
     return dense
+
+
+def smooth_field(ddf: np.ndarray, sigma: float) -> np.ndarray:
+    """Each component of a ``(3, D, H, W)`` field blurred by a Gaussian of ``sigma`` voxels (float32).
+
+    The host's regulariser between refinement iterations, as demons smooths
+    its update field: patches predict each control point from 16 voxels of
+    context, and neighbouring patches' errors are independent, so the
+    residual carries patch-sized noise that a smooth deformation does not.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    return np.stack([gaussian_filter(component, sigma, mode="nearest") for component in ddf]).astype(np.float32)

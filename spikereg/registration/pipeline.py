@@ -67,15 +67,19 @@ def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
     return pair.fixed, pair.moving, pair.moving_labels
 
 
-def run_options(meta: dict, iterations: int | None, patch_stride: int | None) -> tuple[int, int]:
-    """Iterations and patch stride: the given ones, else the model's defaults; checked."""
+def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
+                smoothing: float | None = None) -> tuple[int, int, float]:
+    """Iterations, patch stride and residual smoothing: the given ones, else the model's defaults; checked."""
     run_defaults = meta.get("run", {})
     iterations = iterations or run_defaults.get("iterations", 1)
     patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
+    smoothing = run_defaults.get("smoothing", 0.0) if smoothing is None else smoothing
     check_patching(meta["model"]["patch_size"], meta["reduction"], patch_stride)
     if iterations <= 0:
         raise ValueError(f"--iterations {iterations}: must be at least 1")
-    return iterations, patch_stride
+    if smoothing < 0:
+        raise ValueError(f"--smoothing {smoothing}: must be >= 0 voxels (0: no smoothing)")
+    return iterations, patch_stride, smoothing
 
 
 class MemoryBudgetError(ValueError):
@@ -143,6 +147,7 @@ def run_registration(
     iterations: int | None = None,
     patch_stride: int | None = None,
     pyramid: int = 1,
+    smoothing: float | None = None,
     memory_budget_gb: float | None = None,
     labels: Volume | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
@@ -155,14 +160,14 @@ def run_registration(
     """
     from spikereg.registration.backends import open_backend
 
-    iterations, patch_stride = run_options(meta, iterations, patch_stride)
+    iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb, batch_size)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
     with open_backend(model_path, backend=backend, precision=precision, device=device,
                       batch_size=batch_size) as engine:
         result = register(fixed.data, moving.data, engine, iterations=iterations,
-                          patch_stride=patch_stride, pyramid=pyramid, progress=progress)
+                          patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing, progress=progress)
         stats: BackendStats = engine.stats
         window = engine.codec.window
     total = time.perf_counter() - start
@@ -180,6 +185,7 @@ def run_registration(
             "iterations": iterations,
             "patch_size": meta["model"]["patch_size"],
             "patch_stride": patch_stride,
+            "smoothing": smoothing,
             "patches_per_iteration": result.patches_per_iteration,
             "pyramid": result.levels,
             "patches": result.patches,

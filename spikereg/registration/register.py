@@ -34,6 +34,7 @@ from spikereg.registration.patches import (
     extract,
     pad_to,
     patch_grid,
+    smooth_field,
     upsample,
     upsample_field,
 )
@@ -115,7 +116,7 @@ def pyramid_shapes(shape: tuple[int, ...], levels: int, patch: int) -> list[tupl
 
 def _refine(fixed_n: np.ndarray, moving_n: np.ndarray, ddf: np.ndarray | None, backend: PatchBackend,
             grid: PatchGrid, iterations: int, stage: str,
-            progress: Callable[[str, int, int, int], None] | None) -> np.ndarray:
+            progress: Callable[[str, int, int, int], None] | None, smoothing: float = 0.0) -> np.ndarray:
     """``iterations`` residual passes at one resolution, patches cut and predicted chunk by chunk."""
     shape = fixed_n.shape
     fixed_p = pad_to(fixed_n, grid.padded)
@@ -146,6 +147,8 @@ def _refine(fixed_n: np.ndarray, moving_n: np.ndarray, ddf: np.ndarray | None, b
             stitcher.add(controls, grid.origins[cut])
         del moving_p
         residual = upsample(stitcher.result(), backend.reduction, shape)
+        if smoothing > 0:
+            residual = smooth_field(residual, smoothing)
         ddf = compose(ddf, residual) if ddf is not None else residual
     return ddf
 
@@ -158,12 +161,14 @@ def register(
     iterations: int,
     patch_stride: int,
     pyramid: int = 1,
+    smoothing: float = 0.0,
     progress: Callable[[str, int, int, int], None] | None = None,
 ) -> Registration:
     """Register ``moving`` onto ``fixed`` (both ``(D, H, W)``, same shape).
 
     ``pyramid`` levels (1: full resolution only) each run ``iterations``
-    refinement passes, coarsest first.
+    refinement passes, coarsest first. ``smoothing`` (voxels) blurs each
+    pass's residual field before it is composed (0: not at all).
     ``progress(stage, patches_done, patches_total, spikes_so_far)`` reports long work; ``stage``
     names the level and iteration and the time steps run so far.
     """
@@ -183,7 +188,8 @@ def register(
             ddf = upsample_field(ddf, shapes[level])
         stage = f"level {len(shapes) - level}/{len(shapes)}, " if len(shapes) > 1 else ""
         grid = patch_grid(shapes[level], backend.patch_size, patch_stride)
-        ddf = _refine(fixed_levels[level], moving_levels[level], ddf, backend, grid, iterations, stage, progress)
+        ddf = _refine(fixed_levels[level], moving_levels[level], ddf, backend, grid, iterations, stage, progress,
+                      smoothing)
         fixed_levels.pop()
         moving_levels.pop()
     warped = warp(moving, ddf)

@@ -45,3 +45,18 @@ def test_blend_weights_peak_in_the_centre():
     assert w[1:3, 1:3, 1:3].min() > w[0, 0, 0] > 0
     assert w[1, 1, 1] == pytest.approx((1 - 0.5 / 2.5) ** 3)
     assert w[0, 0, 0] == pytest.approx((1 - 1.5 / 2.5) ** 3)
+
+
+def test_smooth_field_keeps_constants_and_spreads_an_impulse_like_a_gaussian():
+    from spikereg.registration.patches import smooth_field
+
+    constant = np.full((3, 12, 12, 12), 1.5, dtype=np.float32)
+    np.testing.assert_allclose(smooth_field(constant, 2.0), constant, rtol=1e-6)
+    impulse = np.zeros((3, 21, 21, 21), dtype=np.float32)
+    impulse[1, 10, 10, 10] = 1.0
+    blurred = smooth_field(impulse, 1.5)
+    assert blurred.dtype == np.float32 and blurred[0].max() == 0 and blurred[2].max() == 0
+    assert blurred[1].sum() == pytest.approx(1.0, rel=1e-4)  # mass kept, far from the borders
+    # along one axis through the centre: exp(-x^2 / (2 sigma^2)) relative to the peak
+    line = blurred[1, 10, 10, :]
+    assert line[12] / line[10] == pytest.approx(np.exp(-4 / (2 * 1.5**2)), rel=0.05)

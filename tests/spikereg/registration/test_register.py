@@ -69,3 +69,31 @@ def test_a_stride_that_does_not_fit_the_model_is_refused(tiny_export, brain):
             with pytest.raises(ValueError, match=f"--patch-stride {stride}: must be a positive multiple of 2"):
                 register(*brain, backend, iterations=1, patch_stride=stride)
         assert backend.stats.patches == 0
+
+
+def test_smoothing_blurs_each_residual_and_zero_changes_nothing(tiny_export, brain):
+    fixed, moving = brain
+    with open_backend(tiny_export[1], "torch") as backend:
+        plain = register(fixed, moving, backend, iterations=1, patch_stride=4).ddf
+        zero = register(fixed, moving, backend, iterations=1, patch_stride=4, smoothing=0.0).ddf
+        smooth = register(fixed, moving, backend, iterations=1, patch_stride=4, smoothing=1.5).ddf
+    np.testing.assert_array_equal(plain, zero)
+    from spikereg.registration.patches import smooth_field
+
+    np.testing.assert_allclose(smooth, smooth_field(plain, 1.5), atol=1e-6)  # one iteration: the residual itself
+    roughness = lambda ddf: float(np.abs(np.diff(ddf, axis=1)).mean())  # noqa: E731
+    assert roughness(smooth) < 0.8 * roughness(plain)
+
+
+def test_smoothing_defaults_to_the_models_and_negative_is_refused():
+    from spikereg.config import ConfigError, load_config
+    from spikereg.registration.pipeline import run_options
+
+    meta = {"model": {"patch_size": 16}, "reduction": 4, "run": {"iterations": 8, "patch_stride": 12, "smoothing": 3.0}}
+    assert run_options(meta, None, None) == (8, 12, 3.0)
+    assert run_options(meta, 2, 8, 0.0) == (2, 8, 0.0)  # 0 given is 0, not the model's
+    assert run_options({**meta, "run": {}}, None, None)[2] == 0.0  # models from before run.smoothing
+    with pytest.raises(ValueError, match=r"--smoothing -1.0: must be >= 0"):
+        run_options(meta, None, None, -1.0)
+    with pytest.raises(ConfigError, match=r"'run.smoothing' must be >= 0"):
+        load_config(None, ["run.smoothing=-0.5"])
