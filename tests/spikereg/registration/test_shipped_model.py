@@ -42,3 +42,41 @@ def test_demo_model_on_lava_brings_moving_closer_to_fixed(cli, brain_pair, tmp_p
     assert after > before, f"NCC {before:.4f} -> {after:.4f}"
     report = json.loads((out / "report.json").read_text())
     assert report["similarity"]["ncc_after"] > report["similarity"]["ncc_before"]
+
+
+def test_the_accurate_sdnn_model_is_shipped_verified_and_registers_on_lava(cli, tmp_path):
+    """sdnn-2mm: its checkpoint exports its netx file, Lava verified it, and it registers a 2 mm crop on Lava."""
+    import h5py
+
+    from lava_export.netx import read_metadata
+    from spikereg.pretrained import SHIPPED
+    from spikereg.training.trainer import load_checkpoint, load_twin
+
+    entry = SHIPPED["sdnn-2mm"]
+    verify = json.loads(entry.netx.with_name("sdnn_2mm.verify.json").read_text())
+    assert verify["passed"] and verify["neuron"] == "sdnn" and verify["max_graded_error"] == 0
+    meta = read_metadata(entry.netx)
+    assert meta["spacing_mm"] == 2.0 and meta["model"]["readout_gain"] > 1
+    assert meta["run"] == {"iterations": 8, "patch_stride": 12, "smoothing": 3.0}
+    net, config = load_checkpoint(entry.checkpoint)
+    assert load_twin(entry.checkpoint) is not None  # the ANN twin the benchmark compares with
+    net.export_hdf5(tmp_path / "again.net")
+    with h5py.File(entry.netx, "r") as shipped, h5py.File(tmp_path / "again.net", "r") as again:
+        for index in range(1, len(shipped["layer"])):
+            np.testing.assert_array_equal(again[f"layer/{index}/weight"][()], shipped[f"layer/{index}/weight"][()])
+
+    template = load_mni("t1", 2.0)
+    pair = make_pair(template.data, np.random.default_rng(3), max_displacement=3.0, control_spacing=8,
+                     noise_std=0.02)
+    crop = np.s_[30:62, 40:72, 30:62]  # 32^3 voxels of brain: 27 patches
+    for name in ("fixed", "moving"):
+        nib.save(nib.Nifti1Image(getattr(pair, name)[crop], template.affine), tmp_path / f"{name}.nii.gz")
+    result = cli.invoke("run", "--model", "sdnn-2mm", "--backend", "sim", "--fixed", str(tmp_path / "fixed.nii.gz"),
+                        "--moving", str(tmp_path / "moving.nii.gz"), "--out", str(tmp_path / "run"),
+                        "--iterations", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["smoothing"] == 3.0 and report["iterations"] == 2
+    true = pair.ddf[(slice(None),) + crop]
+    ddf = np.moveaxis(nib.load(tmp_path / "run" / "ddf.nii.gz").get_fdata()[..., 0, :], -1, 0)
+    assert np.linalg.norm(ddf - true, axis=0).mean() < 0.8 * np.linalg.norm(true, axis=0).mean()
