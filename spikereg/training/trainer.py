@@ -18,7 +18,11 @@ so evaluations compare against the very twin the SNN came from. With
 SDNN neurons, whose twin is their steady state: close where
 ``model.neuron.threshold`` is small against the layer values, since
 sigma-delta changes below it are never sent), and the step-0 checkpoints
-hold it.
+hold it. ``train.twin_from`` takes the twin from an earlier run's checkpoint
+instead of training one. An SDNN's twin is converted with its layers
+rescaled for the chip's number formats (:meth:`AnnTwin.balanced_kernels`,
+calibrated on training patches), and ``train.ann_range_weight`` shapes the
+twin so that rescaling keeps its weights fine.
 
 A run is repeatable (``train.seed``), resumable (``checkpoints/last.pt``
 holds the optimiser, schedule, random streams and step, so a resumed run
@@ -253,7 +257,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         if config.model.neuron.type == "sdnn":
             # ReLU layers rescale freely: use the 8-bit weights' range, decode with the gain.
             # Calibrated on training patches drawn apart from the training stream.
-            calibration = sampler.sample(CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
+            draws = np.random.default_rng(config.train.seed + 2)
+            calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws).to(device)
             kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
             config = replace(config, model=replace(config.model, readout_gain=gain))
             net = SpikingRegNet(config.model)
@@ -434,7 +439,8 @@ def twin_for(config: Config) -> AnnTwin:
     path = Path(config.train.twin_from)
     twin = load_twin(path)
     if twin is None:
-        raise ValueError(f"train.twin_from {path}: the checkpoint holds no ANN twin (train it with train.ann_steps > 0)")
+        raise ValueError(f"train.twin_from {path}: the checkpoint holds no ANN twin "
+                         "(train it with train.ann_steps > 0)")
     keys = ("patch_size", "encoding", "channels", "strides", "kernel_size")
     theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (twin.config, config.model))
     if theirs != ours:
