@@ -27,8 +27,8 @@ from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, gr
 # Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of
 # 1/32. Summed inputs: 24 bits with 18 fractional ones, +-32 signed (see
 # AnnTwin.balanced_kernels); the calibration patches' largest is kept 2 times below that,
-# for inputs unlike them (measured on a trained twin: a bound of 8 shrank the first layer
-# below its trained size and the SDNN lost 0.6 voxel EPE; 16 left it within 0.02 of the twin).
+# for inputs unlike them (measured on the 2 mm model: balanced to 16 or 24 it verified
+# exactly on 8 patches, to 32 it did not; lower bounds shrink the first layers' weights).
 BALANCED_MAX_WEIGHT = 3.9
 BALANCED_MAX_VALUE = 16.0
 
