@@ -47,11 +47,9 @@ class AnnTwin(torch.nn.Module):
         self.kernels = torch.nn.ParameterList(kernels)
         self.strides = [s for _, s in layers]
 
-    def rates(self, fixed: torch.Tensor, moving: torch.Tensor, *, before_activation: bool = False
-              ) -> list[torch.Tensor]:
-        """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs (or its summed input, ``before_activation``)."""
-        summed, rates = self.layers(fixed, moving)
-        return summed if before_activation else rates
+    def rates(self, fixed: torch.Tensor, moving: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's rates for ``(N, 1, P, P, P)`` patch pairs."""
+        return self.layers(fixed, moving)[1]
 
     def layers(self, fixed: torch.Tensor, moving: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Every layer's summed input (the conv's output) and its rates, in one pass."""
@@ -99,7 +97,7 @@ class AnnTwin(torch.nn.Module):
         """
         if self.config.neuron.type != "sdnn":
             raise ValueError("weight balancing needs ReLU (model.neuron.type sdnn) layers")
-        peaks = [float(values.abs().max()) for values in self.rates(fixed, moving, before_activation=True)]
+        peaks = [float(summed.abs().max()) for summed in self.layers(fixed, moving)[0]]
         kernels, gain = [], 1.0
         for kernel, peak in zip(self.kernels, peaks):
             scale = max_weight / float(kernel.abs().max().clamp(min=1e-12))

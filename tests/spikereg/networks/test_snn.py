@@ -103,7 +103,7 @@ def test_balanced_kernels_keep_the_twin_and_bring_the_quantized_sdnn_closer_to_i
             mine.copy_(theirs)
         torch.testing.assert_close(balanced_twin.predict(fixed, moving) / gain, ann, rtol=1e-4, atol=1e-5)
         # Each layer as large as the weights allow, or as its summed input allows (either sign).
-        summed = [float(v.abs().max()) for v in balanced_twin.rates(fixed, moving, before_activation=True)]
+        summed = [float(v.abs().max()) for v in balanced_twin.layers(fixed, moving)[0]]
     for kernel, peak in zip(kernels, summed):
         weight = float(kernel.abs().max())
         assert weight <= 3.9 + 1e-5 and peak <= 8.0 + 1e-4
