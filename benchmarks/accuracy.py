@@ -141,6 +141,9 @@ class AnnBackend:
     def __exit__(self, *exc) -> None:
         pass
 
+    def reset(self) -> None:
+        pass  # an ANN keeps no state between patches
+
     @torch.no_grad()
     def predict(self, fixed, moving, progress=None):
         return np.concatenate([self.twin.predict(fixed[i:i + 64], moving[i:i + 64]).numpy()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -63,6 +63,13 @@ DEFAULT_PROFILE = "loihi2"
 # largest magnitude seen go into verify.json.
 SDNN_TOLERANCE = 2.0**-12
 SDNN_EXACT_BELOW = 2.0**7
+# A sigma-delta layer's summed input travels from Lava's conv/dense to its neuron as a
+# 24-bit number with 18 fractional bits: within +-32 in SLAYER's units. Past it the value
+# wraps (measured: a readout of 76 came back as 12; exports balanced to 16 or 24 verified
+# exactly, to 32 or more they did not). Verification streams a few patches through Lava;
+# the range is checked on many more, in SLAYER alone (RANGE_PATCHES).
+SDNN_SUMMED_INPUT_LIMIT = 32.0
+RANGE_PATCHES = 512
 
 
 class ModelFileError(ValueError):
@@ -287,9 +294,18 @@ class Verification:
     graded_mismatches: int | None = None
     max_abs_value: float | None = None
     max_abs_spike: float | None = None  # largest graded spike (Lava's integer: x 2**12; netx declares 16-bit messages)
-    # SDNN only: Lava's streamed readout vs SLAYER run on each patch alone from rest (what
-    # the torch backend computes): sub-threshold residues carried between patches differ
+    # SDNN only: Lava's streamed readout vs SLAYER run on each patch alone from rest:
+    # the sub-threshold residues carried between patches differ
     per_patch_max_error: float | None = None
+    # SDNN only: each conv/dense layer's largest |summed input| in SLAYER on range_patches
+    # real-anatomy patches, which must stay below summed_input_limit (SDNN_SUMMED_INPUT_LIMIT)
+    summed_input_peaks: list[float] | None = None
+    summed_input_limit: float | None = None
+    range_patches: int | None = None
+
+    @property
+    def in_range(self) -> bool:
+        return self.summed_input_peaks is None or max(self.summed_input_peaks) < self.summed_input_limit
 
     @property
     def exact(self) -> bool:
@@ -299,7 +315,7 @@ class Verification:
     @property
     def passed(self) -> bool:
         return (self.readout_mismatches == 0 and not any(self.layer_mismatched_patches)
-                and not self.graded_mismatches)
+                and not self.graded_mismatches and self.in_range)
 
     def to_dict(self) -> dict:
         return dict(asdict(self), exact=self.exact, passed=self.passed)
@@ -448,6 +464,16 @@ def verify(net: SpikingRegNet, model_path: Path, fixed: torch.Tensor, moving: to
     return compare_on_lava(net.chip_layers, model_path, frames, net.window, precision)
 
 
+def summed_input_peaks(net: SpikingRegNet, fixed: torch.Tensor, moving: torch.Tensor, batch: int = 64) -> list[float]:
+    """SDNN: each conv/dense layer's largest ``|summed input|`` over the patches, in SLAYER (each from rest)."""
+    peaks = np.zeros(len(net.blocks))
+    with torch.no_grad():
+        for first in range(0, len(fixed), batch):
+            summed, _ = net.summed_inputs(net.encode(fixed[first:first + batch], moving[first:first + batch]))
+            peaks = np.maximum(peaks, [float(s.abs().max()) for s in summed])
+    return peaks.tolist()
+
+
 def export_netx(
     net: SpikingRegNet,
     out: str | Path,
@@ -479,8 +505,19 @@ def export_netx(
         if verify_patches:
             fixed, moving = sample_patches(net, spacing, verify_patches)
             result = verify(net, tmp, fixed, moving, precision)
+            if net.input_block is not None:
+                many = sample_patches(net, spacing, RANGE_PATCHES, seed=1)
+                result = replace(result, summed_input_peaks=summed_input_peaks(net, *many),
+                                 summed_input_limit=SDNN_SUMMED_INPUT_LIMIT, range_patches=RANGE_PATCHES)
             report = sidecar(out, "verify")
             write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
+            if not result.in_range:
+                layer = int(np.argmax(result.summed_input_peaks))
+                raise VerificationError(
+                    f"export {out}: layer {layer + 1}'s summed input reaches {max(result.summed_input_peaks):.1f} "
+                    f"on {RANGE_PATCHES} real-anatomy patches, past the +-{SDNN_SUMMED_INPUT_LIMIT:g} Lava and "
+                    f"Loihi 2 carry (24 bits, 18 fractional; see {report}): on the chip it would wrap around. "
+                    "Retrain with train.snn_range_weight > 0, or use --no-verify to keep it anyway")
             if not result.passed:
                 # Name both: a corrupted early layer may change spike counts before the readout.
                 beyond = f" beyond {result.tolerance:g}" if result.tolerance else ""

@@ -270,6 +270,11 @@ class LavaNetwork:
             self._net.stop()
 
     @property
+    def has_run(self) -> bool:
+        """Whether patches have streamed through (a sigma-delta network then holds their residues)."""
+        return self._steps_done > 0 or self._started
+
+    @property
     def first_lag(self) -> int:
         """Steps from a frame entering to the first layer answering it (the delta encoder's one step)."""
         return 1 if self.graded else 0

@@ -163,7 +163,9 @@ def export(
                 f"verified: {result.patches} patches, Lava == SLAYER within {result.tolerance:g} on all "
                 f"{result.readout_elements} readout values and {result.graded_values_compared} graded values "
                 f"(largest difference {result.max_graded_error:g}), and on every layer's message counts "
-                f"({sum(result.layer_spikes_lava)} graded spikes)"
+                f"({sum(result.layer_spikes_lava)} graded spikes); summed inputs within "
+                f"+-{result.summed_input_limit:g} on {result.range_patches} patches (largest "
+                f"{max(result.summed_input_peaks):.1f})"
             )
         elif result is not None:
             console.print(

@@ -54,7 +54,10 @@ A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
      it runs on ``conv_scipy`` (float64, exact to ``2**53``), with one
      warning. Graded (SDNN) spikes are bounded only by their 24-bit messages,
      so for them :func:`torch_conv` checks the bound on every step's actual
-     input as well and takes ``conv_scipy`` for a step that could exceed it.
+     input as well and sums a step that could exceed it in float64 (exact to
+     ``2**53``, as ``conv_scipy`` is; on the shipped SDNN nearly every busy
+     step needs it, and ``conv_scipy`` there made a step 31 ms instead of
+     2.4 ms). Beyond ``2**53`` it takes ``conv_scipy``.
      Float-valued (``floating_pt``) weights always take ``conv_scipy``.
    * **Once per kernel.** The float32 kernel and its bound are made once per
      weight array and reused on every step while that array lives with the
@@ -197,6 +200,7 @@ def netx() -> types.ModuleType:
 LAVA_CONV = "lava.proc.conv.utils"
 TORCH_CONV_ENV = "SPIKEREG_LAVA_TORCH_CONV"  # "0" (or "false", "no", "off"): always conv_scipy
 FLOAT32_EXACT = 1 << 24  # integers up to this magnitude are exact in float32
+FLOAT64_EXACT = 1 << 53  # ... and in float64
 
 _conv_state = {"enabled": False, "pid": None, "warned": False}
 _IMPORT_PID = os.getpid()  # a process with another pid is a fork (Lava's process models) or a later spawn
@@ -243,6 +247,7 @@ class _Kernel:
     values: np.ndarray  # a copy of its values then
     bound: float  # conv_sum_bound(values): the exactness check's sum |w|
     tensor: Any = None  # the float32 torch kernel (out, in, y, x), flipped; made on first use
+    tensor64: Any = None  # the same in float64, for graded steps past float32's exact range
 
 
 _kernels: dict[int, _Kernel] = {}  # id(weight) -> its entry; dropped when the array is freed
@@ -297,17 +302,25 @@ def torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):
         return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
     peak = int(np.abs(input_).max(initial=0)) if input_.dtype.kind != "b" else int(input_.any())
     kernel = _kernel(weight)
-    if peak * kernel.bound >= FLOAT32_EXACT:
+    if peak * kernel.bound >= FLOAT64_EXACT:
         return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
     if peak == 0:  # a silent step (most of a patch's drain): nothing to sum
         return np.zeros(utils.output_shape(input_.shape, weight.shape[0], kernel_size, stride, padding, dilation),
                         dtype=weight.dtype)
     torch = _single_threaded_torch()
     w = _torch_kernel(kernel, torch)
+    # Graded steps past float32's exact integers sum in float64, exact to 2**53 as conv_scipy is
+    # (and 5-10x faster than its one convolve2d per channel pair).
+    wide = peak * kernel.bound >= FLOAT32_EXACT
+    dtype = np.float64 if wide else np.float32
+    if wide:
+        if kernel.tensor64 is None:
+            kernel.tensor64 = w.double()
+        w = kernel.tensor64
     with torch.inference_mode():
         # Lava's torch branch, verbatim in effect: NCHW with H = x, W = y (the kernel likewise,
         # flipped once in _torch_kernel).
-        x = torch.from_numpy(np.ascontiguousarray(input_.transpose(2, 1, 0), dtype=np.float32))[None]
+        x = torch.from_numpy(np.ascontiguousarray(input_.transpose(2, 1, 0), dtype=dtype))[None]
         out = torch.nn.functional.conv2d(x, w, stride=tuple(int(s) for s in stride[::-1]),
                                          padding=tuple(int(p) for p in padding[::-1]),
                                          dilation=tuple(int(d) for d in dilation[::-1]), groups=int(groups))

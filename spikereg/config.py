@@ -130,6 +130,9 @@ class TrainConfig:
     # sdnn twins: weight of spikereg.losses.summed_input_range_loss (keeps negative summed inputs
     # within each layer's positive range, so conversion keeps the 8-bit weights fine); 0 = off
     ann_range_weight: float = 0.0
+    # sdnn fine-tuning: weight of spikereg.losses.summed_input_bound_loss (keeps every layer's summed
+    # inputs within the bound conversion gave them, so they fit Lava's 24-bit range); 0 = off
+    snn_range_weight: float = 1.0
     loss: LossConfig = field(default_factory=LossConfig)
     target_spike_rate: float = 0.1  # spikes per neuron per step that the spike_rate term pulls towards
     lncc_kernel_size: int = 5  # odd window (voxels) of the lncc term
@@ -340,6 +343,7 @@ def _validate_train(config: Config, source: str) -> None:
         "train.lncc_kernel_size": train.lncc_kernel_size,
     }
     non_negative = {"train.ann_steps": train.ann_steps, "train.ann_range_weight": train.ann_range_weight,
+                    "train.snn_range_weight": train.snn_range_weight,
                     "train.weight_decay": train.weight_decay,
                     "train.momentum": train.momentum}
     non_negative.update({f"train.loss.{name}": weight for name, weight in asdict(train.loss).items()})

@@ -119,6 +119,50 @@ class SpikingRegNet(torch.nn.Module):
             outputs.append(spikes[..., index:index + self.window])
         return outputs
 
+    def summed_inputs(self, spikes: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """SDNN: every conv layer's summed input (its sigma unit, before the ReLU), and :meth:`layer_outputs`.
+
+        The summed input is what Lava and Loihi 2 carry in 24 bits; training keeps it in range.
+        """
+        if self.input_block is None:
+            raise ValueError("summed inputs apply to sigma-delta (sdnn) networks")
+        summed: list[torch.Tensor] = []
+        hooks = [block.neuron.sigma.register_forward_hook(lambda _module, _inputs, output: summed.append(output))
+                 for block in self.blocks]
+        try:
+            outputs = self.layer_outputs(spikes)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return summed, outputs
+
+    def set_streaming(self, on: bool) -> None:
+        """SDNN: let successive forward calls run as one stream, the way Lava runs the exported file.
+
+        netx never resets a sigma-delta layer, so on the chip each patch finds
+        what the patches before it left: sub-threshold residues in every delta
+        unit, and the readout's running level. With streaming on, every
+        sigma-delta neuron (SLAYER's ``persistent_state``) and every block's
+        one-step delay carry their state from one call to the next; feed a batch
+        of one, patches back to back in time. Starts from rest either way.
+        """
+        if self.input_block is None:
+            raise ValueError("streaming applies to sigma-delta (sdnn) networks: CUBA layers are reset every window")
+        for block in self.chip_layers:
+            neuron = block.neuron
+            neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = on
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        """Forget what earlier streamed calls left: the next call starts from rest."""
+        for block in self.chip_layers:
+            # A state whose batch size differs from the next input is zeroed by SLAYER itself.
+            for unit, names in ((block.neuron.sigma, ("pre_state",)),
+                                (block.neuron.delta, ("pre_state", "residual_state", "error_state"))):
+                for name in names:
+                    setattr(unit, name, torch.zeros(0, device=getattr(unit, name).device))
+            block.delay_buffer = None
+
     def readout_window(self, readout: torch.Tensor) -> torch.Tensor:
         """The last layer's ``window`` answering steps (what the chip's readout streams out)."""
         first = self.codec.layers - 1

@@ -60,7 +60,13 @@ class TorchBackend:
         self.patch_size = net.config.patch_size
         self.reduction = net.reduction
         self.batch_size = batch_size
-        self.chunk_size = max(256, batch_size)  # patches register() cuts per call (then batched)
+        self.streaming = self.codec.graded
+        if self.streaming:  # SDNN: patches back to back in one stream, cut where Lava's streams are cut
+            self.net.set_streaming(True)
+            self.chunk_size = LAVA_CHUNK
+        else:
+            self.chunk_size = max(256, batch_size)  # patches register() cuts per call (then batched)
+        self._readout_level: torch.Tensor | None = None  # SDNN: the readout's value where the stream stands
         self.stats = BackendStats()
 
     def __enter__(self) -> "TorchBackend":
@@ -69,9 +75,17 @@ class TorchBackend:
     def __exit__(self, *exc) -> None:
         pass
 
+    def reset(self) -> None:
+        """Start a new stream: the next patch finds the network at rest (SDNN; CUBA always does)."""
+        if self.streaming:
+            self.net.reset_state()
+            self._readout_level = None
+
     @torch.no_grad()
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+        if self.streaming:
+            return self._predict_stream(fixed, moving, progress)
         tick = time.perf_counter()
         controls, spikes = [], np.zeros(len(self.net.chip_layers), dtype=np.int64)
         layers, window = len(self.net.chip_layers), self.net.window
@@ -103,6 +117,49 @@ class TorchBackend:
         self.stats.add(spikes, len(fixed) * window, len(fixed), time.perf_counter() - tick)
         return np.concatenate(controls)
 
+    def _predict_stream(self, fixed: torch.Tensor, moving: torch.Tensor,
+                        progress: Callable[[int, int, int], None] | None) -> np.ndarray:
+        """SDNN: the patches as Lava streams them (:meth:`LavaNetwork.run`): back to back, then
+        ``layers - 1`` silent steps to drain, every neuron carrying its state on from the last call.
+
+        Layer ``l`` (0-based, the input layer first) answers patch ``k`` in
+        steps ``[k*window + l, (k+1)*window + l)``; the readout's graded spikes
+        summed since the stream began, read at the end of patch ``k``'s window,
+        are its value for that patch.
+        """
+        tick = time.perf_counter()
+        window, layers, count = self.net.window, len(self.net.chip_layers), len(fixed)
+        frames = self.net.encode(fixed.to(self.device), moving.to(self.device))[..., :window]
+        stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)  # patch k: [k*w, (k+1)*w)
+        stream = torch.nn.functional.pad(stream, (0, layers - 1)).unsqueeze(0)
+        outputs = []
+        for block in self.net.chip_layers:
+            stream = block(stream)
+            outputs.append(stream[0])
+        # float64 running sum, as Lava's host sums the readout (values are multiples of 2**-12: exact)
+        running = torch.cumsum(outputs[-1].double(), dim=-1)
+        if self._readout_level is not None:
+            running += self._readout_level[..., None]
+        self._readout_level = running[..., -1].clone()
+        ends = torch.arange(1, count + 1, device=running.device) * window + layers - 2
+        values = running[..., ends].movedim(-1, 0).float()  # (P, channels, g, g): the readout's value per patch
+        answers = [out[..., l:l + count * window].reshape(*out.shape[:-1], count, window).movedim(-2, 0)
+                   for l, out in enumerate(outputs)]  # each layer's window per patch, (P, ..., window)
+        self._count(fixed, frames, answers)
+        spikes = np.array([int((a != 0).sum()) for a in answers], dtype=np.int64)
+        series = np.stack([(out != 0).sum(dim=tuple(range(out.ndim - 1))).cpu().numpy().astype(np.int64)
+                           for out in outputs])
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if not self.stats.layer_neurons:
+            self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.chip_layers]
+        self.stats.input_spikes += int(frames.sum())
+        self.stats.step_spikes.append(series)
+        self.stats.add(spikes, count * window, count, time.perf_counter() - tick)
+        if progress is not None:
+            progress(count, count * window, int(spikes.sum()))
+        return self.net.decode(values[..., None]).cpu().numpy()
+
     def _count(self, fixed: torch.Tensor, inputs: torch.Tensor, outputs: list[torch.Tensor]) -> None:
         """Per-neuron counts of one batch (and one patch's raster) for the report's counter."""
         counter = self.stats.counter
@@ -129,7 +186,8 @@ class LavaBackend:
         self.name = backend
         self.patch_size = self.meta["model"]["patch_size"]
         self.reduction = self.meta["reduction"]
-        self.network = LavaNetwork(model_path, window=self.codec.window, backend=backend, precision=precision)
+        self._open = lambda: LavaNetwork(model_path, window=self.codec.window, backend=backend, precision=precision)
+        self.network = self._open()
         self.stats = BackendStats()
 
     def __enter__(self) -> "LavaBackend":
@@ -137,6 +195,18 @@ class LavaBackend:
 
     def __exit__(self, *exc) -> None:
         self.network.stop()
+
+    def reset(self) -> None:
+        """Start a new stream: the next patch finds the network at rest.
+
+        CUBA layers are reset by netx every window anyway. Sigma-delta layers
+        never are, so an SDNN network that has run is stopped and a fresh one
+        built (compiled again at the next patch: seconds, against minutes of
+        streaming).
+        """
+        if self.codec.graded and self.network.has_run:
+            self.network.stop()
+            self.network = self._open()
 
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:

@@ -70,6 +70,9 @@ class PatchBackend(Protocol):
     chunk_size: int  # patches per predict() call that register() hands over
     stats: BackendStats
 
+    def reset(self) -> None:
+        """Start a new stream: the next patch finds the network at rest (register() calls it first)."""
+
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         """``(P, 1, p, p, p)`` patch pairs -> ``(P, 3, g, g, g)`` control displacements (voxels)."""
@@ -177,6 +180,9 @@ def register(
     patches_before = backend.stats.patches
     check_patching(backend.patch_size, backend.reduction, patch_stride)
     shapes = pyramid_shapes(fixed.shape, pyramid, backend.patch_size)
+    # One registration, one stream: a pair's field never depends on the pairs registered before it
+    # (a sigma-delta network on the chip otherwise keeps their residues).
+    backend.reset()
     fixed_levels = [normalize_intensity(fixed)]
     moving_levels = [normalize_intensity(moving)]
     for _ in shapes[1:]:

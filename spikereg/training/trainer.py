@@ -22,7 +22,9 @@ hold it. ``train.twin_from`` takes the twin from an earlier run's checkpoint
 instead of training one. An SDNN's twin is converted with its layers
 rescaled for the chip's number formats (:meth:`AnnTwin.balanced_kernels`,
 calibrated on training patches), and ``train.ann_range_weight`` shapes the
-twin so that rescaling keeps its weights fine.
+twin so that rescaling keeps its weights fine; ``train.snn_range_weight``
+keeps the fine-tuned SDNN's summed inputs within that calibration bound,
+so they still fit Lava's 24-bit range.
 
 A run is repeatable (``train.seed``), resumable (``checkpoints/last.pt``
 holds the optimiser, schedule, random streams and step, so a resumed run
@@ -43,8 +45,9 @@ import torch.nn.functional as F
 
 from spikereg.config import Config, config_from_dict, save_config
 from spikereg.data import load_mni, make_pair, tissue_labels
-from spikereg.losses import RegistrationLoss, displacement_loss, layer_rates, summed_input_range_loss
-from spikereg.networks.ann import AnnTwin
+from spikereg.losses import (RegistrationLoss, displacement_loss, layer_rates, summed_input_bound_loss,
+                             summed_input_range_loss)
+from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.training import distributed
@@ -238,6 +241,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     torch.manual_seed(config.train.seed)
     rng = np.random.default_rng(config.train.seed)
     device, batch_size = workers.device, config.train.batch_size
+    snn_range_weight = config.train.snn_range_weight if config.model.neuron.type == "sdnn" else 0.0
 
     net = SpikingRegNet(config.model)
     objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
@@ -320,7 +324,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             net.train()
             learning_rate = optimizer.param_groups[0]["lr"]
             batch = sampler.sample(batch_size, workers.share(batch_size)).to(device)
-            row = _train_step(lambda b: _snn_outputs(net, b), batch, objective, optimizer, parameters, workers,
+            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight), batch, objective, optimizer, parameters, workers,
                               config.train.grad_clip, batch_size)
             schedule.step()
             log.scalars(step, {f"train/{name}": value for name, value in row.items()} | {"lr": learning_rate})
@@ -343,10 +347,17 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     return checkpoints / "best.pt"
 
 
-def _snn_outputs(net: SpikingRegNet, batch: PatchBatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Decoded control grid and per-layer spike rates (the readout decodes the same spikes as ``net.predict``)."""
-    outputs = net.layer_outputs(net.encode(batch.fixed, batch.moving))
-    return net.decode(outputs[-1]), layer_rates(outputs)
+def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.0
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Decoded control grid, per-layer spike rates (the readout decodes the same spikes as ``net.predict``)
+    and, for an SDNN with ``range_weight``, the term that keeps its summed inputs in Lava's range."""
+    spikes = net.encode(batch.fixed, batch.moving)
+    if not range_weight:
+        outputs = net.layer_outputs(spikes)
+        return net.decode(outputs[-1]), layer_rates(outputs), {}
+    summed, outputs = net.summed_inputs(spikes)
+    extra = {"summed_input_bound": range_weight * summed_input_bound_loss(summed, BALANCED_MAX_VALUE)}
+    return net.decode(outputs[-1]), layer_rates(outputs), extra
 
 
 def _twin_outputs(twin: AnnTwin, batch: PatchBatch, range_weight: float = 0.0

@@ -102,22 +102,33 @@ def test_torch_conv_equals_lavas_conv_scipy(case, graded):
     assert silent.shape == expected.shape and not silent.any()
 
 
-def test_torch_conv_is_exact_only_below_float32s_integers():
+def test_torch_conv_is_exact_only_below_float32s_integers(monkeypatch):
     utils = compat.import_lava(compat.LAVA_CONV)
     weight = np.full((1, 3, 3, 1), 127, dtype=np.int32)  # one output: sum |w| = 1143
     assert compat.conv_sum_bound(weight) == 1143
     assert compat.torch_conv_is_exact(weight, max_input=1)
     assert not compat.torch_conv_is_exact(weight, max_input=1 << 14)  # 1143 * 2**14 > 2**24
     assert not compat.torch_conv_is_exact(weight.astype(np.float64) + 0.5)  # not integers
-    # an input that breaks the bound: float32 would round (2**24 + 1), the guard takes conv_scipy
+    # an input that breaks the bound: float32 would round (2**24 + 1), the guard sums in float64
     input_ = np.zeros((3, 3, 1), dtype=np.int32)
     input_[0, 0, 0], input_[0, 1, 0] = 1 << 24, 1
     one = np.ones((1, 1, 1, 1), dtype=np.int32)
     two = np.ones((1, 1, 2, 1), dtype=np.int32)  # sums (1 << 24) + 1 along y
-    got = compat.torch_conv(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1)
-    np.testing.assert_array_equal(got, utils.conv_scipy(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1))
+    expected = utils.conv_scipy(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1)
+    scipy = utils.conv_scipy
+    with monkeypatch.context() as patch:  # torch in float64, not Lava's slow conv_scipy
+        patch.setattr(utils, "conv_scipy", lambda *a: pytest.fail("conv_scipy called below 2**53"))
+        got = compat.torch_conv(input_, two, (1, 2), (1, 1), (0, 0), (1, 1), 1)
+    np.testing.assert_array_equal(got, expected)
     assert got[0, 0, 0] == (1 << 24) + 1
     np.testing.assert_array_equal(compat.torch_conv(input_, one, (1, 1), (1, 1), (0, 0), (1, 1), 1), input_)
+    # past float64's exact integers (2**53) only conv_scipy is left
+    huge = np.zeros((3, 3, 1), dtype=np.int64)
+    huge[0, 0, 0], huge[0, 1, 0] = 1 << 53, 1
+    calls = []
+    monkeypatch.setattr(utils, "conv_scipy", lambda *a: calls.append(1) or scipy(*a))
+    compat.torch_conv(huge, two.astype(np.int64), (1, 2), (1, 1), (0, 0), (1, 1), 1)
+    assert calls == [1]
 
 
 def test_torch_conv_kernel_cache_serves_only_the_array_and_values_it_was_made_from():
@@ -148,7 +159,7 @@ def test_torch_conv_kernel_cache_serves_only_the_array_and_values_it_was_made_fr
     np.testing.assert_array_equal(compat.torch_conv(spikes, weight, *args), scipy(weight))
     assert compat._kernel(weight).tensor is not kernel
 
-    # in place beyond float32's exact integers: the bound is recomputed and conv_scipy takes over
+    # in place beyond float32's exact integers: the bound is recomputed and float64 takes over
     one = np.ones((1, 1, 2, 1), dtype=np.int32)
     big = np.zeros((3, 3, 1), dtype=np.int32)
     big[0, 0, 0], big[0, 1, 0] = 1 << 12, 1

@@ -160,3 +160,18 @@ def test_summed_input_range_loss_is_zero_within_range_and_matches_hand_values():
     assert float(loss.detach()) == pytest.approx(0.5)
     loss.backward()
     assert scaled[0].grad[0, 1] < 0 and scaled[0].grad[0, 0] == 0
+
+
+def test_summed_input_bound_loss_is_zero_within_the_bound_and_matches_hand_values():
+    from spikereg.losses import summed_input_bound_loss
+
+    within = [torch.tensor([[16.0, -16.0], [3.0, 0.0]]), torch.tensor([[-15.9], [2.0]])]
+    assert float(summed_input_bound_loss(within, 16.0)) == 0.0
+    # layer 1: sample 0's largest |x| is 32 -> (32/16 - 1)^2 = 1, sample 1 within -> mean 0.5;
+    # layer 2: sample 1 at -24 -> 0.25, mean 0.125; over layers 0.3125
+    beyond = [torch.tensor([[32.0, 1.0], [3.0, 0.0]]), torch.tensor([[1.0], [-24.0]])]
+    assert float(summed_input_bound_loss(beyond, 16.0)) == pytest.approx(0.3125)
+    grads = [x.clone().requires_grad_() for x in beyond]
+    summed_input_bound_loss(grads, 16.0).backward()
+    assert grads[0].grad[0, 0] > 0 and grads[1].grad[1, 0] < 0  # pulls each peak back towards the bound
+    assert grads[0].grad[0, 1] == 0 and grads[0].grad[1].abs().sum() == 0  # and nothing else

@@ -135,3 +135,32 @@ def test_readout_gain_is_for_graded_readouts_only():
         load_config(None, SDNN + ["model.readout_gain=0"])
     with pytest.raises(ValueError, match="weight balancing needs ReLU"):
         AnnTwin(load_config(None, TINY).model).balanced_kernels(torch.rand(1, 1, 8, 8, 8), torch.rand(1, 1, 8, 8, 8))
+
+
+def test_sdnn_summed_inputs_are_each_layers_sigma_and_fine_tuning_keeps_them_in_range():
+    """The summed inputs are what Lava carries in 24 bits; the training term sees exactly them."""
+    from spikereg.training.trainer import BALANCED_MAX_VALUE, PatchBatch, _snn_outputs
+
+    config = load_config(None, ["model.neuron.type=sdnn", "model.spike_code=delta", "model.patch_size=8",
+                                "model.channels=[4]", "model.strides=[2]"])
+    torch.manual_seed(0)
+    net = SpikingRegNet(config.model).eval()
+    fixed, moving = torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8)
+    spikes = net.encode(fixed, moving)
+    summed, outputs = net.summed_inputs(spikes)
+    assert len(summed) == len(net.blocks) == len(outputs) - 1  # the input layer has no synapse
+    with torch.no_grad():
+        first = torch.cumsum(net.blocks[0].synapse(net.input_block(spikes)), dim=-1)
+        for mine, theirs in zip(outputs, net.layer_outputs(spikes)):
+            assert torch.equal(mine, theirs)
+    assert torch.equal(summed[0], first)
+    batch = PatchBatch(fixed, moving, torch.zeros(2, 3, 4, 4, 4))
+    assert _snn_outputs(net, batch, 1.0)[2]["summed_input_bound"] == 0  # an untrained net is far within
+    with torch.no_grad():  # weights scaled up until the first layer's sums pass the bound
+        scale = 2 * BALANCED_MAX_VALUE / float(first.abs().max())
+        net.blocks[0].synapse.parametrizations.weight.original.mul_(scale)
+    term = _snn_outputs(net, batch, 1.0)[2]["summed_input_bound"]
+    assert term > 0 and term.requires_grad
+    assert _snn_outputs(net, batch, 0.0)[2] == {}
+    with pytest.raises(ValueError, match="sigma-delta"):
+        SpikingRegNet(load_config(None, []).model).summed_inputs(spikes)

@@ -45,6 +45,63 @@ def test_torch_and_sim_backends_give_the_same_field(tiny_export, brain_crop):
     np.testing.assert_array_equal(results["torch_spikes"], results["sim_spikes"])
 
 
+@pytest.fixture(scope="module")
+def sdnn_export(tmp_path_factory):
+    """A tiny sigma-delta registration network (untrained), exported and verified."""
+    from lava_export.netx import export_netx
+    from spikereg.config import load_config
+
+    config = load_config(None, ["model.patch_size=8", "model.channels=[4]", "model.strides=[2]",
+                                "model.time_steps=5", "model.encoding=intensity", "model.neuron.type=sdnn",
+                                "model.spike_code=delta", "model.neuron.threshold=0.03125"])
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("sdnn_backend") / "sdnn.net"
+    export_netx(SpikingRegNet(config.model).eval(), path, spacing=8.0, verify_patches=2)
+    return path
+
+
+def test_sdnn_torch_backend_streams_patches_as_lava_does(sdnn_export, brain_crop):
+    """netx never resets sigma-delta layers: each patch on Lava starts from the residues of the
+    ones before it. The torch backend streams the same way (same chunks, same drain steps), so
+    the fields are equal bit for bit; a second registration on the same backend starts from rest
+    again and repeats the first; SLAYER on each patch from rest gives another answer."""
+    fixed, moving = brain_crop
+    results = {}
+    for name in ("torch", "sim"):
+        with open_backend(sdnn_export, name) as backend:
+            backend.chunk_size = 10  # 27 patches per iteration: three streams, each drained
+            results[name] = [register(fixed, moving, backend, iterations=2, patch_stride=4) for _ in range(2)]
+            results[name + "_spikes"] = backend.stats.layer_spikes
+    (torch_run, torch_again), (sim_run, sim_again) = results["torch"], results["sim"]
+    assert np.abs(torch_run.ddf).max() > 0.05, "the tiny network predicted no motion: nothing was compared"
+    np.testing.assert_array_equal(torch_run.ddf, sim_run.ddf)
+    np.testing.assert_array_equal(torch_again.ddf, torch_run.ddf)
+    np.testing.assert_array_equal(sim_again.ddf, sim_run.ddf)
+    np.testing.assert_array_equal(results["torch_spikes"], results["sim_spikes"])
+    net = SpikingRegNet.from_netx(sdnn_export)  # every patch alone, from rest
+    with torch.no_grad():
+        grid = register(fixed, moving, _FromRest(net), iterations=2, patch_stride=4)
+    assert np.abs(grid.ddf - torch_run.ddf).max() > 1e-4, "streaming made no difference: the test shows nothing"
+
+
+class _FromRest:
+    """SLAYER on each patch alone, from rest: what the torch backend did before it streamed."""
+
+    name = "from-rest"
+
+    def __init__(self, net) -> None:
+        from spikereg.registration.register import BackendStats
+
+        self.net, self.patch_size, self.reduction = net, net.config.patch_size, net.reduction
+        self.chunk_size, self.stats = 10, BackendStats()
+
+    def reset(self) -> None:
+        pass
+
+    def predict(self, fixed, moving, progress=None):
+        return self.net.decode(self.net.readout_window(self.net(self.net.encode(fixed, moving)))).numpy()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"backend": "gpu"}, "choose one of torch, sim, loihi2"),
     ({"backend": "torch", "device": "tpu"}, "--device tpu"),

@@ -40,6 +40,9 @@ class StandInLava:
     def __exit__(self, *exc) -> None:
         pass
 
+    def reset(self) -> None:
+        pass
+
     def predict(self, fixed, moving, progress=None) -> np.ndarray:
         n = len(fixed)
         self.stats.input_spikes = getattr(self.stats, "input_spikes", 0) + 40 * n
