@@ -291,7 +291,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         torch.set_rng_state(state["torch_rng"])
         best, first_step, seconds = state["best_val_error"], resumed["step"] + 1, state["seconds"]
 
-    log = TrainLog(out_dir, list(objective.weights), enabled=workers.is_main, tensorboard=config.train.tensorboard,
+    terms = list(objective.weights) + (["summed_input_bound"] if snn_range_weight else [])
+    log = TrainLog(out_dir, terms, enabled=workers.is_main, tensorboard=config.train.tensorboard,
                    resume_step=None if resumed is None else resumed["step"])
 
     def save(step: int, val_error: float, improved: bool, elapsed: float) -> None:
@@ -334,7 +335,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
                 elapsed = time.perf_counter() - start
                 log.row(step, loss=row["loss"], val_error_voxels=val_error, identity_error_voxels=identity_error,
                         spike_rate=rate, seconds=elapsed, learning_rate=learning_rate,
-                        **{f"loss_{name}": row[name] for name in objective.weights})
+                        **{f"loss_{name}": row[name] for name in terms})
                 log.scalars(step, {"val/error_voxels": val_error, "val/spike_rate": rate})
                 improved = val_error < best
                 best = min(best, val_error)
