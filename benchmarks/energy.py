@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     from lava_export.netx import read_metadata
     from spikereg.data import load_mni, make_pair, normalize_intensity
     from spikereg.hardware import load_profile, map_network
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
     from spikereg.registration.pipeline import run_options
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     from spikereg.report.energy import DEFAULT_PROFILES, activity, energy_report, exact_activity, layer_fanout
     from spikereg.report.summary import layer_table
 
-    model = args.model or DEFAULT_MODEL
+    model = args.model or DEMO_MODEL
     meta = read_metadata(model)
     iterations, stride = run_options(meta, None, None)
     base = load_mni("t1", args.spacing)

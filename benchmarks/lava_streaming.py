@@ -49,11 +49,11 @@ def load_network(args, workdir: Path):
     from lava_export.netx import export_netx
     from spikereg.config import load_config
     from spikereg.networks.snn import SpikingRegNet
-    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_CHECKPOINT, DEMO_MODEL
     from spikereg.training.trainer import load_checkpoint
 
-    checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
-    model = args.model or (DEFAULT_MODEL if checkpoint == DEFAULT_CHECKPOINT else None)
+    checkpoint = args.checkpoint or (DEMO_CHECKPOINT if DEMO_CHECKPOINT.is_file() else None)
+    model = args.model or (DEMO_MODEL if checkpoint == DEMO_CHECKPOINT else None)
     if checkpoint is not None and model is not None and Path(model).is_file():
         net, config = load_checkpoint(checkpoint)
         digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:12]

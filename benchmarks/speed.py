@@ -114,14 +114,14 @@ def load_pair(folder: Path):
 
 def child_registration(folder: Path, out: Path, backend: str = "torch") -> dict:
     from lava_export.netx import read_metadata
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import run_registration
 
     tick = time.perf_counter()
     fixed, moving, _ = load_pair(folder)
     load = time.perf_counter() - tick
     tick = time.perf_counter()
-    report = run_registration(fixed, moving, DEFAULT_MODEL, read_metadata(DEFAULT_MODEL), out, backend=backend)
+    report = run_registration(fixed, moving, DEMO_MODEL, read_metadata(DEMO_MODEL), out, backend=backend)
     wall = time.perf_counter() - tick
     return {"wall": wall, "load": load, "network": report["timing"]["network_seconds"],
             "host": wall - report["timing"]["network_seconds"], "register_host": report["timing"]["host_seconds"],
@@ -153,12 +153,12 @@ def child_sim(folder: Path, out: Path, count: int) -> dict:
     Lava's conv runs as SpikeReg sets it up (torch unless ``SPIKEREG_LAVA_TORCH_CONV=0``).
     """
     from spikereg.data import normalize_intensity
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
 
     fixed, moving, _ = load_pair(folder)
-    with open_backend(DEFAULT_MODEL, "sim") as lava:
+    with open_backend(DEMO_MODEL, "sim") as lava:
         grid = patch_grid(fixed.shape, lava.patch_size, 12)
         pick = np.linspace(0, len(grid) - 1, count).round().astype(int)  # spread over the whole volume
         sub = type(grid)(grid.shape, grid.padded, grid.patch, grid.stride, grid.origins[pick])
@@ -168,7 +168,7 @@ def child_sim(folder: Path, out: Path, count: int) -> dict:
         controls = lava.predict(f, m)
         wall = time.perf_counter() - tick
         stats = lava.stats
-    with open_backend(DEFAULT_MODEL, "torch") as slayer:
+    with open_backend(DEMO_MODEL, "torch") as slayer:
         same = bool(np.array_equal(controls, slayer.predict(f, m)))
     return {"same_as_torch": same, "wall": wall, "compile": stats.compile_seconds, "run": stats.network_seconds, "patches": count,
             "steps": stats.time_steps, "per_patch": stats.network_seconds / count,
@@ -196,7 +196,7 @@ def child_pyramid(spacing: float) -> dict:
     """Large displacements (up to 6 voxels): --pyramid 1 vs 2 on torch, end-point error against the truth."""
     from spikereg.data import load_mni, make_pair
     from spikereg.metrics.displacement import end_point_error
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
     from spikereg.registration.register import ncc, register
 
@@ -205,7 +205,7 @@ def child_pyramid(spacing: float) -> dict:
     brain = template > 0.1 * template.max()
     rows = {"identity": {"epe": end_point_error(np.zeros_like(pair.ddf), pair.ddf, brain),
                          "ncc": ncc(pair.fixed, pair.moving), "seconds": 0.0}}
-    with open_backend(DEFAULT_MODEL, "torch") as backend:
+    with open_backend(DEMO_MODEL, "torch") as backend:
         for levels in (1, 2):
             tick = time.perf_counter()
             result = register(pair.fixed, pair.moving, backend, iterations=2, patch_stride=12, pyramid=levels)
@@ -278,7 +278,7 @@ def profile_lava_conv() -> list[dict]:
     import h5py
 
     from spikereg import compat
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
 
     import torch
 
@@ -287,7 +287,7 @@ def profile_lava_conv() -> list[dict]:
 
     torch.set_num_threads(1)  # as inside Lava's process models (compat.torch_conv)
     rows, rng = [], np.random.default_rng(0)
-    with h5py.File(DEFAULT_MODEL) as handle:
+    with h5py.File(DEMO_MODEL) as handle:
         shape = tuple(int(v) for v in handle["layer"]["0"]["shape"][()])  # (f, H, W) of the input
         shape = (shape[2], shape[1], shape[0])  # netx (x, y, f)
         for index in range(1, len(handle["layer"])):
@@ -324,11 +324,11 @@ def profile_torch(threads: int, count: int = 64) -> dict:
     import torch
 
     from lava_export.netx import sample_patches
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
 
     torch.set_num_threads(threads)
-    backend = open_backend(DEFAULT_MODEL, "torch")
+    backend = open_backend(DEMO_MODEL, "torch")
     fixed, moving = sample_patches(backend.net, 2.0, count)
     backend.predict(fixed[:8], moving[:8])  # warm-up
     profiler = cProfile.Profile()
@@ -423,10 +423,10 @@ def main(argv=None) -> int:
 def render(args, command: str, measured: dict, load: list[float], date: str) -> int:
     """The BENCHMARKS.md section from the measurements; written with --write."""
     from lava_export.netx import read_metadata
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import estimate_peak_bytes
 
-    meta = read_metadata(DEFAULT_MODEL)
+    meta = read_metadata(DEMO_MODEL)
     results = {(spacing, method): result for spacing, method, result in measured["runs"]}
     train, conv, torch_profile = measured.get("train"), measured.get("conv"), measured.get("torch_profile")
     load_before, load_after = load

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spikereg.pretrained import SHIPPED  # a dict of paths (cheap to import): the help texts name its models
+from spikereg.pretrained import DEFAULT_NAME, SHIPPED  # a dict of paths (cheap to import): the help texts name its models
 
 app = typer.Typer(
     help=(
@@ -35,7 +35,7 @@ app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (" + ", ".join(SHIPPED)
-               + "; 'spikereg models' lists them); default: the shipped demo model.")
+               + "; 'spikereg models' lists them); default: " + DEFAULT_NAME + ", the most accurate.")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -329,7 +329,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
         table = Table(title="Shipped models: spikereg run --model NAME")
         for column in ("name", "description", "files", "netx", "checkpoint"):
             table.add_column(column, justify="right" if column in ("netx", "checkpoint") else "left",
-                             overflow="fold")
+                             overflow="fold", no_wrap=column == "name")  # a name is what users type: whole
         for row in rows:
             sizes = [f"{row[kind + '_bytes'] / 1e6:.2f} MB" if row[kind + "_bytes"] is not None
                      else "[red]missing[/red]" for kind in ("netx", "checkpoint")]

@@ -1,8 +1,12 @@
 """Models shipped with SpikeReg, so that ``spikereg run`` works with no training.
 
-``demo.*`` is what ``make demo`` trains (configs/demo.yaml, same seed):
-``demo.pt`` the checkpoint, ``demo.net`` its verified netx export,
-``demo.verify.json`` the SLAYER-vs-Lava comparison made when it was exported.
+``sdnn_2mm.*`` is the default, the accurate model (configs/sdnn_2mm.yaml,
+trained at 2 mm; ``benchmarks/accuracy.py`` measures it against demons and
+ANTs). ``demo.*`` is the small, fast one ``make demo`` trains
+(configs/demo.yaml, same seed), which the energy and speed benchmarks
+describe. Each is ``NAME.pt`` the checkpoint, ``NAME.net`` its verified netx
+export and ``NAME.verify.json`` the SLAYER-vs-Lava comparison made when it
+was exported.
 
 Each shipped model has a name (:data:`SHIPPED`) that ``--model`` (and a
 checkpoint option) accepts in place of a path, as torchvision's weight names
@@ -15,8 +19,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MODEL = HERE / "demo.net"
-DEFAULT_CHECKPOINT = HERE / "demo.pt"
+DEMO_MODEL = HERE / "demo.net"
+DEMO_CHECKPOINT = HERE / "demo.pt"
 
 
 class ShippedModel(NamedTuple):
@@ -26,12 +30,15 @@ class ShippedModel(NamedTuple):
 
 
 SHIPPED: dict[str, ShippedModel] = {
-    "demo": ShippedModel(DEFAULT_MODEL, DEFAULT_CHECKPOINT,
-                         "CUBA-LIF rate-coded SNN, small and fast; configs/demo.yaml (make demo), 4 mm"),
     "sdnn-2mm": ShippedModel(HERE / "sdnn_2mm.net", HERE / "sdnn_2mm.pt",
                              "sigma-delta (SDNN) network, the accurate one; configs/sdnn_2mm.yaml, 2 mm"),
+    "demo": ShippedModel(DEMO_MODEL, DEMO_CHECKPOINT,
+                         "CUBA-LIF rate-coded SNN, small and fast; configs/demo.yaml (make demo), 4 mm"),
 }
-DEFAULT_NAME = "demo"
+# What `spikereg run` and `evaluate` use without --model: the best shipped configuration.
+DEFAULT_NAME = "sdnn-2mm"
+DEFAULT_MODEL = SHIPPED[DEFAULT_NAME].netx
+DEFAULT_CHECKPOINT = SHIPPED[DEFAULT_NAME].checkpoint
 
 
 class ModelNotFoundError(ValueError):

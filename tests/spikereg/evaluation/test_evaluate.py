@@ -83,8 +83,8 @@ def test_split(cli, tmp_path_factory) -> Path:
 
 def test_evaluate_shipped_model_beats_identity(cli, test_split: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    result = cli.invoke("evaluate", "--data", test_split, "--split", "test", "--backend", "torch", "--out", out,
-                        "--iterations", 1, "--save-outputs")
+    result = cli.invoke("evaluate", "--model", "demo", "--data", test_split, "--split", "test", "--backend", "torch",
+                        "--out", out, "--iterations", 1, "--save-outputs")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no staging folder left
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "metrics_per_label.csv",

@@ -14,7 +14,7 @@ from spikereg.networks.encoding import (
     rate_encode,
 )
 from spikereg.networks.snn import METADATA_ATTR
-from spikereg.pretrained import DEFAULT_MODEL
+from spikereg.pretrained import DEMO_MODEL
 
 VALUES = torch.tensor([0.0, 0.04, 0.25, 0.5, 0.96, 1.0])  # floor(x*8) = 0, 0, 2, 4, 7, 8
 
@@ -78,7 +78,7 @@ def test_codec_encodes_every_code_to_the_folded_span(code):
 
 
 def test_codec_from_the_shipped_models_metadata_is_rate_coded():
-    with h5py.File(DEFAULT_MODEL, "r") as handle:
+    with h5py.File(DEMO_MODEL, "r") as handle:
         meta = json.loads(handle.attrs[METADATA_ATTR])
     assert "spike_code" not in meta["model"]  # written before the key existed
     codec = PatchCodec.from_metadata(meta)

@@ -9,7 +9,7 @@ import torch
 from spikereg.config import ConfigError, load_config
 from spikereg.networks.ann import AnnTwin
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
-from spikereg.pretrained import DEFAULT_MODEL
+from spikereg.pretrained import DEMO_MODEL
 
 TINY = ["model.patch_size=8", "model.channels=[4]", "model.strides=[2]", "model.time_steps=5",
         "model.encoding=intensity"]
@@ -31,11 +31,11 @@ def test_shipped_checkpoint_exports_the_shipped_netx_file_unchanged(tmp_path):
     """demo.pt (written before neuron.type and spike_code existed) still builds the network of demo.net."""
     from spikereg.training.trainer import load_checkpoint
 
-    net, config = load_checkpoint(DEFAULT_MODEL.with_suffix(".pt"))
+    net, config = load_checkpoint(DEMO_MODEL.with_suffix(".pt"))
     assert (config.model.neuron.type, config.model.spike_code) == ("cuba", "rate")
     out = tmp_path / "again.net"
     net.export_hdf5(out)
-    with h5py.File(DEFAULT_MODEL, "r") as shipped, h5py.File(out, "r") as again:
+    with h5py.File(DEMO_MODEL, "r") as shipped, h5py.File(out, "r") as again:
         compared = []
 
         def same(name, item):

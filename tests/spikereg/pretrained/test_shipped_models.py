@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spikereg.pretrained import (DEFAULT_CHECKPOINT, DEFAULT_MODEL, SHIPPED, ModelNotFoundError, ShippedModel,
-                                 resolve_checkpoint, resolve_model)
+from spikereg.pretrained import (DEFAULT_CHECKPOINT, DEFAULT_MODEL, DEMO_CHECKPOINT, DEMO_MODEL, SHIPPED,
+                                 ModelNotFoundError, ShippedModel, resolve_checkpoint, resolve_model)
 
 
 @pytest.fixture
@@ -19,8 +19,10 @@ def uninstalled(monkeypatch, tmp_path):
 
 
 def test_names_give_the_shipped_files():
-    assert resolve_model("demo") == DEFAULT_MODEL and resolve_checkpoint("demo") == DEFAULT_CHECKPOINT
-    assert SHIPPED["demo"].netx == DEFAULT_MODEL and SHIPPED["demo"].checkpoint == DEFAULT_CHECKPOINT
+    assert resolve_model("demo") == DEMO_MODEL and resolve_checkpoint("demo") == DEMO_CHECKPOINT
+    assert SHIPPED["demo"].netx == DEMO_MODEL and SHIPPED["demo"].checkpoint == DEMO_CHECKPOINT
+    # the default is the accurate model (issue 3: `spikereg run` with no --model runs the best one)
+    assert resolve_model("sdnn-2mm") == DEFAULT_MODEL and resolve_checkpoint("sdnn-2mm") == DEFAULT_CHECKPOINT
     for name, entry in SHIPPED.items():  # every entry says which config made it and at what spacing
         assert "configs/" in entry.description and " mm" in entry.description, name
         assert entry.netx.parent == entry.checkpoint.parent == DEFAULT_MODEL.parent, name
@@ -58,16 +60,17 @@ def test_models_command_lists_demo_present_and_an_uninstalled_model(cli, uninsta
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert set(rows) == set(SHIPPED)
-    demo = rows["demo"]
-    assert demo["present"] and demo["default"] and demo["netx"] == str(DEFAULT_MODEL)
-    assert demo["netx_bytes"] == DEFAULT_MODEL.stat().st_size
-    assert demo["checkpoint_bytes"] == DEFAULT_CHECKPOINT.stat().st_size
+    demo, best = rows["demo"], rows["sdnn-2mm"]
+    assert demo["present"] and not demo["default"] and demo["netx"] == str(DEMO_MODEL)
+    assert demo["netx_bytes"] == DEMO_MODEL.stat().st_size
+    assert demo["checkpoint_bytes"] == DEMO_CHECKPOINT.stat().st_size
+    assert best["present"] and best["default"] and best["netx"] == str(DEFAULT_MODEL)
     absent = rows["absent-3mm"]
     assert not absent["present"] and not absent["default"] and absent["netx_bytes"] is None
 
     table = cli.invoke("models")
     assert table.exit_code == 0, table.output
-    assert "demo (default)" in table.output and "not installed" in table.output
+    assert "sdnn-2mm (default)" in table.output and "not installed" in table.output
     assert "models" in cli.invoke("--help").output
 
 
@@ -98,5 +101,5 @@ def test_run_with_the_demo_model_by_name(cli, tmp_path):
                         "--moving", tmp_path / "moving.nii.gz", "--out", out, "--iterations", "1")
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["inputs"]["model"] == str(DEFAULT_MODEL)
+    assert report["inputs"]["model"] == str(DEMO_MODEL)
     assert nib.load(out / "ddf.nii.gz").shape == (24, 24, 24, 1, 3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spikereg.data import load_mni, make_pair
-from spikereg.pretrained import DEFAULT_MODEL
+from spikereg.pretrained import DEMO_MODEL
 from spikereg.registration.register import ncc
 
 
@@ -24,9 +24,9 @@ def brain_pair(tmp_path_factory):
 
 
 def test_demo_model_on_lava_brings_moving_closer_to_fixed(cli, brain_pair, tmp_path):
-    assert DEFAULT_MODEL.is_file(), "the shipped model is missing"
+    assert DEMO_MODEL.is_file(), "the shipped model is missing"
     out = tmp_path / "run"
-    result = cli.invoke("run", "--backend", "sim", "--fixed", str(brain_pair / "fixed.nii.gz"),
+    result = cli.invoke("run", "--backend", "sim", "--model", "demo", "--fixed", str(brain_pair / "fixed.nii.gz"),
                         "--moving", str(brain_pair / "moving.nii.gz"), "--out", str(out),
                         "--iterations", "1")
     assert result.exit_code == 0, result.output
@@ -55,6 +55,7 @@ def test_the_accurate_sdnn_model_is_shipped_verified_and_registers_on_lava(cli, 
     entry = SHIPPED["sdnn-2mm"]
     verify = json.loads(entry.netx.with_name("sdnn_2mm.verify.json").read_text())
     assert verify["passed"] and verify["neuron"] == "sdnn" and verify["max_graded_error"] == 0
+    assert max(verify["summed_input_peaks"]) < verify["summed_input_limit"] == 32  # Lava's 24-bit range
     meta = read_metadata(entry.netx)
     assert meta["spacing_mm"] == 2.0 and meta["model"]["readout_gain"] > 1
     assert meta["run"] == {"iterations": 8, "patch_stride": 12, "smoothing": 3.0}

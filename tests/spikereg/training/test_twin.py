@@ -71,10 +71,10 @@ def test_steps_0_checkpoints_hold_the_converted_twin_and_export(tiny_config, tmp
 
 
 def test_checkpoints_without_a_twin_load_as_before(tiny_config, tmp_path):
-    from spikereg.pretrained import DEFAULT_CHECKPOINT
+    from spikereg.pretrained import DEMO_CHECKPOINT
 
-    assert load_twin(DEFAULT_CHECKPOINT) is None  # the shipped model predates stored twins
-    net, config = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert load_twin(DEMO_CHECKPOINT) is None  # the shipped model predates stored twins
+    net, config = load_checkpoint(DEMO_CHECKPOINT)
     assert config.train.ann_steps == 2000 and net.config == config.model
     with pytest.raises(ValueError, match="not a SpikeReg checkpoint"):
         load_twin(Path(__file__))
