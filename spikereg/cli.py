@@ -210,7 +210,8 @@ def run(
     with _cli_errors():
         from lava_export.netx import read_metadata
         from spikereg.registration.backends import check_backend
-        from spikereg.registration.pipeline import load_inputs, preflight, run_options, run_registration
+        from spikereg.registration.pipeline import (load_inputs, preflight, run_options, run_registration,
+                                                    spacing_note)
 
         if pairs is not None and (fixed or moving or moving_labels):
             raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
@@ -241,6 +242,9 @@ def run(
             return
         fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels)
         preflight(fixed_vol.shape, meta, backend, pyramid, memory_budget, batch_size)
+        note = spacing_note(fixed_vol, meta, model)
+        if note is not None:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
         with _progress() as bar:
             task = bar.add_task("registering", total=None, info="")
 

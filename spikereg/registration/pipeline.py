@@ -67,6 +67,24 @@ def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
     return pair.fixed, pair.moving, pair.moving_labels
 
 
+def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float = 0.25) -> str | None:
+    """A sentence where the images' voxels differ from those the model was trained on by more than ``tolerance``.
+
+    Why: the network reads displacements in its own voxels within a fixed
+    patch; at another spacing the anatomy in a patch and the motion it can
+    see both change scale. Not an error -- the field is still a field -- but
+    worth resampling for.
+    """
+    trained = meta.get("spacing_mm")
+    if not trained:
+        return None
+    spacing = float(np.mean(volume.spacing))
+    if abs(spacing - trained) <= tolerance * trained:
+        return None
+    return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {spacing:.3g} mm: "
+            f"resample the images to about {trained:g} mm for its accuracy (or pick another model, 'spikereg models')")
+
+
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
                 smoothing: float | None = None) -> tuple[int, int, float]:
     """Iterations, patch stride and residual smoothing: the given ones, else the model's defaults; checked."""

@@ -85,3 +85,19 @@ def test_a_missing_image_names_its_option(cli, labelled_crop, tmp_path):
     line = cli.one_error_line("run", "--backend", "torch", "--fixed", tmp_path / "nope.nii.gz",
                               "--moving", labelled_crop["moving"], "--out", tmp_path / "out")
     assert f"--fixed {tmp_path / 'nope.nii.gz'}: file not found" in line
+
+
+def test_images_far_from_the_models_voxel_size_get_a_note_not_an_error(cli, labelled_crop, tmp_path):
+    from spikereg.data import load_volume
+    from lava_export.netx import read_metadata
+    from spikereg.pretrained import DEMO_MODEL
+    from spikereg.registration.pipeline import spacing_note
+
+    result = cli.invoke("run", "--backend", "torch", "--model", "demo", "--fixed", labelled_crop["fixed"],
+                        "--moving", labelled_crop["moving"], "--out", tmp_path / "out", "--iterations", "1")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert f"trained on 4 mm voxels; {labelled_crop['fixed']} has 8 mm" in flat and "resample" in flat
+    volume, meta = load_volume(labelled_crop["fixed"]), read_metadata(DEMO_MODEL)
+    assert spacing_note(volume, dict(meta, spacing_mm=7.0), "m") is None  # within 25 %
+    assert spacing_note(volume, {k: v for k, v in meta.items() if k != "spacing_mm"}, "m") is None  # unknown
