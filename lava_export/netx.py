@@ -46,6 +46,7 @@ from spikereg.hardware import (
     map_network,
 )
 from spikereg.data.io import write_text_atomic
+from spikereg.networks.ann import SUMMED_INPUT_LIMIT
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
@@ -63,12 +64,10 @@ DEFAULT_PROFILE = "loihi2"
 # largest magnitude seen go into verify.json.
 SDNN_TOLERANCE = 2.0**-12
 SDNN_EXACT_BELOW = 2.0**7
-# A sigma-delta layer's summed input travels from Lava's conv/dense to its neuron as a
-# 24-bit number with 18 fractional bits: within +-32 in SLAYER's units. Past it the value
-# wraps (measured: a readout of 76 came back as 12; exports balanced to 16 or 24 verified
-# exactly, to 32 or more they did not). Verification streams a few patches through Lava;
-# the range is checked on many more, in SLAYER alone (RANGE_PATCHES).
-SDNN_SUMMED_INPUT_LIMIT = 32.0
+# A sigma-delta layer's summed input must stay within the 24-bit range Lava and Loihi 2 carry
+# (spikereg.networks.ann.SUMMED_INPUT_LIMIT). Verification streams a few patches through
+# Lava; the range is checked on many more, in SLAYER alone.
+SDNN_SUMMED_INPUT_LIMIT = SUMMED_INPUT_LIMIT
 RANGE_PATCHES = 512
 
 

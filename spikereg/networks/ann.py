@@ -24,13 +24,17 @@ from spikereg.config import ModelConfig
 from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
 
+# A sigma-delta layer's summed input travels from Lava's (and Loihi 2's) conv/dense to its
+# neuron as a 24-bit number with 18 fractional bits: within +-32 in SLAYER's units, and it
+# wraps past that (measured: a readout of 76 came back as 12; the 2 mm model balanced to 16
+# or 24 verified exactly on 8 patches, to 32 or more it did not). Export checks it
+# (lava_export.netx), training keeps it (train.snn_range_weight).
+SUMMED_INPUT_LIMIT = 32.0
 # Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of
-# 1/32. Summed inputs: 24 bits with 18 fractional ones, +-32 signed (see
-# AnnTwin.balanced_kernels); the calibration patches' largest is kept 2 times below that,
-# for inputs unlike them (measured on the 2 mm model: balanced to 16 or 24 it verified
-# exactly on 8 patches, to 32 it did not; lower bounds shrink the first layers' weights).
+# 1/32. Summed inputs: the calibration patches' largest is kept 2 times below the limit,
+# for inputs unlike them (lower bounds shrink the first layers' weights).
 BALANCED_MAX_WEIGHT = 3.9
-BALANCED_MAX_VALUE = 16.0
+BALANCED_MAX_VALUE = SUMMED_INPUT_LIMIT / 2
 
 
 class AnnTwin(torch.nn.Module):

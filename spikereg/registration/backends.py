@@ -108,14 +108,18 @@ class TorchBackend:
             if progress is not None:
                 done = min(first + self.batch_size, len(fixed))
                 progress(done, done * window, int(spikes.sum()))
+        self._record(spikes, series, input_spikes, len(fixed), tick)
+        return np.concatenate(controls)
+
+    def _record(self, spikes: np.ndarray, series: np.ndarray, input_spikes: int, count: int, tick: float) -> None:
+        """One predict call's spikes per layer, per-step series, input spikes and time, into ``stats``."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if not self.stats.layer_neurons:  # SLAYER blocks know their shapes after a forward pass
             self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.chip_layers]
         self.stats.input_spikes += input_spikes
         self.stats.step_spikes.append(series)
-        self.stats.add(spikes, len(fixed) * window, len(fixed), time.perf_counter() - tick)
-        return np.concatenate(controls)
+        self.stats.add(spikes, count * self.net.window, count, time.perf_counter() - tick)
 
     def _predict_stream(self, fixed: torch.Tensor, moving: torch.Tensor,
                         progress: Callable[[int, int, int], None] | None) -> np.ndarray:
@@ -149,13 +153,7 @@ class TorchBackend:
         spikes = np.array([int((a != 0).sum()) for a in answers], dtype=np.int64)
         series = np.stack([(out != 0).sum(dim=tuple(range(out.ndim - 1))).cpu().numpy().astype(np.int64)
                            for out in outputs])
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        if not self.stats.layer_neurons:
-            self.stats.layer_neurons = [int(np.prod(b.neuron.shape)) for b in self.net.chip_layers]
-        self.stats.input_spikes += int(frames.sum())
-        self.stats.step_spikes.append(series)
-        self.stats.add(spikes, count * window, count, time.perf_counter() - tick)
+        self._record(spikes, series, int(frames.sum()), count, tick)
         if progress is not None:
             progress(count, count * window, int(spikes.sum()))
         return self.net.decode(values[..., None]).cpu().numpy()

@@ -325,8 +325,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             net.train()
             learning_rate = optimizer.param_groups[0]["lr"]
             batch = sampler.sample(batch_size, workers.share(batch_size)).to(device)
-            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight), batch, objective, optimizer, parameters, workers,
-                              config.train.grad_clip, batch_size)
+            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight), batch, objective, optimizer,
+                              parameters, workers, config.train.grad_clip, batch_size)
             schedule.step()
             log.scalars(step, {f"train/{name}": value for name, value in row.items()} | {"lr": learning_rate})
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
@@ -353,11 +353,11 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.
     """Decoded control grid, per-layer spike rates (the readout decodes the same spikes as ``net.predict``)
     and, for an SDNN with ``range_weight``, the term that keeps its summed inputs in Lava's range."""
     spikes = net.encode(batch.fixed, batch.moving)
-    if not range_weight:
-        outputs = net.layer_outputs(spikes)
-        return net.decode(outputs[-1]), layer_rates(outputs), {}
-    summed, outputs = net.summed_inputs(spikes)
-    extra = {"summed_input_bound": range_weight * summed_input_bound_loss(summed, BALANCED_MAX_VALUE)}
+    if range_weight:
+        summed, outputs = net.summed_inputs(spikes)
+        extra = {"summed_input_bound": range_weight * summed_input_bound_loss(summed, BALANCED_MAX_VALUE)}
+    else:
+        outputs, extra = net.layer_outputs(spikes), {}
     return net.decode(outputs[-1]), layer_rates(outputs), extra
 
 
