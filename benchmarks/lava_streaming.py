@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     if (args.checkpoint is None) != (args.model is None):
         parser.error("give --checkpoint and --model together (the export of that checkpoint)")
 
-    from lava_export.netx import sample_patches
+    from lava_export.verify import sample_patches
     from lava_export.runner import LavaNetwork
 
     command = ".venv/bin/python benchmarks/lava_streaming.py " + " ".join(
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     details = "\n".join([
         f"- network: {described}; layers {len(neurons)} ({' / '.join(f'{n:,}' for n in neurons)} neurons), "
         f"{window} time steps per patch (reset interval), patches of {net.config.patch_size}^3 voxels",
-        f"- patches: {count} real-anatomy pairs from `lava_export.netx.sample_patches` (seed {args.seed}); "
+        f"- patches: {count} real-anatomy pairs from `lava_export.verify.sample_patches` (seed {args.seed}); "
         "the same spikes go to every method",
         f"- streaming over rebuilding, whole run: {speedup:.2f}x "
         f"({rebuild_total:.1f} s vs {stream_wall:.1f} s for {count} patches); a rebuild costs "

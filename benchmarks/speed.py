@@ -323,7 +323,7 @@ def profile_torch(threads: int, count: int = 64) -> dict:
 
     import torch
 
-    from lava_export.netx import sample_patches
+    from lava_export.verify import sample_patches
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
 

@@ -39,8 +39,9 @@ _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from lava_export.netx import ModelFileError, VerificationError
+    from lava_export.netx import ModelFileError
     from lava_export.runner import BackendUnavailable
+    from lava_export.verify import VerificationError
     from spikereg.config import ConfigError
     from spikereg.data import VolumeError
     from spikereg.hardware import MappingError, ProfileError

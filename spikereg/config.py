@@ -261,6 +261,10 @@ def load_config(
         raw = _merge(raw, single)
     config = _build(Config, raw, "", source)
     validate(config, source)
+    # Checked here, for a run about to start, not in validate(): a checkpoint's config records
+    # the file its twin came from, which need not exist where the checkpoint is used.
+    if config.train.twin_from and not Path(config.train.twin_from).is_file():
+        raise ConfigError(f"{source}: 'train.twin_from' {config.train.twin_from}: file not found")
     return config
 
 
@@ -358,8 +362,6 @@ def _validate_train(config: Config, source: str) -> None:
     for key, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
-    if train.twin_from and not Path(train.twin_from).is_file():
-        raise ConfigError(f"{source}: 'train.twin_from' {train.twin_from}: file not found")
     if not any(asdict(train.loss).values()):
         raise ConfigError(f"{source}: every train.loss weight is 0; give at least one term a positive weight")
     if not 0 <= train.target_spike_rate <= 1:

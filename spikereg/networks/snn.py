@@ -37,6 +37,43 @@ from spikereg.networks.folding import DepthFold, FoldedKernel
 METADATA_ATTR = "spikereg"  # root attribute of the netx file (JSON); netx ignores it
 
 
+def is_flatten(block: torch.nn.Module) -> bool:
+    """SLAYER's Flatten blocks reshape only; netx makes no Lava layer of them."""
+    return type(block).__name__ == "Flatten"
+
+
+def chip_layer_outputs(blocks, spikes: torch.Tensor) -> list[torch.Tensor]:
+    """Every chip layer's output over all of SLAYER's time steps (Flatten blocks applied, not listed)."""
+    outputs = []
+    with torch.no_grad():
+        for block in blocks:
+            spikes = block(spikes)
+            if not is_flatten(block):
+                outputs.append(spikes)
+    return outputs
+
+
+def stream_patches(blocks, frames: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """SDNN patches as Lava streams them through the exported file (:meth:`LavaNetwork.run`).
+
+    ``frames`` ``(P, *input, window)`` go back to back in time, batch of one,
+    then ``layers - 1`` silent steps drain the layers; netx resets nothing.
+    Returns every chip layer's output over the stream, ``(*shape, P*window +
+    layers - 1)``, and for each patch ``k`` the step ``(k+1)*window + layers
+    - 2`` at the end of its readout window: the readout's graded spikes summed
+    up to it are that patch's value. Blocks in SLAYER's ``persistent_state``
+    carry their state on from the previous call (the torch backend's stream);
+    fresh blocks start from rest (export verification).
+    """
+    count, window = len(frames), frames.shape[-1]
+    layers = sum(not is_flatten(block) for block in blocks)
+    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)  # patch k: [k*w, (k+1)*w)
+    stream = torch.nn.functional.pad(stream, (0, layers - 1)).unsqueeze(0)
+    outputs = [out[0] for out in chip_layer_outputs(blocks, stream)]
+    ends = torch.arange(1, count + 1, device=stream.device) * window + layers - 2
+    return outputs, ends
+
+
 class SpikingRegNet(torch.nn.Module):
     """Predicts a control-point displacement grid for one cubic patch pair."""
 

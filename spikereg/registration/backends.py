@@ -25,7 +25,7 @@ import torch
 
 from lava_export.netx import read_metadata
 from spikereg.networks.encoding import PatchCodec
-from spikereg.networks.snn import SpikingRegNet
+from spikereg.networks.snn import SpikingRegNet, stream_patches
 from spikereg.registration.pipeline import LAVA_CHUNK
 from spikereg.registration.register import BackendStats
 from spikereg.report.counts import CountError, SpikeCounter
@@ -132,20 +132,14 @@ class TorchBackend:
         are its value for that patch.
         """
         tick = time.perf_counter()
-        window, layers, count = self.net.window, len(self.net.chip_layers), len(fixed)
+        window, count = self.net.window, len(fixed)
         frames = self.net.encode(fixed.to(self.device), moving.to(self.device))[..., :window]
-        stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)  # patch k: [k*w, (k+1)*w)
-        stream = torch.nn.functional.pad(stream, (0, layers - 1)).unsqueeze(0)
-        outputs = []
-        for block in self.net.chip_layers:
-            stream = block(stream)
-            outputs.append(stream[0])
+        outputs, ends = stream_patches(self.net.chip_layers, frames)
         # float64 running sum, as Lava's host sums the readout (values are multiples of 2**-12: exact)
         running = torch.cumsum(outputs[-1].double(), dim=-1)
         if self._readout_level is not None:
             running += self._readout_level[..., None]
         self._readout_level = running[..., -1].clone()
-        ends = torch.arange(1, count + 1, device=running.device) * window + layers - 2
         values = running[..., ends].movedim(-1, 0).float()  # (P, channels, g, g): the readout's value per patch
         answers = [out[..., l:l + count * window].reshape(*out.shape[:-1], count, window).movedim(-2, 0)
                    for l, out in enumerate(outputs)]  # each layer's window per patch, (P, ..., window)

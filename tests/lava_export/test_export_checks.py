@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from lava_export.netx import VerificationError, export_netx, sample_patches, sidecar, verify
+from lava_export.netx import export_netx, sidecar
+from lava_export.verify import VerificationError, sample_patches, verify
 from spikereg.hardware import PROFILE_DIR, MappingError, available_profiles, map_network
 from spikereg.training.trainer import load_checkpoint
 

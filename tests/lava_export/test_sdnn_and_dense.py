@@ -3,7 +3,7 @@
 Each network is built here from stock SLAYER blocks -- a folded 3-D conv, a
 flatten, a dense readout -- exported with the blocks' own ``export_hdf5``,
 loaded by stock ``netx.hdf5.Network`` and run on Lava's fixed-point models
-(:func:`lava_export.netx.compare_on_lava`): CUBA must equal SLAYER spike for
+(:func:`lava_export.verify.compare_on_lava`): CUBA must equal SLAYER spike for
 spike, SDNN within the stated graded tolerance; a corrupted weight must fail.
 Then the registration network itself with SDNN neurons goes through
 ``export_netx`` (profile check, verification, verify.json). Tiny sizes: Lava
@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from lava_export.netx import SDNN_TOLERANCE, compare_on_lava, export_netx, sidecar
+from lava_export.netx import export_netx, sidecar
+from lava_export.verify import SDNN_TOLERANCE, compare_on_lava
 from lava_export.runner import BackendUnavailable, LavaNetwork, loihi2_available
 from spikereg import compat
 from spikereg.config import load_config
@@ -205,7 +206,7 @@ def test_sdnn_registration_network_exports_verifies_and_streams(tmp_path):
 
 def test_sdnn_export_checks_summed_inputs_against_lavas_24_bit_range(tmp_path):
     """Lava wraps a summed input past +-32; export measures every layer's on many patches and refuses."""
-    from lava_export.netx import RANGE_PATCHES, SDNN_SUMMED_INPUT_LIMIT, VerificationError
+    from lava_export.verify import RANGE_PATCHES, SDNN_SUMMED_INPUT_LIMIT, VerificationError
 
     config = load_config(None, SDNN_TINY)
     torch.manual_seed(0)

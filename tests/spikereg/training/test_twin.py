@@ -1,5 +1,6 @@
 """The ANN twin kept in checkpoints; train.steps 0 (the SNN is the converted twin, not fine-tuned)."""
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +132,12 @@ def test_twin_from_starts_the_snn_from_a_stored_twin_without_pretraining(tiny_co
 
     monkeypatch.setattr(trainer, "pretrain_twin", no_pretraining)
     stored = load_twin(tiny_checkpoint)
-    config = replace(tiny_config, train=replace(tiny_config.train, twin_from=str(tiny_checkpoint), ann_steps=0,
+    source = tmp_path / "earlier_run.pt"
+    shutil.copy(tiny_checkpoint, source)
+    config = replace(tiny_config, train=replace(tiny_config.train, twin_from=str(source), ann_steps=0,
                                                 steps=0, tensorboard=False))
     best = train(config, tmp_path / "reused")
+    source.unlink()  # the checkpoint records where its twin came from; it must load without that file
     net, _ = load_checkpoint(best)
     for name, kernel in stored.snn_state().items():  # CUBA: the kernels as they are
         assert torch.equal(net.state_dict()[name], kernel), name
@@ -143,7 +147,7 @@ def test_twin_from_starts_the_snn_from_a_stored_twin_without_pretraining(tiny_co
 
     other = replace(config, model=replace(config.model, channels=[6]))
     with pytest.raises(ValueError, match=r"train.twin_from .*: its twin has another topology \(model.channels \[4\] vs \[6\]\)"):
-        train(other, tmp_path / "other")
+        train(replace(other, train=replace(other.train, twin_from=str(tiny_checkpoint))), tmp_path / "other")
     with pytest.raises(ConfigError, match=r"'train.twin_from' .*missing.pt: file not found"):
         load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_from={tmp_path / 'missing.pt'}"])
     with pytest.raises(ValueError, match="holds no ANN twin"):

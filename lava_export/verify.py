@@ -1,0 +1,239 @@
+"""Prove an export on Lava: the same patches through SLAYER and through stock netx.
+
+Sample patches of real anatomy (:func:`sample_patches`) go through the SLAYER
+blocks a file was exported from and through ``lava.lib.dl.netx.hdf5.Network``
+on Lava's fixed-point simulator (:func:`compare_on_lava`): a CUBA network's
+spikes, layer by layer and patch by patch, and its readout, element by
+element, must be equal; an SDNN network's graded values must agree within
+:data:`SDNN_TOLERANCE`, and its summed inputs must stay within the 24 bits the
+chip carries (:func:`summed_input_peaks`). :func:`lava_export.netx.export_netx`
+runs this on every export and writes the :class:`Verification` to
+``<model>.verify.json``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spikereg.networks.ann import SUMMED_INPUT_LIMIT
+from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
+
+# SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
+# multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes
+# multiples of 2**-12 (SLAYER floors every delta to 1 / s_scale; Lava's fixed-point
+# models right-shift, which floors too), so every product, sum and state is a multiple
+# of 2**-17. float32 holds such numbers exactly up to 2**(24-17) = 128 in magnitude,
+# and sums of exact numbers whose result is exact are computed exactly, in any order.
+# Below that bound the two are therefore identical, and the tolerance only has to
+# absorb float32 rounding above it: there a rounded value can land on the other side
+# of a floor and change one spike by one quantum, 2**-12. A larger difference is a
+# real mismatch (a wrong weight, threshold or time step). The observed maximum and the
+# largest magnitude seen go into verify.json.
+SDNN_TOLERANCE = 2.0**-12
+SDNN_EXACT_BELOW = 2.0**7
+# A sigma-delta layer's summed input must stay within the 24-bit range Lava and Loihi 2 carry
+# (spikereg.networks.ann.SUMMED_INPUT_LIMIT). Verification streams a few patches through
+# Lava; the range is checked on many more, in SLAYER alone.
+SDNN_SUMMED_INPUT_LIMIT = SUMMED_INPUT_LIMIT
+RANGE_PATCHES = 512
+
+class VerificationError(RuntimeError):
+    """Lava's output differs from SLAYER's for the exported network."""
+
+
+
+@dataclass
+class Verification:
+    """SLAYER vs Lava for one exported file.
+
+    ``layer_spikes_*`` count spikes (graded: messages, i.e. nonzero values)
+    per layer; ``layer_mismatched_patches`` counts the patches where a layer's
+    count differs. ``readout_mismatches`` counts readout values that differ by
+    more than ``tolerance`` (0 for CUBA: every spike must be equal).
+    """
+
+    patches: int
+    time_steps_per_patch: int
+    alignment: str
+    layer_spikes_slayer: list[int]
+    layer_spikes_lava: list[int]
+    layer_mismatched_patches: list[int]
+    readout_elements: int
+    readout_mismatches: int
+    max_abs_error: float
+    precision: str
+    seconds: float
+    neuron: str = "cuba"
+    tolerance: float = 0.0
+    tolerance_rule: str = "CUBA: binary spikes must be equal, element by element"
+    # graded (SDNN) only: the largest difference of any layer's value at any step,
+    # the values compared, those beyond the tolerance, the largest magnitude seen
+    max_graded_error: float | None = None
+    graded_values_compared: int | None = None
+    graded_mismatches: int | None = None
+    max_abs_value: float | None = None
+    max_abs_spike: float | None = None  # largest graded spike (Lava's integer: x 2**12; netx declares 16-bit messages)
+    # SDNN only: Lava's streamed readout vs SLAYER run on each patch alone from rest:
+    # the sub-threshold residues carried between patches differ
+    per_patch_max_error: float | None = None
+    # SDNN only: each conv/dense layer's largest |summed input| in SLAYER on range_patches
+    # real-anatomy patches, which must stay below summed_input_limit (SDNN_SUMMED_INPUT_LIMIT)
+    summed_input_peaks: list[float] | None = None
+    summed_input_limit: float | None = None
+    range_patches: int | None = None
+
+    @property
+    def in_range(self) -> bool:
+        return self.summed_input_peaks is None or max(self.summed_input_peaks) < self.summed_input_limit
+
+    @property
+    def exact(self) -> bool:
+        """Every spike and value equal (an SDNN within tolerance can still be exact)."""
+        return self.passed and not self.max_abs_error
+
+    @property
+    def passed(self) -> bool:
+        return (self.readout_mismatches == 0 and not any(self.layer_mismatched_patches)
+                and not self.graded_mismatches and self.in_range)
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), exact=self.exact, passed=self.passed)
+
+
+def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` real-anatomy patch pairs (MNI T1 vs a randomly warped copy)."""
+    from spikereg.data import load_mni, make_pair
+    from spikereg.training.trainer import PatchSampler
+
+    rng = np.random.default_rng(seed)
+    base = load_mni("t1", spacing).data
+    pair = make_pair(base, rng, max_displacement=net.config.max_displacement, control_spacing=8)
+    batch = PatchSampler([pair], net.config.patch_size, net.reduction, rng).sample(count)
+    return batch.fixed, batch.moving
+
+
+def _is_graded(blocks) -> bool:
+    return any(getattr(getattr(b, "neuron", None), "graded_spike", False) for b in blocks)
+
+
+def _events(x: np.ndarray) -> np.ndarray:
+    """Spikes per patch, summed over all but the patch axis (graded: nonzero values)."""
+    return np.count_nonzero(x.reshape(x.shape[0], -1), axis=1)
+
+
+def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window: int,
+                    precision: str = "fixed") -> Verification:
+    """Stream ``frames`` ``(P, *input, window)`` through the exported file on Lava and through SLAYER.
+
+    ``blocks`` are the SLAYER blocks the file was exported from, in order (a
+    sigma-delta Input block first for SDNN; Flatten blocks where they were).
+    The alignment is the one the runner uses:
+
+    * CUBA: netx resets layer ``l`` (1-based) at ``k*window + l-1``, so patch
+      ``k`` starts from rest in every layer; SLAYER runs each patch alone for
+      ``window + layers - 1`` steps and layer ``l``'s answer is its steps
+      ``[l-1, window + l-1)``. Spike counts per layer and patch, and the readout
+      element by element, must be equal.
+    * SDNN: no reset; the stream goes on. SLAYER runs the very same stream (all
+      patches back to back, then ``layers - 1`` silent steps) and every layer's
+      value at every step is compared with Lava's one step later (the host-side
+      delta encoder's step) within :data:`SDNN_TOLERANCE`; so is each patch's
+      readout value at the end of its window (the sum of the readout's graded
+      spikes since the stream began).
+    """
+    from lava_export.runner import LavaNetwork, from_lava
+
+    start = time.perf_counter()
+    graded = _is_graded(blocks)
+    count = len(frames)
+    with LavaNetwork(model_path, window=window, precision=precision) as lava:
+        run = lava.run(frames.numpy(), keep_layers=graded)
+    layers = len(run.layer_spikes)
+    if not graded:
+        padded = torch.nn.functional.pad(frames, (0, layers - 1))
+        outputs = chip_layer_outputs(blocks, padded)
+        slayer_layers = np.stack([_events(o[..., i:i + window].numpy()) for i, o in enumerate(outputs)])
+        slayer_readout = outputs[-1][..., layers - 1:layers - 1 + window].numpy()
+        difference = np.abs(run.readout - slayer_readout)
+        return Verification(
+            patches=count,
+            time_steps_per_patch=window,
+            alignment=(f"layer l answers patch k in steps [k*{window} + l-1, (k+1)*{window} + l-1); "
+                       "SLAYER simulates window + layers - 1 steps per patch"),
+            layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
+            layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
+            layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
+            readout_elements=int(difference.size),
+            readout_mismatches=int((difference > 0).sum()),
+            max_abs_error=float(difference.max()),
+            precision=precision,
+            seconds=time.perf_counter() - start,
+        )
+    # SDNN: SLAYER on the same stream, batch of one, time concatenated.
+    outputs, ends = stream_patches(blocks, frames)
+    outputs = [o.numpy() for o in outputs]
+    steps = outputs[0].shape[-1]
+    errors = [np.abs(from_lava(lava_values)[..., 1:1 + steps] - slayer)
+              for lava_values, slayer in zip(run.layer_values, outputs)]
+    max_graded = max(float(e.max()) for e in errors)
+    slayer_layers = np.stack([
+        _events(np.stack([o[..., k * window + i:(k + 1) * window + i] for k in range(count)]))
+        for i, o in enumerate(outputs)
+    ])
+    slayer_values = np.cumsum(outputs[-1], axis=-1)[..., ends.numpy()]
+    slayer_values = np.moveaxis(slayer_values, -1, 0)
+    lava_values = run.readout.sum(axis=-1)
+    difference = np.abs(lava_values - slayer_values)
+    with torch.no_grad():  # each patch alone, from rest (the torch backend)
+        padded = torch.nn.functional.pad(frames, (0, layers - 1))
+        alone = chip_layer_outputs(blocks, padded)[-1][..., :window + layers - 1].sum(dim=-1).numpy()
+    return Verification(
+        patches=count,
+        time_steps_per_patch=window,
+        alignment=(f"one stream of {count} x {window} steps + {layers - 1} drain steps, no reset; "
+                   f"Lava layer l at step t+1 == SLAYER layer l at step t (host delta encoder: one step); "
+                   f"patch k's readout value: the readout's summed graded spikes at step "
+                   f"(k+1)*{window} + layers - 1"),
+        layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
+        layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
+        layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
+        readout_elements=int(difference.size),
+        readout_mismatches=int((difference > SDNN_TOLERANCE).sum()),
+        max_abs_error=float(difference.max()),
+        precision=precision,
+        seconds=time.perf_counter() - start,
+        neuron="sdnn",
+        tolerance=SDNN_TOLERANCE,
+        tolerance_rule=(f"SDNN: graded values agree within {SDNN_TOLERANCE:g} (one graded-spike quantum, "
+                        "2**-12): weights are multiples of 2**-5 and spikes of 2**-12 in both, so float32 "
+                        f"is exact below {SDNN_EXACT_BELOW:g} and only its rounding above may move one "
+                        "floor by one quantum"),
+        max_graded_error=max_graded,
+        graded_values_compared=int(sum(e.size for e in errors)),
+        graded_mismatches=int(sum((e > SDNN_TOLERANCE).sum() for e in errors)),
+        max_abs_value=float(max(np.abs(np.cumsum(o, axis=-1)).max() for o in outputs)),
+        max_abs_spike=float(max(np.abs(o).max() for o in outputs)),
+        per_patch_max_error=float(np.abs(lava_values - alone).max()),
+    )
+
+
+def verify(net: SpikingRegNet, model_path: Path, fixed: torch.Tensor, moving: torch.Tensor,
+           precision: str = "fixed") -> Verification:
+    """Run the same patches through SLAYER and through stock netx on Lava; compare (:func:`compare_on_lava`)."""
+    with torch.no_grad():
+        frames = net.encode(fixed, moving)[..., : net.window]
+    return compare_on_lava(net.chip_layers, model_path, frames, net.window, precision)
+
+
+def summed_input_peaks(net: SpikingRegNet, fixed: torch.Tensor, moving: torch.Tensor, batch: int = 64) -> list[float]:
+    """SDNN: each conv/dense layer's largest ``|summed input|`` over the patches, in SLAYER (each from rest)."""
+    peaks = np.zeros(len(net.blocks))
+    with torch.no_grad():
+        for first in range(0, len(fixed), batch):
+            summed, _ = net.summed_inputs(net.encode(fixed[first:first + batch], moving[first:first + batch]))
+            peaks = np.maximum(peaks, [float(s.abs().max()) for s in summed])
+    return peaks.tolist()
