@@ -41,9 +41,9 @@ SDNN_EXACT_BELOW = 2.0**7
 SDNN_SUMMED_INPUT_LIMIT = SUMMED_INPUT_LIMIT
 RANGE_PATCHES = 512
 
+
 class VerificationError(RuntimeError):
     """Lava's output differs from SLAYER's for the exported network."""
-
 
 
 @dataclass
