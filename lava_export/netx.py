@@ -35,7 +35,6 @@ import numpy as np
 
 from lava_export.verify import (
     RANGE_PATCHES,
-    SDNN_SUMMED_INPUT_LIMIT,
     Verification,
     VerificationError,
     sample_patches,
@@ -53,6 +52,7 @@ from spikereg.hardware import (
     map_network,
 )
 from spikereg.data.io import write_text_atomic
+from spikereg.networks.ann import SUMMED_INPUT_LIMIT
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
@@ -280,14 +280,14 @@ def export_netx(
             if net.input_block is not None:
                 many = sample_patches(net, spacing, RANGE_PATCHES, seed=1)
                 result = replace(result, summed_input_peaks=summed_input_peaks(net, *many),
-                                 summed_input_limit=SDNN_SUMMED_INPUT_LIMIT, range_patches=RANGE_PATCHES)
+                                 summed_input_limit=SUMMED_INPUT_LIMIT, range_patches=RANGE_PATCHES)
             report = sidecar(out, "verify")
             write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
             if not result.in_range:
                 layer = int(np.argmax(result.summed_input_peaks))
                 raise VerificationError(
                     f"export {out}: layer {layer + 1}'s summed input reaches {max(result.summed_input_peaks):.1f} "
-                    f"on {RANGE_PATCHES} real-anatomy patches, past the +-{SDNN_SUMMED_INPUT_LIMIT:g} Lava and "
+                    f"on {RANGE_PATCHES} real-anatomy patches, past the +-{SUMMED_INPUT_LIMIT:g} Lava and "
                     f"Loihi 2 carry (24 bits, 18 fractional; see {report}): on the chip it would wrap around. "
                     "Retrain with train.snn_range_weight > 0, or use --no-verify to keep it anyway")
             if not result.passed:

@@ -28,7 +28,7 @@ from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, gr
 # neuron as a 24-bit number with 18 fractional bits: within +-32 in SLAYER's units, and it
 # wraps past that (measured: a readout of 76 came back as 12; the 2 mm model balanced to 16
 # or 24 verified exactly on 8 patches, to 32 or more it did not). Export checks it
-# (lava_export.netx), training keeps it (train.snn_range_weight).
+# (lava_export.verify), training keeps it (train.snn_range_weight).
 SUMMED_INPUT_LIMIT = 32.0
 # Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of
 # 1/32. Summed inputs: the calibration patches' largest is kept 2 times below the limit,

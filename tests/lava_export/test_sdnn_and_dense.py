@@ -206,24 +206,25 @@ def test_sdnn_registration_network_exports_verifies_and_streams(tmp_path):
 
 def test_sdnn_export_checks_summed_inputs_against_lavas_24_bit_range(tmp_path):
     """Lava wraps a summed input past +-32; export measures every layer's on many patches and refuses."""
-    from lava_export.verify import RANGE_PATCHES, SDNN_SUMMED_INPUT_LIMIT, VerificationError
+    from lava_export.verify import RANGE_PATCHES, VerificationError
+    from spikereg.networks.ann import SUMMED_INPUT_LIMIT
 
     config = load_config(None, SDNN_TINY)
     torch.manual_seed(0)
     net = SpikingRegNet(config.model).eval()
     written = export_netx(net, tmp_path / "ok.net", spacing=8.0, verify_patches=1)
-    assert written.range_patches == RANGE_PATCHES and written.summed_input_limit == SDNN_SUMMED_INPUT_LIMIT
+    assert written.range_patches == RANGE_PATCHES and written.summed_input_limit == SUMMED_INPUT_LIMIT
     assert len(written.summed_input_peaks) == len(net.blocks)
-    assert 0 < max(written.summed_input_peaks) < SDNN_SUMMED_INPUT_LIMIT and written.passed
+    assert 0 < max(written.summed_input_peaks) < SUMMED_INPUT_LIMIT and written.passed
     with torch.no_grad():  # the first layer's weights scaled until its sums pass the range
         kernel = net.blocks[0].synapse.parametrizations.weight.original
-        kernel.mul_(1.5 * SDNN_SUMMED_INPUT_LIMIT / written.summed_input_peaks[0])
+        kernel.mul_(1.5 * SUMMED_INPUT_LIMIT / written.summed_input_peaks[0])
     out = tmp_path / "wraps.net"
     with pytest.raises(VerificationError, match=r"layer \d's summed input reaches .* past the \+-32"):
         export_netx(net, out, spacing=8.0, verify_patches=1)
     assert not out.exists()
     report = json.loads(sidecar(out, "verify").read_text())
-    assert not report["passed"] and report["summed_input_peaks"][0] >= SDNN_SUMMED_INPUT_LIMIT
+    assert not report["passed"] and report["summed_input_peaks"][0] >= SUMMED_INPUT_LIMIT
 
 
 def test_sdnn_file_without_its_sigma_delta_input_layer_is_refused(sdnn_file, tmp_path):
