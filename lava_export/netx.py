@@ -27,17 +27,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from lava_export.verify import (
     RANGE_PATCHES,
+    STRESS_KINDS,
     Verification,
     VerificationError,
     sample_patches,
+    stress_patches,
     summed_input_peaks,
     verify,
 )
@@ -52,7 +55,7 @@ from spikereg.hardware import (
     map_network,
 )
 from spikereg.data.io import write_text_atomic
-from spikereg.networks.ann import SUMMED_INPUT_LIMIT
+from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
@@ -238,12 +241,61 @@ def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,
     return report
 
 
+def range_summary(model: str | Path) -> str:
+    """One line: the exported file's worst cases against the chip's limits (``<model>.verify.json`` not needed)."""
+    net = SpikingRegNet.from_netx(model)
+    table = worst_case_table(net)
+    worst = max(table, key=lambda row: row.bound / row.limit)
+    verdict = "provably within" if all(row.ok for row in table) else "NOT provably within"
+    saturated = [f"layer {i + 1} at {c:g}" for i, c in enumerate(net.config.clamp) if c > 0]
+    how = (f"; spike_exp {net.config.spike_exp}, saturated: {', '.join(saturated)}" if saturated
+           else f"; spike_exp {net.config.spike_exp}" if net.input_block is not None else "")
+    return (f"range: {verdict} the chip's integer widths for every input (closest: layer {worst.layer}'s "
+            f"{worst.quantity}, worst case {worst.bound:,.1f} of +-{worst.limit:,.0f}{how})")
+
+
 def mapping_summary(report: dict) -> str:
     """One line from a mapping report's ``to_dict()``: cores, chips and the verdict."""
     verdict = "fits on one chip" if report["fits_one_chip"] else "does NOT fit on one chip"
     return (f"mapped onto {report['profile_name']}: {report['total_neurons']:,} neurons, "
             f"{report['cores']} cores of {report['cores_per_chip']} per chip -> "
             f"{report['chips']} chip(s): {verdict}")
+
+
+RANGE_MODES = ("proven", "guarded", "saturate")
+
+
+class RangeError(ValueError):
+    """A network some input could drive past the chip's integer widths."""
+
+
+def _range_refusal(out: Path, table: list) -> RangeError:
+    worst = max((row for row in table if not row.ok), key=lambda row: row.bound / row.limit)
+    return RangeError(f"export {out}: {worst.describe()} for some input (interval bound over every input the "
+                      "host can send), and there it would wrap around. Use --range guarded to export it with "
+                      "every run checking its layers (a run that reaches the range stops), or --range saturate "
+                      "(sigma-delta: provable, at a precision cost; README, 'The chip's range')")
+
+
+def chip_ready(net: SpikingRegNet, mode: str = "proven", spike_exp: int | None = None) -> SpikingRegNet:
+    """The network export writes: with ``spike_exp`` (sigma-delta) on that graded-spike grid, and for
+    ``--range saturate`` made provably in range (:func:`spikereg.networks.bounds.saturate_for_chip`)."""
+    if mode not in RANGE_MODES:
+        raise ValueError(f"--range {mode!r}: choose one of {', '.join(RANGE_MODES)}")
+    if spike_exp is not None and spike_exp != net.config.spike_exp:
+        if net.input_block is None:
+            raise ValueError("--spike-exp applies to sigma-delta (sdnn) networks")
+        if not 0 <= spike_exp <= 6:
+            raise ValueError(f"--spike-exp {spike_exp}: must be an integer in [0, 6]")
+        rebuilt = SpikingRegNet(replace(net.config, spike_exp=spike_exp))
+        rebuilt.load_state_dict(net.state_dict())
+        net = rebuilt.eval()
+    if mode == "saturate":
+        if net.input_block is None:
+            raise ValueError("--range saturate applies to sigma-delta (sdnn) networks")
+        if not provably_in_range(net):
+            return saturate_for_chip(net)
+    return net
 
 
 def export_netx(
@@ -255,17 +307,27 @@ def export_netx(
     verify_patches: int = 4,
     precision: str = "fixed",
     profile: str | Path | NeuromorphicProfile | None = DEFAULT_PROFILE,
+    range_mode: str = "proven",
+    spike_exp: int | None = None,
 ) -> Verification | None:
     """Write ``out`` (netx HDF5), ``out.map.json`` and, unless ``verify_patches`` is 0, ``out.verify.json``.
 
     ``profile`` (a shipped profile name, a YAML path, or None to skip) is the
-    chip the network must fit: see :func:`check_hardware`. The file appears
-    under its name only once it is complete, fits and is verified; otherwise
-    :class:`MappingError` or :class:`VerificationError` is raised and nothing
-    new is left at ``out``.
+    chip the network must fit: see :func:`check_hardware`. ``range_mode``:
+    ``proven`` requires every layer's worst case over every input
+    (:func:`~spikereg.networks.bounds.worst_case_table`, on the file's own
+    integers) within the chip's widths; ``guarded`` records the bounds and
+    refuses nothing (runs then check their layers and stop at the range);
+    ``saturate`` first makes a sigma-delta network provable (:func:`chip_ready`).
+    ``spike_exp`` re-grids a sigma-delta network's graded spikes. Verification
+    streams template patches and :func:`~lava_export.verify.stress_patches`
+    through Lava. The file appears under its name only once it is complete,
+    fits and is verified; otherwise :class:`MappingError`, :class:`RangeError`
+    or :class:`VerificationError` is raised and nothing new is left at ``out``.
     """
     out = Path(out)
     chip = resolve_profile(profile) if profile is not None else None  # a bad name fails before any work
+    net = chip_ready(net, range_mode, spike_exp)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -273,24 +335,38 @@ def export_netx(
         # The chip check reads the file netx will read, and comes before the
         # (slow) verification: a network that cannot be placed is refused in seconds.
         mapping = check_hardware(tmp, chip, label=out) if chip is not None else None
+        table = worst_case_table(SpikingRegNet.from_netx(tmp))  # the file's own numbers
+        if range_mode != "guarded" and not all(row.ok for row in table):
+            raise _range_refusal(out, table)
         result = None
         if verify_patches:
             fixed, moving = sample_patches(net, spacing, verify_patches)
-            result = verify(net, tmp, fixed, moving, precision)
+            stress_f, stress_m = stress_patches(fixed, moving)
+            if net.input_block is not None:  # SLAYER computes what the chip computes, past its range too
+                net.mirror_chip(True)
+            try:
+                result = verify(net, tmp, torch.cat([fixed, stress_f]), torch.cat([moving, stress_m]), precision)
+            finally:
+                if net.input_block is not None:
+                    net.mirror_chip(False)
+            result = replace(result, worst_case=[asdict(row) for row in table], stress_kinds=list(STRESS_KINDS))
             if net.input_block is not None:
-                many = sample_patches(net, spacing, RANGE_PATCHES, seed=1)
-                result = replace(result, summed_input_peaks=summed_input_peaks(net, *many),
-                                 summed_input_limit=SUMMED_INPUT_LIMIT, range_patches=RANGE_PATCHES)
+                many_f, many_m = sample_patches(net, spacing, RANGE_PATCHES, seed=1)
+                extra_f, extra_m = stress_patches(many_f, many_m, seed=1)
+                peaks = summed_input_peaks(net, torch.cat([many_f, extra_f]), torch.cat([many_m, extra_m]))
+                result = replace(result, summed_input_peaks=peaks,
+                                 summed_input_limit=summed_input_limit(net.config.spike_exp),
+                                 range_patches=RANGE_PATCHES + len(STRESS_KINDS))
             report = sidecar(out, "verify")
             write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
-            if not result.in_range:
+            if not result.in_range and range_mode != "guarded":
                 layer = int(np.argmax(result.summed_input_peaks))
                 raise VerificationError(
                     f"export {out}: layer {layer + 1}'s summed input reaches {max(result.summed_input_peaks):.1f} "
-                    f"on {RANGE_PATCHES} real-anatomy patches, past the +-{SUMMED_INPUT_LIMIT:g} Lava and "
-                    f"Loihi 2 carry (24 bits, 18 fractional; see {report}): on the chip it would wrap around. "
-                    "Retrain with train.snn_range_weight > 0, or use --no-verify to keep it anyway")
-            if not result.passed:
+                    f"on {result.range_patches} patches, past the +-{result.summed_input_limit:g} Lava and "
+                    f"Loihi 2 carry (24 bits; see {report}): on the chip it would wrap around. "
+                    "Use --range guarded to keep it anyway")
+            if not result.matched:
                 # Name both: a corrupted early layer may change spike counts before the readout.
                 beyond = f" beyond {result.tolerance:g}" if result.tolerance else ""
                 raise VerificationError(

@@ -32,6 +32,7 @@ lava-loihi, and without it stops before any work with one clear message.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import h5py
 import numpy as np
 
 from spikereg import compat
+from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
 
 BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
@@ -49,10 +51,10 @@ PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 
 # Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
 # neuron has w_scale 2**6: an input level x enters the delta encoder as the integer x * 2**6
-# (SLAYER's 8-bit grid: even integers). The encoder (spike_exp 6) and netx's sigma-delta
-# neurons (spike_exp 6, state_exp 6) send a graded spike of value v as the integer v * 2**12.
+# (SLAYER's 8-bit grid: even integers). The encoder and netx's sigma-delta neurons (with the
+# file's spike_exp, netx's default 6; state_exp 6) send a graded spike of value v as the
+# integer v * 2**(6 + spike_exp) (spikereg.networks.snn.graded_spike_scale).
 GRADED_INPUT_SCALE = 1 << 6
-GRADED_SPIKE_SCALE = 1 << 12
 
 
 class BackendUnavailable(RuntimeError):
@@ -171,6 +173,13 @@ def _netx_block_models() -> dict:
     return models
 
 
+def spike_exp_of(path: str | Path) -> int:
+    """The netx ``spike_exp`` an exported SDNN file was built for (files before ``model.spike_exp``: 6)."""
+    with h5py.File(path, "r") as handle:
+        meta = json.loads(handle.attrs[METADATA_ATTR]) if METADATA_ATTR in handle.attrs else {}
+    return int(meta.get("model", {}).get("spike_exp", 6))
+
+
 def is_graded(path: str | Path) -> bool:
     """True for a netx file of sigma-delta (SDNN) layers: graded spikes, no reset."""
     with h5py.File(path, "r") as handle:
@@ -234,6 +243,8 @@ class LavaNetwork:
         self.precision = precision
         self.patches_per_chunk = patches_per_chunk
         self.graded = is_graded(self.path)
+        self.spike_exp = spike_exp_of(self.path)
+        self.spike_scale = graded_spike_scale(self.spike_exp)
         if self.graded:
             with h5py.File(self.path, "r") as handle:
                 if "layer/0/neuron/vThMant" not in handle:
@@ -294,7 +305,7 @@ class LavaNetwork:
         # SDNN: the file's input layer (a sigma-delta neuron with no synapse) is done on the
         # host by Lava's DeltaEncoder with that layer's threshold, as the PilotNet SDNN tutorial does.
         net = netx.hdf5.Network(net_config=str(self.path), skip_layers=1 if self.graded else 0,
-                                reset_interval=None if self.graded else self.window)
+                                reset_interval=None if self.graded else self.window, spike_exp=self.spike_exp)
         self._net = net
         if self.precision == "float":
             self._float_parameters(net)
@@ -306,7 +317,7 @@ class LavaNetwork:
                 vth = int(np.asarray(handle["layer/0/neuron/vThMant"][()]))
             compression = (encoder_mod.Compression.DELTA_SPARSE_8 if self.backend == "loihi2"
                            else encoder_mod.Compression.DENSE)
-            self._encoder = encoder_mod.DeltaEncoder(shape=net.inp.shape, vth=vth, spike_exp=6,
+            self._encoder = encoder_mod.DeltaEncoder(shape=net.inp.shape, vth=vth, spike_exp=self.spike_exp,
                                                      compression=compression)
         # The host streams one frame per step into the injector and reads every
         # layer's spikes from an extractor: no per-patch rebuild, no Var get/set
@@ -374,14 +385,14 @@ class LavaNetwork:
 
         As in lava-dl's netx tutorials (PilotNet SNN / SDNN ``utils.py``): binary
         spikes through ``PyToNxAdapter``, graded ones through
-        ``PyToN3ConvAdapter`` (16-bit messages, spike_exp 6, sparse), read back
+        ``PyToN3ConvAdapter`` (16-bit messages, the file's spike_exp, sparse), read back
         through ``NxToPyAdapter`` (32-bit for graded values). Only reached where
         lava-loihi is installed; it has never run here.
         """
         eio = compat.import_lava("lava.proc.embedded_io")
         if self.graded:
             encoder_mod = compat.import_lava("lava.proc.io.encoder")
-            in_adapter = eio.spike.PyToN3ConvAdapter(shape=net.inp.shape, num_message_bits=16, spike_exp=6,
+            in_adapter = eio.spike.PyToN3ConvAdapter(shape=net.inp.shape, num_message_bits=16, spike_exp=self.spike_exp,
                                                      compression=encoder_mod.Compression.DELTA_SPARSE_8)
         else:
             in_adapter = eio.spike.PyToNxAdapter(shape=net.inp.shape)
@@ -508,8 +519,8 @@ class LavaNetwork:
             raise
         series, readout_all = series[:, lead:], readout_all[..., lead:]
         if self.graded:
-            readout_all = readout_all / GRADED_SPIKE_SCALE
-            values = [v / GRADED_SPIKE_SCALE for v in values] if values is not None else None
+            readout_all = readout_all / self.spike_scale
+            values = [v / self.spike_scale for v in values] if values is not None else None
         offset = self.first_lag
         layer_spikes = np.stack([
             series[layer, layer + offset:layer + offset + count * window].reshape(count, window).sum(axis=1)

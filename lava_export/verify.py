@@ -5,7 +5,7 @@ blocks a file was exported from and through ``lava.lib.dl.netx.hdf5.Network``
 on Lava's fixed-point simulator (:func:`compare_on_lava`): a CUBA network's
 spikes, layer by layer and patch by patch, and its readout, element by
 element, must be equal; an SDNN network's graded values must agree within
-:data:`SDNN_TOLERANCE`, and its summed inputs must stay within the 24 bits the
+one graded-spike quantum (:func:`graded_quantum`), and its summed inputs must stay within the 24 bits the
 chip carries (:func:`summed_input_peaks`). :func:`lava_export.netx.export_netx`
 runs this on every export and writes the :class:`Verification` to
 ``<model>.verify.json``.
@@ -23,17 +23,23 @@ from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patc
 
 # SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
 # multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes
-# multiples of 2**-12 (SLAYER floors every delta to 1 / s_scale; Lava's fixed-point
-# models right-shift, which floors too), so every product, sum and state is a multiple
-# of 2**-17. float32 holds such numbers exactly up to 2**(24-17) = 128 in magnitude,
-# and sums of exact numbers whose result is exact are computed exactly, in any order.
-# Below that bound the two are therefore identical, and the tolerance only has to
-# absorb float32 rounding above it: there a rounded value can land on the other side
-# of a floor and change one spike by one quantum, 2**-12. A larger difference is a
-# real mismatch (a wrong weight, threshold or time step). The observed maximum and the
-# largest magnitude seen go into verify.json.
-SDNN_TOLERANCE = 2.0**-12
-SDNN_EXACT_BELOW = 2.0**7
+# multiples of q = 2**-(6 + spike_exp) (SLAYER floors every delta to 1 / s_scale; Lava's
+# fixed-point models right-shift, which floors too), so every product, sum and state is a
+# multiple of q / 32. float32 holds such numbers exactly up to 2**24 q / 32 in magnitude
+# (128 for netx's default spike_exp 6, 8192 for spike_exp 0), and sums of exact numbers
+# whose result is exact are computed exactly, in any order. Below that bound the two are
+# therefore identical, and the tolerance only has to absorb float32 rounding above it:
+# there a rounded value can land on the other side of a floor and change one spike by one
+# quantum q. A larger difference is a real mismatch (a wrong weight, threshold or time
+# step). The observed maximum and the largest magnitude seen go into verify.json.
+SDNN_TOLERANCE = 2.0**-12  # q for netx's default spike_exp 6 (graded_quantum gives any file's)
+
+
+def graded_quantum(blocks) -> float:
+    """One graded spike's quantum ``q`` of the network (its sigma-delta neurons' ``1 / s_scale``)."""
+    return 1.0 / float(blocks[0].neuron.s_scale)
+
+
 # A sigma-delta layer's summed input must stay within the 24-bit range Lava and Loihi 2 carry
 # (spikereg.networks.ann.SUMMED_INPUT_LIMIT). Verification streams a few patches through
 # Lava; the range is checked on many more, in SLAYER alone.
@@ -83,6 +89,14 @@ class Verification:
     summed_input_peaks: list[float] | None = None
     summed_input_limit: float | None = None
     range_patches: int | None = None
+    # every layer's worst case over every input (spikereg.networks.bounds.worst_case_table), from the
+    # file's own integers; stress_kinds: the patches unlike the template that were verified too
+    worst_case: list[dict] | None = None
+    stress_kinds: list[str] | None = None
+
+    @property
+    def provably_in_range(self) -> bool | None:
+        return None if self.worst_case is None else all(row["bound"] < row["limit"] for row in self.worst_case)
 
     @property
     def in_range(self) -> bool:
@@ -94,12 +108,17 @@ class Verification:
         return self.passed and not self.max_abs_error
 
     @property
+    def matched(self) -> bool:
+        """Lava == SLAYER on every patch, whatever the range."""
+        return self.readout_mismatches == 0 and not any(self.layer_mismatched_patches) and not self.graded_mismatches
+
+    @property
     def passed(self) -> bool:
-        return (self.readout_mismatches == 0 and not any(self.layer_mismatched_patches)
-                and not self.graded_mismatches and self.in_range)
+        return self.matched and self.in_range
 
     def to_dict(self) -> dict:
-        return dict(asdict(self), exact=self.exact, passed=self.passed)
+        return dict(asdict(self), exact=self.exact, matched=self.matched, passed=self.passed,
+                    provably_in_range=self.provably_in_range)
 
 
 def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +131,52 @@ def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0
     pair = make_pair(base, rng, max_displacement=net.config.max_displacement, control_spacing=8)
     batch = PatchSampler([pair], net.config.patch_size, net.reduction, rng).sample(count)
     return batch.fixed, batch.moving
+
+
+# Patches unlike the training template, for verification: what a real scan of another person,
+# scanner or protocol brings (and what it must never do to the chip's state).
+STRESS_KINDS = ("blank", "saturated", "opposite", "inverted", "gamma 0.4", "gamma 2.5", "bias field",
+                "noise", "edges")
+
+
+def stress_patches(fixed: torch.Tensor, moving: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One patch pair of each :data:`STRESS_KINDS`, made from the given pairs (values in [0, 1]).
+
+    Empty and saturated patches; a fixed patch against an empty moving one (the
+    largest differences the input code allows); contrast inverted; gamma
+    changes; a smooth multiplicative bias; strong noise; and a binary edge
+    pattern (steep gradients everywhere, which feeds the force channels).
+    """
+    rng = np.random.default_rng(seed)
+    pick = [int(i) % len(fixed) for i in rng.integers(0, len(fixed), len(STRESS_KINDS))]
+    f, m = fixed[pick].clone(), moving[pick].clone()
+    size = f.shape[-1]
+    axis = torch.linspace(-1, 1, size)
+    ramp = axis.view(-1, 1, 1) + axis.view(1, -1, 1) + axis.view(1, 1, -1)
+    out_f, out_m = [], []
+    for k, kind in enumerate(STRESS_KINDS):
+        a, b = f[k], m[k]
+        if kind == "blank":
+            a, b = torch.zeros_like(a), torch.zeros_like(b)
+        elif kind == "saturated":
+            a, b = torch.ones_like(a), torch.ones_like(b)
+        elif kind == "opposite":
+            b = torch.zeros_like(b)
+        elif kind == "inverted":
+            b = 1 - b
+        elif kind.startswith("gamma"):
+            b = b.clamp(0, 1) ** float(kind.split()[1])
+        elif kind == "bias field":
+            b = b * torch.exp(0.7 * ramp)
+        elif kind == "noise":
+            b = b + torch.as_tensor(rng.normal(0, 0.3, b.shape), dtype=b.dtype)
+        elif kind == "edges":
+            grid = torch.arange(size)
+            cells = (grid.view(-1, 1, 1) // 2 + grid.view(1, -1, 1) // 2 + grid.view(1, 1, -1) // 2) % 2
+            a, b = cells.to(a.dtype).expand_as(a), (1 - cells).to(b.dtype).expand_as(b)
+        out_f.append(a.clamp(0, 1))
+        out_m.append(b.clamp(0, 1))
+    return torch.stack(out_f), torch.stack(out_m)
 
 
 def _is_graded(blocks) -> bool:
@@ -139,7 +204,7 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
     * SDNN: no reset; the stream goes on. SLAYER runs the very same stream (all
       patches back to back, then ``layers - 1`` silent steps) and every layer's
       value at every step is compared with Lava's one step later (the host-side
-      delta encoder's step) within :data:`SDNN_TOLERANCE`; so is each patch's
+      delta encoder's step) within one graded quantum; so is each patch's
       readout value at the end of its window (the sum of the readout's graded
       spikes since the stream began).
     """
@@ -174,6 +239,7 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
             seconds=time.perf_counter() - start,
         )
     # SDNN: SLAYER on the same stream, batch of one, time concatenated.
+    tolerance = graded_quantum(blocks)
     outputs, ends = stream_patches(blocks, frames)
     outputs = [o.numpy() for o in outputs]
     steps = outputs[0].shape[-1]
@@ -200,19 +266,19 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
         layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
         layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
         readout_elements=int(difference.size),
-        readout_mismatches=int((difference > SDNN_TOLERANCE).sum()),
+        readout_mismatches=int((difference > tolerance).sum()),
         max_abs_error=float(difference.max()),
         precision=precision,
         seconds=time.perf_counter() - start,
         neuron="sdnn",
-        tolerance=SDNN_TOLERANCE,
-        tolerance_rule=(f"SDNN: graded values agree within {SDNN_TOLERANCE:g} (one graded-spike quantum, "
-                        "2**-12): weights are multiples of 2**-5 and spikes of 2**-12 in both, so float32 "
-                        f"is exact below {SDNN_EXACT_BELOW:g} and only its rounding above may move one "
-                        "floor by one quantum"),
+        tolerance=tolerance,
+        tolerance_rule=(f"SDNN: graded values agree within {tolerance:g} (one graded-spike quantum q): "
+                        f"weights are multiples of 2**-5 and spikes of q in both, so float32 is exact below "
+                        f"{2.0**24 * tolerance / 32:g} and only its rounding above may move one floor by one "
+                        "quantum"),
         max_graded_error=max_graded,
         graded_values_compared=int(sum(e.size for e in errors)),
-        graded_mismatches=int(sum((e > SDNN_TOLERANCE).sum() for e in errors)),
+        graded_mismatches=int(sum((e > tolerance).sum() for e in errors)),
         max_abs_value=float(max(np.abs(np.cumsum(o, axis=-1)).max() for o in outputs)),
         max_abs_spike=float(max(np.abs(o).max() for o in outputs)),
         per_patch_max_error=float(np.abs(lava_values - alone_values).max()),

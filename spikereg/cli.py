@@ -45,10 +45,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from spikereg.config import ConfigError
     from spikereg.data import VolumeError
     from spikereg.hardware import MappingError, ProfileError
+    from spikereg.registration.range_guard import RangeOverflowError
+    from spikereg.registration.verdict import RegistrationFailedError
     from spikereg.report.summary import ReportError
 
     return (ConfigError, VolumeError, ModelFileError, VerificationError, BackendUnavailable,
-            ReportError, ProfileError, MappingError, FileNotFoundError, ValueError)
+            ReportError, ProfileError, MappingError, RangeOverflowError, RegistrationFailedError,
+            FileNotFoundError, ValueError)
 
 
 @contextmanager
@@ -68,7 +71,7 @@ def _cli_errors() -> Iterator[None]:
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True,
     )
 
 
@@ -140,10 +143,19 @@ def export(
     profile: str = typer.Option("loihi2", "--profile",
                                 help="Chip the network must fit (hardware_profiles/ name or YAML path); "
                                      "'none' skips the check. Writes <model>.map.json."),
+    range_mode: str = typer.Option("proven", "--range",
+                                   help="proven: refuse a network that some input could drive past the chip's "
+                                        "integer widths (worst case from the weights); guarded: export it "
+                                        "anyway, every run then checks its layers and stops at the range; "
+                                        "saturate (sdnn): make it provable (spike_exp 0, saturated layers)."),
+    spike_exp: Optional[int] = typer.Option(None, "--spike-exp",
+                                            help="sdnn: graded spikes with 6 + N fractional bits (netx's "
+                                                 "spike_exp; default the checkpoint's, 6): each step down "
+                                                 "doubles the 24-bit range and halves the precision."),
 ) -> None:
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
-        from lava_export.netx import export_netx, mapping_summary, resolve_profile, sidecar
+        from lava_export.netx import export_netx, mapping_summary, range_summary, resolve_profile, sidecar
         from spikereg.pretrained import resolve_checkpoint
         from spikereg.training.trainer import load_checkpoint
 
@@ -154,8 +166,10 @@ def export(
         net, cfg = load_checkpoint(checkpoint)
         console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
         result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
-                             verify_patches=verify_patches if verify else 0, profile=chip)
+                             verify_patches=verify_patches if verify else 0, profile=chip, range_mode=range_mode,
+                             spike_exp=spike_exp)
         console.print(f"wrote {out}")
+        console.print(range_summary(out), highlight=False, soft_wrap=True)
         if chip is not None:
             console.print(mapping_summary(json.loads(sidecar(out, "map").read_text())), highlight=False,
                           soft_wrap=True)
@@ -164,9 +178,10 @@ def export(
                 f"verified: {result.patches} patches, Lava == SLAYER within {result.tolerance:g} on all "
                 f"{result.readout_elements} readout values and {result.graded_values_compared} graded values "
                 f"(largest difference {result.max_graded_error:g}), and on every layer's message counts "
-                f"({sum(result.layer_spikes_lava)} graded spikes); summed inputs within "
-                f"+-{result.summed_input_limit:g} on {result.range_patches} patches (largest "
-                f"{max(result.summed_input_peaks):.1f})"
+                f"({sum(result.layer_spikes_lava)} graded spikes), on template patches and "
+                f"{len(result.stress_kinds)} unlike them ({', '.join(result.stress_kinds)}); largest summed "
+                f"input {max(result.summed_input_peaks):.1f} on {result.range_patches} patches, against the "
+                f"+-{result.summed_input_limit:g} the chip holds"
             )
         elif result is not None:
             console.print(
@@ -206,6 +221,10 @@ def run(
     address: Optional[str] = typer.Option(None, help="--engine dask: scheduler address (tcp://host:8786); "
                                           "default: a local cluster of --workers processes."),
     workers: int = typer.Option(2, help="--engine dask without --address: local worker processes."),
+    keep_failed: bool = typer.Option(False, "--keep-failed",
+                                     help="Write the outputs of a failed registration (implausible field, or a "
+                                          "layer at the chip's range), marked failed in report.json; the exit "
+                                          "code still says it failed."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
@@ -253,7 +272,7 @@ def run(
                 bar.update(task, description=stage, completed=done, total=total, info=f"{spikes:,} spikes")
 
             result = run_registration(fixed_vol, moving_vol, model, meta, out, labels=labels, progress=report,
-                                      **options)
+                                      keep_failed=keep_failed, **options)
         sim = result["similarity"]
         console.print(f"NCC moving vs fixed {sim['ncc_before']:.4f} -> warped vs fixed {sim['ncc_after']:.4f}")
         console.print(f"outputs in {out}: " + ", ".join(result["outputs"].values()))

@@ -64,7 +64,16 @@ class ModelConfig:
     # their range (spikereg.networks.ann.AnnTwin.balanced_kernels); the readout then comes
     # out this many times larger and the host divides it out. 1 = no rescaling.
     readout_gain: float = 1.0
-
+    # sdnn only: netx's spike_exp. Graded spikes carry 6 + spike_exp fractional bits, and a
+    # sigma-delta layer's 24-bit synaptic input then holds +-2**(11 - spike_exp) in SLAYER's
+    # units (spikereg.networks.bounds.summed_input_limit): 6 (netx's default) gives +-32,
+    # 0 gives +-2048 with spikes on a 1/64 grid, the delta threshold's own.
+    spike_exp: int = 6
+    # sdnn only, per hidden layer: the value its activation saturates at (0: a plain ReLU).
+    # A saturated layer is two populations, relu(x) and relu(x - c), that the next layer
+    # takes with weights W and -W: it receives W clamp(x, 0, c), so its input is bounded
+    # whatever the image (spikereg.networks.bounds). Written by conversion, not by hand.
+    clamp: list[float] = field(default_factory=list)
 
     @property
     def in_channels(self) -> int:
@@ -283,6 +292,22 @@ def validate(config: Config, source: str = "config") -> None:
     if model.readout_gain != 1.0 and model.neuron.type != "sdnn":
         raise ConfigError(f"{source}: 'model.readout_gain' applies to model.neuron.type sdnn only (a CUBA "
                           f"readout is a spike count), got {model.readout_gain} for {model.neuron.type!r}")
+    if model.spike_exp != 6 and model.neuron.type != "sdnn":
+        raise ConfigError(f"{source}: 'model.spike_exp' applies to model.neuron.type sdnn only, got "
+                          f"{model.spike_exp} for {model.neuron.type!r}")
+    if not 0 <= model.spike_exp <= 6:
+        raise ConfigError(f"{source}: 'model.spike_exp' must be an integer in [0, 6], got {model.spike_exp}")
+    if model.clamp:
+        if model.neuron.type != "sdnn":
+            raise ConfigError(f"{source}: 'model.clamp' applies to model.neuron.type sdnn only")
+        if len(model.clamp) != len(model.channels):
+            raise ConfigError(f"{source}: 'model.clamp' needs one value per hidden layer ({len(model.channels)}, "
+                              f"as model.channels), got {len(model.clamp)}")
+        for value in model.clamp:
+            # the file stores -c as a bias mantissa (c * 64, an integer) that Lava holds in 16 bits
+            if value < 0 or value * 64 != round(value * 64) or value * 64 > 2**15 - 1:
+                raise ConfigError(f"{source}: 'model.clamp' values must be multiples of 1/64 in [0, 511.98] "
+                                  f"(0: no saturation), got {value}")
     if model.neuron.threshold <= 0:
         raise ConfigError(f"{source}: 'model.neuron.threshold' must be positive, got {model.neuron.threshold}")
     if len(model.channels) != len(model.strides):

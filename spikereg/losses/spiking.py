@@ -56,3 +56,16 @@ def summed_input_range_loss(summed: list[torch.Tensor]) -> torch.Tensor:
         peak = x.detach().clamp(min=0).amax().clamp(min=1e-3)
         terms.append(torch.relu(-x / peak - 1.0).pow(2).mean())
     return torch.stack(terms).mean()
+
+
+def worst_case_bound_loss(bounds: list[torch.Tensor], limit: float) -> torch.Tensor:
+    """Mean over layers of ``relu(b / limit - 1)^2``, ``b`` the layer's worst case over every input.
+
+    ``bounds`` are :func:`spikereg.networks.bounds.network_bounds` (differentiable): each
+    neuron's largest per-step synaptic input and summed input for any image. Why: export
+    refuses a network whose worst case passes the chip's 24-bit range, and conversion leaves
+    fine-tuning a margin below it; this term keeps fine-tuning inside. Zero while it holds.
+    """
+    terms = [torch.relu(bound[:, :2].amax() / limit - 1.0).pow(2) for bound in bounds]
+    return torch.stack(terms).mean()
+

@@ -96,16 +96,35 @@ class FoldedKernel(torch.nn.Module):
     tensor is the 3-D kernel and ``synapse.weight`` is its exact fold, so
     SLAYER's forward pass, quantization and ``export_hdf5`` all see the 2-D
     weight that netx and the chip will use.
+
+    Saturated layers (``model.clamp``) are two populations of the same units:
+    ``paired_out`` repeats the kernel for the second population (``relu(x - c)``),
+    ``paired_in`` takes a saturated layer's two populations with ``K`` and ``-K``,
+    so the layer sums ``K clamp(x, 0, c)``. The trainable kernel stays ``(c_out, c_in, ...)``.
     """
 
-    def __init__(self, fold: DepthFold, c_out: int, c_in: int) -> None:
+    def __init__(self, fold: DepthFold, c_out: int, c_in: int, paired_out: bool = False,
+                 paired_in: bool = False) -> None:
         super().__init__()
         self.fold = fold
         self.c_out = c_out
         self.c_in = c_in
+        self.paired_out = paired_out
+        self.paired_in = paired_in
+
+    def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        """The 3-D kernel over the populations the chip holds (pairs expanded)."""
+        if self.paired_in:
+            kernel3d = torch.cat([kernel3d, -kernel3d], dim=1)
+        if self.paired_out:
+            kernel3d = torch.cat([kernel3d, kernel3d], dim=0)
+        return kernel3d
 
     def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        return self.fold.fold_weight(kernel3d).unsqueeze(-1)
+        return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.fold.unfold_weight(weight.squeeze(-1), self.c_out, self.c_in)
+        c_out = self.c_out * (2 if self.paired_out else 1)
+        c_in = self.c_in * (2 if self.paired_in else 1)
+        kernel3d = self.fold.unfold_weight(weight.squeeze(-1), c_out, c_in)
+        return kernel3d[:self.c_out, :self.c_in]

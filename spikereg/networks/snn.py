@@ -37,6 +37,21 @@ from spikereg.networks.folding import DepthFold, FoldedKernel
 METADATA_ATTR = "spikereg"  # root attribute of the netx file (JSON); netx ignores it
 
 
+def graded_spike_scale(spike_exp: int) -> int:
+    """Graded spikes are integers of ``1 / scale`` in SLAYER's units: ``2**(6 + spike_exp)`` (netx, Lava)."""
+    return 1 << (6 + int(spike_exp))
+
+
+def bias_mantissa(block: torch.nn.Module) -> np.ndarray:
+    """A sigma-delta block's per-feature bias as netx reads it: an integer mantissa like ``vThMant``.
+
+    Lava's sigma-delta neuron scales its bias as it scales its threshold
+    (``<< spike_exp + state_exp``), so the mantissa is ``bias * w_scale``.
+    """
+    bias = block.neuron.bias.detach().reshape(-1) * block.neuron.w_scale
+    return np.round(bias.cpu().numpy()).astype(np.int32)
+
+
 def is_flatten(block: torch.nn.Module) -> bool:
     """SLAYER's Flatten blocks reshape only; netx makes no Lava layer of them."""
     return type(block).__name__ == "Flatten"
@@ -95,29 +110,39 @@ class SpikingRegNet(torch.nn.Module):
             extra = {}
         kernel = config.kernel_size
         layers = list(zip(config.channels, config.strides)) + [(READOUT_CHANNELS, 1)]
-        depth, c_in = config.patch_size, config.in_channels
+        clamps = list(config.clamp) or [0.0] * len(config.channels)
+        depth, c_in, paired_in = config.patch_size, config.in_channels, False
         self.folds: list[DepthFold] = []
         blocks = []
-        for c_out, stride in layers:
+        for index, (c_out, stride) in enumerate(layers):
+            clamp = clamps[index] if index < len(clamps) else 0.0
+            paired_out = clamp > 0
             fold = DepthFold(depth, kernel, stride, kernel // 2)
-            block = kind.Conv(
-                neuron, depth * c_in, fold.depth_out * c_out, kernel,
-                stride=stride, padding=kernel // 2, **extra,
-            )
+            features_in = depth * c_in * (2 if paired_in else 1)
+            features_out = fold.depth_out * c_out * (2 if paired_out else 1)
+            block = kind.Conv(neuron, features_in, features_out, kernel, stride=stride, padding=kernel // 2,
+                              **extra)
             parametrize.register_parametrization(
-                block.synapse, "weight", FoldedKernel(fold, c_out, c_in)
+                block.synapse, "weight", FoldedKernel(fold, c_out, c_in, paired_out, paired_in)
             )
             with torch.no_grad():  # fan-in of the 3-D kernel, not of the folded one
                 # (ReLU units: He's gain; CUBA: a gain that makes the first layers spike)
                 std = (np.sqrt(2.0) if graded else 3.0) / np.sqrt(c_in * kernel**3)
                 block.synapse.parametrizations.weight.original.normal_(0.0, std)
+            if paired_out:  # the second population computes relu(x - c)
+                offsets = torch.tensor([0.0] * c_out + [-clamp] * c_out).repeat(fold.depth_out)
+                block.neuron.bias.data = offsets.reshape(-1, 1, 1)
+                block.neuron.bias_is_set = True
             blocks.append(block)
             self.folds.append(fold)
-            depth, c_in = fold.depth_out, c_out
+            depth, c_in, paired_in = fold.depth_out, c_out, paired_out
         self.blocks = torch.nn.ModuleList(blocks)
         # Kept apart from ``blocks`` so that parameter names (and so checkpoints and the
         # ANN twin's snn_state) are the same for both neuron types.
         self.input_block = kind.Input(neuron) if graded else None
+        if graded:  # graded spikes on netx's spike_exp grid (SLAYER floors every delta to it)
+            for block in self.chip_layers:
+                block.neuron.s_scale = block.neuron.delta.scale = graded_spike_scale(config.spike_exp)
         self.grid_size = depth  # control points per patch side
         self.codec = PatchCodec(config.time_steps, len(self.chip_layers), config.max_displacement,
                                 config.encoding, config.spike_code, config.readout_gain)
@@ -190,6 +215,49 @@ class SpikingRegNet(torch.nn.Module):
             neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = on
         self.reset_state()
 
+    def mirror_chip(self, on: bool = True) -> None:
+        """SDNN: compute what Lava's fixed-point models compute past their widths, and watch the ranges.
+
+        With it on, each conv/dense block's per-step synaptic input is wrapped
+        to a signed 24-bit integer as Lava's ``Conv`` wraps it
+        (``lava.proc.conv.utils.signed_clamp``), so SLAYER gives Lava's answer on
+        every input; and every call records, per block and per time step, the
+        largest ``|synaptic input|`` (before the wrap) and ``|summed input|``
+        (:attr:`range_series`), which a run checks against
+        :func:`~spikereg.networks.bounds.summed_input_limit`. float32 holds the
+        sums exactly up to ``2**(24 - 11 - spike_exp)`` (4x the limit); a run
+        stops at the limit anyway. Off for training.
+        """
+        if self.input_block is None:
+            raise ValueError("the chip's 24-bit synaptic input applies to sigma-delta (sdnn) networks")
+        for handle in getattr(self, "_chip_hooks", []):
+            handle.remove()
+        self._chip_hooks = []
+        self.range_series = [[None, None] for _ in self.blocks]
+        if not on:
+            return
+        quantum = 2.0 ** -(12 + self.config.spike_exp)
+        half = 2 ** 23
+
+        def record(index: int, slot: int, value: torch.Tensor) -> None:  # (batch, steps): largest |value|
+            self.range_series[index][slot] = value.detach().abs().movedim(-1, 1).reshape(
+                value.shape[0], value.shape[-1], -1).amax(dim=-1)
+
+        def synapse_hook(index: int):
+            def hook(_module, _inputs, output):
+                record(index, 0, output)
+                integer = torch.round(output / quantum)
+                wrapped = torch.remainder(integer + half, 2 * half) - half
+                return torch.where(integer == wrapped, output, wrapped * quantum)
+            return hook
+
+        def sigma_hook(index: int):
+            return lambda _module, _inputs, output: record(index, 1, output)
+
+        for index, block in enumerate(self.blocks):
+            self._chip_hooks.append(block.synapse.register_forward_hook(synapse_hook(index)))
+            self._chip_hooks.append(block.neuron.sigma.register_forward_hook(sigma_hook(index)))
+
     def reset_state(self) -> None:
         """Forget what earlier streamed calls left: the next call starts from rest."""
         for block in self.chip_layers:
@@ -243,7 +311,10 @@ class SpikingRegNet(torch.nn.Module):
                 inp.create_dataset("type", (1,), "S10", [b"input"])
                 inp.create_dataset("shape", data=np.array([patch * self.config.in_channels, patch, patch]))
             for index, block in enumerate(self.blocks, start=1):
-                block.export_hdf5(layers.create_group(str(index)))
+                group = layers.create_group(str(index))
+                block.export_hdf5(group)
+                if getattr(block.neuron, "bias_is_set", False):  # a saturated layer's offsets, as a mantissa like vThMant
+                    group.create_dataset("bias", data=bias_mantissa(block))
 
     @classmethod
     def from_netx(cls, path: str | Path) -> "SpikingRegNet":
@@ -276,6 +347,12 @@ class SpikingRegNet(torch.nn.Module):
                     if key in ("vThMant", "iDecay", "vDecay") and int(np.asarray(layer["neuron"][key])) != int(value):
                         raise ModelFileError(f"model {path}: layer {index} neuron {key} is "
                                              f"{int(np.asarray(layer['neuron'][key]))}, its metadata implies {int(value)}")
+                expected_bias = bias_mantissa(block) if getattr(block.neuron, "bias_is_set", False) else None
+                bias = np.asarray(layer["bias"][()]) if "bias" in layer else None
+                if (bias is None) != (expected_bias is None) or (
+                        bias is not None and (bias.shape != expected_bias.shape or (bias != expected_bias).any())):
+                    raise ModelFileError(f"model {path}: layer {index} bias does not match the saturation "
+                                         f"(model.clamp {net.config.clamp}) its metadata describes")
                 with torch.no_grad():
                     block.synapse.weight = (weight / block.neuron.w_scale).unsqueeze(-1)
         return net.eval()

@@ -12,7 +12,10 @@
 Every backend encodes with the same :class:`~spikereg.networks.encoding.PatchCodec`,
 so they see identical input spikes, and Lava's fixed-point models reproduce
 SLAYER's spikes exactly (every export is verified on that): ``torch`` and
-``sim`` give the same control displacements, bit for bit.
+``sim`` give the same control displacements, bit for bit. Past the chip's
+24-bit range too: the torch backend wraps each step's synaptic input as Lava
+does (:meth:`SpikingRegNet.mirror_chip`), and every backend stops a run in
+which a layer reaches that range (:mod:`spikereg.registration.range_guard`).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from lava_export.netx import read_metadata
 from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet, stream_patches
 from spikereg.registration.pipeline import LAVA_CHUNK
+from spikereg.registration.range_guard import RangeGuard, RangeOverflowError, lava_series
 from spikereg.registration.register import BackendStats
 from spikereg.report.counts import CountError, SpikeCounter
 
@@ -51,11 +55,14 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, net: SpikingRegNet, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, net: SpikingRegNet, batch_size: int = 32, device: str = "cpu", range_stop: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"--batch-size {batch_size}: must be at least 1")
         self.device = torch_device(device)
         self.net = net.eval().to(self.device)
+        self.guard = open_guard(net, range_stop)
+        if net.input_block is not None:  # wrap as Lava wraps, and watch every layer's range
+            net.mirror_chip(True)
         self.codec = net.codec
         self.patch_size = net.config.patch_size
         self.reduction = net.reduction
@@ -77,6 +84,7 @@ class TorchBackend:
 
     def reset(self) -> None:
         """Start a new stream: the next patch finds the network at rest (SDNN; CUBA always does)."""
+        self.guard = open_guard(self.net, self.guard.stop)
         if self.streaming:
             self.net.reset_state()
             self._readout_level = None
@@ -135,6 +143,7 @@ class TorchBackend:
         window, count = self.net.window, len(fixed)
         frames = self.net.encode(fixed.to(self.device), moving.to(self.device))[..., :window]
         outputs, ends = stream_patches(self.net.chip_layers, frames)
+        self.guard.observe(self.net.range_series, window, self.stats.patches, count)
         # float64 running sum, as Lava's host sums the readout (values are multiples of 2**-12: exact)
         running = torch.cumsum(outputs[-1].double(), dim=-1)
         if self._readout_level is not None:
@@ -170,7 +179,8 @@ class LavaBackend:
 
     chunk_size = LAVA_CHUNK  # patches per stream: bounds the host's buffers; each costs < 1 window of drain
 
-    def __init__(self, model_path: str | Path, backend: str = "sim", precision: str = "fixed") -> None:
+    def __init__(self, model_path: str | Path, backend: str = "sim", precision: str = "fixed",
+                 range_stop: bool = True) -> None:
         from lava_export.runner import LavaNetwork
 
         self.meta = read_metadata(model_path)
@@ -178,9 +188,18 @@ class LavaBackend:
         self.name = backend
         self.patch_size = self.meta["model"]["patch_size"]
         self.reduction = self.meta["reduction"]
+        # The file's own SLAYER twin: its bounds, and (not proven) the host's re-run of each layer's synapses.
+        self.twin = SpikingRegNet.from_netx(model_path)
+        self.guard = open_guard(self.twin, range_stop)
+        self._carried: list = [None] * len(self.twin.blocks)
         self._open = lambda: LavaNetwork(model_path, window=self.codec.window, backend=backend, precision=precision)
         self.network = self._open()
         self.stats = BackendStats()
+
+    @property
+    def _watch(self) -> bool:
+        """Whether each layer's range must be rebuilt from its spikes (a graded file not proven in range)."""
+        return self.codec.graded and not self.guard.proven
 
     def __enter__(self) -> "LavaBackend":
         return self
@@ -196,6 +215,8 @@ class LavaBackend:
         built (compiled again at the next patch: seconds, against minutes of
         streaming).
         """
+        self.guard = open_guard(self.twin, self.guard.stop)
+        self._carried = [None] * len(self.twin.blocks)
         if self.codec.graded and self.network.has_run:
             self.network.stop()
             self.network = self._open()
@@ -204,7 +225,12 @@ class LavaBackend:
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         counter = self.stats.counter
-        run = self.network.run(spikes, progress=progress, keep_layers=counter is not None)
+        run = self.network.run(spikes, progress=progress, keep_layers=counter is not None or self._watch)
+        if self._watch:
+            from lava_export.runner import from_lava
+
+            series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values], self._carried)
+            self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
             self._count(counter, fixed, spikes, run)
         self.stats.input_spikes += int(spikes.sum())  # they drive layer 1's synaptic operations
@@ -241,6 +267,21 @@ class LavaBackend:
         counter.record_raster(fixed, inputs, answers, self.name)
 
 
+def open_guard(net: SpikingRegNet, stop: bool = True) -> RangeGuard:
+    """The run-time range check for ``net`` (a file's network); refuses a CUBA file not proven in range.
+
+    CUBA layers' currents and voltages are not read back from the chip, so a
+    CUBA file must be proven in range for every input to run at all.
+    """
+    guard = RangeGuard.for_network(net, stop)
+    if net.input_block is None and not guard.proven:
+        worst = max((row for row in guard.worst_case if row["bound"] >= row["limit"]), key=lambda r: r["bound"])
+        raise RangeOverflowError(f"layer {worst['layer']}'s {worst['quantity']} can reach {worst['bound']:,.0f}, "
+                                 f"past the +-{worst['limit']:,.0f} Lava holds: this CUBA model is not proven in "
+                                 "range; export it again (spikereg export, --range proven)")
+    return guard
+
+
 def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -> None:
     """Refuse, before any work, a backend, precision or device that cannot run here."""
     if backend not in BACKENDS:
@@ -259,7 +300,7 @@ def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -
 
 
 def open_backend(model_path: str | Path, backend: str = "sim", precision: str = "fixed",
-                 device: str = "cpu", batch_size: int = 32) -> TorchBackend | LavaBackend:
+                 device: str = "cpu", batch_size: int = 32, range_stop: bool = True) -> TorchBackend | LavaBackend:
     """The exported network at ``model_path`` on ``backend`` ('torch', 'sim' or 'loihi2').
 
     Use as a context manager: ``with open_backend(path, "torch") as b: register(f, m, b, ...)``;
@@ -267,12 +308,16 @@ def open_backend(model_path: str | Path, backend: str = "sim", precision: str = 
     ``device`` and ``batch_size`` apply to ``torch``, ``precision`` to ``sim``
     ('fixed': Loihi's fixed-point models; 'float': floating-point ones).
     Unknown backends, a missing lava-loihi, or an unusable device raise at once.
+    ``range_stop``: a layer reaching the chip's range stops the run
+    (:class:`~spikereg.registration.range_guard.RangeOverflowError`); False records it in
+    ``engine.guard`` instead (``--keep-failed``).
     """
     check_backend(backend, precision, device)
     if backend == "torch":
-        engine = TorchBackend(SpikingRegNet.from_netx(model_path), batch_size=batch_size, device=device)
+        engine = TorchBackend(SpikingRegNet.from_netx(model_path), batch_size=batch_size, device=device,
+                              range_stop=range_stop)
     else:
-        engine = LavaBackend(model_path, backend=backend, precision=precision)
+        engine = LavaBackend(model_path, backend=backend, precision=precision, range_stop=range_stop)
     # spikes, synaptic operations and a raster, counted neuron by neuron (spikereg.report.counts)
     try:
         engine.stats.counter = SpikeCounter(model_path)

@@ -18,6 +18,7 @@ from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.hardware import load_profile
 from spikereg.config import ENCODINGS
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
+from spikereg.registration.verdict import RegistrationFailedError, failures, reach
 from spikereg.report.counts import RASTER_NAME, save_raster
 from spikereg.report.energy import DEFAULT_PROFILES, energy_report
 from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
@@ -169,12 +170,18 @@ def run_registration(
     memory_budget_gb: float | None = None,
     labels: Volume | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
+    keep_failed: bool = False,
 ) -> dict:
     """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
 
     Everything that can be checked before the long run is: options, the
     pyramid depth against the model's patch, the memory budget, the hardware
-    profiles of the energy report, and the backend itself.
+    profiles of the energy report, and the backend itself. After it, the result
+    is judged (:func:`spikereg.registration.verdict.failures`: range, NCC,
+    folding, reach): an implausible one raises
+    :class:`~spikereg.registration.verdict.RegistrationFailedError` and writes
+    nothing, or with ``keep_failed`` writes everything with ``status: failed``
+    in report.json, then raises.
     """
     from spikereg.registration.backends import open_backend
 
@@ -183,13 +190,20 @@ def run_registration(
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
     with open_backend(model_path, backend=backend, precision=precision, device=device,
-                      batch_size=batch_size) as engine:
+                      batch_size=batch_size, range_stop=not keep_failed) as engine:
         result = register(fixed.data, moving.data, engine, iterations=iterations,
                           patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing, progress=progress)
         stats: BackendStats = engine.stats
         window = engine.codec.window
+        guard = engine.guard
     total = time.perf_counter() - start
     jac = jacobian_determinant(result.ddf)
+    similarity = _similarity(fixed.data, moving.data, result.warped)
+    limit = reach(meta["model"]["max_displacement"], iterations, result.levels)
+    reasons = failures(result.ddf, similarity, float((jac <= 0).mean()), limit, guard.events)
+    if reasons and not keep_failed:
+        raise RegistrationFailedError(f"registration failed: {'; '.join(reasons)}. Nothing was written "
+                                      "(--keep-failed writes the outputs, marked failed, for inspection)")
 
     with staged_folder(out) as staging:
         outputs = save_registration(staging, result.ddf, result.warped, fixed.affine, labels)
@@ -212,7 +226,9 @@ def run_registration(
             "layers": layer_table(stats.layer_spikes, stats.layer_neurons, stats.time_steps),
             "input_spikes": int(stats.input_spikes),
             "spikes_per_step": [s.tolist() for s in stats.step_spikes],
-            "similarity": _similarity(fixed.data, moving.data, result.warped),
+            "status": "failed" if reasons else "ok",
+            "failure": reasons,
+            "similarity": similarity,
             "jacobian": {"min": float(jac.min()), "fraction_nonpositive": float((jac <= 0).mean())},
             "timing": {
                 "total_seconds": total,
@@ -229,5 +245,10 @@ def run_registration(
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
         report["energy"] = energy_report(report, model_path, profiles)
         report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
+        report["range"] = guard.section()
+        report["reach_voxels"] = limit
         write_report(staging, report)
+    if reasons:
+        raise RegistrationFailedError(f"registration failed: {'; '.join(reasons)}; the outputs are in {out}, "
+                                      "marked failed in report.json")
     return report

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from spikereg.config import Config, config_from_dict, save_config
 from spikereg.data import load_mni, make_pair, tissue_labels
 from spikereg.losses import (RegistrationLoss, displacement_loss, layer_rates, summed_input_bound_loss,
-                             summed_input_range_loss)
+                             summed_input_range_loss, worst_case_bound_loss)
+from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
 from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
@@ -291,7 +292,10 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         torch.set_rng_state(state["torch_rng"])
         best, first_step, seconds = state["best_val_error"], resumed["step"] + 1, state["seconds"]
 
-    terms = list(objective.weights) + (["summed_input_bound"] if snn_range_weight else [])
+    # An SDNN that conversion left provably in the chip's range is kept so (export refuses one that is not).
+    keep_proven = bool(snn_range_weight) and provably_in_range(net)
+    terms = list(objective.weights) + (["summed_input_bound"] if snn_range_weight else []) + (
+        ["worst_case_bound"] if keep_proven else [])
     log = TrainLog(out_dir, terms, enabled=workers.is_main, tensorboard=config.train.tensorboard,
                    resume_step=None if resumed is None else resumed["step"])
 
@@ -325,8 +329,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             net.train()
             learning_rate = optimizer.param_groups[0]["lr"]
             batch = sampler.sample(batch_size, workers.share(batch_size)).to(device)
-            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight), batch, objective, optimizer,
-                              parameters, workers, config.train.grad_clip, batch_size)
+            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight, keep_proven), batch, objective,
+                              optimizer, parameters, workers, config.train.grad_clip, batch_size)
             schedule.step()
             log.scalars(step, {f"train/{name}": value for name, value in row.items()} | {"lr": learning_rate})
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
@@ -348,7 +352,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     return checkpoints / "best.pt"
 
 
-def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.0
+def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.0, keep_proven: bool = False
                  ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
     """Decoded control grid, per-layer spike rates (the readout decodes the same spikes as ``net.predict``)
     and, for an SDNN with ``range_weight``, the term that keeps its summed inputs in Lava's range."""
@@ -356,6 +360,9 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.
     if range_weight:
         summed, outputs = net.summed_inputs(spikes)
         extra = {"summed_input_bound": range_weight * summed_input_bound_loss(summed, BALANCED_MAX_VALUE)}
+        if keep_proven:  # a network proven in range at conversion stays so
+            extra["worst_case_bound"] = range_weight * worst_case_bound_loss(
+                network_bounds(net, differentiable=True), summed_input_limit(net.config.spike_exp) * SATURATION_MARGIN)
     else:
         outputs, extra = net.layer_outputs(spikes), {}
     return net.decode(outputs[-1]), layer_rates(outputs), extra

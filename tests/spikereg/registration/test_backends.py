@@ -56,7 +56,7 @@ def sdnn_export(tmp_path_factory):
                                 "model.spike_code=delta", "model.neuron.threshold=0.03125"])
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("sdnn_backend") / "sdnn.net"
-    export_netx(SpikingRegNet(config.model).eval(), path, spacing=8.0, verify_patches=2)
+    export_netx(SpikingRegNet(config.model).eval(), path, spacing=8.0, verify_patches=2, range_mode="guarded")
     return path
 
 

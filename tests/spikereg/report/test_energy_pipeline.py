@@ -23,13 +23,17 @@ from spikereg.registration.register import BackendStats
 TWIN = ModelConfig(patch_size=4, encoding="intensity", channels=[4], strides=[2], kernel_size=3)
 
 
+from spikereg.registration.range_guard import RangeGuard  # noqa: E402
+
+
 class StandInLava:
     """Per patch: 40 input spikes, 20 + 7 layer spikes over 10 steps; zero displacements."""
 
     started = 0
 
-    def __init__(self, model_path, backend="sim", precision="fixed") -> None:
+    def __init__(self, model_path, backend="sim", precision="fixed", range_stop=True) -> None:
         StandInLava.started += 1
+        self.guard = RangeGuard(proven=True, worst_case=[], limit=None)
         self.name, self.patch_size, self.reduction = backend, 4, 2
         self.codec = SimpleNamespace(window=8)
         self.stats = BackendStats(layer_neurons=[32, 3])
@@ -63,7 +67,7 @@ def test_report_json_has_input_spikes_and_energy(tmp_path: Path, model: Path, mo
     monkeypatch.setattr(backends, "LavaBackend", StandInLava)
     out = tmp_path / "run"
     pipeline.run_registration(_volume(tmp_path, "f.nii.gz", 0), _volume(tmp_path, "m.nii.gz", 1), model,
-                              {"model": {"patch_size": 4}, "reduction": 2}, out, iterations=2, patch_stride=4)
+                              {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out, iterations=2, patch_stride=4)
     report = json.loads((out / "report.json").read_text())
     # one 4^3 patch per iteration, two iterations
     assert report["input_spikes"] == 80 and report["time_steps"] == 20
@@ -81,5 +85,5 @@ def test_a_profile_that_cannot_load_stops_the_run_before_it_starts(tmp_path: Pat
     out = tmp_path / "run"
     with pytest.raises(ProfileError, match=r"unknown hardware profile 'nochip'"):
         pipeline.run_registration(_volume(tmp_path, "f.nii.gz", 0), _volume(tmp_path, "m.nii.gz", 1), model,
-                                  {"model": {"patch_size": 4}, "reduction": 2}, out, iterations=1, patch_stride=4)
+                                  {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out, iterations=1, patch_stride=4)
     assert StandInLava.started == 0 and not out.exists()

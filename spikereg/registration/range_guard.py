@@ -1,0 +1,129 @@
+"""The run-time range check: no layer of the chip may reach the width its state is held in.
+
+A file exported with ``--range proven`` (the default) or ``saturate`` is proven
+in range for every input (:func:`spikereg.networks.bounds.worst_case_table`);
+the guard then records the proof. Otherwise (``--range guarded``, files from
+before the proof) it
+watches every sigma-delta layer's per-step synaptic input and summed input
+as the run goes -- the torch backend from SLAYER's own tensors, Lava from each
+layer's graded spikes read back, convolved again on the host in float64 (what
+the next layer received) -- and stops the run at the first value at the limit:
+on Lava and Loihi 2 it would have wrapped, and the field would be wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from spikereg.networks.bounds import summed_input_limit, worst_case_table
+
+
+class RangeOverflowError(RuntimeError):
+    """A layer reached the chip's range during a run: the result would be wrong."""
+
+
+@dataclass
+class RangeEvent:
+    layer: int  # 1-based conv/dense layer
+    quantity: str
+    value: float
+    limit: float
+    patch: int  # which patch of the registration (0-based), as near as the stream's steps tell
+
+
+@dataclass
+class RangeGuard:
+    """What one backend's run did with the chip's ranges."""
+
+    proven: bool
+    worst_case: list[dict]
+    limit: float | None  # SDNN: +-limit of the summed inputs (SLAYER's units); CUBA: None (proof only)
+    stop: bool = True  # raise at the first event (else record it: --keep-failed)
+    peaks: list[list[float]] = field(default_factory=list)  # per layer: largest |synaptic|, |summed| seen
+    events: list[RangeEvent] = field(default_factory=list)
+
+    @classmethod
+    def for_network(cls, net, stop: bool = True) -> "RangeGuard":
+        table = worst_case_table(net)
+        graded = net.input_block is not None
+        return cls(proven=all(row.ok for row in table), worst_case=[asdict(row) for row in table],
+                   limit=summed_input_limit(net.config.spike_exp) if graded else None, stop=stop,
+                   peaks=[[0.0, 0.0] for _ in net.blocks])
+
+    def observe(self, series: list, window: int, first_patch: int, patches: int) -> None:
+        """Per block, ``(synaptic, summed)`` largest-magnitude series ``(batch, steps)`` of one call.
+
+        A streamed call (batch of one) runs patch ``k`` in steps ``[k*window, (k+1)*window)``
+        plus the layer's delay; a batch from rest has one patch per row.
+        """
+        if self.limit is None:
+            return
+        for index, pair in enumerate(series):
+            for slot, (quantity, values) in enumerate(zip(("synaptic input", "summed input"), pair)):
+                if values is None or values.numel() == 0:
+                    continue
+                values = values.double().cpu()
+                peak = float(values.max())
+                self.peaks[index][slot] = max(self.peaks[index][slot], peak)
+                if peak < self.limit:
+                    continue
+                row, step = divmod(int(torch.argmax(values)), values.shape[-1])
+                patch = row if values.shape[0] > 1 else min(patches - 1, max(0, (step - index - 1) // window))
+                event = RangeEvent(index + 1, quantity, peak, self.limit, first_patch + patch)
+                self.events.append(event)
+                if self.stop:
+                    raise RangeOverflowError(
+                        f"layer {event.layer}'s {quantity} reached {event.value:,.2f} on patch {event.patch} "
+                        f"of this registration, at the +-{event.limit:g} the chip's 24-bit state holds: on "
+                        "Lava and Loihi 2 it wraps and the field would be wrong, so nothing was written. "
+                        "This model file is not proven in range (exported with --range guarded)")
+
+    def section(self) -> dict:
+        """``report.json``'s ``range`` entry."""
+        return {
+            "proven": self.proven,
+            "limit": self.limit,
+            "worst_case": self.worst_case,
+            "observed_peaks": [{"layer": i + 1, "synaptic_input": p[0], "summed_input": p[1]}
+                               for i, p in enumerate(self.peaks)] if self.limit is not None else None,
+            "events": [asdict(event) for event in self.events],
+        }
+
+
+def lava_series(blocks, layer_values: list[np.ndarray], carried: list[torch.Tensor | None]) -> list:
+    """Lava's per-step synaptic and summed inputs, rebuilt from the graded spikes each layer sent.
+
+    ``layer_values`` are the run's values per read layer in SLAYER's layout
+    ``(C, H, W, steps)``, the input's first; block ``i`` receives
+    ``layer_values[i]``. Only steps with input are convolved (graded spikes are
+    sparse in time); float64 sums are exact. ``carried`` holds each block's
+    summed input where the previous call of the stream left it, and is updated.
+    """
+    series = []
+    for index, block in enumerate(blocks):
+        spikes = torch.as_tensor(layer_values[index], dtype=torch.float64)
+        weight = block.neuron.quantize_8bit(block.synapse.weight.detach()).double()
+        steps = spikes.shape[-1]
+        active = torch.nonzero(spikes.reshape(-1, steps).abs().sum(dim=0)).reshape(-1)
+        synapse = block.synapse
+        shape = None
+        if len(active):
+            out = torch.nn.functional.conv3d(spikes[..., active].unsqueeze(0), weight, None, synapse.stride,
+                                             synapse.padding, synapse.dilation, synapse.groups)[0]
+            shape = out.shape[:-1]
+            full = torch.zeros(*shape, steps, dtype=torch.float64)
+            full[..., active] = out
+        else:
+            full = None
+        if full is None:
+            series.append([torch.zeros(1, steps, dtype=torch.float64), None])
+            continue
+        summed = torch.cumsum(full, dim=-1)
+        if carried[index] is not None:
+            summed = summed + carried[index][..., None]
+        carried[index] = summed[..., -1].clone()
+        flat = lambda x: x.abs().reshape(-1, steps).amax(dim=0).unsqueeze(0)  # noqa: E731
+        series.append([flat(full), flat(summed)])
+    return series
