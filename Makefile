@@ -34,12 +34,13 @@ test: $(STAMP)
 DEMO := demo_output
 demo: $(STAMP)
 	$(BIN)/spikereg data synth --out $(DEMO)/data --pairs 1 --spacing 4 --seed 2026
+	rm -rf $(DEMO)/train  # train refuses an earlier run's folder (it would mix their checkpoints)
 	$(BIN)/spikereg train --config configs/demo.yaml --out $(DEMO)/train
 	$(BIN)/spikereg export $(DEMO)/train/checkpoints/best.pt --to netx --out $(DEMO)/model.net
 	$(BIN)/spikereg run --backend sim --model $(DEMO)/model.net \
 		--fixed $(DEMO)/data/train/fixed_images/pair_000.nii.gz \
 		--moving $(DEMO)/data/train/moving_images/pair_000.nii.gz \
-		--moving-labels $(DEMO)/data/train/moving_labels/pair_000.nii.gz --out $(DEMO)/run
+		--moving-labels $(DEMO)/data/train/moving_labels/pair_000.nii.gz --out $(DEMO)/run --overwrite
 	$(BIN)/spikereg report $(DEMO)/run
 	@echo "demo outputs: $(DEMO)/ (data/, train/, model.net, model.verify.json, run/)"
 

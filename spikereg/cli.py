@@ -105,6 +105,11 @@ def train(
         elif not config or out is None:
             raise ValueError("train needs --config FILE and --out DIR (or --resume DIR)")
         else:
+            from spikereg.options import check_out_folder
+
+            # before the config is read and pairs are made: a run into an old run's folder would mix
+            # their checkpoints and logs
+            check_out_folder(out, hint=f"give a new folder, or continue that run with --resume {out}")
             cfg = load_config(config, overrides)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress and writes
             run_training(cfg, out, resume=resume is not None)
@@ -156,11 +161,14 @@ def export(
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
         from lava_export.netx import export_netx, mapping_summary, range_summary, resolve_profile, sidecar
+        from spikereg.options import check_bound, check_out_file
         from spikereg.pretrained import resolve_checkpoint
         from spikereg.training.trainer import load_checkpoint
 
         if to != "netx":
             raise ValueError(f"--to {to!r}: unsupported export format; only 'netx' is available")
+        check_out_file(out)
+        check_bound("--verify-patches", verify_patches)
         chip = None if profile.lower() == "none" else resolve_profile(profile)  # a bad name fails first
         checkpoint = resolve_checkpoint(checkpoint)
         net, cfg = load_checkpoint(checkpoint)
@@ -225,13 +233,22 @@ def run(
                                      help="Write the outputs of a failed registration (implausible field, or a "
                                           "layer at the chip's range), marked failed in report.json; the exit "
                                           "code still says it failed."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing, non-empty --out folder as a whole (without it, "
+                                        "such a folder is refused)."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
         from lava_export.netx import read_metadata
+        from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
-        from spikereg.registration.pipeline import (load_inputs, preflight, run_options, run_registration,
-                                                    spacing_note)
+        from spikereg.registration.pipeline import (declared_shape, load_inputs, preflight, run_options,
+                                                    run_registration, spacing_note)
+
+        check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
+                      "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
+                      "--workers": workers})
+        check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after the registration
 
         if pairs is not None and (fixed or moving or moving_labels):
             raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
@@ -254,13 +271,16 @@ def run(
                 task = bar.add_task(f"pairs ({engine})", total=len(specs), info="")
                 rows = register_cohort(specs, model, out, engine=engine, address=address, workers=workers,
                                        progress=lambda done, total: bar.update(task, completed=done),
-                                       **options)
+                                       overwrite=overwrite, **options)
             for row in rows:
                 console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}",
                               highlight=False)
             console.print(f"outputs in {out}: one folder per pair, {COHORT_CSV}")
             return
-        fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels)
+        shape = declared_shape(fixed, "--fixed")  # the budget from the header, before any voxel is read
+        if shape is not None:
+            preflight(shape, meta, backend, pyramid, memory_budget, batch_size)
+        fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels, limit_gb=memory_budget)
         preflight(fixed_vol.shape, meta, backend, pyramid, memory_budget, batch_size)
         note = spacing_note(fixed_vol, meta, model)
         if note is not None:
@@ -272,7 +292,7 @@ def run(
                 bar.update(task, description=stage, completed=done, total=total, info=f"{spikes:,} spikes")
 
             result = run_registration(fixed_vol, moving_vol, model, meta, out, labels=labels, progress=report,
-                                      keep_failed=keep_failed, **options)
+                                      keep_failed=keep_failed, overwrite=overwrite, **options)
         sim = result["similarity"]
         console.print(f"NCC moving vs fixed {sim['ncc_before']:.4f} -> warped vs fixed {sim['ncc_after']:.4f}")
         console.print(f"outputs in {out}: " + ", ".join(result["outputs"].values()))
@@ -386,6 +406,12 @@ def data_synth(
     with _cli_errors():
         from spikereg.data import write_dataset
         from spikereg.data.synth import check_options, split_sizes
+        from spikereg.options import check_bounds, check_out_folder
+
+        check_bounds({"--pairs": pairs, "--spacing": spacing, "--max-displacement": max_displacement,
+                      "--control-spacing": control_spacing, "--noise-std": noise_std, "--bias-field": bias_field,
+                      "--gamma-std": gamma_std})
+        check_out_folder(out, keep_existing=True)  # synth replaces whole splits inside an existing dataset
 
         fractions = _split_fractions(split)
         split_sizes(pairs, fractions)  # bad options fail before the progress bar
@@ -433,14 +459,22 @@ def evaluate(
     batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     save_outputs: bool = typer.Option(False, "--save-outputs",
                                       help="Also write each pair's ddf, warped image and labels under pairs/."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace an existing, non-empty --out folder as a whole (without it, "
+                                        "such a folder is refused)."),
 ) -> None:
     """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
     with _cli_errors():
         from lava_export.netx import read_metadata
         from spikereg.data import load_dataset
         from spikereg.evaluation import EVALUATION_FILES, evaluate as run_evaluation
+        from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import run_options
+
+        check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
+                      "--smoothing": smoothing, "--batch-size": batch_size})
+        check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after every pair
 
         dataset = load_dataset(data, split or None)
         check_backend(backend, precision, device)  # all of these fail now, before any work
@@ -448,8 +482,6 @@ def evaluate(
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         iterations, patch_stride, smoothing = run_options(read_metadata(model), iterations, patch_stride, smoothing)
-        if pyramid < 1 or batch_size < 1:
-            raise ValueError(f"--pyramid {pyramid} / --batch-size {batch_size}: both must be at least 1")
         with _progress() as bar:
             task = bar.add_task("pairs", total=len(dataset), info=dataset.files[0].name)
 
@@ -459,7 +491,7 @@ def evaluate(
             result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
-                                    progress=report)
+                                    progress=report, overwrite=overwrite)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
                                      ("ncc_before", "ncc", "NCC")):
@@ -480,7 +512,9 @@ def warp(
     """Warp any image or label map with a displacement field: out(x) = image(x + ddf(x))."""
     with _cli_errors():
         from spikereg.data import warp_file
+        from spikereg.options import check_out_file
 
+        check_out_file(out)
         written = warp_file(image, ddf, out, labels=labels)
         console.print(f"wrote {written}")
 

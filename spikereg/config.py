@@ -238,7 +238,11 @@ def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"config {path}: not valid YAML ({error.__class__.__name__})") from None
+        # the line (and what yaml found there) is what lets a user find the typo in a long file
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path}: not valid YAML{where} ({problem or error.__class__.__name__})") from None
     _build(Config, raw, "", str(path))  # unknown keys and wrong types, named by the file that has them
     return raw
 

@@ -29,6 +29,12 @@ AFFINE_TOLERANCE_MM = 1e-3
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
+# Reading a volume holds its voxels as stored plus their float32 copy. A header
+# may declare far more than the machine has (a typo'd or hostile file), so the
+# declared size is checked against this ceiling before any voxel is read;
+# spikereg run --memory-budget replaces it. 4 GB covers a 512x512x1000 CT.
+DEFAULT_VOLUME_LIMIT_GB = 4.0
+
 
 class VolumeError(ValueError):
     """A user-facing problem with an image file or image data.
@@ -99,6 +105,59 @@ def open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.Spa
     return path, img
 
 
+def check_declared_size(shape: tuple[int, ...], dtype: np.dtype, source: object, what: str,
+                        limit_gb: float | None = None, volumes: int = 1) -> None:
+    """Refuse, from the header alone, a volume whose reading would take more than ``limit_gb``.
+
+    ``limit_gb`` None is :data:`DEFAULT_VOLUME_LIMIT_GB`; the cost counted is
+    the stored voxels plus their float32 copy (what :func:`read_float32` holds),
+    per volume where the array holds ``volumes`` of them (a field: 3).
+    """
+    limit = DEFAULT_VOLUME_LIMIT_GB if limit_gb is None else limit_gb
+    voxels = int(np.prod([int(s) for s in shape], dtype=object)) // volumes
+    needed = voxels * (np.dtype(dtype).itemsize + 4)
+    if needed > limit * 1e9:
+        where = "--memory-budget" if limit_gb is not None else "the default limit; --memory-budget raises it"
+        raise VolumeError(
+            f"{what} {source}: the header declares {'x'.join(str(int(s)) for s in shape)} voxels of "
+            f"{np.dtype(dtype)}, about {needed / 1e9:.3g} GB to read, over {limit:g} GB ({where}); "
+            "resample it to a coarser grid"
+        )
+
+
+def refuse_blank(data: np.ndarray, source: object, what: str) -> None:
+    """Refuse an image with nothing to register: constant, or blank once its intensities are normalised.
+
+    The network sees :func:`normalize_intensity`'s output, which maps the 1st
+    and 99th percentiles to 0 and 1: where they are equal, every voxel becomes
+    0 and any field it returns is made up.
+    """
+    lo, hi = float(data.min()), float(data.max())
+    if lo == hi:
+        raise VolumeError(f"{what} {source}: the image is constant (every voxel {lo:g}); nothing to register")
+    p1, p99 = (float(v) for v in np.percentile(data, [1.0, 99.0]))
+    if p1 == p99:
+        raise VolumeError(f"{what} {source}: at least 98 % of the voxels hold one value ({p1:g}), so the image is "
+                          "blank once its intensities are normalised; nothing to register")
+
+
+def integer_labels(data: np.ndarray, source: object, what: str) -> np.ndarray:
+    """A label map's voxels as exact integers; refuses one holding values that are not integers.
+
+    Within 1e-3 of an integer is rounding in the file's scaling (2.9999998 is
+    label 3); anything further would be rounded to another label, or merged
+    with one, without a word.
+    """
+    rounded = np.rint(data)
+    off = np.abs(data - rounded) > 1e-3
+    if off.any():
+        bad = np.unique(data[off])
+        raise VolumeError(f"{what} {source}: labels must be integers, but {int(off.sum())} voxels are not "
+                          f"(e.g. {bad[0]:g}" + (f", {bad[1]:g}" if bad.size > 1 else "") + "); store a label "
+                          "map of integer labels, or warp it as an image")
+    return rounded.astype(np.float32, copy=False)
+
+
 def read_float32(img: nib.spatialimages.SpatialImage, path: Path, what: str) -> np.ndarray:
     """Voxel data as float32 (scaling applied), failing on truncated files or NaN/Inf."""
     try:
@@ -128,12 +187,13 @@ def check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray
     return affine
 
 
-def load_volume(path: str | Path, *, what: str = "volume") -> Volume:
+def load_volume(path: str | Path, *, what: str = "volume", limit_gb: float | None = None) -> Volume:
     """Load a 3-D NIfTI image as float32 with its affine.
 
     A 4-D image with trailing singleton axes (e.g. shape (D, H, W, 1)) is
     squeezed to 3-D; anything else that is not 3-D is rejected. ``what`` names
     the role of the file in error messages ("fixed image", "moving image", ...).
+    ``limit_gb``: see :func:`check_declared_size`, checked before any voxel is read.
     """
     path, img = open_image(path, what)
     shape = tuple(int(s) for s in img.shape)
@@ -144,6 +204,7 @@ def load_volume(path: str | Path, *, what: str = "volume") -> Volume:
     if min(shape[:3]) < 1:
         raise VolumeError(f"{what} {path}: volume has an empty axis (shape {shape})")
     affine = check_affine(img.affine, path, what)
+    check_declared_size(shape, img.get_data_dtype(), path, what, limit_gb)
     data = read_float32(img, path, what).reshape(shape[:3])
     return Volume(data=data, affine=affine, path=path)
 
@@ -260,7 +321,8 @@ def save_ddf(path: str | Path, ddf: np.ndarray, affine: np.ndarray) -> Path:
     return _atomic_save(img, path)
 
 
-def load_ddf(path: str | Path, *, what: str = "displacement field") -> tuple[np.ndarray, np.ndarray]:
+def load_ddf(path: str | Path, *, what: str = "displacement field",
+             limit_gb: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a field written by :func:`save_ddf`: returns (ddf (3, D, H, W) float32 voxels, affine).
 
     Files of shape (D, H, W, 1, 3) (NIfTI vector layout) and (D, H, W, 3) are accepted.
@@ -275,6 +337,8 @@ def load_ddf(path: str | Path, *, what: str = "displacement field") -> tuple[np.
             f"{what} {path}: expected shape (D, H, W, 1, 3) or (D, H, W, 3), got {shape}"
         )
     affine = check_affine(img.affine, path, what)
+    # a field is three volumes: the limit is per volume, so one component is what is counted
+    check_declared_size(shape[:3], img.get_data_dtype(), path, what, limit_gb)
     data = read_float32(img, path, what).reshape(shape[:3] + (3,))
     return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
 
@@ -323,23 +387,50 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 
 @contextmanager
-def staged_folder(out: str | Path) -> Iterator[Path]:
-    """A hidden folder beside ``out`` to write into; its contents move into ``out`` only on success.
+def staged_folder(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write into; on success it becomes ``out``, whole.
 
-    On an exception (or Ctrl-C) the staging folder is deleted and ``out`` is
-    left as it was, so readers never see a half-written set of outputs.
-    Files already in ``out`` with the same names are replaced.
+    ``out`` is checked first (:func:`spikereg.options.check_out_folder`): an
+    existing non-empty folder is refused unless ``overwrite``, which replaces
+    it as a unit (:func:`replace_folder`), so results of two runs never sit side
+    by side. On an exception (or Ctrl-C) the staging folder is deleted and
+    ``out`` is left as it was, so readers never see a half-written set of outputs.
     """
+    from spikereg.options import check_out_folder
+
     out = Path(out)
-    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
-    staging.mkdir(parents=True, exist_ok=True)
+    check_out_folder(out, overwrite=overwrite)
+    staging = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    staging.mkdir(parents=True)
     try:
         yield staging
-        out.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            target = out / item.name
-            if target.is_dir() and item.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        replace_folder(staging, out, overwrite=overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_folder(new: Path, out: Path, *, overwrite: bool = False) -> None:
+    """Rename the finished folder ``new`` to ``out``; an old ``out`` is renamed aside first, then deleted.
+
+    Each step is one rename on one file system, so ``out`` is at every moment
+    the old folder, briefly absent, or the new one -- never a mix. An empty
+    ``out`` (e.g. made by hand beforehand) is simply replaced.
+    """
+    from spikereg.options import OptionError
+
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(new, out)
+        return
+    if not overwrite:  # something appeared in out while this run worked
+        raise OptionError(f"--out {out}: the folder exists and is not empty; give a new folder, or --overwrite "
+                          "to replace it whole")
+    old = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.old"
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)  # put the old results back rather than leave none
+        raise
+    shutil.rmtree(old, ignore_errors=True)

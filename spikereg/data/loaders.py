@@ -44,11 +44,14 @@ from .io import (
     Volume,
     VolumeError,
     check_affine,
+    check_declared_size,
     check_pair,
+    integer_labels,
     load_ddf,
     load_volume,
     open_image,
     read_float32,
+    refuse_blank,
 )
 
 NIFTI_SUFFIX = ".nii.gz"
@@ -116,7 +119,8 @@ class Pair:
 
 # ----------------------------------------------------------------------------- reading one volume
 
-def _read_h5(source: H5Key, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_h5(source: H5Key, what: str, limit_gb: float | None = None,
+             volumes: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(float32 array, 4x4 affine) of one HDF5 dataset, or a DatasetError naming it."""
     import h5py
 
@@ -125,6 +129,8 @@ def _read_h5(source: H5Key, what: str) -> tuple[np.ndarray, np.ndarray]:
             if source.key not in h5 or not isinstance(h5[source.key], h5py.Dataset):
                 raise DatasetError(f"{what} {source}: no such dataset in the file")
             dataset = h5[source.key]
+            # as for NIfTI headers: the declared size is checked before the data is read
+            check_declared_size(dataset.shape, dataset.dtype, source, what, limit_gb, volumes)
             data = np.asarray(dataset[()], dtype=np.float32)
             affine = dataset.attrs.get("affine")
     except DatasetError:
@@ -177,29 +183,40 @@ def label_map_from_channels(channels: np.ndarray, source: Source, what: str) -> 
     return np.where(masks.any(axis=-1), np.argmax(masks, axis=-1) + 1, 0).astype(np.float32)
 
 
-def _load_nifti_labels(path: Path, what: str) -> Volume:
+def _load_nifti_labels(path: Path, what: str, limit_gb: float | None = None, integers: bool = True) -> Volume:
     """A label map from a NIfTI file: 3-D as :func:`load_volume` reads it, or 4-D binary masks."""
     path, img = open_image(path, what)  # header only: a 3-D map is then read by load_volume
     shape = tuple(int(s) for s in img.shape)
     if not _is_channel_stack(shape):
-        return load_volume(path, what=what)
+        volume = load_volume(path, what=what, limit_gb=limit_gb)
+        if integers:
+            volume.data = integer_labels(volume.data, path, what)
+        return volume
     if min(shape) < 1:
         raise DatasetError(f"{what} {path}: volume has an empty axis (shape {shape})")
     affine = check_affine(img.affine, path, what)
+    check_declared_size(shape, img.get_data_dtype(), path, what, limit_gb)
     channels = read_float32(img, path, what)
     return Volume(data=label_map_from_channels(channels, path, what), affine=affine, path=path)
 
 
-def load_source(source: Source, what: str, *, labels: bool = False) -> Volume:
+def load_source(source: Source, what: str, *, labels: bool = False, limit_gb: float | None = None,
+                integers: bool = True) -> Volume:
     """A 3-D volume from a NIfTI path or an HDF5 key (trailing singleton axes squeezed).
 
     With ``labels=True`` a 4-D array (D, H, W, L) of L binary masks, DeepReg's
     multi-label layout, is also accepted and turned into a label map
-    (:func:`label_map_from_channels`); images must be 3-D.
+    (:func:`label_map_from_channels`); images must be 3-D. A 3-D label map must
+    hold integers (:func:`~spikereg.data.io.integer_labels`; ``integers=False``
+    leaves that to the caller, as :func:`load_pair` does once the grid is
+    checked). ``limit_gb``
+    bounds the declared size, checked before reading
+    (:func:`~spikereg.data.io.check_declared_size`).
     """
     if isinstance(source, Path):
-        return _load_nifti_labels(source, what) if labels else load_volume(source, what=what)
-    data, affine = _read_h5(source, what)
+        return _load_nifti_labels(source, what, limit_gb, integers) if labels else load_volume(
+            source, what=what, limit_gb=limit_gb)
+    data, affine = _read_h5(source, what, limit_gb)
     shape = data.shape
     if labels and _is_channel_stack(shape) and min(shape) >= 1:
         _check_finite(data, source, what)
@@ -210,17 +227,20 @@ def load_source(source: Source, what: str, *, labels: bool = False) -> Volume:
     if min(data.shape) < 1:
         raise DatasetError(f"{what} {source}: volume has an empty axis (shape {shape})")
     _check_finite(data, source, what)
+    if labels and integers:
+        data = integer_labels(data, source, what)
     return Volume(data=data, affine=affine, path=None)
 
 
-def load_ddf_source(source: Source, what: str = "ground-truth ddf") -> tuple[np.ndarray, np.ndarray]:
+def load_ddf_source(source: Source, what: str = "ground-truth ddf",
+                    limit_gb: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ddf (3, D, H, W) voxels, affine) from a NIfTI file (save_ddf layout) or an HDF5 key.
 
     HDF5 fields may be stored (3, D, H, W) or (D, H, W, 3).
     """
     if isinstance(source, Path):
-        return load_ddf(source, what=what)
-    data, affine = _read_h5(source, what)
+        return load_ddf(source, what=what, limit_gb=limit_gb)
+    data, affine = _read_h5(source, what, limit_gb, volumes=3)  # the limit is per volume; a field holds three
     if data.ndim == 4 and data.shape[-1] == 3 and data.shape[0] != 3:
         data = np.moveaxis(data, -1, 0)
     if data.ndim != 4 or data.shape[0] != 3:
@@ -243,29 +263,36 @@ ROLE_NAMES = {"fixed": "fixed image", "moving": "moving image", "fixed_labels": 
               "moving_labels": "moving labels", "ddf": "ground-truth ddf"}
 
 
-def load_pair(files: PairFiles, names: Mapping[str, str] | None = None) -> Pair:
+def load_pair(files: PairFiles, names: Mapping[str, str] | None = None, *, limit_gb: float | None = None) -> Pair:
     """Load and check one pair: fixed/moving on one grid, labels on their image's grid, ddf (3, *shape).
 
     ``names`` overrides, by field, how a message names the offending file
     (default :data:`ROLE_NAMES`); the command line passes its options, so that
-    ``spikereg run`` says ``--moving-labels L.nii.gz: ...``.
+    ``spikereg run`` says ``--moving-labels L.nii.gz: ...``. A constant (or
+    blank) fixed or moving image is refused: there is nothing to register, and
+    the network would still return a confident field. ``limit_gb`` bounds each
+    file's declared size before it is read (None: the default ceiling).
     """
     what = {**ROLE_NAMES, **(names or {})}
-    fixed = load_source(files.fixed, what["fixed"])
-    moving = load_source(files.moving, what["moving"])
+    fixed = load_source(files.fixed, what["fixed"], limit_gb=limit_gb)
+    moving = load_source(files.moving, what["moving"], limit_gb=limit_gb)
     if isinstance(files.fixed, Path) and isinstance(files.moving, Path):
         check_pair(fixed, moving)
     else:  # HDF5 volumes carry no path for check_pair's message: name the keys
         _same_grid(moving, fixed, files.moving, what["moving"], ROLE_NAMES["fixed"])
+    # content after form: a file on the wrong grid is reported as that, whatever it holds
+    refuse_blank(fixed.data, files.fixed, what["fixed"])
+    refuse_blank(moving.data, files.moving, what["moving"])
     pair = Pair(files.name, fixed, moving)
     for role, image in (("fixed", fixed), ("moving", moving)):
         source = getattr(files, f"{role}_labels")
         if source is not None:
-            labels = load_source(source, what[f"{role}_labels"], labels=True)
+            labels = load_source(source, what[f"{role}_labels"], labels=True, limit_gb=limit_gb, integers=False)
             _same_grid(labels, image, source, what[f"{role}_labels"], ROLE_NAMES[role])
+            labels.data = integer_labels(labels.data, source, what[f"{role}_labels"])
             setattr(pair, f"{role}_labels", labels)
     if files.ddf is not None:
-        ddf, affine = load_ddf_source(files.ddf, what["ddf"])
+        ddf, affine = load_ddf_source(files.ddf, what["ddf"], limit_gb)
         _same_grid(Volume(ddf[0], affine), fixed, files.ddf, what["ddf"], ROLE_NAMES["fixed"])
         pair.ddf = ddf
     return pair

@@ -75,9 +75,9 @@ def check_options(*, deformation: str = "bspline", noise_std: float = 0.0, bias_
     """Raise a ValueError naming the option unless these pair options are valid."""
     if deformation not in DEFORMATIONS:
         raise ValueError(f"--deformation {deformation}: must be one of {', '.join(DEFORMATIONS)}")
-    for name, value in (("noise-std", noise_std), ("bias-field", bias_field), ("gamma-std", gamma_std)):
-        if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"--{name} {value}: must be >= 0")
+    from spikereg.options import check_bounds
+
+    check_bounds({"--noise-std": noise_std, "--bias-field": bias_field, "--gamma-std": gamma_std})
 
 
 def make_pair(
@@ -185,8 +185,9 @@ def write_dataset(
     interrupted run leaves the old dataset (or nothing). ``progress(done,
     total)`` is called after each pair.
     """
-    if n_pairs < 0:
-        raise ValueError(f"--pairs {n_pairs}: must be >= 0")
+    from spikereg.options import check_bound
+
+    check_bound("--pairs", n_pairs)  # 0 pairs would be an empty dataset that evaluate and train then refuse
     sizes = split_sizes(n_pairs, split)
     check_options(deformation=deformation, noise_std=noise_std, bias_field=bias_field, gamma_std=gamma_std)
     out_dir = Path(out_dir)

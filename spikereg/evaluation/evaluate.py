@@ -112,13 +112,15 @@ def evaluate(
     batch_size: int = 32,
     save_outputs: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
     ``iterations`` / ``patch_stride`` / ``smoothing`` default to the model's; ``pyramid`` and
     ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
-    unless every pair succeeded.
+    unless every pair succeeded; an existing non-empty ``out`` is refused
+    unless ``overwrite``, which replaces it whole.
     """
     from lava_export.netx import read_metadata
     from spikereg.registration.backends import open_backend
@@ -129,7 +131,7 @@ def evaluate(
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     results: dict[str, PairMetrics] = {}
     out = Path(out)
-    with staged_folder(out) as staging, open_backend(model, backend, precision=precision, device=device,
+    with staged_folder(out, overwrite=overwrite) as staging, open_backend(model, backend, precision=precision, device=device,
                                                             batch_size=batch_size) as net:
         for index, files in enumerate(dataset):
             pair = dataset.load(index)

@@ -126,8 +126,9 @@ def map_pairs(
         raise CohortError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if address is not None and engine != "dask":
         raise CohortError(f"--address {address}: applies to --engine dask only")
-    if workers < 1:
-        raise CohortError(f"--workers {workers}: must be at least 1")
+    from spikereg.options import check_bound
+
+    check_bound("--workers", workers)
     total = len(items)
     if engine == "local":
         results = []
@@ -170,13 +171,19 @@ def _let_lava_set_its_start_method() -> None:
 def register_pair(spec: PairFiles, model: Path, out: Path, options: dict) -> dict:
     """``spikereg run`` on one pair into ``out / spec.name``; its row of ``cohort.csv``."""
     from lava_export.netx import read_metadata
-    from spikereg.registration.pipeline import run_registration
+    from spikereg.registration.pipeline import declared_shape, preflight, run_registration
 
     if options.get("backend", "sim") != "torch":
         _let_lava_set_its_start_method()
-    pair = load_pair(spec)
+    meta = read_metadata(model)
+    budget = options.get("memory_budget_gb")
+    shape = declared_shape(spec.fixed, "fixed image") if isinstance(spec.fixed, Path) else None
+    if shape is not None:  # the budget, from the header, before the volumes are read
+        preflight(shape, meta, options.get("backend", "sim"), options.get("pyramid", 1), budget,
+                  options.get("batch_size", 32))
+    pair = load_pair(spec, limit_gb=budget)
     folder = Path(out) / spec.name
-    report = run_registration(pair.fixed, pair.moving, model, read_metadata(model), folder,
+    report = run_registration(pair.fixed, pair.moving, model, meta, folder,
                               labels=pair.moving_labels, **options)
     similarity, timing = report["similarity"], report["timing"]
     return {"name": spec.name, "fixed": str(spec.fixed), "moving": str(spec.moving), "out": str(folder),
@@ -194,22 +201,30 @@ def register_cohort(
     address: str | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> list[dict]:
     """Register every pair (``options`` as for :func:`~spikereg.registration.pipeline.run_registration`).
 
-    Each pair's outputs land in ``out/<name>/`` (atomically, as ``spikereg run``
-    writes them); ``out/cohort.csv`` lists one row per pair once all are done.
+    Each pair's outputs land in ``out/<name>/`` and ``out/cohort.csv`` lists
+    one row per pair. The whole of ``out`` is written in a hidden staging
+    folder and appears only once every pair is done; an existing non-empty
+    ``out`` is refused unless ``overwrite``, which replaces it as a unit
+    (:func:`spikereg.data.io.staged_folder`), so a cohort's folders never sit
+    beside another cohort's.
     """
-    from spikereg.data.io import write_text_atomic
+    from spikereg.data.io import staged_folder, write_text_atomic
 
     pairs, out = list(pairs), Path(out)
-    task = functools.partial(register_pair, model=Path(model).resolve(), out=out.resolve(), options=options)
-    rows = map_pairs(task, pairs, engine=engine, address=address, workers=workers, progress=progress)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / COHORT_CSV, text.getvalue())
+    with staged_folder(out, overwrite=overwrite) as staging:
+        task = functools.partial(register_pair, model=Path(model).resolve(), out=staging.resolve(),
+                                 options=options)
+        rows = map_pairs(task, pairs, engine=engine, address=address, workers=workers, progress=progress)
+        for row in rows:  # where each pair's folder will be, not where it was staged
+            row["out"] = str(out.resolve() / row["name"])
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(staging / COHORT_CSV, text.getvalue())
     return rows

@@ -13,10 +13,11 @@ from typing import Callable
 import numpy as np
 
 from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
-from spikereg.data.io import staged_folder
+from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.hardware import load_profile
 from spikereg.config import ENCODINGS
+from spikereg.options import check_bound, check_bounds, check_out_folder
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
 from spikereg.report.counts import RASTER_NAME, save_raster
@@ -53,19 +54,33 @@ def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine:
 RUN_INPUT_OPTIONS = {"fixed": "--fixed", "moving": "--moving", "moving_labels": "--moving-labels"}
 
 
-def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None
+def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None, *, limit_gb: float | None = None
                 ) -> tuple[Volume, Volume, Volume | None]:
     """The fixed and moving images and the moving labels, if any, read and checked as a dataset's pair is.
 
     :func:`spikereg.data.loaders.load_pair` does the work: both images 3-D
     and on one grid, the labels a 3-D label map or DeepReg's 4-D binary masks
     (D, H, W, L), turned into the label map, on the moving image's grid (shape
-    and affine).
+    and affine). ``limit_gb`` (``--memory-budget``) bounds each file's size as
+    its header declares it, before any voxel is read.
     """
     files = PairFiles("input", Path(fixed), Path(moving),
                       moving_labels=Path(moving_labels) if moving_labels is not None else None)
-    pair = load_pair(files, RUN_INPUT_OPTIONS)
+    pair = load_pair(files, RUN_INPUT_OPTIONS, limit_gb=limit_gb)
     return pair.fixed, pair.moving, pair.moving_labels
+
+
+def declared_shape(path: Path, what: str) -> tuple[int, int, int] | None:
+    """The 3-D shape a NIfTI header declares, without reading voxels; None where it is not a 3-D volume.
+
+    For the memory budget, checked before the volumes are read; a file that
+    is not a 3-D volume is reported by :func:`load_inputs` instead.
+    """
+    path, img = open_image(path, what)
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 3 or any(s != 1 for s in shape[3:]) or min(shape[:3]) < 1:
+        return None
+    return shape[:3]
 
 
 def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float = 0.25) -> str | None:
@@ -79,25 +94,31 @@ def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float
     trained = meta.get("spacing_mm")
     if not trained:
         return None
-    spacing = float(np.mean(volume.spacing))
-    if abs(spacing - trained) <= tolerance * trained:
+    # per axis, not the mean: 1 x 1 x 3 mm voxels average to the 1.67 mm of no model, and
+    # 4 x 4 x 1 mm ones to a 3 mm that a 4 mm model would pass while one axis is 4x off
+    spacing = volume.spacing
+    if all(abs(s - trained) <= tolerance * trained for s in spacing):
         return None
-    return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {spacing:.3g} mm: "
-            f"resample the images to about {trained:g} mm for its accuracy (or pick another model, 'spikereg models')")
+    if max(spacing) > (1 + tolerance) * min(spacing):
+        has = "anisotropic voxels of " + " x ".join(f"{s:.3g}" for s in spacing) + " mm"
+    else:
+        has = f"{float(np.mean(spacing)):.3g} mm voxels"
+    return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: "
+            f"resample the images to about {trained:g} mm on every axis for its accuracy "
+            "(or pick another model, 'spikereg models')")
 
 
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
                 smoothing: float | None = None) -> tuple[int, int, float]:
     """Iterations, patch stride and residual smoothing: the given ones, else the model's defaults; checked."""
+    # None, not any falsy value, means "not given": a given 0 is refused, never swapped for a default
+    check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--smoothing": smoothing})
     run_defaults = meta.get("run", {})
-    iterations = iterations or run_defaults.get("iterations", 1)
-    patch_stride = patch_stride or run_defaults.get("patch_stride", meta["model"]["patch_size"])
+    iterations = run_defaults.get("iterations", 1) if iterations is None else iterations
+    patch_stride = run_defaults.get("patch_stride", meta["model"]["patch_size"]) if patch_stride is None \
+        else patch_stride
     smoothing = run_defaults.get("smoothing", 0.0) if smoothing is None else smoothing
     check_patching(meta["model"]["patch_size"], meta["reduction"], patch_stride)
-    if iterations <= 0:
-        raise ValueError(f"--iterations {iterations}: must be at least 1")
-    if smoothing < 0:
-        raise ValueError(f"--smoothing {smoothing}: must be >= 0 voxels (0: no smoothing)")
     return iterations, patch_stride, smoothing
 
 
@@ -134,9 +155,7 @@ def check_memory(shape: tuple[int, ...], meta: dict, backend: str, budget_gb: fl
                  batch_size: int = 32) -> int:
     """The estimate; raises :class:`MemoryBudgetError` where it exceeds ``budget_gb`` (None: no limit)."""
     estimate = estimate_peak_bytes(shape, meta, backend, batch_size)
-    if budget_gb is not None:
-        if budget_gb <= 0:
-            raise ValueError(f"--memory-budget {budget_gb}: must be a positive number of GB")
+    if check_bound("--memory-budget", budget_gb) is not None:
         if estimate > budget_gb * 1e9:
             raise MemoryBudgetError(
                 f"--memory-budget {budget_gb:g} GB: registering a {'x'.join(map(str, shape))} volume on "
@@ -148,6 +167,7 @@ def check_memory(shape: tuple[int, ...], meta: dict, backend: str, budget_gb: fl
 def preflight(shape: tuple[int, ...], meta: dict, backend: str, pyramid: int = 1,
               memory_budget_gb: float | None = None, batch_size: int = 32) -> int:
     """The checks that need the volume's shape: pyramid depth, memory budget. Returns the memory estimate."""
+    check_bounds({"--pyramid": pyramid, "--batch-size": batch_size})
     pyramid_shapes(shape, pyramid, meta["model"]["patch_size"])
     return check_memory(shape, meta, backend, memory_budget_gb, batch_size)
 
@@ -171,6 +191,7 @@ def run_registration(
     labels: Volume | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
     keep_failed: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
 
@@ -181,9 +202,14 @@ def run_registration(
     folding, reach): an implausible one raises
     :class:`~spikereg.registration.verdict.RegistrationFailedError` and writes
     nothing, or with ``keep_failed`` writes everything with ``status: failed``
-    in report.json, then raises.
+    in report.json, then raises. ``out`` must not be
+    a file, nor a non-empty folder unless ``overwrite``: the folder is then
+    replaced whole (:func:`spikereg.data.io.staged_folder`), never mixed with
+    older outputs.
     """
     from spikereg.registration.backends import open_backend
+
+    check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb, batch_size)
@@ -205,7 +231,7 @@ def run_registration(
         raise RegistrationFailedError(f"registration failed: {'; '.join(reasons)}. Nothing was written "
                                       "(--keep-failed writes the outputs, marked failed, for inspection)")
 
-    with staged_folder(out) as staging:
+    with staged_folder(out, overwrite=overwrite) as staging:
         outputs = save_registration(staging, result.ddf, result.warped, fixed.affine, labels)
         report = {
             "inputs": {"fixed": str(fixed.path), "moving": str(moving.path), "model": str(model_path)},

@@ -175,8 +175,8 @@ def test_hdf5_volume_errors_name_file_and_key(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "moving_images.h5", "w") as h5:
         h5.create_dataset("p", data=np.full((4, 5, 6), np.nan))
     _error(tmp_path, r"fixed image .*fixed_images.h5\[p\]: not a 3-D volume \(shape \(4, 5\)\)", load=0)
-    with h5py.File(tmp_path / "fixed_images.h5", "w") as h5:
-        h5.create_dataset("p", data=np.zeros((4, 5, 6)))
+    with h5py.File(tmp_path / "fixed_images.h5", "w") as h5:  # a valid fixed image: not constant
+        h5.create_dataset("p", data=np.arange(120.0).reshape(4, 5, 6))
     _error(tmp_path, r"moving_images.h5\[p\]: contains non-finite voxels \(120 NaN, 0 Inf\)", load=0)
 
 
