@@ -91,7 +91,7 @@ def train(
     """
     with _cli_errors():
         from spikereg.config import load_config
-        from spikereg.training.trainer import resume_config
+        from spikereg.training.trainer import check_twin_from, resume_config
         from spikereg.training.trainer import train as run_training
 
         if resume is not None:
@@ -103,6 +103,8 @@ def train(
             raise ValueError("train needs --config FILE and --out DIR (or --resume DIR)")
         else:
             cfg = load_config(config, overrides)
+            if cfg.train.twin_from:  # a bad file is one line before the progress bar starts
+                check_twin_from(cfg)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress and writes
             run_training(cfg, out, resume=resume is not None)
             return
