@@ -208,6 +208,8 @@ def run(
     address: Optional[str] = typer.Option(None, help="--engine dask: scheduler address (tcp://host:8786); "
                                           "default: a local cluster of --workers processes."),
     workers: int = typer.Option(2, help="--engine dask without --address: local worker processes."),
+    resume: bool = typer.Option(False, "--resume", help="--pairs: keep the pairs an earlier run into --out "
+                                "registered with the same files, model and options; run the rest."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
@@ -220,6 +222,8 @@ def run(
             raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
         if pairs is None and (fixed is None or moving is None):
             raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
+        if resume and pairs is None:
+            raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
         from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
@@ -230,17 +234,24 @@ def run(
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget)
         if pairs is not None:
-            from spikereg.registration.cohort import COHORT_CSV, read_pairs, register_cohort
+            from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
 
             specs = read_pairs(pairs)
             with _progress() as bar:
                 task = bar.add_task(f"pairs ({engine})", total=len(specs), info="")
                 rows = register_cohort(specs, model, out, engine=engine, address=address, workers=workers,
                                        progress=lambda done, total: bar.update(task, completed=done),
-                                       **options)
+                                       resume=resume, **options)
             for row in rows:
-                console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}",
-                              highlight=False)
+                if row["status"] == FAILED:
+                    console.print(f"{row['name']}: [red]failed[/red] ({row['message']})", highlight=False,
+                                  soft_wrap=True)
+                else:
+                    console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}"
+                                  + (f" ({row['message']})" if row["message"] else ""), highlight=False)
+            failed = sum(row["status"] == FAILED for row in rows)
+            if failed:  # the others' outputs are kept; the exit code says the cohort is not complete
+                raise CohortError(f"{failed} of {len(rows)} pairs failed, see {Path(out) / COHORT_CSV}")
             console.print(f"outputs in {out}: one folder per pair, {COHORT_CSV}")
             return
         fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels)
