@@ -150,7 +150,12 @@ def test_resume_needs_pairs(cli, cohort):
 def test_a_failing_pair_on_dask_is_recorded_as_in_process(cohort):
     """The dask engine catches a pair's failure in the worker: the same rows as the local engine."""
     pytest.importorskip("dask.distributed")
+    from spikereg import compat
     from spikereg.pretrained import SHIPPED
+
+    # Lava sets the start method when first imported, which fails once a local cluster has set it: import it
+    # first, as the session's other tests (which run Lava here) would find it.
+    compat.import_lava("lava.magma.runtime.message_infrastructure.multiprocessing")
 
     break_moving_1(cohort, "not a NIfTI")
     pairs, options = read_pairs(cohort / "pairs.csv"), dict(backend="torch", iterations=1)
