@@ -94,7 +94,7 @@ def train(
     """
     with _cli_errors():
         from spikereg.config import load_config
-        from spikereg.training.trainer import resume_config
+        from spikereg.training.trainer import check_twin_from, resume_config
         from spikereg.training.trainer import train as run_training
 
         if resume is not None:
@@ -111,6 +111,8 @@ def train(
             # their checkpoints and logs
             check_out_folder(out, hint=f"give a new folder, or continue that run with --resume {out}")
             cfg = load_config(config, overrides)
+            if cfg.train.twin_from:  # a bad file is one line before the progress bar starts
+                check_twin_from(cfg)
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress and writes
             run_training(cfg, out, resume=resume is not None)
             return
@@ -236,6 +238,8 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing, non-empty --out folder as a whole (without it, "
                                         "such a folder is refused)."),
+    resume: bool = typer.Option(False, "--resume", help="--pairs: keep the pairs an earlier run into --out "
+                                "registered with the same files, model and options; run the rest."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
@@ -248,12 +252,17 @@ def run(
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
                       "--workers": workers})
-        check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after the registration
+        if resume and pairs is None:
+            raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
+        # a bad --out fails now, not after the registration; --resume continues an earlier cohort's folder
+        check_out_folder(out, overwrite=overwrite, keep_existing=resume)
 
         if pairs is not None and (fixed or moving or moving_labels):
             raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
         if pairs is None and (fixed is None or moving is None):
             raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
+        if resume and pairs is None:
+            raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
         from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
@@ -264,17 +273,24 @@ def run(
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget)
         if pairs is not None:
-            from spikereg.registration.cohort import COHORT_CSV, read_pairs, register_cohort
+            from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
 
             specs = read_pairs(pairs)
             with _progress() as bar:
                 task = bar.add_task(f"pairs ({engine})", total=len(specs), info="")
                 rows = register_cohort(specs, model, out, engine=engine, address=address, workers=workers,
                                        progress=lambda done, total: bar.update(task, completed=done),
-                                       overwrite=overwrite, **options)
+                                       overwrite=overwrite, resume=resume, **options)
             for row in rows:
-                console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}",
-                              highlight=False)
+                if row["status"] == FAILED:
+                    console.print(f"{row['name']}: [red]failed[/red] ({row['message']})", highlight=False,
+                                  soft_wrap=True)
+                else:
+                    console.print(f"{row['name']}: NCC {row['ncc_before']:.4f} -> {row['ncc_after']:.4f}"
+                                  + (f" ({row['message']})" if row["message"] else ""), highlight=False)
+            failed = sum(row["status"] == FAILED for row in rows)
+            if failed:  # the others' outputs are kept; the exit code says the cohort is not complete
+                raise CohortError(f"{failed} of {len(rows)} pairs failed, see {Path(out) / COHORT_CSV}")
             console.print(f"outputs in {out}: one folder per pair, {COHORT_CSV}")
             return
         shape = declared_shape(fixed, "--fixed")  # the budget from the header, before any voxel is read

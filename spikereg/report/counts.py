@@ -429,7 +429,7 @@ def save_raster(path: str | Path, raster: Raster) -> Path:
 def load_raster(path: str | Path) -> Raster:
     path = Path(path)
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:  # a raster holds arrays only: no object arrays
             meta = json.loads(str(data["meta"]))
             layers = {name: data[f"layer_{i}"] for i, name in enumerate(meta["names"])}
     except (OSError, KeyError, ValueError) as error:

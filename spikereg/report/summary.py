@@ -7,9 +7,9 @@ layer of the Lava network, or from SLAYER's layer outputs).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -103,7 +103,202 @@ def read_report(folder: str | Path) -> dict[str, Any]:
         raise ReportError(f"{path}: missing field(s) {', '.join(missing)}")
     if report["format"] != REPORT_FORMAT:
         raise ReportError(f"{path}: unknown format {report['format']!r} (expected {REPORT_FORMAT})")
+    problem = _check(report, REPORT_SCHEMA, "")
+    if problem is not None:
+        raise ReportError(f"{path}: {problem}")
     return report
+
+
+# -- what `spikereg report` reads, and of which kind ----------------------------------------
+# Every field that render() and the pages (report.html, figures.py) read is here, so a report that
+# passes cannot fail half-way through the pages; fields they do not read are not checked.
+# A spec is a leaf (test, "what is expected"), or one of the containers below.
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+NUMBER = (_number, "a number")
+INTEGER = (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+TEXT = (lambda v: isinstance(v, str), "a string")
+ANY = (lambda v: True, "any value")
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object with these fields (others are allowed and not checked)."""
+
+    required: dict
+    optional: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A JSON object whose keys are names (profiles, terms) and whose values are all ``value``."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``spec``, and then ``check(value, where)``: a rule across its parts (the problem, or None)."""
+
+    spec: Any
+    check: Callable[[Any, str], str | None]
+
+
+@dataclass(frozen=True)
+class Maybe:
+    """``spec`` or null."""
+
+    spec: Any
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number"}
+    shown = f" ({value!r})" if isinstance(value, (bool, int, float, str)) and len(repr(value)) <= 40 else ""
+    return names.get(type(value), type(value).__name__) + shown
+
+
+def _describe(spec: Any) -> str:
+    if isinstance(spec, Obj):
+        return "an object"
+    if isinstance(spec, ListOf):
+        return f"a list of {_describe(spec.item).removeprefix('a ').removeprefix('an ')}s"
+    if isinstance(spec, MapOf):
+        return "an object of names to " + _describe(spec.value).removeprefix("a ").removeprefix("an ") + "s"
+    if isinstance(spec, (Maybe, Rule)):
+        return _describe(spec.spec) + (" or null" if isinstance(spec, Maybe) else "")
+    return spec[1]
+
+
+def _check(value: Any, spec: Any, where: str) -> str | None:
+    """The first problem of ``value`` against ``spec`` as ``where is X, expected Y``; None if it fits."""
+    if isinstance(spec, Maybe):
+        return None if value is None else _check(value, spec.spec, where)
+    if isinstance(spec, Rule):
+        return _check(value, spec.spec, where) or spec.check(value, where)
+    if isinstance(spec, tuple):
+        return None if spec[0](value) else f"{where or 'report'} is {_kind(value)}, expected {spec[1]}"
+    container = dict if isinstance(spec, (Obj, MapOf)) else list
+    if not isinstance(value, container):
+        return f"{where or 'report'} is {_kind(value)}, expected {_describe(spec)}"
+    if isinstance(spec, ListOf):
+        items = ((f"{where}[{i}]", item) for i, item in enumerate(value))
+        return next((p for w, item in items if (p := _check(item, spec.item, w)) is not None), None)
+    if isinstance(spec, MapOf):
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+        return next((p for w, item in items if (p := _check(item, spec.value, w)) is not None), None)
+    for key, sub in {**spec.required, **spec.optional}.items():
+        name = f"{where}.{key}" if where else key
+        if key not in value:
+            if key in spec.required:
+                return f"{name} is missing (expected {_describe(sub)})"
+            continue
+        problem = _check(value[key], sub, name)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _steps_fit(spikes_per_step: list, where: str) -> str | None:
+    """Each backend call's ``spikes_per_step`` is layers x steps, with the same layers in every call."""
+    layers = None
+    for i, call in enumerate(spikes_per_step):
+        if not call:
+            continue
+        if len({len(row) for row in call}) > 1:
+            return f"{where}[{i}] has layers of different lengths, expected layers x steps"
+        if layers is not None and len(call) != layers:
+            return f"{where}[{i}] has {len(call)} layers, expected {layers} as in the calls before it"
+        layers = len(call)
+    return None
+
+
+def _windows_fit(per_step: dict, where: str) -> str | None:
+    """Every series of ``counts.per_step`` has one value per step of its window."""
+    window = per_step["window"]
+    series = [("input_spikes", per_step["input_spikes"])] + [
+        (f"{key}[{i}]", row) for key in ("spikes", "synops_effective", "synops_structural_zeros")
+        for i, row in enumerate(per_step[key])]
+    for name, row in series:
+        if len(row) != window:
+            return f"{where}.{name} has {len(row)} values, expected window = {window}"
+    if len(per_step["synops_effective"]) != len(per_step["synops_structural_zeros"]):
+        return f"{where}.synops_structural_zeros has another number of layers than {where}.synops_effective"
+    return None
+
+
+def _ratio_fits(ratio: dict, where: str) -> str | None:
+    """A ratio with a total is printed with its dynamic-only part beside it."""
+    if ratio.get("total") is not None and not _number(ratio.get("dynamic")):
+        return f"{where}.dynamic is {_kind(ratio.get('dynamic')) if 'dynamic' in ratio else 'missing'}, " \
+               "expected a number (the total is given)"
+    return None
+
+
+_FIGURE = Obj({"value": ANY, "unit": TEXT, "kind": TEXT, "source": TEXT})
+_PROFILE_ROW = Obj({}, {
+    "dynamic_j": Maybe(NUMBER), "static_j": Maybe(NUMBER), "total_j": Maybe(NUMBER),
+    "kind": TEXT, "dynamic_kind": TEXT,
+    "snn_over_ann": MapOf(Maybe(Rule(Obj({}, {"total": Maybe(NUMBER), "dynamic": Maybe(NUMBER)}), _ratio_fits))),
+    "terms": MapOf(Obj({}, {"joules": Maybe(NUMBER), "figures": MapOf(_FIGURE)})),
+})
+_ENERGY_COUNTS = ("synops", "synops_effective", "synops_structural_zeros", "input_spikes", "mean_spike_rate",
+                  "ann_macs", "patches", "time_steps", "layer_spikes", "neuron_updates", "ann_io_bytes",
+                  "snn_host_spikes_in", "snn_host_spikes_out")
+_ITERATION_COUNTS = ("patches", "time_steps", "input_spikes", "layer_spikes", "synops", "synops_structural_zeros")
+REPORT_SCHEMA = Obj(
+    required={
+        "format": TEXT,
+        "backend": TEXT,
+        "iterations": INTEGER,
+        "patches_per_iteration": INTEGER,
+        "time_steps": INTEGER,
+        "layers": ListOf(Obj({"layer": INTEGER, "neurons": INTEGER, "spikes": INTEGER, "spike_rate": NUMBER})),
+        "similarity": Obj({key: NUMBER for key in ("ncc_before", "ncc_after", "mse_before", "mse_after")}),
+        "timing": Obj({key: NUMBER for key in ("total_seconds", "network_seconds", "host_seconds")},
+                      {"compile_seconds": NUMBER}),
+    },
+    optional={
+        "precision": TEXT,
+        "shape": ListOf(NUMBER),
+        "spacing": ListOf(NUMBER),
+        "inputs": Obj({}, {"fixed": TEXT, "moving": TEXT, "model": TEXT}),
+        "outputs": MapOf(TEXT),
+        "jacobian": Obj({"min": NUMBER, "fraction_nonpositive": NUMBER}),
+        "spikes_per_step": Maybe(Rule(ListOf(ListOf(ListOf(NUMBER))), _steps_fit)),
+        "time_steps_per_patch": Maybe(INTEGER),
+        "chip_profile": Maybe(Obj({"name": TEXT}, {
+            "ran_on": TEXT,
+            "figures": MapOf(Obj({}, {"value": ANY, "unit": ANY, "kind": ANY})),
+            "measured": Maybe(Obj({}, {key: NUMBER for key in ("time_per_step_us", "total_power_w",
+                                                               "static_power_w")})),
+        })),
+        "counts": Obj({}, {
+            "layers": ListOf(Obj({"layer": INTEGER})),
+            "iterations": ListOf(Obj({"iteration": ANY, "mean_spike_rate": NUMBER,
+                                      **{key: ANY for key in _ITERATION_COUNTS}}, {"label": ANY})),
+            "per_step": Maybe(Rule(Obj({"window": INTEGER, "input_spikes": ListOf(NUMBER),
+                                        **{key: ListOf(ListOf(NUMBER))
+                                           for key in ("spikes", "synops_effective", "synops_structural_zeros")}}),
+                                   _windows_fit)),
+        }),
+        "energy": Maybe(Obj({}, {
+            "per": TEXT, "model": TEXT,
+            "counts": Obj({}, {**{key: NUMBER for key in _ENERGY_COUNTS}, "synops_method": TEXT}),
+            "neuromorphic": MapOf(_PROFILE_ROW),
+            "conventional": MapOf(_PROFILE_ROW),
+        })),
+    },
+)
 
 
 def render(report: dict[str, Any]) -> str:

@@ -34,7 +34,10 @@ ends exactly where an uninterrupted one does) and runs data-parallel under
 from __future__ import annotations
 
 import math
+import pickle
+import re
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -56,12 +59,14 @@ from spikereg.training.distributed import Workers
 from spikereg.training.logs import TrainLog
 from spikereg.training.optim import make_optimizer, make_scheduler
 
-__all__ = ["PatchBatch", "PatchSampler", "displacement_loss", "evaluate", "load_checkpoint", "load_twin",
-           "pretrain_twin", "resume_config", "retrain_twin", "synthetic_pairs", "train"]
+__all__ = ["PatchBatch", "PatchSampler", "check_twin_from", "displacement_loss", "evaluate", "load_checkpoint",
+           "load_twin", "pretrain_twin", "resume_config", "retrain_twin", "synthetic_pairs", "train"]
 
 CALIBRATION_PATCHES = 256  # patches whose values set an SDNN's weight balancing (AnnTwin.balanced_kernels)
 BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
 CHECKPOINT_FORMAT = "spikereg-checkpoint/1"
+#: What last.pt's ``training_state`` holds (all of it plain dicts, numbers and tensors: see _read_checkpoint).
+TRAINING_STATE = ("optimizer", "scheduler", "sampler_rng", "torch_rng", "best_val_error", "seconds")
 Progress = Callable[[int, int, dict], None]
 
 
@@ -179,16 +184,64 @@ def save_checkpoint(path: Path, net: SpikingRegNet, config: Config, step: int, v
     tmp.replace(path)
 
 
+def _refusal(error: Exception) -> str:
+    """What torch's weights-only unpickler refused, in a few words (the global a file asked for)."""
+    text = str(error)
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return f"it asks for {found.group(1)}"
+    found = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+    return found.group(1).strip() if found else error.__class__.__name__
+
+
 def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint's entries, read without running anything the file holds.
+
+    ``weights_only=True``: torch's restricted unpickler builds tensors and plain
+    containers, numbers and strings only, which is all a checkpoint holds (the
+    config is stored as a dict, the random states as tensors and dicts), so a
+    file whose pickle would import or call anything is refused before any of it
+    runs. The format tag is checked on what that yields.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle/zip errors: not a checkpoint
-        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint ({error.__class__.__name__})") from None
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols: the error below says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint or it contains Python objects that "
+                         f"SpikeReg refuses to unpickle ({_refusal(error)})") from None
+    except Exception as error:  # zip/format errors: not a torch file at all
+        raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint (unreadable as a torch file: "
+                         f"{error.__class__.__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path}: not a SpikeReg checkpoint (no {CHECKPOINT_FORMAT} format tag)")
+    _check_entries(path, state)
     return state
+
+
+def _check_entries(path: Path, state: dict) -> None:
+    """The entries the loaders read have the kinds ``save_checkpoint`` writes; one line naming the first that
+    does not (a tagged file with, say, no config would otherwise fail deep inside with a KeyError)."""
+    def tensors(value) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in value.items())
+
+    expected = {"config": (lambda v: isinstance(v, dict), "a dict"),
+                "state_dict": (tensors, "a dict of tensors"),
+                "step": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")}
+    if "twin_state" in state:
+        expected["twin_state"] = (tensors, "a dict of tensors")
+        expected["twin_val_error_voxels"] = (lambda v: isinstance(v, (int, float)), "a number")
+    if "training_state" in state:
+        expected["training_state"] = (lambda v: isinstance(v, dict) and set(TRAINING_STATE) <= set(v),
+                                      "a dict with " + ", ".join(TRAINING_STATE))
+    for key, (ok, what) in expected.items():
+        if key not in state:
+            raise ValueError(f"checkpoint {path}: entry {key!r} is missing (expected {what})")
+        if not ok(state[key]):
+            raise ValueError(f"checkpoint {path}: entry {key!r} is {type(state[key]).__name__}, expected {what}")
 
 
 def _last_checkpoint(out_dir: Path) -> Path:
@@ -237,6 +290,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             raise ValueError(f"--resume {out_dir}: checkpoints/last.pt holds no training state "
                              "(written by an older SpikeReg); start the run again")
     elif workers.is_main:
+        if config.train.twin_from:  # a bad twin_from fails before the folder exists
+            check_twin_from(config)
         checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
     torch.manual_seed(config.train.seed)
@@ -453,19 +508,32 @@ def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
     return error, spikes / neurons_steps
 
 
-def twin_for(config: Config) -> AnnTwin:
-    """The stored twin of ``train.twin_from``, checked to have ``config``'s topology."""
+def check_twin_from(config: Config) -> None:
+    """``train.twin_from`` is a checkpoint (read safely) whose stored twin has ``config``'s topology.
+
+    Builds no network (so it draws nothing from torch's random stream): run
+    before the output folder is made, so a bad file leaves nothing behind.
+    """
     path = Path(config.train.twin_from)
-    twin = load_twin(path)
-    if twin is None:
+    try:
+        state = _read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise type(error)(f"train.twin_from {error}") from None
+    if "twin_state" not in state:
         raise ValueError(f"train.twin_from {path}: the checkpoint holds no ANN twin "
                          "(train it with train.ann_steps > 0)")
     keys = ("patch_size", "encoding", "channels", "strides", "kernel_size")
-    theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (twin.config, config.model))
+    stored = config_from_dict(state["config"], source=str(path)).model
+    theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (stored, config.model))
     if theirs != ours:
         differing = ", ".join(f"model.{k} {theirs[k]} vs {ours[k]}" for k in theirs if theirs[k] != ours[k])
         raise ValueError(f"train.twin_from {path}: its twin has another topology ({differing})")
-    return twin
+
+
+def twin_for(config: Config) -> AnnTwin:
+    """The stored twin of ``train.twin_from``, checked to have ``config``'s topology."""
+    check_twin_from(config)
+    return load_twin(Path(config.train.twin_from))
 
 
 def load_twin(path: str | Path) -> AnnTwin | None:
