@@ -177,11 +177,12 @@ def test_evaluate_and_cohorts_refuse_a_constant_image(cli, images, tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text(f"fixed,moving\n{images['fixed']},{images['fixed']}\n{images['fixed']},{images['constant']}\n")
     cohort = tmp_path / "cohort"
-    line = refused(cli, "run", "--model", "demo", "--backend", "torch", "--pairs", csv, "--out", cohort,
-                   after_progress=True)
-    assert f"moving image {images['constant']}: the image is constant (every voxel 5)" in line
-    # the first pair succeeded, but the cohort is one unit: nothing of it is left
-    assert not cohort.exists() and not list(tmp_path.glob(".cohort*"))
+    result = cli.invoke("run", "--model", "demo", "--backend", "torch", "--pairs", csv, "--out", cohort)
+    assert result.exit_code == 1 and "1 of 2 pairs failed" in result.output
+    # the cohort keeps going: the refused pair is a failed row naming its line and why, the other is done
+    rows = (cohort / "cohort.csv").read_text()
+    assert "failed" in rows and f"moving image {images['constant']}: the image is constant (every voxel 5)" in rows
+    assert not list(tmp_path.glob(".cohort*"))
 
 
 def test_labels_within_rounding_of_integers_are_kept_as_integers(tmp_path):
