@@ -16,6 +16,7 @@ from spikereg.data import Volume, jacobian_determinant, normalize_intensity, sav
 from spikereg.data.io import staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.hardware import load_profile
+from spikereg.interrupts import on_interrupt_note
 from spikereg.config import ENCODINGS
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.report.counts import RASTER_NAME, save_raster
@@ -151,6 +152,7 @@ def preflight(shape: tuple[int, ...], meta: dict, backend: str, pyramid: int = 1
     return check_memory(shape, meta, backend, memory_budget_gb, batch_size)
 
 
+@on_interrupt_note("no outputs written")  # staged_folder removed them, or they were never begun
 def run_registration(
     fixed: Volume,
     moving: Volume,
