@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+REDELIVER_SECONDS = 0.01  # see _redeliver
 
 
 class Interrupted(KeyboardInterrupt):
@@ -44,11 +45,15 @@ def _redeliver(unraisable) -> None:
     """``sys.unraisablehook``: an :class:`Interrupted` raised where Python drops exceptions comes again.
 
     Python drops (and prints) what is raised in ``__del__``, weakref callbacks
-    and at-fork hooks -- the handler can run in any of them. Sending the signal
-    again raises it in the code that runs next.
+    and at-fork hooks -- the handler can run in any of them. The signal is sent
+    again a moment later, from a timer thread (sent from here, the handler
+    would run, and be dropped, inside this hook), and raises in the code that
+    runs then.
     """
     if isinstance(unraisable.exc_value, Interrupted):
-        os.kill(os.getpid(), unraisable.exc_value.signum)
+        timer = threading.Timer(REDELIVER_SECONDS, os.kill, args=(os.getpid(), unraisable.exc_value.signum))
+        timer.daemon = True
+        timer.start()
         return
     _state["unraisablehook"](unraisable)
 
