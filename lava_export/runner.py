@@ -43,11 +43,13 @@ import h5py
 import numpy as np
 
 from spikereg import compat
+from spikereg.interrupts import note
 from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
 
 BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
 PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
+STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.interrupts)
 
 # Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
 # neuron has w_scale 2**6: an input level x enters the delta encoder as the integer x * 2**6
@@ -271,14 +273,30 @@ class LavaNetwork:
     def __enter__(self) -> "LavaNetwork":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, error, traceback) -> None:
+        if self.stop() and isinstance(error, KeyboardInterrupt):
+            note(error, STOPPED_NOTE)
 
-    def stop(self) -> None:
-        """Stop the Lava runtime (idempotent)."""
-        if self._net is not None and self._started:
-            self._started = False
-            self._net.stop()
+    def stop(self, drain: Callable[[], None] | None = None) -> bool:
+        """Stop the Lava runtime (idempotent); True if it was running.
+
+        Lava's own stop runs first (after ``drain``, which finishes a half-run
+        chunk), for a few seconds at most; where it hangs or fails, the
+        workers are killed and their shared memory freed
+        (:func:`spikereg.compat.stop_lava`). Lava's own error, if any, is raised.
+        """
+        if self._net is None or not self._started:
+            return False
+        self._started = False
+        net = self._net
+
+        def stop() -> None:
+            if drain is not None:
+                drain()
+            net.stop()
+
+        compat.stop_lava(net.runtime, stop)
+        return True
 
     @property
     def has_run(self) -> bool:
@@ -301,6 +319,7 @@ class LavaNetwork:
 
     def _build(self, num_steps: int) -> None:
         netx = compat.netx()
+        compat.lava_workers_follow_parent()  # before compiling: the runtime forks its workers then
         injector_mod, extractor_mod = _io_modules()
         # SDNN: the file's input layer (a sigma-delta neuron with no synapse) is done on the
         # host by Lava's DeltaEncoder with that layer's threshold, as the PilotNet SDNN tutorial does.
@@ -406,13 +425,22 @@ class LavaNetwork:
         if self._profile_chip:
             self._profile = ChipProfile.attach(num_steps)
 
-    def _drain(self, unsent: int, unreceived: int, silence: np.ndarray) -> None:
+    def _drain(self, unsent: int, unreceived: list[int], silence: np.ndarray) -> None:
+        """Finish a half-run chunk: send its missing frames, read what each extractor still owes for it.
+
+        Step by step, as the stream itself goes: each extractor buffers only
+        ``STREAM_BUFFER`` frames and Lava's layers step in lock-step, so
+        reading one extractor to the end before the next stalls the runtime.
+        """
         try:
-            for _ in range(unsent):
-                self._injector.send(silence)
-            for _ in range(unreceived):
-                for extractor in self._extractors:
-                    extractor.receive()
+            owed = list(unreceived)
+            for step in range(max([unsent, *owed])):
+                if step < unsent:
+                    self._injector.send(silence)
+                for index, extractor in enumerate(self._extractors):
+                    if owed[index] > 0:
+                        extractor.receive()
+                        owed[index] -= 1
             self._net.wait()
         except Exception:  # best effort: stop() follows regardless
             pass
@@ -472,7 +500,10 @@ class LavaNetwork:
                 f"model {self.path}: patches encode to {to_lava(patches[0]).shape[:-1]} (x, y, features), "
                 f"the network's input is {expected}"
             )
-        sent = received = steps = 0  # progress inside the chunk now running on Lava
+        # progress inside the chunk now running on Lava; frames read counted per extractor, as an
+        # interrupt can land between two extractors of one step
+        sent = steps = 0
+        received = [0] * len(self._extractors)
         try:
             while step < total:
                 steps = min(chunk_steps, total - step)
@@ -486,7 +517,7 @@ class LavaNetwork:
                     compile_seconds = time.perf_counter() - tick
                     self._compiled = True
                     tick = time.perf_counter()
-                sent = received = 0
+                sent, received = 0, [0] * len(self._extractors)
                 for t in range(step, step + steps):
                     p = t - lead
                     if 0 <= p < count * window:
@@ -495,8 +526,10 @@ class LavaNetwork:
                         frame = silence
                     self._injector.send(frame)
                     sent += 1
-                    outputs = [extractor.receive() for extractor in self._extractors]
-                    received += 1
+                    outputs = []
+                    for index, extractor in enumerate(self._extractors):
+                        outputs.append(extractor.receive())
+                        received[index] += 1
                     series[:, t] = [np.count_nonzero(out) for out in outputs]
                     readout_all[..., t] = outputs[-1]
                     if values is not None:
@@ -506,16 +539,22 @@ class LavaNetwork:
                 run_seconds += time.perf_counter() - tick
                 step += steps
                 self._steps_done += steps
-                sent = received = steps = 0  # the chunk is complete: nothing to drain
+                sent = steps = 0  # the chunk is complete: nothing to drain
+                received = [0] * len(self._extractors)
                 if progress is not None:
                     patches_done = min(count, max(0, (step - lead - lag) // window))
                     progress(patches_done, step, int(series.sum()))
-        except BaseException:
+        except BaseException as error:
             # A half-run stream cannot be resumed; never leave Lava running. The
             # runtime is blocked on the injector mid-chunk and would not hear a
             # stop: finish the chunk with silence first.
-            self._drain(steps - sent, steps - received, silence)
-            self.stop()
+            unsent, unreceived = steps - sent, [steps - got for got in received]
+            try:
+                self.stop(drain=lambda: self._drain(unsent, unreceived, silence))
+            except Exception:  # Lava's stop failed, yet its processes are ended: the first error matters
+                pass
+            if isinstance(error, KeyboardInterrupt):
+                note(error, STOPPED_NOTE)
             raise
         series, readout_all = series[:, lead:], readout_all[..., lead:]
         if self.graded:

@@ -56,12 +56,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def _cli_errors() -> Iterator[None]:
-    """Turn expected failures into one line and exit code 1."""
+    """Turn expected failures into one line and exit code 1; SIGINT, SIGTERM, SIGHUP into one line and 128 + signal."""
+    from spikereg import interrupts
+
     try:
-        yield
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/red]")
-        raise typer.Exit(130)
+        with interrupts.stop_signals_raise():  # SIGTERM and SIGHUP unwind like Ctrl-C: Lava stopped, staging removed
+            yield
+    except KeyboardInterrupt as error:
+        console.print(f"[red]{interrupts.describe(error)}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(interrupts.exit_code(error))
     except _user_errors() as error:
         message = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)

@@ -67,6 +67,35 @@ A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
      same path and catches it.
    * **Opt out** with the environment variable ``SPIKEREG_LAVA_TORCH_CONV=0``
      (Lava's own ``conv_scipy`` everywhere).
+
+Two more are about stopping (:func:`lava_workers_follow_parent`, :func:`stop_lava`):
+
+4. **Lava's workers and signals.** Lava forks one worker per process model and
+   runtime service (``message_infrastructure/multiprocessing.py``,
+   ``SystemProcess``), plus a ``SharedMemoryManager`` server that owns the
+   channels' ``/dev/shm`` segments. The workers share the terminal's process
+   group and keep Python's default handlers, so Ctrl-C kills every one of them
+   with a ``KeyboardInterrupt`` traceback; the main process then stops the
+   runtime by sending into channels nobody reads any more and waits forever
+   (measured: blocked in ``Injector.send`` of the drain, a dozen tracebacks, a
+   second Ctrl-C does nothing). And nothing ties a worker to its parent: a
+   SIGTERM or SIGKILL to the main process left 12-13 workers (450-520 MB
+   each) under PID 1, with their segments. So each worker (and the manager
+   server) ignores SIGINT, SIGTERM and SIGHUP -- the main process coordinates
+   the stop -- and asks the kernel to SIGKILL it when its parent dies
+   (``prctl(PR_SET_PDEATHSIG)``, Linux); the signals are blocked across the
+   fork so none lands before that is in place. Segments of a killed run are
+   then unlinked by Python's resource tracker once the last worker is gone;
+   the tracker is started with the signals blocked too, as a SIGHUP to the
+   process group would otherwise kill it (it ignores only SIGINT and SIGTERM).
+5. **A stop that always ends.** Lava's ``Runtime.stop`` waits without a
+   timeout for every runtime service's answer, and ``MultiProcessing.stop``
+   joins every worker; a worker that died or never started makes either wait
+   forever. :func:`stop_lava` runs Lava's own stop in a helper thread for at
+   most :data:`LAVA_STOP_SECONDS`; where it blocks, fails, or a further signal
+   interrupts the wait, it kills the remaining workers, shuts the shared-memory
+   manager down (which unlinks its segments, else they are unlinked here) and
+   marks the runtime stopped so that Lava's ``__del__`` does not wait again.
 """
 from __future__ import annotations
 
@@ -76,12 +105,14 @@ import importlib.machinery
 import importlib.util
 import os
 import re
+import signal
 import sys
+import threading
 import types
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -352,6 +383,187 @@ def lava_torch_conv_active() -> bool:
     """True while Lava's conv model runs on :func:`torch_conv`."""
     utils = sys.modules.get(LAVA_CONV)
     return utils is not None and utils.conv is torch_conv
+
+
+
+# -- Lava's workers follow their parent (fix 4) and a stop that always ends (fix 5) -----
+
+LAVA_MULTIPROCESSING = "lava.magma.runtime.message_infrastructure.multiprocessing"
+LAVA_SHARED_MEMORY = "lava.magma.runtime.message_infrastructure.shared_memory_manager"
+WORKER_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+LAVA_STOP_SECONDS = 5.0  # Lava's own stop, with the drain of a half-run chunk, takes well under a second
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a forked Lava worker: ignore the stop signals, die with the parent (see fix 4)."""
+    for signum in WORKER_IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_IGNORED_SIGNALS)  # blocked across the fork
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _fork_with_signals_blocked(start: Callable[[], Any]) -> Any:
+    """Run ``start`` (a fork) with the stop signals blocked and deferred.
+
+    Blocked in this thread, so the child starts with them blocked and never
+    runs the parent's handlers; deferred (:func:`spikereg.interrupts.deferred`),
+    because another thread of the parent may take the signal and the main
+    thread then runs the handler inside an at-fork hook, which drops what it
+    raises (measured: the run went on and ended with exit 0). The signal is
+    raised when ``start`` is done, its process registered where Lava stops it.
+    """
+    from spikereg.interrupts import deferred
+
+    with deferred():
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORED_SIGNALS)
+        try:
+            result = start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return result
+
+
+def lava_workers_follow_parent() -> None:
+    """Make Lava's forked workers and shared-memory server ignore stop signals and die with their parent.
+
+    Idempotent; call before a network is compiled (the runtime forks then).
+    """
+    mp_module = import_lava(LAVA_MULTIPROCESSING)
+    system_process, infrastructure = mp_module.SystemProcess, mp_module.MultiProcessing
+    if not getattr(system_process, "_spikereg_follows_parent", False):
+        run, build_actor = system_process.run, infrastructure.build_actor
+
+        def run_following_parent(self, _run=run):
+            _die_with_parent(self._parent_pid)
+            return _run(self)
+
+        def build_actor_with_signals_blocked(self, *args, _build=build_actor, **kwargs):
+            # build_actor forks the worker and adds it to the actors Lava (and end_lava) stop:
+            # a deferred signal is raised only once it is there.
+            return _fork_with_signals_blocked(lambda: _build(self, *args, **kwargs))
+
+        system_process.run = run_following_parent
+        infrastructure.build_actor = build_actor_with_signals_blocked
+        system_process._spikereg_follows_parent = True
+    manager = import_lava(LAVA_SHARED_MEMORY).SharedMemoryManager
+    if not getattr(manager, "_spikereg_follows_parent", False):
+        init = manager.__init__
+
+        def init_manager(self, _init=init):
+            # multiprocessing's SharedMemoryManager() starts Python's resource tracker (a
+            # fork+exec'd child that unlinks the segments of dead processes). It ignores SIGINT
+            # and SIGTERM but dies of a SIGHUP to the group; started with the signals blocked it
+            # keeps SIGHUP blocked (the mask survives exec). A tracker already running is left alone.
+            _fork_with_signals_blocked(lambda: _init(self))
+
+        def start_manager(self):
+            # multiprocessing's manager server already ignores SIGINT; the initializer does the rest.
+            _fork_with_signals_blocked(lambda: self._manager.start(initializer=_die_with_parent,
+                                                                   initargs=(os.getpid(),)))
+
+        manager.__init__ = init_manager
+        manager.start = start_manager
+        manager._spikereg_follows_parent = True
+
+
+def lava_workers(runtime: Any) -> list:
+    """The worker processes (``multiprocessing.Process``) a Lava runtime forked, empty before it built any."""
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    return list(infrastructure.actors) if infrastructure is not None else []
+
+
+def _alive(actor: Any) -> bool:
+    try:
+        return actor.is_alive()
+    except ValueError:  # closed: Lava's SystemProcess.join joined and closed it
+        return False
+
+
+def end_lava(runtime: Any) -> None:
+    """End a Lava runtime whose own stop did not: kill its workers, free its shared memory.
+
+    Safe on a runtime that was never initialized, partly initialized or already stopped.
+    """
+    if runtime is None:
+        return
+    # Lava's Runtime.__del__ (and each Process's) call stop() again: with the flags down
+    # it no longer waits for answers from workers that are gone.
+    runtime._is_running = runtime._is_started = False
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    if infrastructure is None:
+        return
+    mine = [a for a in infrastructure.actors if getattr(a, "_parent_pid", None) == os.getpid()]
+    for actor in mine:
+        if _alive(actor):
+            actor.kill()
+    for actor in mine:
+        try:
+            actor.join()  # Lava's SystemProcess.join: reaps and closes it
+        except (ValueError, OSError):
+            pass
+    smm = infrastructure.smm
+    handles = list(getattr(smm, "_shared_memory_handles", [])) if smm is not None else []
+    if smm is not None:
+        try:
+            smm.shutdown()  # the manager server unlinks every segment it tracks (kills itself after 1 s if stuck)
+        except Exception:
+            pass
+    for handle in handles:  # a manager that was gone unlinked nothing
+        if os.path.exists(os.path.join("/dev/shm", handle.name.lstrip("/"))):
+            try:
+                handle.unlink()
+            except OSError:
+                pass
+    watchdog = getattr(runtime, "_watchdog_manager", None)
+    if watchdog is not None:
+        try:
+            watchdog.stop()
+        except Exception:
+            pass
+
+
+def stop_lava(runtime: Any, stop: Callable[[], None], timeout: float = LAVA_STOP_SECONDS) -> bool:
+    """Run Lava's own ``stop`` (and whatever must precede it) for at most ``timeout`` seconds (fix 5).
+
+    Where it blocks, raises, leaves a worker alive, or a signal interrupts the
+    wait (re-raised after), :func:`end_lava` ends the runtime. Returns True
+    when Lava stopped by itself. ``stop``'s own exception is re-raised.
+    """
+    if runtime is not None and not runtime._is_started:
+        # Interrupted while Lava built its workers: its stop would join workers that wait for a
+        # first command forever (MultiProcessing.stop), so end them at once.
+        end_lava(runtime)
+        return False
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            stop()
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+        finally:
+            done.set()
+
+    # A daemon thread: if Lava's stop never returns, it must not keep the interpreter alive.
+    threading.Thread(target=target, name="lava-stop", daemon=True).start()
+    try:
+        finished = done.wait(timeout)
+    except BaseException:  # a second Ctrl-C or SIGTERM: no more waiting
+        end_lava(runtime)
+        raise
+    clean = finished and not failure and not any(_alive(a) for a in lava_workers(runtime))
+    if not clean:
+        end_lava(runtime)
+    if failure and isinstance(failure[0], Exception):
+        raise failure[0]
+    return clean
 
 
 install()

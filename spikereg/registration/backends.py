@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lava_export.netx import read_metadata
+from spikereg.interrupts import note
 from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet, stream_patches
 from spikereg.registration.pipeline import LAVA_CHUNK
@@ -204,8 +205,11 @@ class LavaBackend:
     def __enter__(self) -> "LavaBackend":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.network.stop()
+    def __exit__(self, exc_type, error, traceback) -> None:
+        from lava_export.runner import STOPPED_NOTE
+
+        if self.network.stop() and isinstance(error, KeyboardInterrupt):
+            note(error, STOPPED_NOTE)
 
     def reset(self) -> None:
         """Start a new stream: the next patch finds the network at rest.

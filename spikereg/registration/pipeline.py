@@ -16,6 +16,7 @@ from spikereg.data import Volume, jacobian_determinant, normalize_intensity, sav
 from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.hardware import load_profile
+from spikereg.interrupts import on_interrupt_note
 from spikereg.config import ENCODINGS
 from spikereg.options import check_bound, check_bounds, check_out_folder
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
@@ -172,6 +173,7 @@ def preflight(shape: tuple[int, ...], meta: dict, backend: str, pyramid: int = 1
     return check_memory(shape, meta, backend, memory_budget_gb, batch_size)
 
 
+@on_interrupt_note("no outputs written")  # staged_folder removed them, or they were never begun
 def run_registration(
     fixed: Volume,
     moving: Volume,

@@ -1,5 +1,6 @@
 """The Lava fixes in compat: each does its job, and nothing where its problem is absent."""
 import importlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -243,3 +244,139 @@ def test_sim_backend_on_torch_conv_equals_slayer_after_parent_used_threaded_torc
                 np.testing.assert_array_equal(lava.stats.layer_spikes, slayer.stats.layer_spikes)
     finally:
         torch.set_num_threads(threads)
+
+
+# -- fixes 4 and 5: Lava's workers and its stop ---------------------------------------------------
+
+def _tiny_spikes(net, count: int = 2) -> np.ndarray:
+    import torch
+
+    p = net.config.patch_size
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        fixed, moving = torch.rand(2, count, 1, p, p, p, generator=generator)
+        return net.encode(fixed, moving)[..., : net.window].numpy()
+
+
+def _live(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        text = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2] != "Z"
+
+
+def _ignored_signals(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/status") as handle:
+        mask = int(next(line for line in handle if line.startswith("SigIgn:")).split()[1], 16)
+    return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
+
+
+def test_lava_workers_ignore_stop_signals_and_lavas_own_stop_ends_them(tiny_export):
+    """The main process coordinates the stop: workers hit by Ctrl-C, SIGTERM or SIGHUP keep running."""
+    import signal
+    import time
+
+    from lava_export.runner import LavaNetwork
+
+    net, path = tiny_export
+    with LavaNetwork(path, window=net.window) as lava:
+        lava.run(_tiny_spikes(net))
+        workers = compat.lava_workers(lava._net.runtime)
+        assert workers
+        stops = {int(s) for s in compat.WORKER_IGNORED_SIGNALS}
+        for worker in workers:
+            assert stops <= _ignored_signals(worker.pid)
+            for signum in compat.WORKER_IGNORED_SIGNALS:
+                os.kill(worker.pid, signum)
+        time.sleep(0.3)
+        assert all(_live(w.pid) for w in workers)
+        again = lava.run(_tiny_spikes(net))  # still a working network
+        assert again.readout.shape[0] == 2
+        pids = [w.pid for w in workers]
+        start = time.monotonic()
+    assert time.monotonic() - start < compat.LAVA_STOP_SECONDS  # Lava's own stop, no fallback
+    assert not any(_live(pid) for pid in pids)
+
+
+def test_lava_workers_die_with_their_parent(tiny_export, tmp_path):
+    """SIGKILL to the process that runs Lava: its workers (PR_SET_PDEATHSIG) end too."""
+    import time
+
+    net, path = tiny_export
+    spikes = tmp_path / "spikes.npy"
+    np.save(spikes, _tiny_spikes(net))
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from lava_export.runner import LavaNetwork
+        from spikereg import compat
+        lava = LavaNetwork({str(path)!r}, window={net.window})
+        lava.run(np.load({str(spikes)!r}))
+        runtime = lava._net.runtime
+        pids = [w.pid for w in compat.lava_workers(runtime)] + [runtime._messaging_infrastructure.smm._manager._process.pid]
+        print(" ".join(map(str, pids)), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr
+    pids = [int(pid) for pid in result.stdout.split()]
+    assert len(pids) > 1
+    deadline = time.monotonic() + 5
+    while any(_live(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in pids if _live(pid)]
+    for pid in survivors:
+        os.kill(pid, 9)
+    assert not survivors
+
+
+def test_stop_lava_ends_a_runtime_whose_own_stop_hangs(tiny_export):
+    """A worker died (killed, as the OOM killer does): Lava's stop waits for its answer forever; ours does not."""
+    import signal
+    import time
+
+    from lava_export.runner import LavaNetwork
+
+    net, path = tiny_export
+    lava = LavaNetwork(path, window=net.window)
+    try:
+        lava.run(_tiny_spikes(net))
+        runtime = lava._net.runtime
+        pids = [w.pid for w in compat.lava_workers(runtime)]  # (Lava closes the process objects when it joins them)
+        segments = [handle.name for handle in runtime._messaging_infrastructure.smm._shared_memory_handles]
+        assert segments and all(os.path.exists(f"/dev/shm/{name}") for name in segments)
+        os.kill(pids[-1], signal.SIGKILL)
+        start = time.monotonic()
+        assert lava.stop()
+        elapsed = time.monotonic() - start
+    finally:
+        lava.stop()  # a runtime left running makes multiprocessing's exit wait for its workers forever
+    assert compat.LAVA_STOP_SECONDS <= elapsed < compat.LAVA_STOP_SECONDS + 3
+    assert not any(_live(pid) for pid in pids)
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in segments)
+    assert not runtime._is_started  # Lava's __del__ will not wait for the dead workers again
+    runtime.stop()  # what __del__ does: returns at once
+
+
+def test_stop_lava_of_a_runtime_never_started_does_not_wait(tiny_export):
+    """Interrupted while Lava built its workers: its own stop would join workers waiting for a first command."""
+    import time
+
+    from lava_export.runner import LavaNetwork
+
+    net, path = tiny_export
+    lava = LavaNetwork(path, window=net.window)
+    lava._build(net.window)
+    try:
+        lava._net.create_runtime(run_cfg=lava._run_cfg)  # compiled, workers forked, never started
+        runtime = lava._net.runtime
+        pids = [w.pid for w in compat.lava_workers(runtime)]
+        assert pids and all(_live(pid) for pid in pids)
+        start = time.monotonic()
+        assert not compat.stop_lava(runtime, lava._net.stop)
+        assert time.monotonic() - start < 3
+    finally:
+        compat.end_lava(lava._net.runtime)
+    assert not any(_live(pid) for pid in pids)
