@@ -36,6 +36,12 @@ from spikereg.registration.register import BackendStats
 from spikereg.report.counts import CountError, SpikeCounter
 
 BACKENDS = ("torch", "sim", "loihi2")
+# Per-chunk streams: SDNN patches stream back to back, but each predict() call (one chunk of
+# LAVA_CHUNK patches) is a stream of its own, from rest, on every backend. Why: Lava's sigma-delta neurons truncate
+# every graded spike to its grid and the residue does not keep what was cut, so the loss grows
+# with the stream (BENCHMARKS.md, "The chip's range": 0.007 voxel after 640 patches at
+# spike_exp 5, 2.9 at spike_exp 0; a whole 2 mm registration is 5,120); a rebuild on Lava
+# compiles in under a second.
 
 
 def torch_device(device: str) -> torch.device:
@@ -84,8 +90,12 @@ class TorchBackend:
         pass
 
     def reset(self) -> None:
-        """Start a new stream: the next patch finds the network at rest (SDNN; CUBA always does)."""
+        """Start a new registration: a fresh range record, and the network at rest."""
         self.guard = open_guard(self.net, self.guard.stop)
+        self._restart_stream()
+
+    def _restart_stream(self) -> None:
+        """SDNN: the next patch finds every neuron at rest (CUBA always does)."""
         if self.streaming:
             self.net.reset_state()
             self._readout_level = None
@@ -94,6 +104,7 @@ class TorchBackend:
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         if self.streaming:
+            self._restart_stream()  # one stream per chunk, as on Lava (see 'Per-chunk streams' above)
             return self._predict_stream(fixed, moving, progress)
         tick = time.perf_counter()
         controls, spikes = [], np.zeros(len(self.net.chip_layers), dtype=np.int64)
@@ -220,6 +231,10 @@ class LavaBackend:
         streaming).
         """
         self.guard = open_guard(self.twin, self.guard.stop)
+        self._restart_stream()
+
+    def _restart_stream(self) -> None:
+        """SDNN: a fresh network, at rest (netx never resets sigma-delta neurons; a rebuild compiles in < 1 s)."""
         self._carried = [None] * len(self.twin.blocks)
         if self.codec.graded and self.network.has_run:
             self.network.stop()
@@ -227,6 +242,7 @@ class LavaBackend:
 
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+        self._restart_stream()  # one stream per chunk (see 'Per-chunk streams' above)
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         counter = self.stats.counter
         run = self.network.run(spikes, progress=progress, keep_layers=counter is not None or self._watch)
