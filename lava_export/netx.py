@@ -58,11 +58,12 @@ from spikereg.data.io import write_text_atomic
 from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
+from spikereg.errors import SpikeRegError
 
 DEFAULT_PROFILE = "loihi2"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(SpikeRegError, ValueError):
     """A file that is not an exported SpikeReg netx network."""
 
 
@@ -206,7 +207,7 @@ def mapping_summary(report: dict) -> str:
 RANGE_MODES = ("proven", "guarded", "saturate")
 
 
-class RangeError(ValueError):
+class RangeError(SpikeRegError, ValueError):
     """A network some input could drive past the chip's integer widths."""
 
 

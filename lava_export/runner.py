@@ -45,6 +45,7 @@ import numpy as np
 from spikereg import compat
 from spikereg.interrupts import note
 from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
+from spikereg.errors import SpikeRegError
 
 BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
@@ -59,7 +60,7 @@ STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.inter
 GRADED_INPUT_SCALE = 1 << 6
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(SpikeRegError, RuntimeError):
     """The requested backend cannot run here; the message says what is missing."""
 
 

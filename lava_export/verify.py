@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
+from spikereg.errors import SpikeRegError
 
 # SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
 # multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes
@@ -46,7 +47,7 @@ def graded_quantum(blocks) -> float:
 RANGE_PATCHES = 512
 
 
-class VerificationError(RuntimeError):
+class VerificationError(SpikeRegError, RuntimeError):
     """Lava's output differs from SLAYER's for the exported network."""
 
 

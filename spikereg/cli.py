@@ -39,19 +39,11 @@ _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from lava_export.netx import ModelFileError
-    from lava_export.runner import BackendUnavailable
-    from lava_export.verify import VerificationError
-    from spikereg.config import ConfigError
-    from spikereg.data import VolumeError
-    from spikereg.hardware import MappingError, ProfileError
-    from spikereg.registration.range_guard import RangeOverflowError
-    from spikereg.registration.verdict import RegistrationFailedError
-    from spikereg.report.summary import ReportError
+    # Every SpikeReg error derives from SpikeRegError; ValueError and FileNotFoundError remain for
+    # the checks that raise builtins (option parsing, typer's paths) and for libraries' refusals.
+    from spikereg.errors import SpikeRegError
 
-    return (ConfigError, VolumeError, ModelFileError, VerificationError, BackendUnavailable,
-            ReportError, ProfileError, MappingError, RangeOverflowError, RegistrationFailedError,
-            FileNotFoundError, ValueError)
+    return (SpikeRegError, FileNotFoundError, ValueError)
 
 
 @contextmanager

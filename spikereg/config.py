@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from spikereg.errors import SpikeRegError
 
 
-class ConfigError(ValueError):
+class ConfigError(SpikeRegError, ValueError):
     """A bad config file or override; the message names the file and key."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from spikereg.errors import SpikeRegError
 
 # Affines of a fixed/moving pair may differ by rounding in the file headers
 # (qform quaternions are stored in float32); 1e-3 mm is far below a voxel.
@@ -36,7 +37,7 @@ _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DEFAULT_VOLUME_LIMIT_GB = 4.0
 
 
-class VolumeError(ValueError):
+class VolumeError(SpikeRegError, ValueError):
     """A user-facing problem with an image file or image data.
 
     ``str(error)`` is a single line naming the file (or option) and what is wrong.

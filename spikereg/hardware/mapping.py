@@ -71,6 +71,7 @@ import numpy as np
 
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
 from spikereg.hardware.rules import exponent_problem, layer_problems
+from spikereg.errors import SpikeRegError
 
 #: Layer types ``lava.lib.dl.netx.hdf5.Network`` builds (lava-dl 0.6.0).
 NETX_LOADABLE_TYPES: tuple[str, ...] = ("input", "conv", "dense", "dense_rec", "dense_comp", "flatten")
@@ -80,7 +81,7 @@ NETX_UNSUPPORTED_TYPES: tuple[str, ...] = ("pool", "convT", "unpool", "average",
 NETX_MAX_DELAY = 62
 
 
-class MappingError(ValueError):
+class MappingError(SpikeRegError, ValueError):
     """A netx file that cannot be mapped, or a network that exceeds a chip's limits."""
 
 

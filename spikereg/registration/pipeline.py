@@ -24,6 +24,7 @@ from spikereg.registration.verdict import RegistrationFailedError, failures, rea
 from spikereg.report.counts import RASTER_NAME, save_raster
 from spikereg.report.energy import DEFAULT_PROFILES, energy_report
 from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
+from spikereg.errors import SpikeRegError
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 
@@ -123,7 +124,7 @@ def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
     return iterations, patch_stride, smoothing
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(SpikeRegError, ValueError):
     """The registration's estimated peak memory exceeds the budget given."""
 
 

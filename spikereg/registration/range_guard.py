@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from spikereg.networks.bounds import summed_input_limit, worst_case_table
+from spikereg.errors import SpikeRegError
 
 
-class RangeOverflowError(RuntimeError):
+class RangeOverflowError(SpikeRegError, RuntimeError):
     """A layer reached the chip's range during a run: the result would be wrong."""
 
 

@@ -40,13 +40,14 @@ import numpy as np
 import torch
 
 from spikereg.hardware.mapping import netx_text
+from spikereg.errors import SpikeRegError
 
 RASTER_NAME = "raster.npz"
 BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceeds this
 COUNTS_METHOD = "exact per-neuron fan-out of the netx file x each neuron's measured spikes"
 
 
-class CountError(ValueError):
+class CountError(SpikeRegError, ValueError):
     """Spike counts that do not fit the network; the message is one line."""
 
 

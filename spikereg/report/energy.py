@@ -74,6 +74,7 @@ from spikereg.hardware import (
     map_network,
 )
 from spikereg.networks.encoding import READOUT_CHANNELS
+from spikereg.errors import SpikeRegError
 
 #: The profiles ``spikereg run`` costs a registration on.
 DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu")
@@ -91,7 +92,7 @@ FLOAT_BYTES = 4  # the host and the ANN twin use float32
 MAC_FIGURE = {"fp32": "energy_per_mac_pj", "fp16": "energy_per_mac_fp16_pj", "int8": "energy_per_mac_int8_pj"}
 
 
-class EnergyError(ValueError):
+class EnergyError(SpikeRegError, ValueError):
     """Counts that do not fit the network or the profile; the message is one line."""
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from spikereg.data.io import write_text_atomic
 from spikereg.hardware import NeuromorphicProfile
+from spikereg.errors import SpikeRegError
 
 REPORT_NAME = "report.json"
 REPORT_FORMAT = "spikereg-report/1"
@@ -22,7 +23,7 @@ REQUIRED = ("format", "backend", "iterations", "patches_per_iteration", "time_st
             "similarity", "timing")
 
 
-class ReportError(ValueError):
+class ReportError(SpikeRegError, ValueError):
     """A run folder without a readable report.json."""
 
 
