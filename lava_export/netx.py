@@ -44,6 +44,8 @@ from lava_export.verify import (
     summed_input_peaks,
     verify,
 )
+from spikereg.data.io import write_text_atomic
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
     NETX_LOADABLE_TYPES,
     MappingError,
@@ -54,11 +56,9 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
-from spikereg.data.io import write_text_atomic
 from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
-from spikereg.errors import SpikeRegError
 
 DEFAULT_PROFILE = "loihi2"
 

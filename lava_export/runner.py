@@ -43,9 +43,9 @@ import h5py
 import numpy as np
 
 from spikereg import compat
+from spikereg.errors import SpikeRegError
 from spikereg.interrupts import note
 from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
-from spikereg.errors import SpikeRegError
 
 BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime

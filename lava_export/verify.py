@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
 from spikereg.errors import SpikeRegError
+from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
 
 # SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
 # multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spikereg.pretrained import DEFAULT_NAME, SHIPPED  # a dict of paths (cheap to import): the help texts name its models
+# a dict of paths (cheap to import): the help texts name its models
+from spikereg.pretrained import DEFAULT_NAME, SHIPPED
 
 app = typer.Typer(
     help=(
@@ -241,8 +242,14 @@ def run(
         from lava_export.netx import read_metadata
         from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
-        from spikereg.registration.pipeline import (declared_shape, load_inputs, preflight, run_options,
-                                                    run_registration, spacing_note)
+        from spikereg.registration.pipeline import (
+            declared_shape,
+            load_inputs,
+            preflight,
+            run_options,
+            run_registration,
+            spacing_note,
+        )
 
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
@@ -375,6 +382,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     """The shipped models, whose names --model takes: what each is, whether its files are here, their sizes."""
     with _cli_errors():
         from rich.table import Table
+
         from spikereg.pretrained import shipped_models
 
         rows = shipped_models()
@@ -478,7 +486,8 @@ def evaluate(
     with _cli_errors():
         from lava_export.netx import read_metadata
         from spikereg.data import load_dataset
-        from spikereg.evaluation import EVALUATION_FILES, evaluate as run_evaluation
+        from spikereg.evaluation import EVALUATION_FILES
+        from spikereg.evaluation import evaluate as run_evaluation
         from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import run_options
@@ -504,8 +513,8 @@ def evaluate(
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
                                     progress=report, overwrite=overwrite)
         summary = result.summary
-        for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
-                                     ("ncc_before", "ncc", "NCC")):
+        for before, after, label in (("dice_before", "dice", "mean Dice"),
+                                     ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):
             if summary[after]["count"]:
                 console.print(f"{label}: {summary[before]['mean']:.4f} before -> {summary[after]['mean']:.4f} "
                               f"after (mean of {summary[after]['count']} pairs)")

@@ -16,6 +16,7 @@ import math
 import os
 from pathlib import Path
 from typing import Mapping, NamedTuple
+
 from spikereg.errors import SpikeRegError
 
 

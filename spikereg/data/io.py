@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
 from spikereg.errors import SpikeRegError
 
 # Affines of a fixed/moving pair may differ by rounding in the file headers

@@ -69,9 +69,9 @@ from typing import Any, Optional, Sequence, Union
 import h5py
 import numpy as np
 
+from spikereg.errors import SpikeRegError
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
 from spikereg.hardware.rules import exponent_problem, layer_problems
-from spikereg.errors import SpikeRegError
 
 #: Layer types ``lava.lib.dl.netx.hdf5.Network`` builds (lava-dl 0.6.0).
 NETX_LOADABLE_TYPES: tuple[str, ...] = ("input", "conv", "dense", "dense_rec", "dense_comp", "flatten")

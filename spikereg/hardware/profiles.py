@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 import yaml
+
 from spikereg.errors import SpikeRegError
 
 #: Where the shipped profiles live: ``<repo>/hardware_profiles``. The folder sits

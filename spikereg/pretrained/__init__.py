@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import NamedTuple
+
 from spikereg.errors import SpikeRegError
 
 HERE = Path(__file__).resolve().parent

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from spikereg.networks.bounds import summed_input_limit, worst_case_table
 from spikereg.errors import SpikeRegError
+from spikereg.networks.bounds import summed_input_limit, worst_case_table
 
 
 class RangeOverflowError(SpikeRegError, RuntimeError):

@@ -17,6 +17,7 @@ would check by eye:
 from __future__ import annotations
 
 import numpy as np
+
 from spikereg.errors import SpikeRegError
 
 MAX_NCC_DROP = 0.01

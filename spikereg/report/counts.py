@@ -39,8 +39,8 @@ import h5py
 import numpy as np
 import torch
 
-from spikereg.hardware.mapping import netx_text
 from spikereg.errors import SpikeRegError
+from spikereg.hardware.mapping import netx_text
 
 RASTER_NAME = "raster.npz"
 BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceeds this
@@ -377,7 +377,7 @@ class SpikeCounter:
         if index is None:
             return
         layers = {"input": patch_raster(input_spikes[index])}
-        layers.update({f"layer {l}": patch_raster(spikes[index]) for l, spikes in enumerate(layer_spikes, start=1)})
+        layers.update({f"layer {n}": patch_raster(spikes[index]) for n, spikes in enumerate(layer_spikes, start=1)})
         self.set_raster(layers, index, backend)
 
     @property

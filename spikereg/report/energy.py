@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from spikereg.config import ModelConfig, config_from_dict
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
     ConventionalProfile,
     Figure,
@@ -74,7 +75,6 @@ from spikereg.hardware import (
     map_network,
 )
 from spikereg.networks.encoding import READOUT_CHANNELS
-from spikereg.errors import SpikeRegError
 
 #: The profiles ``spikereg run`` costs a registration on.
 DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu")
@@ -489,8 +489,8 @@ def energy_report(
     """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
 
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
-    ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are names or
-    paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
+    ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are
+    names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration.
     """
     model_path = Path(model_path)

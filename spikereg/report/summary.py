@@ -14,8 +14,8 @@ from typing import Any, Callable
 import numpy as np
 
 from spikereg.data.io import write_text_atomic
-from spikereg.hardware import NeuromorphicProfile
 from spikereg.errors import SpikeRegError
+from spikereg.hardware import NeuromorphicProfile
 
 REPORT_NAME = "report.json"
 REPORT_FORMAT = "spikereg-report/1"

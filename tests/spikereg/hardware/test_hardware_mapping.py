@@ -22,7 +22,6 @@ from spikereg.hardware import (
 )
 from spikereg.hardware.mapping import _taps_in_bounds, main
 
-
 # -- writing netx files the way SLAYER's export_hdf5 does ------------------------------
 
 CUBA = {"type": "CUBA", "iDecay": 1024, "vDecay": 123, "vThMant": 64, "refDelay": 1, "gradedSpike": False}
