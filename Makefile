@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/python -m ruff check spikereg lava_export benchmarks tests
 	$(BIN)/python -m pytest -q
 
 DEMO := demo_output

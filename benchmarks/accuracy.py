@@ -59,7 +59,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from accuracy_csv import LAVA, TORCH, coverage, merge_csvs, parse_shard, write_csv
 from sections import write_section
 
@@ -205,7 +204,8 @@ def pair_count(args) -> int:
 
 def machine_line() -> str:
     """Where and under what load this process ran (read at its end)."""
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "?")
     threads = torch.get_num_threads()
     return (f"{len(os.sched_getaffinity(0))} cores, {cpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__} ({threads} thread{'s' if threads != 1 else ''}); "
@@ -297,8 +297,7 @@ def merge(args, command: str) -> int:
 
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
-    from spikereg.pretrained import (DEFAULT_CHECKPOINT, DEFAULT_MODEL, resolve_checkpoint, resolve_model,
-                                     shipped_name)
+    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL, resolve_checkpoint, resolve_model, shipped_name
     from spikereg.registration.backends import open_backend
     from spikereg.registration.register import check_patching, pyramid_shapes, register
     from spikereg.training.trainer import load_checkpoint

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from spikereg.data import load_mni, warp
+    from spikereg.data import load_mni
 
     colin = nib.load(ensure_colin())
     fixed = load_mni("t1", args.spacing)

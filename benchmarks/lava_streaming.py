@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from sections import BENCHMARKS, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +116,8 @@ def main(argv=None) -> int:
     if (args.checkpoint is None) != (args.model is None):
         parser.error("give --checkpoint and --model together (the export of that checkpoint)")
 
-    from lava_export.verify import sample_patches
     from lava_export.runner import LavaNetwork
+    from lava_export.verify import sample_patches
 
     command = ".venv/bin/python benchmarks/lava_streaming.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -204,7 +203,8 @@ def main(argv=None) -> int:
         f"{(rebuild_total - rebuild_run) / count:.2f} s per patch beyond running it (build, compile, stop), "
         f"against {stream.run_seconds / count:.2f} s of simulation per patch",
         "- readouts compared element by element and per-layer spike counts patch by patch; "
-        f"streaming {'identical' if stream_same else 'DIFFERENT'}, rebuild {'identical' if rebuild_same else 'DIFFERENT'}",
+        f"streaming {'identical' if stream_same else 'DIFFERENT'}, "
+        f"rebuild {'identical' if rebuild_same else 'DIFFERENT'}",
         f"- machine: {machine()}; {versions()}",
         f"- load average (1 min) {load_before:.2f} before, {load_after:.2f} after "
         "(other jobs on the machine inflate the times)",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-PREAMBLE = "# Benchmarks\n\nMeasured numbers, each section with the command that produced it, the machine and the date.\n"
+PREAMBLE = ("# Benchmarks\n\nMeasured numbers, each section with the command that produced it, "
+            "the machine and the date.\n")
 
 
 def write_section(heading: str, section: str, path: Path = BENCHMARKS) -> None:

@@ -131,11 +131,11 @@ def child_registration(folder: Path, out: Path, backend: str = "torch") -> dict:
 
 
 def child_demons(folder: Path, out: Path) -> dict:
+    import SimpleITK as sitk
     from accuracy import demons
+
     from spikereg.data import warp
     from spikereg.registration.register import ncc
-
-    import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(os.environ["OMP_NUM_THREADS"]))
     fixed, moving, _ = load_pair(folder)
@@ -170,7 +170,8 @@ def child_sim(folder: Path, out: Path, count: int) -> dict:
         stats = lava.stats
     with open_backend(DEMO_MODEL, "torch") as slayer:
         same = bool(np.array_equal(controls, slayer.predict(f, m)))
-    return {"same_as_torch": same, "wall": wall, "compile": stats.compile_seconds, "run": stats.network_seconds, "patches": count,
+    return {"same_as_torch": same, "wall": wall, "compile": stats.compile_seconds, "run": stats.network_seconds,
+            "patches": count,
             "steps": stats.time_steps, "per_patch": stats.network_seconds / count,
             "per_step_ms": stats.network_seconds / stats.time_steps * 1e3, "patches_per_iteration": len(grid)}
 
@@ -274,13 +275,13 @@ def make_pairs(workdir: Path, spacings: list[float]) -> dict[float, tuple[Path, 
 
 
 def profile_lava_conv() -> list[dict]:
-    """Time Lava's conv_scipy and SpikeReg's torch conv on each layer of the shipped network, one step of random spikes."""
+    """Time Lava's conv_scipy and SpikeReg's torch conv on each layer of the shipped network, one step of random
+    spikes."""
     import h5py
+    import torch
 
     from spikereg import compat
     from spikereg.pretrained import DEMO_MODEL
-
-    import torch
 
     compat.netx()
     from lava.proc.conv import utils
@@ -359,7 +360,8 @@ def main(argv=None) -> int:
                         help="torch and SimpleITK threads per method (default 1: see BENCHMARKS.md)")
     parser.add_argument("--sim-full", type=float, nargs="*", default=[2.0],
                         help="spacings (mm) at which sim registers the whole brain (default 2); elsewhere extrapolated")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["torch", "sim", "sim-scipy", "demons", "pyramid", "train"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["torch", "sim", "sim-scipy", "demons", "pyramid", "train"])
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     parser.add_argument("--save", help="also write the raw measurements to this JSON file")
     parser.add_argument("--resume", action="store_true", help="with --save: skip what that file already holds")
@@ -559,10 +561,12 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
         torch_lines = [f"- where torch's time goes (cProfile, 64 real patches, {args.threads} thread(s), "
                        f"{t['ms_per_patch']:.1f} ms per patch): SLAYER's CUBA neuron dynamics "
                        f"(`_li_dynamics_fwd`, a Python loop over time steps on the CPU) "
-                       f"{100 * t['dynamics'] / t['total']:.0f} %, host-side spike encoding (`PatchCodec.encode`: rate code "
-                       f"of 10 feature channels x 16^3 voxels x 18 steps per patch) {100 * t['encode'] / t['total']:.0f} %, "
+                       f"{100 * t['dynamics'] / t['total']:.0f} %, host-side spike encoding "
+                       f"(`PatchCodec.encode`: rate code of 10 feature channels x 16^3 voxels x 18 steps per patch) "
+                       f"{100 * t['encode'] / t['total']:.0f} %, "
                        f"SLAYER's convolutions (`conv3d`) {100 * t['conv'] / t['total']:.0f} %, per-neuron spike "
-                       f"counting for the report (`spikereg.report.counts`) {100 * t.get('counting', 0) / t['total']:.0f} %; "
+                       f"counting for the report (`spikereg.report.counts`) "
+                       f"{100 * t.get('counting', 0) / t['total']:.0f} %; "
                        "the rest is SLAYER's other tensor work (reshapes, copies, quantization)"]
     details = "\n".join(verdicts + pyramid_lines + train_lines + torch_lines + conv_lines + [
         f"- threads: torch and SimpleITK ran with {args.threads} thread(s) each (`--threads`): on this shared "
@@ -571,7 +575,8 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
         "- host = wall - network: loading is excluded; normalising, patch cutting, spike encoding, "
         "stitching, warping, composing, Jacobian, NCC and writing the NIfTI outputs are included "
         "(SLAYER's own encode is counted as network on torch)",
-        "- peak RSS: the kernel's high-water mark (`VmHWM`) of the registering process; peak PSS: the process and its children "
+        "- peak RSS: the kernel's high-water mark (`VmHWM`) of the registering process; "
+        "peak PSS: the process and its children "
         "(Lava's runtime processes) summed, sampled every 0.2 s",
         "- pair: MNI ICBM152 T1 resampled to the spacing, warped by a random cubic B-spline field "
         "(max 3 voxels, control spacing 8, noise 0.02, seed 0); shipped model `spikereg/pretrained/demo.net`, "

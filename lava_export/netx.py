@@ -44,6 +44,8 @@ from lava_export.verify import (
     summed_input_peaks,
     verify,
 )
+from spikereg.data.io import write_text_atomic
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
     NETX_LOADABLE_TYPES,
     MappingError,
@@ -54,14 +56,14 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
-from spikereg.data.io import write_text_atomic
+from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
 
 DEFAULT_PROFILE = "loihi2"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(SpikeRegError, ValueError):
     """A file that is not an exported SpikeReg netx network."""
 
 
@@ -130,94 +132,32 @@ def resolve_profile(profile: str | Path | NeuromorphicProfile) -> NeuromorphicPr
     return chip
 
 
-def _integers_in(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Elementwise: a finite integer in ``[lo, hi]`` (NaN and inf are simply not)."""
-    finite = np.isfinite(values)
-    clean = np.where(finite, values, 0.0)
-    return finite & (clean == np.round(clean)) & (clean >= lo) & (clean <= hi)
-
-
-def _first_bad(values: np.ndarray, ok: np.ndarray) -> str:
-    """``'300 at (2, 0, 1, 1)'``: the first offending element, for the error message."""
-    index = tuple(int(i) for i in np.argwhere(~ok)[0])
-    return f"{values[index]:g} at {index}"
-
-
 def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
                     label: str | Path | None = None) -> None:
     """Refuse weights, thresholds and decays the chip's registers cannot hold exactly.
 
     :func:`spikereg.hardware.map_network` sizes the network; this checks the
-    numbers themselves, as SLAYER writes them and netx hands them to Lava:
-
-    * **weights**: SLAYER's ``quantize_8bit`` rounds to a step of 2 and clamps to
-      ``[-256, 254]``, with the exponent implicit (``weight_exponent`` = 0 for CUBA
-      blocks, and netx builds ``Conv`` with ``weight_exp`` 0). That is a
-      ``weight_bits``-bit magnitude plus sign (``[-2**weight_bits, 2**weight_bits - 1]``)
-      whose lowest bit is 0, because in mixed-sign mode the sign takes one of the
-      ``weight_bits`` (``lava.utils.weightutils.truncate_weights`` drops the lowest
-      bit). So every weight must be an even integer in
-      ``[-2**weight_bits, 2**weight_bits - 2]`` -- exactly SLAYER's grid for 8 bits;
-      conservative for single-sign layers -- and exponent 0 must lie in the
-      profile's ``[weight_exponent_min, weight_exponent_max]``.
-    * **threshold**: ``vThMant`` becomes Lava's ``vth``, an unsigned
-      ``threshold_bits``-bit integer. (SLAYER writes ``2**18 - 1`` for dense layers
-      without dynamics; ``spikereg map`` only notes that, export refuses it.)
-    * **decays**: netx passes ``du = iDecay - 1`` and ``dv = vDecay`` to Lava's
-      LIF, whose fixed-point model adds a fixed offset of 1 back to ``du``; both
-      are unsigned ``decay_bits``-bit integers, so ``iDecay`` must lie in
-      ``[1, 2**decay_bits]`` (a current that never decays cannot be expressed)
-      and ``vDecay`` in ``[0, 2**decay_bits - 1]``.
+    numbers themselves against the register table of
+    :mod:`spikereg.hardware.rules` (weights: even integers in
+    ``[-2**weight_bits, 2**weight_bits - 2]`` with exponent 0 in the profile's
+    range; ``vThMant`` in ``[0, 2**threshold_bits - 1]``; ``iDecay`` in
+    ``[1, 2**decay_bits]``; ``vDecay`` in ``[0, 2**decay_bits - 1]``), the same
+    table ``spikereg map`` lists its problems from, in the same words.
 
     Raises :class:`MappingError` naming ``label`` (default ``path``), the layer,
-    the value and the profile limit.
+    the value and the profile limit: the first problem found.
     """
     chip = resolve_profile(profile)
     label = str(label or path)
-    wb = int(chip.weight_bits.value)
-    w_lo, w_hi = -(2**wb), 2**wb - 2
-    th_max = 2 ** int(chip.threshold_bits.value) - 1
-    decay_bits = int(chip.decay_bits.value)
-    decay_top = 2**decay_bits
-    if not int(chip.weight_exponent_min.value) <= 0 <= int(chip.weight_exponent_max.value):
-        raise MappingError(
-            f"{label}: SLAYER's weights carry exponent 0, outside {chip.name}'s weight exponent range "
-            f"[{chip.weight_exponent_min.value}, {chip.weight_exponent_max.value}]"
-        )
+    exponent = exponent_problem(chip)
+    if exponent is not None:
+        raise MappingError(f"{label}: {exponent}")
     with h5py.File(path, "r") as handle:
         for name in sorted(handle["layer"], key=int):
             layer = handle["layer"][name]
-            kind = _layer_type(layer)
-            tag = f"{label}: layer {name} ({kind})"
-            for key in ("weight", "weight/real", "weight/imag", "weight_rec"):
-                if key not in layer or not isinstance(layer[key], h5py.Dataset):
-                    continue
-                weight = np.asarray(layer[key][()], dtype=np.float64)
-                ok = _integers_in(weight, w_lo, w_hi)
-                ok &= np.mod(np.where(ok, weight, 0), 2) == 0
-                if not ok.all():
-                    raise MappingError(
-                        f"{tag}: {key} {_first_bad(weight, ok)} does not fit {chip.name}'s "
-                        f"weight_bits {wb} (+ sign): weights must be even integers in [{w_lo}, {w_hi}]"
-                    )
-            if "neuron" not in layer or not isinstance(layer["neuron"], h5py.Group):
-                continue
-            neuron = layer["neuron"]
-            limits = {  # dataset -> (lowest, highest, the profile field that sets it)
-                "vThMant": (0, th_max, f"threshold_bits {chip.threshold_bits.value}"),
-                "iDecay": (1, decay_top, f"decay_bits {decay_bits} (netx writes du = iDecay - 1)"),
-                "vDecay": (0, decay_top - 1, f"decay_bits {decay_bits}"),
-            }
-            for key, (lo, hi, limit) in limits.items():
-                if key not in neuron:
-                    continue
-                value = np.asarray(neuron[key][()], dtype=np.float64).reshape(-1)
-                ok = _integers_in(value, lo, hi)
-                if not ok.all():
-                    raise MappingError(
-                        f"{tag}: neuron {key} {_first_bad(value, ok)} does not fit {chip.name}'s "
-                        f"{limit}: must be an integer in [{lo}, {hi}]"
-                    )
+            problems = layer_problems(layer, chip)
+            if problems:
+                raise MappingError(f"{label}: layer {name} ({_layer_type(layer)}): {problems[0]}")
 
 
 def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,
@@ -236,8 +176,10 @@ def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,
     except MappingError as error:
         raise MappingError(str(error).replace(str(path), label)) from None
     report.path = label
-    check_fits(report)
+    # The report lists register problems too; check_precision first names the first of them
+    # on its own, then check_fits names every limit the network exceeds.
     check_precision(path, chip, label)
+    check_fits(report)
     return report
 
 
@@ -265,7 +207,7 @@ def mapping_summary(report: dict) -> str:
 RANGE_MODES = ("proven", "guarded", "saturate")
 
 
-class RangeError(ValueError):
+class RangeError(SpikeRegError, ValueError):
     """A network some input could drive past the chip's integer widths."""
 
 

@@ -43,6 +43,7 @@ import h5py
 import numpy as np
 
 from spikereg import compat
+from spikereg.errors import SpikeRegError
 from spikereg.interrupts import note
 from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
 
@@ -59,7 +60,7 @@ STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.inter
 GRADED_INPUT_SCALE = 1 << 6
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(SpikeRegError, RuntimeError):
     """The requested backend cannot run here; the message says what is missing."""
 
 

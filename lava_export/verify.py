@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikereg.errors import SpikeRegError
 from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
 
 # SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
@@ -46,7 +47,7 @@ def graded_quantum(blocks) -> float:
 RANGE_PATCHES = 512
 
 
-class VerificationError(RuntimeError):
+class VerificationError(SpikeRegError, RuntimeError):
     """Lava's output differs from SLAYER's for the exported network."""
 
 

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from spikereg.pretrained import DEFAULT_NAME, SHIPPED  # a dict of paths (cheap to import): the help texts name its models
+# a dict of paths (cheap to import): the help texts name its models
+from spikereg.pretrained import DEFAULT_NAME, SHIPPED
 
 app = typer.Typer(
     help=(
@@ -39,19 +40,11 @@ _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from lava_export.netx import ModelFileError
-    from lava_export.runner import BackendUnavailable
-    from lava_export.verify import VerificationError
-    from spikereg.config import ConfigError
-    from spikereg.data import VolumeError
-    from spikereg.hardware import MappingError, ProfileError
-    from spikereg.registration.range_guard import RangeOverflowError
-    from spikereg.registration.verdict import RegistrationFailedError
-    from spikereg.report.summary import ReportError
+    # Every SpikeReg error derives from SpikeRegError; ValueError and FileNotFoundError remain for
+    # the checks that raise builtins (option parsing, typer's paths) and for libraries' refusals.
+    from spikereg.errors import SpikeRegError
 
-    return (ConfigError, VolumeError, ModelFileError, VerificationError, BackendUnavailable,
-            ReportError, ProfileError, MappingError, RangeOverflowError, RegistrationFailedError,
-            FileNotFoundError, ValueError)
+    return (SpikeRegError, FileNotFoundError, ValueError)
 
 
 @contextmanager
@@ -249,8 +242,14 @@ def run(
         from lava_export.netx import read_metadata
         from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
-        from spikereg.registration.pipeline import (declared_shape, load_inputs, preflight, run_options,
-                                                    run_registration, spacing_note)
+        from spikereg.registration.pipeline import (
+            declared_shape,
+            load_inputs,
+            preflight,
+            run_options,
+            run_registration,
+            spacing_note,
+        )
 
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
@@ -383,6 +382,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     """The shipped models, whose names --model takes: what each is, whether its files are here, their sizes."""
     with _cli_errors():
         from rich.table import Table
+
         from spikereg.pretrained import shipped_models
 
         rows = shipped_models()
@@ -486,7 +486,8 @@ def evaluate(
     with _cli_errors():
         from lava_export.netx import read_metadata
         from spikereg.data import load_dataset
-        from spikereg.evaluation import EVALUATION_FILES, evaluate as run_evaluation
+        from spikereg.evaluation import EVALUATION_FILES
+        from spikereg.evaluation import evaluate as run_evaluation
         from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import run_options
@@ -512,8 +513,8 @@ def evaluate(
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
                                     progress=report, overwrite=overwrite)
         summary = result.summary
-        for before, after, label in (("dice_before", "dice", "mean Dice"), ("epe_before_vox", "epe_vox", "EPE (voxels)"),
-                                     ("ncc_before", "ncc", "NCC")):
+        for before, after, label in (("dice_before", "dice", "mean Dice"),
+                                     ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):
             if summary[after]["count"]:
                 console.print(f"{label}: {summary[before]['mean']:.4f} before -> {summary[after]['mean']:.4f} "
                               f"after (mean of {summary[after]['count']} pairs)")

@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from spikereg.errors import SpikeRegError
 
-class ConfigError(ValueError):
+
+class ConfigError(SpikeRegError, ValueError):
     """A bad config file or override; the message names the file and key."""
 
 

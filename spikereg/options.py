@@ -17,8 +17,10 @@ import os
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+from spikereg.errors import SpikeRegError
 
-class OptionError(ValueError):
+
+class OptionError(SpikeRegError, ValueError):
     """A command-line option outside its bounds, or an --out that cannot be written (one line)."""
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from spikereg.errors import SpikeRegError
+
 # Affines of a fixed/moving pair may differ by rounding in the file headers
 # (qform quaternions are stored in float32); 1e-3 mm is far below a voxel.
 AFFINE_TOLERANCE_MM = 1e-3
@@ -36,7 +38,7 @@ _NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DEFAULT_VOLUME_LIMIT_GB = 4.0
 
 
-class VolumeError(ValueError):
+class VolumeError(SpikeRegError, ValueError):
     """A user-facing problem with an image file or image data.
 
     ``str(error)`` is a single line naming the file (or option) and what is wrong.

@@ -131,8 +131,8 @@ def evaluate(
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     results: dict[str, PairMetrics] = {}
     out = Path(out)
-    with staged_folder(out, overwrite=overwrite) as staging, open_backend(model, backend, precision=precision, device=device,
-                                                            batch_size=batch_size) as net:
+    with staged_folder(out, overwrite=overwrite) as staging, open_backend(model, backend, precision=precision,
+                                                                          device=device, batch_size=batch_size) as net:
         for index, files in enumerate(dataset):
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes

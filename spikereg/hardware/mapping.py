@@ -52,6 +52,9 @@ The mapping model (deliberately simple and stated so its numbers can be checked)
   dense layer. It must not exceed the profile's ``max_fan_in``.
 * **Chips** = ``ceil(cores / cores_per_chip)``; the network fits one chip when its
   cores do not exceed ``cores_per_chip``.
+* **Registers.** Every weight, ``vThMant``, ``iDecay`` and ``vDecay`` the chip
+  cannot hold exactly is a problem, by the table in :mod:`spikereg.hardware.rules`
+  that export's precision check also reads, in the same words.
 """
 from __future__ import annotations
 
@@ -66,7 +69,9 @@ from typing import Any, Optional, Sequence, Union
 import h5py
 import numpy as np
 
+from spikereg.errors import SpikeRegError
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
+from spikereg.hardware.rules import exponent_problem, layer_problems
 
 #: Layer types ``lava.lib.dl.netx.hdf5.Network`` builds (lava-dl 0.6.0).
 NETX_LOADABLE_TYPES: tuple[str, ...] = ("input", "conv", "dense", "dense_rec", "dense_comp", "flatten")
@@ -76,7 +81,7 @@ NETX_UNSUPPORTED_TYPES: tuple[str, ...] = ("pool", "convT", "unpool", "average",
 NETX_MAX_DELAY = 62
 
 
-class MappingError(ValueError):
+class MappingError(SpikeRegError, ValueError):
     """A netx file that cannot be mapped, or a network that exceeds a chip's limits."""
 
 
@@ -308,7 +313,6 @@ class _Counts:
     nonzero: int = 0
     fan_in: int = 0
     weight_copies: int = 1  # complex dense layers store a real and an imaginary weight
-    weights: list[np.ndarray] = field(default_factory=list)
 
 
 def _count_conv(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_Counts, tuple[int, ...]]:
@@ -364,7 +368,6 @@ def _count_conv(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_Co
         synapses=int(c_out * c_in_group * taps.sum()),
         nonzero=int(((weight != 0).sum(axis=(0, 1)) * taps).sum()),
         fan_in=c_in_group * kh * kw,
-        weights=[weight],
     )
     return counts, shape
 
@@ -409,7 +412,6 @@ def _count_dense(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_C
         nonzero=int(mask.sum()),
         fan_in=n_in,
         weight_copies=copies,
-        weights=weights,
     )
     if layer.kind == "dense_rec":
         rec = layer.numbers("weight_rec")
@@ -420,12 +422,11 @@ def _count_dense(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_C
         counts.synapses += n_out * n_out
         counts.nonzero += int(np.count_nonzero(rec))
         counts.fan_in += n_out
-        counts.weights.append(rec)
     return counts, (n_out,)
 
 
-def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[str], notes: list[str]) -> None:
-    """Graded spikes, decays and threshold of the layer's ``neuron`` group against the chip."""
+def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[str]) -> None:
+    """Graded spikes of the layer's ``neuron`` group against the chip (registers: :mod:`.rules`)."""
     if "neuron" not in layer.group or not isinstance(layer.group["neuron"], h5py.Group):
         return
     neuron = layer.group["neuron"]
@@ -447,44 +448,10 @@ def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[s
     elif bits > payload:
         problems.append(f"{tag}: messageBits {bits} exceeds {name} graded_spike_payload_bits {payload}")
 
-    decay_max = 2 ** int(profile.decay_bits.value)
-    for key in ("iDecay", "vDecay"):
-        v = value(key)
-        if v is not None and v.size and (float(np.max(v)) > decay_max or float(np.min(v)) < 0):
-            problems.append(
-                f"{tag}: {key} {v.reshape(-1).tolist()[:4]} outside {name}'s "
-                f"{int(profile.decay_bits.value)}-bit decay range [0, {decay_max}]"
-            )
-    vth = value("vThMant")
-    th_max = 2 ** int(profile.threshold_bits.value) - 1
-    if vth is not None and vth.size and float(np.max(vth)) > th_max:
-        # A note, not a problem: SLAYER itself writes vThMant = 2**18 - 1 for dense layers
-        # without dynamics (a threshold meant never to be reached) and netx passes it on.
-        notes.append(
-            f"{tag}: vThMant {float(np.max(vth)):g} exceeds {name}'s "
-            f"{int(profile.threshold_bits.value)}-bit threshold mantissa (max {th_max})"
-        )
-
 
 def _is_sigma_delta(layer: _Layer) -> bool:
     """True for a layer whose ``neuron`` group is netx's sigma-delta neuron (``type`` SDNN)."""
     return "neuron/type" in layer.group and netx_text(layer.array("neuron/type")) == "SDNN"
-
-
-def _weight_notes(layer: _Layer, counts: _Counts, profile: NeuromorphicProfile, notes: list[str]) -> None:
-    tag = f"layer {layer.index} ({layer.kind})"
-    wb = int(profile.weight_bits.value)
-    lo, hi = -(2**wb), 2**wb - 2  # netx's 8-bit mantissa range is [-256, 254]
-    for w in counts.weights:
-        if w.size == 0:
-            continue
-        if not np.all(np.isfinite(w)) or not np.all(w == np.round(w)):
-            notes.append(f"{tag}: weights are not integers; netx truncates them with astype(int)")
-        if float(w.min()) < lo or float(w.max()) > hi:
-            notes.append(
-                f"{tag}: weights span [{float(w.min()):g}, {float(w.max()):g}], beyond the "
-                f"[{lo}, {hi}] a {wb}-bit weight mantissa holds; netx clips them"
-            )
 
 
 def _delay_bits(layer: _Layer, notes: list[str]) -> int:
@@ -587,11 +554,12 @@ def _map_layers(
         bits_per_synapse = weight_bits * counts.weight_copies + delay_bits
         memory = counts.synapses * bits_per_synapse
         if counts.neurons and placement == "chip":
-            _neuron_checks(layer, chip, problems, notes)
+            _neuron_checks(layer, chip, problems)
             cores = max(math.ceil(counts.neurons / npc), math.ceil(memory / mem_per_core), 1)
         else:
             cores = 0
-        _weight_notes(layer, counts, chip, notes)
+        # Every layer, host I/O included: the same registers export's check_precision refuses.
+        problems.extend(f"{tag}: {p}" for p in layer_problems(node, chip))
         if counts.fan_in > max_fan_in:
             problems.append(f"{tag}: fan-in {counts.fan_in} exceeds {chip.name} max_fan_in {max_fan_in}")
         if counts.fan_in * bits_per_synapse > mem_per_core:
@@ -633,6 +601,9 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
     layers: list[LayerMap] = []
     problems: list[str] = []
     notes: list[str] = []
+    exponent = exponent_problem(chip)
+    if exponent is not None:
+        problems.append(exponent)
     with _open(path) as f:
         try:
             _map_layers(f, path, chip, layers, problems, notes)

@@ -32,6 +32,8 @@ from typing import Any, Callable, Union
 
 import yaml
 
+from spikereg.errors import SpikeRegError
+
 #: Where the shipped profiles live: ``<repo>/hardware_profiles``. The folder sits
 #: beside the package, not inside it, so it is found only from a source checkout
 #: (or an editable install); anywhere else pass a path to a YAML file.
@@ -49,7 +51,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 _FIGURE_KEYS: tuple[str, ...] = ("value", "unit", "source", "kind")
 
 
-class ProfileError(ValueError):
+class ProfileError(SpikeRegError, ValueError):
     """A bad hardware profile; the one-line message names the file and the field."""
 
 

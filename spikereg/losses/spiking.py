@@ -25,7 +25,8 @@ def spike_rate_loss(rates: list[torch.Tensor], target: float) -> torch.Tensor:
 
 
 def summed_input_bound_loss(summed: list[torch.Tensor], bound: float) -> torch.Tensor:
-    """Mean over layers and samples of ``relu(m / bound - 1)^2``, ``m`` a sample's largest ``|summed input|`` in the layer.
+    """Mean over layers and samples of ``relu(m / bound - 1)^2``, ``m`` a sample's largest ``|summed input|`` in the
+    layer.
 
     Why: conversion scales a sigma-delta network so that every layer's summed
     input fits Lava's and Loihi 2's 24-bit range (+-32 in SLAYER's units) with

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from spikereg.config import ModelConfig
 from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
-
 # A sigma-delta layer's summed input travels from Lava's (and Loihi 2's) conv/dense to its
 # neuron as a 24-bit number with 18 fractional bits: within +-32 in SLAYER's units, and it
 # wraps past that (measured: a readout of 76 came back as 12; the 2 mm model balanced to 16

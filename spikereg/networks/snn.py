@@ -34,6 +34,7 @@ from spikereg import compat
 from spikereg.config import ModelConfig
 from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
 from spikereg.networks.folding import DepthFold, FoldedKernel
+
 METADATA_ATTR = "spikereg"  # root attribute of the netx file (JSON); netx ignores it
 
 
@@ -313,7 +314,8 @@ class SpikingRegNet(torch.nn.Module):
             for index, block in enumerate(self.blocks, start=1):
                 group = layers.create_group(str(index))
                 block.export_hdf5(group)
-                if getattr(block.neuron, "bias_is_set", False):  # a saturated layer's offsets, as a mantissa like vThMant
+                # a saturated layer's offsets, as a mantissa like vThMant
+                if getattr(block.neuron, "bias_is_set", False):
                     group.create_dataset("bias", data=bias_mantissa(block))
 
     @classmethod
@@ -346,7 +348,8 @@ class SpikingRegNet(torch.nn.Module):
                 for key, value in block.neuron.device_params.items():
                     if key in ("vThMant", "iDecay", "vDecay") and int(np.asarray(layer["neuron"][key])) != int(value):
                         raise ModelFileError(f"model {path}: layer {index} neuron {key} is "
-                                             f"{int(np.asarray(layer['neuron'][key]))}, its metadata implies {int(value)}")
+                                             f"{int(np.asarray(layer['neuron'][key]))}, "
+                                             f"its metadata implies {int(value)}")
                 expected_bias = bias_mantissa(block) if getattr(block.neuron, "bias_is_set", False) else None
                 bias = np.asarray(layer["bias"][()]) if "bias" in layer else None
                 if (bias is None) != (expected_bias is None) or (

@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from spikereg.errors import SpikeRegError
+
 HERE = Path(__file__).resolve().parent
 DEMO_MODEL = HERE / "demo.net"
 DEMO_CHECKPOINT = HERE / "demo.pt"
@@ -41,7 +43,7 @@ DEFAULT_MODEL = SHIPPED[DEFAULT_NAME].netx
 DEFAULT_CHECKPOINT = SHIPPED[DEFAULT_NAME].checkpoint
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(SpikeRegError, ValueError):
     """A model or checkpoint that is neither an existing file nor an installed shipped model."""
 
 

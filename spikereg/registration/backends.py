@@ -162,8 +162,8 @@ class TorchBackend:
             running += self._readout_level[..., None]
         self._readout_level = running[..., -1].clone()
         values = running[..., ends].movedim(-1, 0).float()  # (P, channels, g, g): the readout's value per patch
-        answers = [out[..., l:l + count * window].reshape(*out.shape[:-1], count, window).movedim(-2, 0)
-                   for l, out in enumerate(outputs)]  # each layer's window per patch, (P, ..., window)
+        answers = [out[..., lag:lag + count * window].reshape(*out.shape[:-1], count, window).movedim(-2, 0)
+                   for lag, out in enumerate(outputs)]  # each layer's window per patch, (P, ..., window)
         self._count(fixed, frames, answers)
         spikes = np.array([int((a != 0).sum()) for a in answers], dtype=np.int64)
         series = np.stack([(out != 0).sum(dim=tuple(range(out.ndim - 1))).cpu().numpy().astype(np.int64)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from spikereg.data.loaders import PairFiles, load_pair
+from spikereg.errors import SpikeRegError
 
 ENGINES = ("local", "dask")
 CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler is reported after this long
@@ -42,7 +43,7 @@ OK, FAILED = "ok", "failed"
 RESUME_OPTIONS = ("backend", "precision", "device", "iterations", "patch_stride", "pyramid", "smoothing")
 
 
-class CohortError(ValueError):
+class CohortError(SpikeRegError, ValueError):
     """A bad pairs file, engine or cluster address; the message names it."""
 
 

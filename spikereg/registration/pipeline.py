@@ -12,12 +12,13 @@ from typing import Callable
 
 import numpy as np
 
+from spikereg.config import ENCODINGS
 from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
 from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import load_profile
 from spikereg.interrupts import on_interrupt_note
-from spikereg.config import ENCODINGS
 from spikereg.options import check_bound, check_bounds, check_out_folder
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
@@ -123,7 +124,7 @@ def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
     return iterations, patch_stride, smoothing
 
 
-class MemoryBudgetError(ValueError):
+class MemoryBudgetError(SpikeRegError, ValueError):
     """The registration's estimated peak memory exceeds the budget given."""
 
 
@@ -267,7 +268,8 @@ def run_registration(
             "memory": {"estimated_peak_bytes": memory_estimate, "budget_gb": memory_budget_gb},
             "outputs": outputs,
         }
-        if stats.counter is not None and stats.counter.counted:  # per patch / iteration / layer: spikes, synops, neuron updates
+        # per patch / iteration / layer: spikes, synops, neuron updates
+        if stats.counter is not None and stats.counter.counted:
             report["counts"] = stats.counter.section(stats.layer_neurons)
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from spikereg.errors import SpikeRegError
 from spikereg.networks.bounds import summed_input_limit, worst_case_table
 
 
-class RangeOverflowError(RuntimeError):
+class RangeOverflowError(SpikeRegError, RuntimeError):
     """A layer reached the chip's range during a run: the result would be wrong."""
 
 

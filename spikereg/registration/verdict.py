@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikereg.errors import SpikeRegError
+
 MAX_NCC_DROP = 0.01
 MAX_FOLDING = 0.01  # fraction of voxels
 REACH_MARGIN = 2.0
 
 
-class RegistrationFailedError(RuntimeError):
+class RegistrationFailedError(SpikeRegError, RuntimeError):
     """The registration ran but its result is implausible; the message says why."""
 
 

@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 import torch
 
+from spikereg.errors import SpikeRegError
 from spikereg.hardware.mapping import netx_text
 
 RASTER_NAME = "raster.npz"
@@ -46,7 +47,7 @@ BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceed
 COUNTS_METHOD = "exact per-neuron fan-out of the netx file x each neuron's measured spikes"
 
 
-class CountError(ValueError):
+class CountError(SpikeRegError, ValueError):
     """Spike counts that do not fit the network; the message is one line."""
 
 
@@ -376,7 +377,7 @@ class SpikeCounter:
         if index is None:
             return
         layers = {"input": patch_raster(input_spikes[index])}
-        layers.update({f"layer {l}": patch_raster(spikes[index]) for l, spikes in enumerate(layer_spikes, start=1)})
+        layers.update({f"layer {n}": patch_raster(spikes[index]) for n, spikes in enumerate(layer_spikes, start=1)})
         self.set_raster(layers, index, backend)
 
     @property

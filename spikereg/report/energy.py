@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from spikereg.config import ModelConfig, config_from_dict
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
     ConventionalProfile,
     Figure,
@@ -91,7 +92,7 @@ FLOAT_BYTES = 4  # the host and the ANN twin use float32
 MAC_FIGURE = {"fp32": "energy_per_mac_pj", "fp16": "energy_per_mac_fp16_pj", "int8": "energy_per_mac_int8_pj"}
 
 
-class EnergyError(ValueError):
+class EnergyError(SpikeRegError, ValueError):
     """Counts that do not fit the network or the profile; the message is one line."""
 
 
@@ -488,8 +489,8 @@ def energy_report(
     """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
 
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
-    ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are names or
-    paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
+    ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are
+    names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration.
     """
     model_path = Path(model_path)

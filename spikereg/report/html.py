@@ -147,7 +147,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     sim, timing = report["similarity"], report["timing"]
     rows = [
         ("backend", f"{report['backend']} ({report.get('precision', '-')} precision)"),
-        ("fixed / moving", f"{report.get('inputs', {}).get('fixed', '-')} / {report.get('inputs', {}).get('moving', '-')}"),
+        ("fixed / moving",
+         f"{report.get('inputs', {}).get('fixed', '-')} / {report.get('inputs', {}).get('moving', '-')}"),
         ("model", str(report.get("inputs", {}).get("model", "-"))),
         ("volume", f"{report.get('shape')} voxels, spacing {report.get('spacing')} mm"),
         ("work", f"{report['iterations']} iteration(s) x {report['patches_per_iteration']} patches, "
@@ -185,9 +186,9 @@ def layer_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def iteration_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["iteration", "patches", "time steps", "input spikes", "layer spikes", "synops", "of which zero w",
             "mean spike rate"]
-    rows = [[str(it.get("label", it["iteration"])), _fmt(it["patches"]), _fmt(it["time_steps"]), _fmt(it["input_spikes"]),
-             _fmt(it["layer_spikes"]), _fmt(it["synops"]), _fmt(it["synops_structural_zeros"]),
-             f"{it['mean_spike_rate']:.4f}"]
+    rows = [[str(it.get("label", it["iteration"])), _fmt(it["patches"]), _fmt(it["time_steps"]),
+             _fmt(it["input_spikes"]), _fmt(it["layer_spikes"]), _fmt(it["synops"]),
+             _fmt(it["synops_structural_zeros"]), f"{it['mean_spike_rate']:.4f}"]
             for it in report.get("counts", {}).get("iterations", [])]
     return head, rows
 
@@ -231,7 +232,8 @@ def energy_counts_line(energy: dict[str, Any]) -> str:
             f"{_fmt(c.get('layer_spikes'))} layer spikes (mean rate {c.get('mean_spike_rate', 0.0):.4f}), "
             f"{_fmt(c.get('synops'))} synops of which {_fmt(c.get('synops_structural_zeros'))} on zero weights, "
             f"{_fmt(c.get('neuron_updates'))} neuron updates; ANN twin {_fmt(c.get('ann_macs'))} MACs, "
-            f"{_fmt(c.get('ann_io_bytes'))} host bytes; the SNN's host link carries {_fmt(c.get('snn_host_spikes_in'))} "
+            f"{_fmt(c.get('ann_io_bytes'))} host bytes; the SNN's host link carries "
+            f"{_fmt(c.get('snn_host_spikes_in'))} "
             f"spikes in and {_fmt(c.get('snn_host_spikes_out'))} out (not costed). "
             f"Synops from {c.get('synops_method', 'mean fan-out')}.")
 

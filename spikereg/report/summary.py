@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from spikereg.data.io import write_text_atomic
+from spikereg.errors import SpikeRegError
 from spikereg.hardware import NeuromorphicProfile
 
 REPORT_NAME = "report.json"
@@ -22,7 +23,7 @@ REQUIRED = ("format", "backend", "iterations", "patches_per_iteration", "time_st
             "similarity", "timing")
 
 
-class ReportError(ValueError):
+class ReportError(SpikeRegError, ValueError):
     """A run folder without a readable report.json."""
 
 

@@ -48,10 +48,16 @@ import torch.nn.functional as F
 
 from spikereg.config import Config, config_from_dict, save_config
 from spikereg.data import load_mni, make_pair, tissue_labels
-from spikereg.losses import (RegistrationLoss, displacement_loss, layer_rates, summed_input_bound_loss,
-                             summed_input_range_loss, worst_case_bound_loss)
-from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
+from spikereg.losses import (
+    RegistrationLoss,
+    displacement_loss,
+    layer_rates,
+    summed_input_bound_loss,
+    summed_input_range_loss,
+    worst_case_bound_loss,
+)
 from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
+from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.training import distributed

@@ -75,8 +75,10 @@ def test_merge_refuses_a_pair_measured_twice(tmp_path):
 
 def test_merge_refuses_a_method_short_of_its_pairs(tmp_path):
     # Both shards promise Lava on pairs 0..2, but their rows hold it on 0 and 1 only.
-    both = [write_shard(tmp_path, shard, indices, lava_pairs=3) for shard, indices in (("0/2", [0, 2]), ("1/2", [1, 3]))]
-    with pytest.raises(ValueError, match=r"SNN, Lava simulator \(sim backend\) should cover pairs 0\.\.2 .* hold 0, 1$"):
+    both = [write_shard(tmp_path, shard, indices, lava_pairs=3)
+            for shard, indices in (("0/2", [0, 2]), ("1/2", [1, 3]))]
+    with pytest.raises(ValueError,
+                       match=r"SNN, Lava simulator \(sim backend\) should cover pairs 0\.\.2 .* hold 0, 1$"):
         acc.merge_csvs(both)
 
 

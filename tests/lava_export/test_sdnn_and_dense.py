@@ -19,8 +19,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from lava_export.netx import export_netx, sidecar
-from lava_export.verify import SDNN_TOLERANCE, compare_on_lava
 from lava_export.runner import BackendUnavailable, LavaNetwork, loihi2_available
+from lava_export.verify import SDNN_TOLERANCE, compare_on_lava
 from spikereg import compat
 from spikereg.config import load_config
 from spikereg.hardware import MappingError, map_network

@@ -171,7 +171,8 @@ def test_a_stop_whose_lava_stop_hangs_kills_the_workers(pair, tmp_path):
 
 
 def test_workers_do_not_outlive_a_killed_main_process(pair, tmp_path):
-    """SIGKILL cannot be handled: the kernel ends the workers (PR_SET_PDEATHSIG), Python's resource tracker the segments."""
+    """SIGKILL cannot be handled: the kernel ends the workers (PR_SET_PDEATHSIG), Python's resource tracker the
+    segments."""
     run = Run(pair, tmp_path)
     run.wait_for_lava()
     run.signal(signal.SIGKILL, group=False)

@@ -275,7 +275,6 @@ def _ignored_signals(pid: int) -> set[int]:
 
 def test_lava_workers_ignore_stop_signals_and_lavas_own_stop_ends_them(tiny_export):
     """The main process coordinates the stop: workers hit by Ctrl-C, SIGTERM or SIGHUP keep running."""
-    import signal
     import time
 
     from lava_export.runner import LavaNetwork
@@ -315,7 +314,8 @@ def test_lava_workers_die_with_their_parent(tiny_export, tmp_path):
         lava = LavaNetwork({str(path)!r}, window={net.window})
         lava.run(np.load({str(spikes)!r}))
         runtime = lava._net.runtime
-        pids = [w.pid for w in compat.lava_workers(runtime)] + [runtime._messaging_infrastructure.smm._manager._process.pid]
+        manager = runtime._messaging_infrastructure.smm._manager._process
+        pids = [w.pid for w in compat.lava_workers(runtime)] + [manager.pid]
         print(" ".join(map(str, pids)), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)

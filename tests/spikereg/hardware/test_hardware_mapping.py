@@ -22,7 +22,6 @@ from spikereg.hardware import (
 )
 from spikereg.hardware.mapping import _taps_in_bounds, main
 
-
 # -- writing netx files the way SLAYER's export_hdf5 does ------------------------------
 
 CUBA = {"type": "CUBA", "iDecay": 1024, "vDecay": 123, "vThMant": 64, "refDelay": 1, "gradedSpike": False}
@@ -212,7 +211,7 @@ def test_fan_in_beyond_loihi1_is_named(tmp_path: Path) -> None:
     with h5py.File(path, "w") as f:
         layer = f.create_group("layer")
         input_layer(layer.create_group("0"), (5000,))
-        dense_layer(layer.create_group("1"), np.ones((2, 5000)))
+        dense_layer(layer.create_group("1"), np.full((2, 5000), 2.0))
     report = map_network(path, "loihi1")
     assert report.problems == ["layer 1 (dense): fan-in 5000 exceeds loihi1 max_fan_in 4096"]
     with pytest.raises(MappingError, match=r"layer 1 \(dense\): fan-in 5000 exceeds loihi1 max_fan_in 4096"):
@@ -224,7 +223,7 @@ def test_graded_spikes_do_not_fit_loihi1(tmp_path: Path) -> None:
     with h5py.File(path, "w") as f:
         layer = f.create_group("layer")
         input_layer(layer.create_group("0"), (4,))
-        dense_layer(layer.create_group("1"), np.ones((2, 4)), neuron={**CUBA, "gradedSpike": True})
+        dense_layer(layer.create_group("1"), np.full((2, 4), 2.0), neuron={**CUBA, "gradedSpike": True})
     assert map_network(path, "loihi2").problems == []
     assert map_network(path, "loihi1").problems == [
         "layer 1 (dense): uses graded spikes, loihi1 has none (graded_spike_payload_bits 0)"
@@ -236,23 +235,27 @@ def test_input_layer_with_neurons_is_on_chip(tmp_path: Path) -> None:
     with h5py.File(path, "w") as f:
         layer = f.create_group("layer")
         input_layer(layer.create_group("0"), (2, 4, 4), neuron=CUBA)
-        dense_layer(layer.create_group("1"), np.ones((3, 32)))
+        dense_layer(layer.create_group("1"), np.full((3, 32), 2.0))
     report = map_network(path, "loihi2")
     assert [lm.neurons for lm in report.layers] == [32, 3]
     assert [lm.cores for lm in report.layers] == [1, 1]
 
 
-def test_weight_and_threshold_notes(tmp_path: Path) -> None:
-    path = tmp_path / "notes.net"
+def test_registers_the_chip_cannot_hold_are_problems(tmp_path: Path) -> None:
+    path = tmp_path / "registers.net"
     with h5py.File(path, "w") as f:
         layer = f.create_group("layer")
         input_layer(layer.create_group("0"), (3,))
         dense_layer(layer.create_group("1"), np.array([[300.0, 0.5, -2.0]]), neuron={**CUBA, "vThMant": 2**18 - 1})
     report = map_network(path, "loihi2")
-    assert report.problems == []  # notes are warnings, not limits
-    assert any("netx truncates" in n for n in report.notes)
-    assert any("beyond the [-256, 254]" in n for n in report.notes)
-    assert any("vThMant 262143 exceeds loihi2's 17-bit" in n for n in report.notes)
+    assert report.problems == [
+        "layer 1 (dense): weight 300 at (0, 0) does not fit loihi2's weight_bits 8 (+ sign): "
+        "weights must be even integers in [-256, 254]",
+        "layer 1 (dense): neuron vThMant 262143 at (0,) does not fit loihi2's threshold_bits 17: "
+        "must be an integer in [0, 131071]",
+    ]
+    with pytest.raises(MappingError, match=r"does not fit loihi2: layer 1 \(dense\): weight 300"):
+        check_fits(report)
 
 
 def test_report_serialises(small_net: Path) -> None:

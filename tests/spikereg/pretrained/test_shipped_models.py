@@ -6,8 +6,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spikereg.pretrained import (DEFAULT_CHECKPOINT, DEFAULT_MODEL, DEMO_CHECKPOINT, DEMO_MODEL, SHIPPED,
-                                 ModelNotFoundError, ShippedModel, resolve_checkpoint, resolve_model)
+from spikereg.pretrained import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MODEL,
+    DEMO_CHECKPOINT,
+    DEMO_MODEL,
+    SHIPPED,
+    ModelNotFoundError,
+    ShippedModel,
+    resolve_checkpoint,
+    resolve_model,
+)
 
 
 @pytest.fixture

@@ -67,7 +67,8 @@ def test_report_json_has_input_spikes_and_energy(tmp_path: Path, model: Path, mo
     monkeypatch.setattr(backends, "LavaBackend", StandInLava)
     out = tmp_path / "run"
     pipeline.run_registration(_volume(tmp_path, "f.nii.gz", 0), _volume(tmp_path, "m.nii.gz", 1), model,
-                              {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out, iterations=2, patch_stride=4)
+                              {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out,
+                              iterations=2, patch_stride=4)
     report = json.loads((out / "report.json").read_text())
     # one 4^3 patch per iteration, two iterations
     assert report["input_spikes"] == 80 and report["time_steps"] == 20
@@ -85,5 +86,6 @@ def test_a_profile_that_cannot_load_stops_the_run_before_it_starts(tmp_path: Pat
     out = tmp_path / "run"
     with pytest.raises(ProfileError, match=r"unknown hardware profile 'nochip'"):
         pipeline.run_registration(_volume(tmp_path, "f.nii.gz", 0), _volume(tmp_path, "m.nii.gz", 1), model,
-                                  {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out, iterations=1, patch_stride=4)
+                                  {"model": {"patch_size": 4, "max_displacement": 3.0}, "reduction": 2}, out,
+                                  iterations=1, patch_stride=4)
     assert StandInLava.started == 0 and not out.exists()

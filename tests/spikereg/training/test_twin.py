@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 from spikereg.cli import app
 from spikereg.config import ConfigError, load_config, save_config
 from spikereg.training import trainer
-from spikereg.training.trainer import (PatchSampler, load_checkpoint, load_twin, retrain_twin, synthetic_pairs,
-                                       train)
+from spikereg.training.trainer import PatchSampler, load_checkpoint, load_twin, retrain_twin, synthetic_pairs, train
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -105,8 +104,8 @@ def test_sdnn_conversion_balances_the_weights_and_lava_agrees(tiny_config, tmp_p
     best = train(config, out)
     net, saved = load_checkpoint(best)
     twin = trained[0].eval()
-    calibration = trainer.PatchSampler(synthetic_pairs(config, config.data.pairs + 2, config.train.seed)[:config.data.pairs],
-                                       config.model.patch_size, 2, None).sample(
+    pairs = synthetic_pairs(config, config.data.pairs + 2, config.train.seed)[:config.data.pairs]
+    calibration = trainer.PatchSampler(pairs, config.model.patch_size, 2, None).sample(
         trainer.CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
     kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
     assert saved.model.readout_gain == pytest.approx(gain) and gain > 1
@@ -144,10 +143,12 @@ def test_twin_from_starts_the_snn_from_a_stored_twin_without_pretraining(tiny_co
         assert torch.equal(net.state_dict()[name], kernel), name
     again = load_twin(best)
     assert all(torch.equal(a, b) for a, b in zip(again.kernels, stored.kernels))
-    assert again.val_error_voxels == pytest.approx(stored.val_error_voxels, abs=1e-4)  # same twin, same held-out patches
+    # same twin, same held-out patches
+    assert again.val_error_voxels == pytest.approx(stored.val_error_voxels, abs=1e-4)
 
     other = replace(config, model=replace(config.model, channels=[6]))
-    with pytest.raises(ValueError, match=r"train.twin_from .*: its twin has another topology \(model.channels \[4\] vs \[6\]\)"):
+    with pytest.raises(ValueError,
+                       match=r"train.twin_from .*: its twin has another topology \(model.channels \[4\] vs \[6\]\)"):
         train(replace(other, train=replace(other.train, twin_from=str(tiny_checkpoint))), tmp_path / "other")
     with pytest.raises(ConfigError, match=r"'train.twin_from' .*missing.pt: file not found"):
         load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_from={tmp_path / 'missing.pt'}"])
