@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" "numpy>=1.24.4,<2"
-	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python $(LAVA) $(NILEARN)
 	$(BIN)/python -m pip install --quiet -e ".[dev]" "$(TORCH)" "numpy>=1.24.4,<2"
+	@# Last, and without dependency resolution: pip then has no pins of theirs to report as conflicts.
+	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python $(LAVA) $(NILEARN)
+	@echo "note: lava-nc 0.10.0 / lava-dl 0.6.0 installed with --no-deps: their pins (Python < 3.11, torch 2.3, numpy < 2, pytest < 8) are overridden on purpose; spikereg/compat.py makes them work"
 	$(BIN)/python -c "import spikereg.compat as c; c.slayer(); c.netx(); print('lava-nc, lava-dl, torch ready')"
 	touch $(STAMP)
 
