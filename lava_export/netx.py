@@ -301,13 +301,8 @@ def export_netx(
                                  range_patches=RANGE_PATCHES + len(STRESS_KINDS))
             report = sidecar(out, "verify")
             write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
-            if not result.in_range and range_mode != "guarded":
-                layer = int(np.argmax(result.summed_input_peaks))
-                raise VerificationError(
-                    f"export {out}: layer {layer + 1}'s summed input reaches {max(result.summed_input_peaks):.1f} "
-                    f"on {result.range_patches} patches, past the +-{result.summed_input_limit:g} Lava and "
-                    f"Loihi 2 carry (24 bits; see {report}): on the chip it would wrap around. "
-                    "Use --range guarded to keep it anyway")
+            # No sampled-range refusal: outside --range guarded the worst case over every input,
+            # which bounds every sample, has been checked already.
             if not result.matched:
                 # Name both: a corrupted early layer may change spike counts before the readout.
                 beyond = f" beyond {result.tolerance:g}" if result.tolerance else ""

@@ -80,7 +80,6 @@ class TorchBackend:
             self.chunk_size = LAVA_CHUNK
         else:
             self.chunk_size = max(256, batch_size)  # patches register() cuts per call (then batched)
-        self._readout_level: torch.Tensor | None = None  # SDNN: the readout's value where the stream stands
         self.stats = BackendStats()
 
     def __enter__(self) -> "TorchBackend":
@@ -91,14 +90,13 @@ class TorchBackend:
 
     def reset(self) -> None:
         """Start a new registration: a fresh range record, and the network at rest."""
-        self.guard = open_guard(self.net, self.guard.stop)
+        self.guard.restart()
         self._restart_stream()
 
     def _restart_stream(self) -> None:
         """SDNN: the next patch finds every neuron at rest (CUBA always does)."""
         if self.streaming:
             self.net.reset_state()
-            self._readout_level = None
 
     @torch.no_grad()
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
@@ -156,11 +154,9 @@ class TorchBackend:
         frames = self.net.encode(fixed.to(self.device), moving.to(self.device))[..., :window]
         outputs, ends = stream_patches(self.net.chip_layers, frames)
         self.guard.observe(self.net.range_series, window, self.stats.patches, count)
-        # float64 running sum, as Lava's host sums the readout (values are multiples of 2**-12: exact)
+        # float64 running sum from rest (each chunk is a stream of its own), as Lava's host sums the
+        # readout (values are multiples of the graded quantum: exact)
         running = torch.cumsum(outputs[-1].double(), dim=-1)
-        if self._readout_level is not None:
-            running += self._readout_level[..., None]
-        self._readout_level = running[..., -1].clone()
         values = running[..., ends].movedim(-1, 0).float()  # (P, channels, g, g): the readout's value per patch
         answers = [out[..., lag:lag + count * window].reshape(*out.shape[:-1], count, window).movedim(-2, 0)
                    for lag, out in enumerate(outputs)]  # each layer's window per patch, (P, ..., window)
@@ -203,7 +199,6 @@ class LavaBackend:
         # The file's own SLAYER twin: its bounds, and (not proven) the host's re-run of each layer's synapses.
         self.twin = SpikingRegNet.from_netx(model_path)
         self.guard = open_guard(self.twin, range_stop)
-        self._carried: list = [None] * len(self.twin.blocks)
         self._open = lambda: LavaNetwork(model_path, window=self.codec.window, backend=backend, precision=precision)
         self.network = self._open()
         self.stats = BackendStats()
@@ -230,12 +225,11 @@ class LavaBackend:
         built (compiled again at the next patch: seconds, against minutes of
         streaming).
         """
-        self.guard = open_guard(self.twin, self.guard.stop)
+        self.guard.restart()
         self._restart_stream()
 
     def _restart_stream(self) -> None:
         """SDNN: a fresh network, at rest (netx never resets sigma-delta neurons; a rebuild compiles in < 1 s)."""
-        self._carried = [None] * len(self.twin.blocks)
         if self.codec.graded and self.network.has_run:
             self.network.stop()
             self.network = self._open()
@@ -249,7 +243,7 @@ class LavaBackend:
         if self._watch:
             from lava_export.runner import from_lava
 
-            series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values], self._carried)
+            series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values])
             self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
             self._count(counter, fixed, spikes, run)

@@ -53,6 +53,11 @@ class RangeGuard:
                    limit=summed_input_limit(net.config.spike_exp) if graded else None, stop=stop,
                    peaks=[[0.0, 0.0] for _ in net.blocks])
 
+    def restart(self) -> None:
+        """A new registration: forget the peaks and events seen (the bounds are the file's, and stay)."""
+        self.peaks = [[0.0, 0.0] for _ in self.peaks]
+        self.events = []
+
     def observe(self, series: list, window: int, first_patch: int, patches: int) -> None:
         """Per block, ``(synaptic, summed)`` largest-magnitude series ``(batch, steps)`` of one call.
 
@@ -93,38 +98,30 @@ class RangeGuard:
         }
 
 
-def lava_series(blocks, layer_values: list[np.ndarray], carried: list[torch.Tensor | None]) -> list:
+def lava_series(blocks, layer_values: list[np.ndarray]) -> list:
     """Lava's per-step synaptic and summed inputs, rebuilt from the graded spikes each layer sent.
 
-    ``layer_values`` are the run's values per read layer in SLAYER's layout
-    ``(C, H, W, steps)``, the input's first; block ``i`` receives
-    ``layer_values[i]``. Only steps with input are convolved (graded spikes are
-    sparse in time); float64 sums are exact. ``carried`` holds each block's
-    summed input where the previous call of the stream left it, and is updated.
+    ``layer_values`` are one stream's values per read layer, from rest, in
+    SLAYER's layout ``(C, H, W, steps)``, the input's first; block ``i``
+    receives ``layer_values[i]``. Only steps with input are convolved (graded
+    spikes are sparse in time); float64 sums are exact.
     """
+    def per_step(values: torch.Tensor) -> torch.Tensor:  # (1, steps): the largest magnitude at each step
+        return values.abs().reshape(-1, values.shape[-1]).amax(dim=0).unsqueeze(0)
+
     series = []
     for index, block in enumerate(blocks):
         spikes = torch.as_tensor(layer_values[index], dtype=torch.float64)
-        weight = block.neuron.quantize_8bit(block.synapse.weight.detach()).double()
         steps = spikes.shape[-1]
         active = torch.nonzero(spikes.reshape(-1, steps).abs().sum(dim=0)).reshape(-1)
-        synapse = block.synapse
-        shape = None
-        if len(active):
-            out = torch.nn.functional.conv3d(spikes[..., active].unsqueeze(0), weight, None, synapse.stride,
-                                             synapse.padding, synapse.dilation, synapse.groups)[0]
-            shape = out.shape[:-1]
-            full = torch.zeros(*shape, steps, dtype=torch.float64)
-            full[..., active] = out
-        else:
-            full = None
-        if full is None:
+        if not len(active):  # nothing arrived: no synaptic input, and the sum stays at rest
             series.append([torch.zeros(1, steps, dtype=torch.float64), None])
             continue
-        summed = torch.cumsum(full, dim=-1)
-        if carried[index] is not None:
-            summed = summed + carried[index][..., None]
-        carried[index] = summed[..., -1].clone()
-        flat = lambda x: x.abs().reshape(-1, steps).amax(dim=0).unsqueeze(0)  # noqa: E731
-        series.append([flat(full), flat(summed)])
+        synapse = block.synapse
+        weight = block.neuron.quantize_8bit(synapse.weight.detach()).double()
+        out = torch.nn.functional.conv3d(spikes[..., active].unsqueeze(0), weight, None, synapse.stride,
+                                         synapse.padding, synapse.dilation, synapse.groups)[0]
+        full = torch.zeros(*out.shape[:-1], steps, dtype=torch.float64)
+        full[..., active] = out
+        series.append([per_step(full), per_step(torch.cumsum(full, dim=-1))])
     return series
