@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# a dict of paths (cheap to import): the help texts name its models
+# cheap to import (yaml and a dict of paths): the help texts name the shipped configs and models
+from spikereg.config import shipped_configs
 from spikereg.pretrained import DEFAULT_NAME, SHIPPED
 
 app = typer.Typer(
@@ -74,8 +75,10 @@ def _progress() -> Progress:
 @app.command()
 def train(
     config: Optional[List[Path]] = typer.Option(None, "--config", "-c",
-                                                help="YAML config, e.g. configs/demo.yaml; repeat to merge "
-                                                     "(later files win, key by key)."),
+                                                help="YAML config file, or a shipped config's name ("
+                                                     + ", ".join(shipped_configs()) + "; demo is "
+                                                     "configs/demo.yaml); repeat to merge (later files "
+                                                     "win, key by key)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Output folder (checkpoints/, config.yaml, train_log.csv, tensorboard/)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.steps=100"),
@@ -99,7 +102,7 @@ def train(
                                  "leave out --config, --set and --out")
             cfg, out = resume_config(resume), resume
         elif not config or out is None:
-            raise ValueError("train needs --config FILE and --out DIR (or --resume DIR)")
+            raise ValueError("train needs --config FILE|NAME and --out DIR (or --resume DIR)")
         else:
             from spikereg.options import check_out_folder
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from spikereg.errors import SpikeRegError
+from spikereg.resources import shipped_dir
 
 
 class ConfigError(SpikeRegError, ValueError):
@@ -234,6 +235,34 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
+#: The shipped configs: ``configs/`` in the repository, ``spikereg/configs/`` in the wheel.
+CONFIG_DIR: Path = shipped_dir("configs")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs (``demo``: ``configs/demo.yaml``), which ``--config`` takes for a path."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+
+
+def resolve_config(value: str | Path) -> Path:
+    """The file ``--config VALUE`` means: an existing file as is (a path wins, so a file called
+    "demo" stays reachable), else a bare name (no folder, no .yaml) of a shipped config.
+
+    A path-like value (a folder separator, a .yaml or .yml suffix) is returned as it is, found
+    or not (reading it says "file not found"); a bare name that is no shipped config raises
+    :class:`ConfigError` listing the shipped names.
+    """
+    path = Path(value)
+    text = str(value)
+    if path.is_file() or "/" in text or "\\" in text or path.suffix in (".yaml", ".yml"):
+        return path  # a file, or meant as one: _read_yaml says if it is missing
+    shipped = CONFIG_DIR / f"{text}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_configs()) or f"none found in {CONFIG_DIR}"
+    raise ConfigError(f"config {text!r}: no such file, and not a shipped config name (shipped: {names})")
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config {path}: file not found")
@@ -255,12 +284,15 @@ def load_config(
     """Read YAML config(s), apply ``key=value`` overrides, validate.
 
     ``path`` is one file, a list of files merged in order (later files win,
-    key by key; lists are replaced whole), or None for the defaults.
+    key by key; lists are replaced whole), or None for the defaults. A bare
+    name (``"demo"``) that is no existing file means a shipped config
+    (:func:`resolve_config`, :func:`shipped_configs`).
     """
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    paths = [resolve_config(item) for item in paths]
     raw: dict = {}
     for item in paths:
-        raw = _merge(raw, _read_yaml(Path(item)))
+        raw = _merge(raw, _read_yaml(item))
     source = " + ".join(str(p) for p in paths) or "defaults"
     for item in overrides or []:
         if "=" not in item:

@@ -1,6 +1,7 @@
 """Hardware profiles: the numbers SpikeReg uses to size and cost a network on a chip.
 
-A profile is a YAML file in the repository's ``hardware_profiles/`` folder. Every
+A profile is a YAML file in the repository's ``hardware_profiles/`` folder (carried
+inside the wheel as ``spikereg/hardware_profiles/``). Every
 number in it is a *figure*: a mapping ``{value, unit, source, kind}`` so that no
 value travels without the citation it came from and an honest label of how it was
 obtained. ``kind`` is one of
@@ -33,11 +34,12 @@ from typing import Any, Callable, Union
 import yaml
 
 from spikereg.errors import SpikeRegError
+from spikereg.resources import shipped_dir
 
-#: Where the shipped profiles live: ``<repo>/hardware_profiles``. The folder sits
-#: beside the package, not inside it, so it is found only from a source checkout
-#: (or an editable install); anywhere else pass a path to a YAML file.
-PROFILE_DIR: Path = Path(__file__).resolve().parents[2] / "hardware_profiles"
+#: Where the shipped profiles live: ``<repo>/hardware_profiles`` in a checkout (or an
+#: editable install), ``spikereg/hardware_profiles`` inside an installed wheel
+#: (:mod:`spikereg.resources`).
+PROFILE_DIR: Path = shipped_dir("hardware_profiles")
 
 #: The allowed values of a figure's ``kind`` (see the module docstring).
 KINDS: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated")
@@ -262,7 +264,7 @@ def _resolve(name_or_path: Union[str, Path]) -> Path:
     if not PROFILE_DIR.is_dir():
         raise ProfileError(
             f"unknown hardware profile {text!r}: the profile folder {PROFILE_DIR} does not exist "
-            "(the shipped profiles live in a SpikeReg source checkout); pass the path of a "
+            "(this SpikeReg is installed without its shipped profiles); pass the path of a "
             "profile YAML file instead"
         )
     path = PROFILE_DIR / f"{text}.yaml"
