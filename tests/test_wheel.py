@@ -41,6 +41,13 @@ def sh(args: list, cwd: Path, timeout: float = 600) -> str:
 
 
 def test_wheel_installs_and_runs_from_any_folder(tmp_path):
+    try:
+        check_wheel(tmp_path)
+    finally:  # the venv is about 1.6 GB; pytest would keep the last three runs' folders
+        shutil.rmtree(tmp_path / "venv", ignore_errors=True)
+
+
+def check_wheel(tmp_path: Path) -> None:
     assert not tmp_path.resolve().is_relative_to(ROOT)
     # -- build, from a copy: no stale build/ of the checkout can leak into the wheel
     src = tmp_path / "src"
