@@ -99,6 +99,14 @@ class DataConfig:
     deformation: str = "bspline"  # bspline (small displacement) | diffeomorphic (integrated velocity field)
     bias_field: float = 0.0  # largest log-gain of a smooth multiplicative intensity bias per image
     gamma_std: float = 0.0  # contrast change: image ** g with log g ~ N(0, gamma_std)
+    # Inter-subject variety (spikereg.data.synth.make_pair); 0 switches each off.
+    coarse_displacement: float = 0.0  # voxels: a second, smooth field on a coarse grid, added to both fields
+    coarse_control_spacing: int = 32  # voxels between the coarse field's control points
+    affine_rotation: float = 0.0  # degrees: random affine residual in the ground truth (each axis)
+    affine_scale: float = 0.0  # fraction: per-axis scale 1 +- this
+    affine_shift: float = 0.0  # voxels: translation per axis
+    synth_fraction: float = 0.0  # share of pairs synthesized from tissue maps (SynthMorph-style), not the T1
+    contrast_jitter: float = 0.05  # synthesized pairs: per-image spread of the pair's class intensities
 
 
 DEFORMATIONS = ("bspline", "diffeomorphic")  # spikereg.data.synth.DEFORMATIONS (a test keeps them equal)
@@ -389,11 +397,23 @@ def _validate_data(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: 'data.deformation' must be one of {', '.join(DEFORMATIONS)}, "
                           f"got {data.deformation!r}")
     for key, value in {"data.max_displacement": data.max_displacement, "data.noise_std": data.noise_std,
-                       "data.bias_field": data.bias_field, "data.gamma_std": data.gamma_std}.items():
+                       "data.bias_field": data.bias_field, "data.gamma_std": data.gamma_std,
+                       "data.coarse_displacement": data.coarse_displacement,
+                       "data.affine_rotation": data.affine_rotation, "data.affine_scale": data.affine_scale,
+                       "data.affine_shift": data.affine_shift, "data.contrast_jitter": data.contrast_jitter}.items():
         if not value >= 0:
             raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
-    if data.control_spacing < 1:
-        raise ConfigError(f"{source}: 'data.control_spacing' must be positive, got {data.control_spacing}")
+    for key, value in {"data.control_spacing": data.control_spacing,
+                       "data.coarse_control_spacing": data.coarse_control_spacing}.items():
+        if value < 1:
+            raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
+    if not 0 <= data.synth_fraction <= 1:
+        raise ConfigError(f"{source}: 'data.synth_fraction' must be in [0, 1] (a share of the pairs), "
+                          f"got {data.synth_fraction}")
+    if not data.affine_scale < 0.5 or not data.affine_rotation <= 45:
+        raise ConfigError(f"{source}: 'data.affine_scale' must be < 0.5 and 'data.affine_rotation' <= 45 degrees "
+                          "(a residual after affine pre-alignment), got "
+                          f"{data.affine_scale} and {data.affine_rotation}")
 
 
 def _validate_train(config: Config, source: str) -> None:

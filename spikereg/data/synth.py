@@ -43,6 +43,64 @@ class SyntheticPair:
 DEFORMATIONS = ("bspline", "diffeomorphic")
 
 
+def random_affine_ddf(shape, rng: np.random.Generator, *, rotation: float = 0.0, scale: float = 0.0,
+                      shift: float = 0.0) -> np.ndarray:
+    """Displacement (3, *shape), voxels, of a random affine about the volume's centre.
+
+    Rotation about each axis uniform in +-``rotation`` degrees, scale 1 + uniform(+-``scale``) per
+    axis, translation uniform in +-``shift`` voxels: the residual an affine pre-alignment leaves
+    between two real subjects (isotropic voxels assumed, as the template's are).
+    """
+    angles = np.deg2rad(rng.uniform(-rotation, rotation, 3))
+    factors = 1.0 + rng.uniform(-scale, scale, 3)
+    offset = rng.uniform(-shift, shift, 3)
+    matrix = np.diag(factors)
+    for axis, angle in enumerate(angles):
+        a, b = [k for k in range(3) if k != axis]
+        turn = np.eye(3)
+        turn[a, a] = turn[b, b] = np.cos(angle)
+        turn[a, b], turn[b, a] = -np.sin(angle), np.sin(angle)
+        matrix = turn @ matrix
+    centre = (np.asarray(shape, dtype=np.float64) - 1) / 2
+    grid = np.indices(shape, dtype=np.float64).reshape(3, -1) - centre[:, None]
+    ddf = (matrix - np.eye(3)) @ grid + offset[:, None]
+    return ddf.reshape(3, *shape).astype(np.float32)
+
+
+def synthesize_image(tissue: np.ndarray, means: np.ndarray, rng: np.random.Generator, *,
+                     noise: float = 0.03, blur: float = 1.0) -> np.ndarray:
+    """An image drawn from tissue probabilities (K, D, H, W), SynthMorph-style, in [0, 1].
+
+    Each class k gets intensity ``means[k]`` plus its own voxel noise (std up to ``noise``); the
+    mixture by partial volume is blurred with a random Gaussian (sigma up to ``blur`` voxels), as a
+    scanner's point-spread function would. The network then learns registration rather than one
+    template's look (Hoffmann et al., SynthMorph, 2022).
+    """
+    from scipy import ndimage
+
+    image = np.zeros(tissue.shape[1:], dtype=np.float32)
+    for k in range(tissue.shape[0]):
+        spread = np.float32(rng.uniform(0.0, noise))
+        image += tissue[k] * (np.float32(means[k]) + spread * rng.standard_normal(image.shape, dtype=np.float32))
+    sigma = float(rng.uniform(0.0, blur))
+    if sigma > 0:
+        image = ndimage.gaussian_filter(image, sigma)
+    return np.clip(image, 0.0, 1.0)
+
+
+def tissue_classes_from_template(t1: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> np.ndarray:
+    """Probabilities (4, D, H, W) of background, CSF, grey and white matter from the template's maps.
+
+    CSF is the brain's share that is neither grey nor white matter (the template is skull-stripped:
+    its brain is where T1 > 0).
+    """
+    brain = (t1 > 0.02).astype(np.float32)
+    gm, wm = np.minimum(gm, brain), np.minimum(wm, brain)
+    csf = np.clip(brain - gm - wm, 0.0, 1.0)
+    background = np.clip(1.0 - brain, 0.0, 1.0)
+    return np.stack([background, csf, gm, wm]).astype(np.float32)
+
+
 def _deformation(kind: str, shape, magnitude: float, control_spacing: int, rng: np.random.Generator) -> np.ndarray:
     """One random field of ``kind``: a B-spline displacement, or an integrated velocity field."""
     if kind == "bspline":
@@ -92,6 +150,11 @@ def make_pair(
     deformation: str = "bspline",
     bias_field: float = 0.0,
     gamma_std: float = 0.0,
+    coarse_displacement: float = 0.0,
+    coarse_control_spacing: int = 32,
+    affine: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    tissue: np.ndarray | None = None,
+    contrast_jitter: float = 0.05,
 ) -> SyntheticPair:
     """One synthetic pair from ``base`` (D, H, W); random draws come from ``rng`` only.
 
@@ -105,6 +168,14 @@ def make_pair(
     (:func:`change_intensity`: ``gamma_std``, ``bias_field``) and Gaussian
     noise of ``noise_std``, clipped to [0, 1]. With the defaults the result
     (and the draws from ``rng``) are what they were before those options existed.
+
+    Inter-subject options: ``coarse_displacement`` adds to both v and u a second, smooth field of
+    that peak on a control grid every ``coarse_control_spacing`` voxels (differences between people
+    are large and smooth, 5-10 voxels at 2 mm); ``affine`` (rotation degrees, scale, shift voxels)
+    adds a random affine residual to u (:func:`random_affine_ddf`); ``tissue`` (K, D, H, W class
+    probabilities) replaces ``base`` by images synthesized from it (:func:`synthesize_image`):
+    random class intensities drawn once per pair, each image's jittered by ``contrast_jitter``, so
+    both images share one random contrast, as two scans of one protocol do.
     """
     base = np.asarray(base, dtype=np.float32)
     if base.ndim != 3:
@@ -121,8 +192,26 @@ def make_pair(
     shape = base.shape
     v = _deformation(deformation, shape, base_displacement, control_spacing, rng)
     u = _deformation(deformation, shape, max_displacement, control_spacing, rng)
-    moving = warp(base, v)
-    fixed = warp(moving, u)
+    if coarse_displacement > 0:
+        v = v + _deformation(deformation, shape, coarse_displacement, coarse_control_spacing, rng)
+        u = u + _deformation(deformation, shape, coarse_displacement, coarse_control_spacing, rng)
+    if any(affine):
+        rotation, scale, shift = affine
+        u = u + random_affine_ddf(shape, rng, rotation=rotation, scale=scale, shift=shift)
+    if tissue is not None:
+        # Background (class 0) stays 0: the images are skull-stripped brains.
+        means = np.concatenate([[0.0], rng.uniform(0.05, 1.0, tissue.shape[0] - 1)])
+
+        def one_scan() -> np.ndarray:
+            jittered = means + np.concatenate([[0.0], rng.normal(0.0, contrast_jitter, means.size - 1)])
+            return synthesize_image(tissue, np.clip(jittered, 0.0, 1.0), rng)
+
+        fixed_base, base = one_scan(), one_scan()
+        moving = warp(base, v)
+        fixed = warp(warp(fixed_base, v), u)
+    else:
+        moving = warp(base, v)
+        fixed = warp(moving, u)
     moving_labels = fixed_labels = None
     if base_labels is not None:
         moving_labels = warp(base_labels, v, mode="nearest")

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from spikereg.config import Config, config_from_dict, save_config
 from spikereg.data import load_mni, make_pair, tissue_labels
+from spikereg.data.synth import tissue_classes_from_template
 from spikereg.losses import (
     RegistrationLoss,
     displacement_loss,
@@ -141,21 +142,34 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
     ``labels`` adds tissue label maps (warped by the same fields; the images
     and random draws are the same either way).
     """
+    data = config.data
     rng = np.random.default_rng(seed)
-    base = load_mni("t1", config.data.spacing).data
-    base_labels = tissue_labels(config.data.spacing).data if labels else None
+    base = load_mni("t1", data.spacing).data
+    base_labels = tissue_labels(data.spacing).data if labels else None
+    tissue = None
+    if data.synth_fraction > 0:
+        tissue = tissue_classes_from_template(base, load_mni("gm", data.spacing).data,
+                                              load_mni("wm", data.spacing).data)
     pairs = []
     for _ in range(count):
         scale = float(rng.uniform(0.25, 1.0))
+        # Extra draws only for options in use, so configs without them get the pairs they always had.
+        coarse = data.coarse_displacement * float(rng.uniform(0.0, 1.0)) if data.coarse_displacement > 0 else 0.0
+        synthesized = data.synth_fraction > 0 and float(rng.uniform()) < data.synth_fraction
         pairs.append(make_pair(
             base, rng,
-            max_displacement=config.data.max_displacement * scale,
-            control_spacing=config.data.control_spacing,
-            noise_std=config.data.noise_std,
+            max_displacement=data.max_displacement * scale,
+            control_spacing=data.control_spacing,
+            noise_std=data.noise_std,
             base_labels=base_labels,
-            deformation=config.data.deformation,
-            bias_field=config.data.bias_field,
-            gamma_std=config.data.gamma_std,
+            deformation=data.deformation,
+            bias_field=data.bias_field,
+            gamma_std=data.gamma_std,
+            coarse_displacement=coarse,
+            coarse_control_spacing=data.coarse_control_spacing,
+            affine=(data.affine_rotation, data.affine_scale, data.affine_shift),
+            tissue=tissue if synthesized else None,
+            contrast_jitter=data.contrast_jitter,
         ))
     return pairs
 
