@@ -174,6 +174,8 @@ def held_out_pairs(args, config, keep=lambda index: True) -> tuple[list[BenchPai
             pairs.append(BenchPair(pair.name, pair.fixed.data, pair.moving.data, pair.fixed_labels.data,
                                    pair.moving_labels.data, pair.ddf, pair.fixed.spacing, index))
         return pairs, f"{count} pairs of `{args.data}` ({dataset.layout} layout, split {args.split})"
+    if args.recipe is not None:
+        return recipe_pairs(args, keep)
     spacing = args.spacing or config.data.spacing
     base = load_mni("t1", spacing)
     labels = tissue_labels(spacing).data
@@ -191,6 +193,22 @@ def held_out_pairs(args, config, keep=lambda index: True) -> tuple[list[BenchPai
               f"control points every {config.data.control_spacing} voxels, noise {config.data.noise_std:g}), "
               f"seed {args.seed}, tissue labels from the MNI grey/white-matter maps")
     return pairs, recipe
+
+
+def recipe_pairs(args, keep) -> tuple[list[BenchPair], str]:
+    """Pairs drawn as ``spikereg train`` draws them for the config ``--recipe`` (with ``--recipe-set`` overrides)."""
+    from spikereg.config import load_config
+    from spikereg.training.trainer import synthetic_pairs
+
+    recipe = load_config(args.recipe, args.recipe_set)
+    spacing = recipe.data.spacing
+    drawn = synthetic_pairs(recipe, args.pairs, args.seed, labels=True)
+    pairs = [BenchPair(f"pair_{index:03d}", p.fixed, p.moving, p.fixed_labels, p.moving_labels, p.ddf,
+                       (spacing,) * 3, index) for index, p in enumerate(drawn) if keep(index)]
+    overrides = f" with {', '.join(args.recipe_set)}" if args.recipe_set else ""
+    return pairs, (f"{args.pairs} pairs drawn as training draws them for `{args.recipe}`{overrides} "
+                   f"(seed {args.seed}, which training never uses), tissue labels from the MNI grey/white-matter "
+                   "maps warped with them")
 
 
 def pair_count(args) -> int:
@@ -236,8 +254,9 @@ def summarize(records: list[dict], methods: list[str]) -> tuple[str, list[str]]:
     return "\n".join(lines), notes
 
 
-def section_text(settings: dict, table: str, notes: list[str], runs: list[dict], merge_command: str | None) -> str:
-    """The ``## Registration accuracy`` section: recipe, settings, exact commands, table, notes, machine, date."""
+def section_text(settings: dict, table: str, notes: list[str], runs: list[dict], merge_command: str | None,
+                 section: str = SECTION) -> str:
+    """``section`` (``## Registration accuracy``): recipe, settings, exact commands, table, notes, machine, date."""
     pyramid = settings["pyramid"]
     if merge_command is None:
         commands = f".venv/bin/python {runs[0]['command']}"
@@ -249,7 +268,7 @@ def section_text(settings: dict, table: str, notes: list[str], runs: list[dict],
         machines = [f"- shard {run['shard']}: {run['machine']}; {run['wall_seconds']:.0f} s wall; {run['date']}\n"
                     for run in runs]
     return (
-        f"{SECTION}\n\n{settings['recipe']}. Model `{settings['model']}` ({settings['iterations']} iterations per "
+        f"{section}\n\n{settings['recipe']}. Model `{settings['model']}` ({settings['iterations']} iterations per "
         f"level, patch stride {settings['patch_stride']}, pyramid {pyramid} level{'s' if pyramid > 1 else ''}, "
         f"residual smoothing {settings.get('smoothing', 0.0):g} voxels, for the ANN and SNN rows alike). "
         "Every row's field is measured by `spikereg.evaluation.measure_pair` (what `spikereg evaluate` "
@@ -291,7 +310,7 @@ def merge(args, command: str) -> int:
     for line in coverage(records, methods):
         print(f"  {line}", file=sys.stderr)
     if args.write:
-        write_section(SECTION, section_text(settings, table, notes, shards, command))
+        write_section(args.section, section_text(settings, table, notes, shards, command, args.section))
     return 0
 
 
@@ -315,6 +334,11 @@ def main(argv=None) -> int:
     parser.add_argument("--spacing", type=float, default=None, help="mm (default: the checkpoint's)")
     parser.add_argument("--data", type=Path, default=None, help="dataset folder instead of in-memory pairs")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--recipe", default=None, metavar="CONFIG",
+                        help="draw the pairs as training draws them for this config (a path or a shipped name)")
+    parser.add_argument("--recipe-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the --recipe config, e.g. data.synth_fraction=0")
+    parser.add_argument("--section", default=SECTION, help="the BENCHMARKS.md section --write replaces")
     parser.add_argument("--lava-pairs", type=int, default=1,
                         help="the first M pairs of the whole set are also registered on Lava's simulator "
                              "(slow: minutes per pair)")
@@ -467,7 +491,7 @@ def main(argv=None) -> int:
         write_csv(args.csv, records, run)
         print(f"per-pair metrics: {args.csv}", file=sys.stderr)
     if args.write:
-        write_section(SECTION, section_text(settings, table, notes + row_notes, [run], None))
+        write_section(args.section, section_text(settings, table, notes + row_notes, [run], None, args.section))
     return 0
 
 

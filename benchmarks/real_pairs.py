@@ -1,0 +1,301 @@
+"""Real, different brains: Colin27 <-> MNI ICBM152 2009a, both directions, 2 mm and 1 mm, files as shipped.
+
+The held-out test of the real-brains issue. Colin27 (Debian's ``mricron-data``,
+``ch2bet.nii.gz``: one real subject, skull-stripped, 1 mm, its own grid) and
+the MNI ICBM152 2009a average (nilearn's package data, 1 mm, another grid)
+are registered in both directions. At 1 mm both files are used as shipped;
+at 2 mm the fixed image is the other brain at 2 mm on its own axes and the
+moving one is still the 1 mm file as shipped, so ``spikereg run`` resamples it
+in world space itself. Nothing is trained or tuned on these pairs.
+
+Rows, on the same pair in one run:
+
+* identity: the moving labels resampled in world space onto the fixed grid;
+* affine only: the same, through the affine ``spikereg run --affine auto`` wrote;
+* SimpleITK diffeomorphic demons on the fixed image and the affinely aligned
+  moving one (benchmarks/accuracy.py's settings);
+* ANTs SyN (antspyx defaults: its own affine, then SyN) on the fixed image and
+  the moving one resampled onto its grid;
+* the ANN twin of the model's checkpoint, on the same affinely aligned moving
+  image, working grid and run settings as the run;
+* the SNN on the netx file: ``spikereg run --backend torch`` and ``--backend sim``
+  (Lava's fixed-point simulator), as a user runs them (subprocesses).
+
+Tissue labels are a silver standard: one automatic 3-class Gaussian mixture
+on each image's brain intensities (classes ordered CSF < GM < WM), applied
+identically to every image on its own grid (benchmarks/colin27_pair.py's
+``tissue_classes``). Columns: GM and WM Dice, HD95 (mm, mean of GM and WM),
+SDlogJ and % J <= 0 of the field on the fixed brain mask, seconds (wall,
+including process start for the ``spikereg run`` rows).
+
+Usage::
+
+    .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs [--spacings 2 1] [--lava-spacings 2] [--write]
+
+Finished rows are kept in ``OUT/rows.json`` and not recomputed (``--redo`` to
+recompute); ``--write`` replaces the section in BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy import AnnBackend, ants_syn, demons  # noqa: E402
+from colin27_pair import ensure_colin, tissue_classes  # noqa: E402
+
+from spikereg.data import TEMPLATE_FILES, Volume, load_volume, save_volume, template_dir, warp  # noqa: E402
+from spikereg.metrics import dice, hausdorff95, log_jacobian_std, nonpositive_jacobian_percent  # noqa: E402
+from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, resample_to_grid, working_grid  # noqa: E402
+
+SECTION = "## Real pairs: Colin27 <-> MNI"
+METHODS = ["identity", "affine only", "SimpleITK demons", "ANTs SyN", "ANN twin", "SNN torch", "SNN Lava"]
+GM, WM = 2, 3
+
+
+def brain_files(out: Path, spacing: float) -> dict[str, Path]:
+    """Colin27 and MNI at ``spacing`` mm on their own axes (the 1 mm files as shipped at 1 mm)."""
+    shipped = {"Colin27": ensure_colin(), "MNI": template_dir() / TEMPLATE_FILES["t1"]}
+    if spacing == 1.0:
+        return shipped
+    files = {}
+    for name, path in shipped.items():
+        target = out / f"{name}_{spacing:g}mm.nii.gz"
+        if not target.exists():
+            volume = load_volume(path)
+            shape, affine = working_grid(volume.shape, volume.affine, spacing)
+            save_volume(target, resample_to_grid(volume, shape, affine).data, affine)
+        files[name] = target
+    return files
+
+
+def label_file(out: Path, image: Path) -> Path:
+    """The silver-standard tissue labels of ``image``, on its own grid."""
+    target = out / (image.name.replace(".nii.gz", "") + "_tissue.nii.gz")
+    if not target.exists():
+        volume = load_volume(image)
+        save_volume(target, tissue_classes(volume.data).astype(np.float32), volume.affine, dtype=np.int16)
+    return target
+
+
+def scores(warped_labels: np.ndarray, fixed_labels: np.ndarray, spacing, ddf: np.ndarray | None,
+           seconds: float) -> dict:
+    d = dice(warped_labels, fixed_labels, labels=[GM, WM])
+    hd = hausdorff95(warped_labels, fixed_labels, labels=[GM, WM], spacing=spacing)
+    row = {"gm_dice": d[GM], "wm_dice": d[WM], "tissue_dice": (d[GM] + d[WM]) / 2,
+           "hd95_mm": float(np.nanmean([hd[GM], hd[WM]])), "seconds": round(seconds, 1)}
+    if ddf is not None:
+        mask = fixed_labels > 0
+        row.update(sdlogj=log_jacobian_std(ddf, mask), folding_percent=nonpositive_jacobian_percent(ddf, mask))
+    return row
+
+
+def spikereg_run(backend: str, model: str, fixed: Path, moving: Path, moving_labels: Path, out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    command = [str(ROOT / ".venv/bin/spikereg"), "run", "--backend", backend, "--model", model, "--affine", "auto",
+               "--fixed", str(fixed), "--moving", str(moving), "--moving-labels", str(moving_labels),
+               "--out", str(out)]
+    tick = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - tick
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip() and "Warning" not in line]
+        return {"exit": done.returncode, "error": lines[-1] if lines else "", "seconds": round(seconds, 1)}
+    return {"exit": 0, "seconds": seconds, "report": json.loads((out / "report.json").read_text())}
+
+
+def affine_resample(moving: Path, fixed: Path, transform: Path, labels: bool) -> np.ndarray:
+    """``moving`` through the ITK transform file ``transform`` onto ``fixed``'s grid, as a (D, H, W) array."""
+    import SimpleITK as sitk
+
+    out = sitk.Resample(sitk.ReadImage(str(moving), sitk.sitkFloat32), sitk.ReadImage(str(fixed)),
+                        sitk.ReadTransform(str(transform)),
+                        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, 0.0)
+    # SimpleITK's arrays are (z, y, x); ours follow the NIfTI's (i, j, k)
+    return np.ascontiguousarray(sitk.GetArrayFromImage(out).transpose(2, 1, 0))
+
+
+def twin_field(twin, meta: dict, fixed: Volume, aligned: np.ndarray, settings: dict) -> np.ndarray:
+    """The ANN twin's field on the fixed grid, registered as the run registers (working grid, settings)."""
+    from spikereg.registration.register import register
+
+    model_spacing = meta.get("spacing_mm")
+    backend = AnnBackend(twin, meta["model"]["patch_size"], meta["reduction"])
+    if not needs_working_grid(fixed.spacing, model_spacing):
+        return register(fixed.data, aligned, backend, **settings).ddf
+    shape, affine = working_grid(fixed.shape, fixed.affine, model_spacing)
+    f = resample_to_grid(fixed, shape, affine).data
+    m = resample_to_grid(Volume(data=aligned, affine=fixed.affine), shape, affine).data
+    return field_onto_grid(register(f, m, backend, **settings).ddf, affine, fixed.shape, fixed.affine)
+
+
+def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str, rows: dict, save) -> None:
+    from lava_export.netx import read_metadata
+    from spikereg.pretrained import resolve_checkpoint, resolve_model
+    from spikereg.training.trainer import load_twin
+
+    files = brain_files(out, spacing)
+    fixed_path, moving_path = files[fixed_name], brain_files(out, 1.0)[moving_name]
+    fixed_labels_path, moving_labels_path = label_file(out, fixed_path), label_file(out, moving_path)
+    fixed = load_volume(fixed_path)
+    fixed_labels = load_volume(fixed_labels_path).data.astype(np.int16)
+    moving_labels = load_volume(moving_labels_path)
+    pair = f"{moving_name} -> {fixed_name}, {spacing:g} mm"
+    work = out / pair.replace(" -> ", "_to_").replace(", ", "_").replace(" ", "")
+    work.mkdir(parents=True, exist_ok=True)
+    done = rows.setdefault(pair, {})
+
+    def record(method: str, row: dict) -> None:
+        done[method] = row
+        print(f"{pair}: {method}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        save()
+
+    if "identity" not in done or args.redo:
+        tick = time.perf_counter()
+        resampled = resample_to_grid(moving_labels, fixed.shape, fixed.affine, order=0).data.astype(np.int16)
+        record("identity", scores(resampled, fixed_labels, fixed.spacing, None, time.perf_counter() - tick))
+    runs = {}
+    for backend, method in (("torch", "SNN torch"), ("sim", "SNN Lava")):
+        if backend == "sim" and spacing not in args.lava_spacings:
+            continue
+        run_out = work / f"run_{backend}"
+        if method in done and not args.redo and (run_out / "report.json").exists():
+            runs[backend] = run_out
+            continue
+        result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out)
+        if result["exit"] != 0:
+            record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
+            continue
+        runs[backend] = run_out
+        ddf = load_volume_ddf(run_out / "ddf.nii.gz")
+        warped = load_volume(run_out / "warped_labels.nii.gz").data.astype(np.int16)
+        report = result["report"]
+        row = scores(warped, fixed_labels, fixed.spacing, ddf, result["seconds"])
+        row.update(status=report.get("status"), affine=report.get("affine", {}).get("metric"),
+                   settings={k: report.get(k) for k in ("iterations", "patch_stride", "pyramid", "smoothing")})
+        if backend == "sim" and "torch" in runs:
+            row["equals_torch"] = bool(np.array_equal(ddf, load_volume_ddf(runs["torch"] / "ddf.nii.gz")))
+        record(method, row)
+    if "torch" not in runs:
+        return
+    transform = runs["torch"] / "affine.tfm"
+    aligned = affine_resample(moving_path, fixed_path, transform, labels=False)
+    aligned_labels = affine_resample(moving_labels_path, fixed_path, transform, labels=True).astype(np.int16)
+    if "affine only" not in done or args.redo:
+        record("affine only", scores(aligned_labels, fixed_labels, fixed.spacing, None, 0.0))
+    if "SimpleITK demons" not in done or args.redo:
+        tick = time.perf_counter()
+        ddf = demons(fixed.data, aligned / max(float(aligned.max()), 1e-6))
+        seconds = time.perf_counter() - tick
+        record("SimpleITK demons", scores(warp(aligned_labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
+                                          fixed.spacing, ddf, seconds))
+    if "ANTs SyN" not in done or args.redo:
+        moving = resample_to_grid(load_volume(moving_path), fixed.shape, fixed.affine).data
+        labels = resample_to_grid(moving_labels, fixed.shape, fixed.affine, order=0).data
+        tick = time.perf_counter()
+        ddf = ants_syn(fixed.data, moving)
+        seconds = time.perf_counter() - tick
+        record("ANTs SyN", scores(warp(labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
+                                  fixed.spacing, ddf, seconds))
+    if "ANN twin" not in done or args.redo:
+        model_path = resolve_model(args.model)
+        checkpoint = args.checkpoint or resolve_checkpoint(args.model)
+        twin = load_twin(checkpoint)
+        if twin is None:
+            record("ANN twin", {"error": f"no ANN twin stored in {checkpoint}"})
+        else:
+            report = json.loads((runs["torch"] / "report.json").read_text())
+            settings = {k: report[k] for k in ("iterations", "patch_stride", "smoothing")}
+            settings["pyramid"] = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
+            tick = time.perf_counter()
+            ddf = twin_field(twin, read_metadata(model_path), fixed, aligned / max(float(aligned.max()), 1e-6),
+                             settings)
+            seconds = time.perf_counter() - tick
+            record("ANN twin", scores(warp(aligned_labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
+                                      fixed.spacing, ddf, seconds))
+
+
+def load_volume_ddf(path: Path) -> np.ndarray:
+    from spikereg.data import load_ddf
+
+    return load_ddf(path)
+
+
+def table(rows: dict) -> list[str]:
+    lines = ["| pair | method | GM Dice | WM Dice | tissue Dice | HD95 (mm) | SDlogJ | % J<=0 | s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    means: dict[str, list[float]] = {}
+    for pair, methods in rows.items():
+        for method in METHODS:
+            row = methods.get(method)
+            if row is None:
+                continue
+            if "tissue_dice" not in row:
+                error = row.get("error", "failed")
+                lines.append(f"| {pair} | {method} | {error} | | | | | | {row.get('seconds', '')} |")
+                continue
+            means.setdefault(method, []).append(row["tissue_dice"])
+            jac = (f"{row['sdlogj']:.3f} | {row['folding_percent']:.3f}" if "sdlogj" in row else " | ")
+            lines.append(f"| {pair} | {method} | {row['gm_dice']:.4f} | {row['wm_dice']:.4f} | "
+                         f"**{row['tissue_dice']:.4f}** | {row['hd95_mm']:.2f} | {jac} | {row['seconds']} |")
+    lines += ["", "| method | mean tissue Dice | pairs |", "|---|---:|---:|"]
+    lines += [f"| {m} | {np.mean(v):.4f} | {len(v)} |" for m, v in means.items()]
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="working folder: images, labels, runs, rows.json")
+    parser.add_argument("--model", default="sdnn-2mm")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="the model's checkpoint, for its ANN twin (default: the shipped model's)")
+    parser.add_argument("--spacings", type=float, nargs="+", default=[2.0, 1.0])
+    parser.add_argument("--lava-spacings", type=float, nargs="*", default=[2.0],
+                        help="spacings whose pairs also run on Lava's simulator (minutes each)")
+    parser.add_argument("--directions", nargs="+", default=["Colin27->MNI", "MNI->Colin27"])
+    parser.add_argument("--redo", action="store_true", help="recompute rows kept in OUT/rows.json")
+    parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "rows.json"
+    rows = json.loads(store.read_text()) if store.exists() else {}
+    started = datetime.datetime.now(datetime.timezone.utc)
+
+    def save() -> None:
+        store.write_text(json.dumps(rows, indent=1))
+
+    for spacing in args.spacings:
+        for direction in args.directions:
+            moving_name, fixed_name = direction.split("->")
+            run_pair(args, args.out, spacing, moving_name, fixed_name, rows, save)
+    lines = table(rows)
+    print("\n".join(lines))
+    if args.write:
+        from sections import write_section
+
+        command = "benchmarks/real_pairs.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        machine = f"{platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}"
+        head = [f"Command: `.venv/bin/python {command}` on {machine}, {started:%Y-%m-%d} (rows kept in "
+                f"`rows.json` across runs of the same command).",
+                f"Model `{args.model}`. Silver-standard tissue labels: a 3-class Gaussian mixture on each image "
+                "(CSF < GM < WM), applied identically to every image on its own grid. Nothing is trained or "
+                "tuned on these pairs.", ""]
+        write_section(SECTION, SECTION + "\n\n" + "\n".join(head + lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
