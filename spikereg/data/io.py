@@ -1,4 +1,9 @@
-"""Reading and writing NIfTI volumes and displacement fields.
+"""Reading and writing NIfTI volumes and displacement fields; reading NRRD and MetaImage too.
+
+NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) are read through
+SimpleITK (:func:`open_image`), their LPS world coordinates turned into the
+RAS affine NIfTI uses, so every later check and message is the NIfTI one.
+Outputs are NIfTI.
 
 Every error a user can cause (a wrong path, a file that is not a 3-D image,
 NaN voxels, two images on different grids) is raised as :class:`VolumeError`
@@ -91,13 +96,51 @@ class Volume:
         return (int(d), int(h), int(w))
 
 
+# What SimpleITK reads for us: NRRD and MetaImage, the formats 3D Slicer, ITK-SNAP and MITK hand over.
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def itk_affine(spacing, direction, origin) -> np.ndarray:
+    """The RAS voxel-to-world affine of an ITK image (``p_LPS = origin + D diag(spacing) index``)."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction, dtype=np.float64).reshape(3, 3) @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return _LPS_TO_RAS @ affine
+
+
+def _open_itk(path: Path, what: str) -> nib.Nifti1Image:
+    """An NRRD/MetaImage file as an in-memory NIfTI image: voxels on (i, j, k), the RAS affine."""
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size, components = tuple(reader.GetSize()), reader.GetNumberOfComponents()
+        if len(size) != 3 or components != 1:
+            shape = size[::-1] + ((components,) if components > 1 else ())
+            raise VolumeError(f"{what} {path}: not a 3-D volume ({len(size)}-D, {components} component(s) per "
+                              f"voxel, shape {shape})")
+        check_declared_size(size, np.float32, path, what)
+        image = reader.Execute()
+    except VolumeError:
+        raise
+    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's multi-line text
+        raise VolumeError(f"{what} {path}: cannot be read as a {path.suffix[1:]} image ({_one_line(exc)})") from None
+    data = np.ascontiguousarray(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0))  # (z, y, x) -> (i, j, k)
+    return nib.Nifti1Image(data, itk_affine(image.GetSpacing(), image.GetDirection(), image.GetOrigin()))
+
+
 def open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.SpatialImage]:
-    """Open ``path`` with nibabel (header only), turning every failure into a VolumeError."""
+    """Open ``path`` with nibabel (header only; NRRD/MetaImage: read by SimpleITK), failures as a VolumeError."""
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{what} {path}: file not found")
     if not path.is_file():
         raise VolumeError(f"{what} {path}: not a file")
+    if path.name.lower().endswith(ITK_SUFFIXES):
+        return path, _open_itk(path, what)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types (ImageFileError, OSError, gzip errors)
@@ -190,7 +233,7 @@ def check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray
 
 
 def load_volume(path: str | Path, *, what: str = "volume", limit_gb: float | None = None) -> Volume:
-    """Load a 3-D NIfTI image as float32 with its affine.
+    """Load a 3-D NIfTI (or NRRD/MetaImage, see :func:`open_image`) image as float32 with its affine.
 
     A 4-D image with trailing singleton axes (e.g. shape (D, H, W, 1)) is
     squeezed to 3-D; anything else that is not 3-D is rejected. ``what`` names
