@@ -388,6 +388,73 @@ def load_ddf(path: str | Path, *, what: str = "displacement field",
     return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
 
 
+def _itk_geometry(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
+    """(spacing, direction, origin) of the ITK image whose RAS affine is ``affine``."""
+    lps = _LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)  # the flip is its own inverse
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    return tuple(spacing), tuple((lps[:3, :3] / spacing).ravel()), tuple(lps[:3, 3])
+
+
+def save_itk_displacement(path: str | Path, ddf: np.ndarray, affine: np.ndarray) -> Path:
+    """Write ``ddf`` (3, D, H, W voxels on the grid ``affine``) as an ITK displacement field; returns the path.
+
+    ITK's convention: a vector image on the fixed grid whose value at each
+    voxel centre ``p`` is the physical displacement in mm, LPS axes, to the
+    matching point of the moving image (``p + d(p)``) -- what
+    ``antsApplyTransforms -t``, SimpleITK's ``DisplacementFieldTransform`` and
+    ITK-SNAP apply. Any suffix SimpleITK writes (``.nii.gz``, ``.nrrd``,
+    ``.mha``); written under a temporary name, then renamed.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    ddf = np.asarray(ddf, dtype=np.float64)
+    if ddf.ndim != 4 or ddf.shape[0] != 3:
+        raise VolumeError(f"output {path}: ddf must have shape (3, D, H, W), got {ddf.shape}")
+    # voxel steps along array axes -> mm in RAS (the affine's columns) -> LPS
+    ras = np.tensordot(np.asarray(affine, dtype=np.float64)[:3, :3], ddf, axes=1)
+    lps = ras * np.array([-1.0, -1.0, 1.0]).reshape(3, 1, 1, 1)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(lps.transpose(3, 2, 1, 0)), isVector=True)  # (z, y, x, 3)
+    spacing, direction, origin = _itk_geometry(affine)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    image.SetOrigin(origin)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    tmp = path.parent / f".{path.name[: len(path.name) - len(suffix)]}.tmp-{uuid.uuid4().hex}{suffix}"
+    try:
+        sitk.WriteImage(image, str(tmp))
+        os.replace(tmp, path)
+    except RuntimeError as exc:
+        raise VolumeError(f"output {path}: cannot be written as an ITK displacement field ({_one_line(exc)})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_itk_displacement(path: str | Path, *, what: str = "displacement field") -> tuple[np.ndarray, np.ndarray]:
+    """Read an ITK displacement field (mm, LPS): returns (ddf (3, D, H, W) voxels on its grid, RAS affine)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise VolumeError(f"{what} {path}: file not found")
+    try:
+        image = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
+    except RuntimeError as exc:
+        raise VolumeError(f"{what} {path}: cannot be read as an ITK displacement field ({_one_line(exc)})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
+        raise VolumeError(f"{what} {path}: an ITK displacement field is a 3-D image of 3-vectors; this one is "
+                          f"{image.GetDimension()}-D with {image.GetNumberOfComponentsPerPixel()} component(s)")
+    affine = itk_affine(image.GetSpacing(), image.GetDirection(), image.GetOrigin())
+    lps = sitk.GetArrayFromImage(image).transpose(3, 2, 1, 0)  # (3, i, j, k)
+    if not np.isfinite(lps).all():
+        raise VolumeError(f"{what} {path}: contains non-finite displacements")
+    ras = lps * np.array([-1.0, -1.0, 1.0]).reshape(3, 1, 1, 1)
+    voxels = np.tensordot(np.linalg.inv(affine[:3, :3]), ras, axes=1)
+    return voxels.astype(np.float32), affine
+
+
 def normalize_intensity(
     data: np.ndarray, lower_pct: float = 1.0, upper_pct: float = 99.0
 ) -> np.ndarray:
