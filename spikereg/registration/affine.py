@@ -29,6 +29,7 @@ as an ITK ``.tfm`` file (:func:`save_transform`) that SimpleITK and ANTs read.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,8 +260,13 @@ def estimate_affine(fixed: Volume, moving: Volume, *, what: str = "--affine auto
     try:
         final = method.Execute(fixed_image, moving_image)
     except RuntimeError as exc:
-        message = next((line for line in str(exc).splitlines() if "Description" in line), str(exc).splitlines()[-1])
-        raise AffineError(f"{what}: the optimisation failed ({' '.join(message.split())[:200]})") from None
+        text = " ".join(str(exc).split())
+        if "outside moving image buffer" in text or "sufficiently overlap" in text:
+            raise AffineError(f"{what}: the optimisation diverged (the moving image was moved out of the fixed "
+                              "image's field of view); nothing was written (--affine none skips it, or give a "
+                              "transform file)") from None
+        text = re.sub(r"^.*?ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", text)
+        raise AffineError(f"{what}: the optimisation failed ({text[:200]})") from None
     transform = transform_from_ras(matrix_ras(final))  # one AffineTransform, centre folded in
     after = mattes(fixed_image, moving_image, transform)
     result = AffineResult(transform=transform, matrix=matrix_ras(transform), source="auto", metric_before=before,
