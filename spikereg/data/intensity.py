@@ -28,7 +28,7 @@ DEFAULT_PERCENTILES = (1.0, 99.0)
 HISTOGRAM_LEVELS = 256
 MATCH_POINTS = 16
 N4_SPACING_MM = 4.0
-N4_ITERATIONS = (20, 20, 10)
+N4_ITERATIONS = (20, 10)
 
 
 def normalize(data: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> np.ndarray:
