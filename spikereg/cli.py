@@ -233,7 +233,8 @@ def export(
 @app.command()
 def run(
     fixed: Optional[Path] = typer.Option(None, "--fixed", "-f", help="Fixed image (NIfTI)."),
-    moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
+    moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), any grid that overlaps "
+                                          "--fixed in world space (resampled through the affines)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json "
                              "(with --pairs: one folder per pair and cohort.csv)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="PATH|NAME", help=_MODEL_HELP),
@@ -269,16 +270,33 @@ def run(
                                         "such a folder is refused)."),
     resume: bool = typer.Option(False, "--resume", help="--pairs: keep the pairs an earlier run into --out "
                                 "registered with the same files, model and options; run the rest."),
+    affine: str = typer.Option("auto", "--affine", metavar="auto|none|FILE",
+                               help="Affine pre-alignment before the network: auto (SimpleITK, Mattes MI, "
+                                    "multi-resolution, centre-of-mass start), none, or an ITK transform file "
+                                    "(.tfm/.mat, fixed -> moving points). Saved as affine.tfm."),
+    use_working_grid: bool = typer.Option(True, "--working-grid/--fixed-grid",
+                                          help="Register on the model's working grid (its training spacing) when "
+                                               "the fixed image's voxels differ from it by more than 25 %; "
+                                               "--fixed-grid registers on the fixed grid as it is."),
+    percentiles: str = typer.Option("1,99", "--percentiles", metavar="LOW,HIGH",
+                                    help="Intensity normalisation: these percentiles of each image map to 0 and 1."),
+    histogram_match: bool = typer.Option(False, "--histogram-match",
+                                         help="Match the moving image's histogram to the fixed one's (SimpleITK) "
+                                              "before registering (the output keeps the original intensities)."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images (SimpleITK, on a shrunk "
+                                                 "image) before registering."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
         from lava_export.netx import read_metadata
+        from spikereg.data.intensity import parse_percentiles
         from spikereg.options import check_bounds, check_out_folder
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import (
             declared_shape,
             load_inputs,
             preflight,
+            registration_grid,
             run_options,
             run_registration,
             spacing_note,
@@ -287,6 +305,11 @@ def run(
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
                       "--workers": workers})
+        lohi = parse_percentiles(percentiles)
+        if affine not in ("auto", "none"):
+            from spikereg.registration.affine import read_transform
+
+            read_transform(Path(affine))  # a bad file fails now, before any work
         if resume and pairs is None:
             raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         # a bad --out fails now, not after the registration; --resume continues an earlier cohort's folder
@@ -306,7 +329,9 @@ def run(
         iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
         options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
-                       memory_budget_gb=memory_budget)
+                       memory_budget_gb=memory_budget, affine=affine if affine in ("auto", "none") else str(
+                           Path(affine).resolve()), use_working_grid=use_working_grid, percentiles=lohi,
+                       histogram_match=histogram_match, n4=n4)
         if pairs is not None:
             from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
 
@@ -332,8 +357,9 @@ def run(
         if shape is not None:
             preflight(shape, meta, backend, pyramid, memory_budget, batch_size)
         fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels, limit_gb=memory_budget)
-        preflight(fixed_vol.shape, meta, backend, pyramid, memory_budget, batch_size)
-        note = spacing_note(fixed_vol, meta, model)
+        grid_shape, _, on_working_grid = registration_grid(fixed_vol, meta, use_working_grid)
+        preflight(grid_shape, meta, backend, pyramid, memory_budget, batch_size)
+        note = spacing_note(fixed_vol, meta, model, working=grid_shape if on_working_grid else None)
         if note is not None:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
         with _progress() as bar:
@@ -514,11 +540,17 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing, non-empty --out folder as a whole (without it, "
                                         "such a folder is refused)."),
+    percentiles: str = typer.Option("1,99", "--percentiles", metavar="LOW,HIGH",
+                                    help="Intensity normalisation: these percentiles of each image map to 0 and 1."),
+    histogram_match: bool = typer.Option(False, "--histogram-match",
+                                         help="Match each moving image's histogram to its fixed image's first."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images of each pair first."),
 ) -> None:
     """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
     with _cli_errors():
         from lava_export.netx import read_metadata
         from spikereg.data import load_dataset
+        from spikereg.data.intensity import parse_percentiles
         from spikereg.evaluation import EVALUATION_FILES
         from spikereg.evaluation import evaluate as run_evaluation
         from spikereg.options import check_bounds, check_out_folder
@@ -527,6 +559,7 @@ def evaluate(
 
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size})
+        lohi = parse_percentiles(percentiles)
         check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after every pair
 
         dataset = load_dataset(data, split or None)
@@ -544,7 +577,8 @@ def evaluate(
             result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
-                                    progress=report, overwrite=overwrite)
+                                    progress=report, overwrite=overwrite, percentiles=lohi,
+                                    histogram_match=histogram_match, n4=n4)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"),
                                      ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):
