@@ -285,6 +285,10 @@ def run(
                                               "before registering (the output keeps the original intensities)."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images (SimpleITK, on a shrunk "
                                                  "image) before registering."),
+    ddf_format: str = typer.Option("voxels", "--ddf-format", metavar="voxels|itk",
+                                   help="itk: also write ddf_itk.nii.gz, the field (affine included) as an ITK "
+                                        "displacement field (mm, LPS, fixed grid) that antsApplyTransforms, "
+                                        "SimpleITK and ITK-SNAP apply."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
@@ -306,6 +310,9 @@ def run(
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
                       "--workers": workers})
         lohi = parse_percentiles(percentiles)
+        if ddf_format not in ("voxels", "itk"):
+            raise ValueError(f"--ddf-format {ddf_format!r}: choose 'voxels' (ddf.nii.gz only) or 'itk' "
+                             "(also ddf_itk.nii.gz)")
         if affine not in ("auto", "none"):
             from spikereg.registration.affine import read_transform
 
@@ -331,7 +338,7 @@ def run(
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget, affine=affine if affine in ("auto", "none") else str(
                            Path(affine).resolve()), use_working_grid=use_working_grid, percentiles=lohi,
-                       histogram_match=histogram_match, n4=n4)
+                       histogram_match=histogram_match, n4=n4, ddf_format=ddf_format)
         if pairs is not None:
             from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
 
@@ -545,6 +552,10 @@ def evaluate(
     histogram_match: bool = typer.Option(False, "--histogram-match",
                                          help="Match each moving image's histogram to its fixed image's first."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images of each pair first."),
+    l2r: Optional[Path] = typer.Option(None, "--l2r", metavar="FOLDER",
+                                       help="Also write every pair's field as Learn2Reg's evaluation reads it "
+                                            "(disp_FFFF_MMMM.nii.gz, (D, H, W, 3) voxels) into FOLDER; the "
+                                            "images must carry Learn2Reg case numbers (TASK_NNNN_NNNN.nii.gz)."),
 ) -> None:
     """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
     with _cli_errors():
@@ -561,6 +572,8 @@ def evaluate(
                       "--smoothing": smoothing, "--batch-size": batch_size})
         lohi = parse_percentiles(percentiles)
         check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after every pair
+        if l2r is not None:
+            check_out_folder(l2r, overwrite=overwrite)
 
         dataset = load_dataset(data, split or None)
         check_backend(backend, precision, device)  # all of these fail now, before any work
@@ -578,7 +591,7 @@ def evaluate(
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
                                     progress=report, overwrite=overwrite, percentiles=lohi,
-                                    histogram_match=histogram_match, n4=n4)
+                                    histogram_match=histogram_match, n4=n4, l2r=l2r)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"),
                                      ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):
@@ -586,6 +599,8 @@ def evaluate(
                 console.print(f"{label}: {summary[before]['mean']:.4f} before -> {summary[after]['mean']:.4f} "
                               f"after (mean of {summary[after]['count']} pairs)")
         console.print(f"wrote {', '.join(EVALUATION_FILES.values())} to {out}")
+        if l2r is not None:
+            console.print(f"wrote {len(dataset)} Learn2Reg fields to {l2r}")
 
 
 @app.command()
@@ -595,6 +610,9 @@ def warp(
     out: Path = typer.Option(..., "--out", "-o", help="Output NIfTI file (.nii.gz or .nii)."),
     labels: bool = typer.Option(False, "--labels/--image-values", "--nearest",
                                 help="A label map: nearest-neighbour sampling, integer output."),
+    ddf_format: str = typer.Option("voxels", "--ddf-format", metavar="voxels|itk",
+                                   help="voxels: spikereg's ddf.nii.gz; itk: an ITK displacement field (mm, LPS; "
+                                        "'run --ddf-format itk' writes one, ANTs and SimpleITK too)."),
 ) -> None:
     """Warp any image or label map with a displacement field: out(x) = image(x + ddf(x))."""
     with _cli_errors():
@@ -602,7 +620,7 @@ def warp(
         from spikereg.options import check_out_file
 
         check_out_file(out)
-        written = warp_file(image, ddf, out, labels=labels)
+        written = warp_file(image, ddf, out, labels=labels, ddf_format=ddf_format)
         console.print(f"wrote {written}")
 
 

@@ -258,7 +258,8 @@ def jacobian_determinant(ddf: np.ndarray) -> np.ndarray:
     return det.astype(np.float32, copy=False)
 
 
-def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bool = False) -> Path:
+def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bool = False,
+              ddf_format: str = "voxels") -> Path:
     """Warp the NIfTI ``image`` with the field file ``ddf`` (:func:`~spikereg.data.io.save_ddf`) into ``out``.
 
     ``labels``: nearest-neighbour sampling and an integer (int16) file, for
@@ -268,14 +269,18 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     a 3-D label map. The image may lie on any grid that overlaps the field's
     in world space: out(p) = image(V^-1 F (p + ddf(p))), with F the field's and
     V the image's affine (on the field's grid itself, :func:`warp`); the output
-    is on the field's grid. Written atomically.
+    is on the field's grid. Written atomically. ``ddf_format`` "itk": ``ddf``
+    is an ITK displacement field (mm, LPS; :func:`~spikereg.data.io.load_itk_displacement`),
+    e.g. ``spikereg run --ddf-format itk``'s or one ANTs wrote.
     """
-    from .io import load_ddf, save_volume
+    from .io import load_ddf, load_itk_displacement, save_volume
     from .loaders import load_source
     from .world import check_overlap, same_grid, sample_world
 
     volume = load_source(Path(image), "image", labels=labels)
-    field, affine = load_ddf(ddf)
+    if ddf_format not in ("voxels", "itk"):
+        raise ValueError(f"--ddf-format {ddf_format!r}: choose 'voxels' (spikereg's ddf.nii.gz) or 'itk'")
+    field, affine = load_ddf(ddf) if ddf_format == "voxels" else load_itk_displacement(ddf, what="ddf")
     if same_grid(volume, (field.shape[1:], affine)):
         warped = warp(volume.data, field, mode="nearest" if labels else "linear")
     else:

@@ -13,6 +13,7 @@ Files written into the output folder, all at once when every pair is done:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
@@ -24,6 +25,7 @@ import numpy as np
 
 from spikereg.data import Dataset, warp
 from spikereg.data.io import staged_folder
+from spikereg.evaluation.l2r import field_name, save_l2r_field
 from spikereg.evaluation.measure import PairMetrics, measure_pair
 
 EVALUATION_FILES = {"metrics": "metrics.csv", "per_label": "metrics_per_label.csv",
@@ -116,6 +118,7 @@ def evaluate(
     percentiles: tuple[float, float] = (1.0, 99.0),
     histogram_match: bool = False,
     n4: bool = False,
+    l2r: Path | None = None,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
@@ -126,7 +129,9 @@ def evaluate(
     unless ``overwrite``, which replaces it whole. Pairs on different grids
     were resampled onto the fixed grid by the loader; ``percentiles``,
     ``histogram_match`` and ``n4`` prepare the intensities the network reads
-    (:mod:`spikereg.data.intensity`).
+    (:mod:`spikereg.data.intensity`). ``l2r``: a folder that receives every
+    pair's field as Learn2Reg's evaluation reads it (:mod:`spikereg.evaluation.l2r`),
+    written as a whole with the tables (names checked before any work).
     """
     from lava_export.netx import read_metadata
     from spikereg.data.intensity import prepare
@@ -136,10 +141,16 @@ def evaluate(
 
     meta = read_metadata(model)
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
+    if l2r is not None:  # every pair must carry Learn2Reg case numbers: fail before the first registration
+        for files in dataset:
+            field_name(files.fixed, files.moving)
     results: dict[str, PairMetrics] = {}
     out = Path(out)
-    with staged_folder(out, overwrite=overwrite) as staging, open_backend(model, backend, precision=precision,
-                                                                          device=device, batch_size=batch_size) as net:
+    with contextlib.ExitStack() as stack:
+        staging = stack.enter_context(staged_folder(out, overwrite=overwrite))
+        l2r_staging = stack.enter_context(staged_folder(l2r, overwrite=overwrite)) if l2r is not None else None
+        net = stack.enter_context(open_backend(model, backend, precision=precision, device=device,
+                                               batch_size=batch_size))
         for index, files in enumerate(dataset):
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
@@ -161,6 +172,8 @@ def evaluate(
             if save_outputs:
                 save_registration(staging / "pairs" / files.name, registration.ddf, registration.warped,
                                   pair.fixed.affine, pair.moving_labels)
+            if l2r_staging is not None:
+                save_l2r_field(l2r_staging, files.fixed, files.moving, registration.ddf, pair.fixed.affine)
             if progress is not None:
                 progress(index + 1, len(dataset), files.name)
         summary, per_label = write_tables(staging, results)

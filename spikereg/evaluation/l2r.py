@@ -32,7 +32,7 @@ class L2RNameError(SpikeRegError, ValueError):
 
 def case_number(image: str | Path, option: str = "--l2r") -> str:
     """The case number Learn2Reg's script reads from ``image``'s name (``name[-16:-12]``)."""
-    name = Path(image).name
+    name = Path(str(image)).name  # an HDF5 dataset key names no file: refused below
     found = L2R_IMAGE.search(name)
     if found is None:
         raise L2RNameError(f"{option}: Learn2Reg names each field after its images' case numbers "

@@ -13,7 +13,15 @@ from typing import Callable
 import numpy as np
 
 from spikereg.config import ENCODINGS
-from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
+from spikereg.data import (
+    Volume,
+    jacobian_determinant,
+    normalize_intensity,
+    save_ddf,
+    save_itk_displacement,
+    save_volume,
+    warp,
+)
 from spikereg.data.intensity import DEFAULT_PERCENTILES, prepare
 from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
@@ -29,6 +37,8 @@ from spikereg.report.energy import DEFAULT_PROFILES, energy_report
 from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
+ITK_DDF = "ddf_itk.nii.gz"  # --ddf-format itk: the same field as ITK reads it (mm, LPS)
+DDF_FORMATS = ("voxels", "itk")
 
 
 def _similarity(fixed: np.ndarray, moving: np.ndarray, warped: np.ndarray) -> dict[str, float]:
@@ -42,8 +52,13 @@ def _similarity(fixed: np.ndarray, moving: np.ndarray, warped: np.ndarray) -> di
 
 
 def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine: np.ndarray,
-                      labels: Volume | None = None, warped_labels: np.ndarray | None = None) -> dict[str, str]:
+                      labels: Volume | None = None, warped_labels: np.ndarray | None = None,
+                      ddf_format: str = "voxels") -> dict[str, str]:
     """Write the field, the warped image and (nearest-neighbour) warped labels into ``folder``; their names.
+
+    ``ddf_format`` "itk" also writes the field as an ITK displacement field
+    (:data:`ITK_DDF`, :func:`spikereg.data.save_itk_displacement`) that
+    antsApplyTransforms, SimpleITK and ITK-SNAP apply.
 
     ``labels`` on the field's grid are warped here; ``warped_labels``, when
     given, are written as they are (labels from another grid, warped by
@@ -52,6 +67,9 @@ def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine:
     outputs = dict(OUTPUTS)
     save_ddf(Path(folder) / OUTPUTS["ddf"], ddf, affine)
     save_volume(Path(folder) / OUTPUTS["warped"], warped, affine)
+    if ddf_format == "itk":
+        outputs["ddf_itk"] = ITK_DDF
+        save_itk_displacement(Path(folder) / ITK_DDF, ddf, affine)
     if labels is not None or warped_labels is not None:
         outputs["warped_labels"] = "warped_labels.nii.gz"
         if warped_labels is None:
@@ -267,6 +285,7 @@ def run_registration(
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     histogram_match: bool = False,
     n4: bool = False,
+    ddf_format: str = "voxels",
 ) -> dict:
     """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
 
@@ -350,7 +369,8 @@ def run_registration(
                                       "(--keep-failed writes the outputs, marked failed, for inspection)")
 
     with staged_folder(out, overwrite=overwrite) as staging:
-        outputs = save_registration(staging, ddf, warped, fixed.affine, warped_labels=warped_labels)
+        outputs = save_registration(staging, ddf, warped, fixed.affine, warped_labels=warped_labels,
+                                    ddf_format=ddf_format)
         if aligned is not None:
             save_transform(aligned.transform, staging / "affine.tfm")
             outputs["affine"] = "affine.tfm"

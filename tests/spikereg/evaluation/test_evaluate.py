@@ -119,3 +119,31 @@ def test_evaluate_errors_are_one_line_and_write_nothing(cli, test_split: Path, t
     assert "--pyramid 0" in cli.one_error_line("evaluate", "--data", test_split, "--pyramid", 0, "--out", out)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
+
+
+def test_evaluate_writes_learn2reg_fields(cli, test_split: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import nibabel as nib
+
+    data = tmp_path / "l2r_data"
+    shutil.copytree(test_split, data)
+    for path in (data / "test").rglob("pair_000.nii.gz"):
+        path.rename(path.with_name("TASK_0007_0000.nii.gz"))  # Learn2Reg's naming: case 0007
+    out, fields = tmp_path / "eval", tmp_path / "submission"
+    result = cli.invoke("evaluate", "--model", "demo", "--data", data, "--backend", "torch", "--out", out,
+                        "--iterations", 1, "--save-outputs", "--l2r", fields)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in fields.iterdir()] == ["disp_0007_0007.nii.gz"]
+    image = nib.load(fields / "disp_0007_0007.nii.gz")
+    fixed = load_volume(data / "test" / "fixed_images" / "TASK_0007_0000.nii.gz")
+    assert image.shape == fixed.shape + (3,)  # Learn2Reg's expected_shape
+    ddf, _ = load_ddf(out / "pairs" / "TASK_0007_0000" / "ddf.nii.gz")
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(image.dataobj), -1, 0), ddf)  # the same voxels
+
+
+def test_evaluate_l2r_refuses_names_without_case_numbers(cli, test_split: Path, tmp_path: Path) -> None:
+    line = cli.one_error_line("evaluate", "--model", "demo", "--data", test_split, "--backend", "torch",
+                              "--out", tmp_path / "eval", "--l2r", tmp_path / "submission")
+    assert "--l2r: Learn2Reg names each field" in line and "pair_000.nii.gz" in line
+    assert not list(tmp_path.iterdir())
