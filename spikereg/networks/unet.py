@@ -1,0 +1,323 @@
+"""A tiny spiking U-Net: a graph of SLAYER sigma-delta blocks with skip connections.
+
+Topology (two resolution levels; ``P`` the patch side, ``c1``/``c2`` the
+widths of the levels)::
+
+    input (P^3, C_in)
+      -> enc1 (P^3, c1)          conv 3^3
+      -> enc2 ((P/2)^3, c2)      conv 3^3 stride 2        (the downsampling edge)
+      -> bott ((P/2)^3, c2)      conv 3^3
+      -> dec2 ((P/2)^3, c2)      conv 3^3 of bott  +  conv 3^3 of enc2 (level-2 skip)
+      -> dec1 (P^3, c1)          conv 3^3 of enc1 (level-1 skip)  +  conv^T 2^3 stride 2 of dec2
+                                 (the upsampling edge)
+      -> out (P^3, 6)            conv 3^3, the readout
+
+Every node is one neuron population; every edge one synapse. A node with
+several inputs (``conv(concat(skip, up))``) is several synapses whose outputs
+are **summed before the neuron**: exactly what a Lava InPort does with what
+several OutPorts send, so the export maps 1:1 onto Lava connection processes
+(:mod:`lava_export.graph_builder`).
+
+All 3-D convolutions reach Lava's 2-D ``Conv`` through the exact depth folding
+of :mod:`spikereg.networks.folding` (features ``d*C + c``); the transposed
+upsampling edge folds the same way with the transposed band
+(:class:`DepthFoldT`). Each node is a stock ``slayer.block.sigma_delta.Conv``
+block built for its *primary* edge (its first input, always a conv), so
+SLAYER's own ``export_hdf5`` writes its layer group; the other edges are
+SLAYER synapses quantized by the destination neuron's ``quantize_8bit``, as a
+block's own synapse is.
+
+Timing. Every block delays its output by one step (``delay_shift``), as every
+Lava connection does: a node at step ``t`` sees its sources' outputs of step
+``t - 1``. An edge may add ``delay`` more steps (the synapse output shifted
+in time). With ``align_delays`` (default) the skip edges get the delays that
+make every path from the input to a node equally long, so a decoder sums the
+skip and the upsampled path *of the same input frame* (a U-Net's meaning);
+Lava then needs delay buffers on those edges (relays).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch.nn.utils import parametrize
+
+from spikereg import compat
+from spikereg.networks.encoding import READOUT_CHANNELS
+from spikereg.networks.folding import DepthFold, FoldedKernel, conv_out_size
+from spikereg.networks.snn import graded_spike_scale
+
+
+class DepthFoldT:
+    """How one 3-D *transposed* convolution folds its depth axis into 2-D features.
+
+    A transposed conv with depth stride ``s``, padding ``p`` and kernel ``k``
+    adds ``in[i] * K[k]`` into ``out[i*s - p + k]``. Folded, the 2-D transposed
+    conv's weight ``(D_in*C_in, D_out*C_out, k_h, k_w)`` (torch's layout for
+    ``conv_transpose``) has block ``(i, o)`` equal to ``K[:, :, o - i*s + p]``
+    where that index lies in ``[0, k)``, zero elsewhere. Exact, like
+    :class:`~spikereg.networks.folding.DepthFold`.
+    """
+
+    def __init__(self, depth_in: int, kernel: int, stride: int, padding: int = 0) -> None:
+        self.depth_in, self.kernel, self.stride, self.padding = depth_in, kernel, stride, padding
+
+    @property
+    def depth_out(self) -> int:
+        return (self.depth_in - 1) * self.stride - 2 * self.padding + self.kernel
+
+    def band(self) -> torch.Tensor:
+        """One-hot ``(D_in, D_out, k)``: entry ``[i, o, k]`` is 1 where ``o = i*s - p + k``."""
+        band = torch.zeros(self.depth_in, self.depth_out, self.kernel)
+        for i in range(self.depth_in):
+            for k in range(self.kernel):
+                o = i * self.stride - self.padding + k
+                if 0 <= o < self.depth_out:
+                    band[i, o, k] = 1.0
+        return band
+
+    def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        """``(C_in, C_out, k_d, k_h, k_w)`` -> ``(D_in*C_in, D_out*C_out, k_h, k_w)``."""
+        c_in, c_out, _, k_h, k_w = kernel3d.shape
+        folded = torch.einsum("iok,abkhw->iaobhw", self.band().to(kernel3d), kernel3d)
+        return folded.reshape(self.depth_in * c_in, self.depth_out * c_out, k_h, k_w)
+
+    def unfold_weight(self, folded: torch.Tensor, c_in: int, c_out: int) -> torch.Tensor:
+        """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
+        k_h, k_w = folded.shape[-2:]
+        blocks = folded.reshape(self.depth_in, c_in, self.depth_out, c_out, k_h, k_w)
+        band = self.band().to(folded)
+        summed = torch.einsum("iok,iaobhw->abkhw", band, blocks)
+        return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
+
+
+class FoldedKernelT(torch.nn.Module):
+    """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight."""
+
+    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.fold, self.c_in, self.c_out = fold, c_in, c_out
+
+    def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        return self.fold.fold_weight(kernel3d).unsqueeze(-1)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.fold.unfold_weight(weight.squeeze(-1), self.c_in, self.c_out)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The tiny U-Net's shape and neurons (sigma-delta, graded spikes)."""
+
+    patch_size: int = 8
+    in_channels: int = 4  # spikereg.networks.encoding.input_features: fixed, moving, (F - M)+, (F - M)-
+    channels: tuple[int, int] = (4, 4)  # widths of the two resolution levels
+    out_channels: int = READOUT_CHANNELS
+    threshold: float = 1 / 32
+    spike_exp: int = 6
+    align_delays: bool = True
+    gain: float = 1.0  # weight init scale (x He's)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One synapse of the graph: ``source`` -> ``destination`` (node names)."""
+
+    source: str
+    destination: str
+    kind: str  # "conv" | "convT"
+    kernel: int
+    stride: int
+    padding: int
+    delay: int = 0  # steps beyond the one every connection takes
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}->{self.destination}"
+
+
+@dataclass
+class Node:
+    name: str
+    channels: int
+    size: int  # spatial side (depth = height = width)
+    inputs: list[int] = field(default_factory=list)  # indices into the edge list, primary first
+
+    @property
+    def features(self) -> int:
+        """Folded features ``D*C``."""
+        return self.size * self.channels
+
+
+def _step_delay(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """``x`` shifted ``steps`` later in time (zeros first), same length."""
+    if steps <= 0:
+        return x
+    return torch.nn.functional.pad(x, (steps, 0))[..., : x.shape[-1]]
+
+
+class SpikingUNet(torch.nn.Module):
+    """The tiny sigma-delta U-Net; input ``(N, P*C_in, P, P, T)`` folded graded levels."""
+
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        super().__init__()
+        config = config or UNetConfig()
+        self.config = config
+        slayer = compat.slayer()
+        self._slayer = slayer
+        neuron = dict(threshold=config.threshold, activation=torch.nn.functional.relu, requires_grad=False)
+        self.neuron_params = neuron
+        p, (c1, c2) = config.patch_size, config.channels
+        if p % 2:
+            raise ValueError(f"patch_size {p}: the U-Net halves it once, so it must be even")
+        half = conv_out_size(p, 3, 2, 1)
+        nodes = [Node("input", config.in_channels, p), Node("enc1", c1, p), Node("enc2", c2, half),
+                 Node("bott", c2, half), Node("dec2", c2, half), Node("dec1", c1, p),
+                 Node("out", config.out_channels, p)]
+        edges = [Edge("input", "enc1", "conv", 3, 1, 1), Edge("enc1", "enc2", "conv", 3, 2, 1),
+                 Edge("enc2", "bott", "conv", 3, 1, 1), Edge("bott", "dec2", "conv", 3, 1, 1),
+                 Edge("enc2", "dec2", "conv", 3, 1, 1),  # level-2 skip
+                 Edge("enc1", "dec1", "conv", 3, 1, 1),  # level-1 skip (dec1's primary edge)
+                 Edge("dec2", "dec1", "convT", 2, 2, 0),  # upsampling
+                 Edge("dec1", "out", "conv", 3, 1, 1)]
+        self.nodes = nodes
+        self.index = {node.name: i for i, node in enumerate(nodes)}
+        if config.align_delays:
+            edges = align_delays(nodes, edges, self.index)
+        self.edges = edges
+        for e, edge in enumerate(edges):
+            nodes[self.index[edge.destination]].inputs.append(e)
+        torch.manual_seed(config.seed)
+        self.input_block = slayer.block.sigma_delta.Input(neuron)
+        blocks, synapses = {}, {}
+        for node in nodes[1:]:
+            primary = edges[node.inputs[0]]
+            if primary.kind != "conv":
+                raise ValueError(f"node {node.name}: its first input must be a conv edge (SLAYER exports it)")
+            src = nodes[self.index[primary.source]]
+            block = slayer.block.sigma_delta.Conv(
+                neuron, src.features, node.features, primary.kernel, stride=primary.stride,
+                padding=primary.padding, delay_shift=True)
+            self._fold(block.synapse, primary, src, node, len(node.inputs))
+            blocks[node.name] = block
+            for e in node.inputs[1:]:
+                edge = edges[e]
+                src = nodes[self.index[edge.source]]
+                if edge.kind == "conv":
+                    syn = slayer.synapse.Conv(src.features, node.features, edge.kernel, stride=edge.stride,
+                                              padding=edge.padding, pre_hook_fx=block.neuron.quantize_8bit)
+                elif edge.kind == "convT":
+                    syn = slayer.synapse.ConvTranspose(src.features, node.features, edge.kernel,
+                                                       stride=edge.stride, padding=edge.padding,
+                                                       pre_hook_fx=block.neuron.quantize_8bit)
+                else:
+                    raise ValueError(f"edge {edge.name}: unknown kind {edge.kind!r}")
+                self._fold(syn, edge, src, node, len(node.inputs))
+                synapses[edge_key(edge)] = syn
+        self.blocks = torch.nn.ModuleDict(blocks)
+        self.synapses = torch.nn.ModuleDict(synapses)
+        scale = graded_spike_scale(config.spike_exp)  # graded spikes on netx's spike_exp grid
+        for block in self.chip_layers:
+            block.neuron.s_scale = block.neuron.delta.scale = scale
+        self.eval()
+
+    def _fold(self, synapse, edge: Edge, src: Node, dst: Node, fan: int) -> None:
+        if edge.kind == "conv":
+            fold = DepthFold(src.size, edge.kernel, edge.stride, edge.padding)
+            if fold.depth_out != dst.size:
+                raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
+            parametrize.register_parametrization(synapse, "weight", FoldedKernel(fold, dst.channels, src.channels))
+        else:
+            fold = DepthFoldT(src.size, edge.kernel, edge.stride, edge.padding)
+            if fold.depth_out != dst.size:
+                raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
+            parametrize.register_parametrization(synapse, "weight", FoldedKernelT(fold, src.channels, dst.channels))
+        with torch.no_grad():  # He's gain on the 3-D kernel's fan-in, shared between a node's edges
+            std = self.config.gain * (2.0 / (src.channels * edge.kernel**3 * fan)) ** 0.5
+            synapse.parametrizations.weight.original.normal_(0.0, std)
+
+    # -- structure ----------------------------------------------------------------
+    @property
+    def chip_layers(self) -> list[torch.nn.Module]:
+        """The input block, then every node's block, in the file's layer order."""
+        return [self.input_block] + [self.blocks[node.name] for node in self.nodes[1:]]
+
+    def edge_synapse(self, edge: Edge):
+        """The SLAYER synapse of ``edge`` (the destination block's own for its primary edge)."""
+        node = self.nodes[self.index[edge.destination]]
+        if self.edges[node.inputs[0]] == edge:
+            return self.blocks[node.name].synapse
+        return self.synapses[edge_key(edge)]
+
+    @property
+    def path_lengths(self) -> dict[str, int]:
+        """Steps from the input block's output to each node's output (the longest path)."""
+        return path_lengths(self.nodes, self.edges, self.index)
+
+    # -- forward ------------------------------------------------------------------
+    def node_outputs(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Every node's graded spikes over all of ``frames``' steps (input block first).
+
+        A node's synaptic input is the sum over its edges of each synapse's
+        output, shifted by the edge's extra delay, then the neuron and the
+        block's one-step delay: what Lava's connection processes deliver.
+        """
+        outs = [self.input_block(frames)]
+        for node in self.nodes[1:]:
+            block = self.blocks[node.name]
+            z = None
+            for e in node.inputs:
+                edge = self.edges[e]
+                part = _step_delay(self.edge_synapse(edge)(outs[self.index[edge.source]]), edge.delay)
+                z = part if z is None else z + part
+            y = block.neuron(z)
+            outs.append(self._slayer.block.base.step_delay(block, y))
+        return outs
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.node_outputs(frames)[-1]
+
+    def summed_inputs(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Every node's summed input (its sigma state, before the ReLU)."""
+        summed: list[torch.Tensor] = []
+        hooks = [self.blocks[n.name].neuron.sigma.register_forward_hook(lambda _m, _i, out: summed.append(out))
+                 for n in self.nodes[1:]]
+        try:
+            self.node_outputs(frames)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return summed
+
+    def metadata(self) -> dict:
+        return {"format": "spikereg-graph/1", "model": asdict(self.config), "architecture": "unet2",
+                "nodes": [n.name for n in self.nodes],
+                "layout": "netx (x, y, f) = (W, H, D*C) with feature d*C + c"}
+
+
+def edge_key(edge: Edge) -> str:
+    return f"{edge.source}__{edge.destination}"
+
+
+def path_lengths(nodes, edges, index) -> dict[str, int]:
+    """Longest path, in steps, from the input node to each node (each edge: 1 + its delay)."""
+    length = {nodes[0].name: 0}
+    for node in nodes[1:]:  # nodes are in topological order
+        length[node.name] = max(length[edges[e].source] + 1 + edges[e].delay for e in node.inputs)
+    return length
+
+
+def align_delays(nodes, edges, index) -> list[Edge]:
+    """Edges with the extra delays that make every path into each node equally long."""
+    from dataclasses import replace
+
+    incoming = {node.name: [e for e, edge in enumerate(edges) if edge.destination == node.name] for node in nodes}
+    length = {nodes[0].name: 0}
+    out = list(edges)
+    for node in nodes[1:]:
+        longest = max(length[edges[e].source] + 1 for e in incoming[node.name])
+        for e in incoming[node.name]:
+            out[e] = replace(edges[e], delay=longest - length[edges[e].source] - 1)
+        length[node.name] = longest
+    return out
