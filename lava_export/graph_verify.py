@@ -1,0 +1,151 @@
+"""Prove a graph export on Lava: the same stream through the SLAYER U-Net and through the Lava graph.
+
+:func:`compare_graph` streams patches back to back (each held ``window``
+steps, then silent steps until the longest path has drained) through
+:class:`~spikereg.networks.unet.SpikingUNet` and through
+:class:`~lava_export.graph_builder.LavaGraph` on Lava's fixed-point models,
+and compares every layer's graded spikes at every step (Lava's step ``t + 1``
+against SLAYER's ``t``: the host's delta encoder) within one graded quantum,
+and each patch's readout value (its summed graded spikes at the end of the
+patch's window). It also *measures* each layer's delay in both: the first
+step at which it sends anything after the stream starts (SLAYER: the longest
+path from the input, in steps; Lava: one more), and checks every edge's and
+node's worst case over every input against the chip's range
+(:func:`spikereg.networks.graph_bounds.graph_worst_case_table`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lava_export.graph_builder import LavaGraph
+from lava_export.verify import graded_quantum
+from spikereg.errors import SpikeRegError
+from spikereg.networks.graph_bounds import graph_worst_case_table
+
+
+class GraphVerificationError(SpikeRegError, RuntimeError):
+    """Lava's output differs from SLAYER's for an exported graph."""
+
+
+@dataclass
+class GraphVerification:
+    patches: int
+    window: int
+    steps: int
+    layers: list[str]
+    max_error: list[float]  # per layer, largest |Lava - SLAYER| over every unit and step
+    mismatches: list[int]  # per layer, values beyond the tolerance
+    messages_slayer: list[int]
+    messages_lava: list[int]
+    first_step_slayer: list[int | None]  # measured delay: first step the layer sends anything
+    first_step_lava: list[int | None]
+    readout_elements: int
+    readout_mismatches: int
+    readout_max_error: float
+    tolerance: float
+    seconds: float
+    edges: list[dict]  # per edge: source, destination, kind, delay (as built)
+    worst_case: list[dict]
+    precision: str = "fixed"
+
+    @property
+    def matched(self) -> bool:
+        return not any(self.mismatches) and self.readout_mismatches == 0
+
+    @property
+    def provably_in_range(self) -> bool:
+        return all(row["bound"] < row["limit"] for row in self.worst_case)
+
+    @property
+    def passed(self) -> bool:
+        return self.matched
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), matched=self.matched, passed=self.passed,
+                    provably_in_range=self.provably_in_range)
+
+
+def _first_step(values: np.ndarray) -> int | None:
+    busy = np.flatnonzero(np.abs(values.reshape(-1, values.shape[-1])).sum(axis=0))
+    return int(busy[0]) if busy.size else None
+
+
+def stream_of(frames: torch.Tensor, drain: int) -> torch.Tensor:
+    """``(P, *input, window)`` -> one stream ``(*input, P*window + drain)``, patch ``k`` in ``[k*w, (k+1)*w)``."""
+    count, window = len(frames), frames.shape[-1]
+    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)
+    return torch.nn.functional.pad(stream, (0, drain))
+
+
+def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVerification:
+    """Stream ``frames`` ``(P, P*C_in, P, P, window)`` graded levels through SLAYER and Lava; compare."""
+    start = time.perf_counter()
+    count, window = len(frames), frames.shape[-1]
+    longest = net.path_lengths[net.nodes[-1].name]
+    stream = stream_of(frames, longest + 1)
+    with torch.no_grad():
+        slayer = [o[0].double().numpy() for o in net.node_outputs(stream.unsqueeze(0))]
+    steps = stream.shape[-1]
+    with LavaGraph(model_path) as graph:
+        run = graph.run(np.pad(stream.numpy(), [(0, 0)] * (stream.dim() - 1) + [(0, 1)]))
+    tolerance = graded_quantum(net.chip_layers)
+    errors = [np.abs(lava[..., 1:1 + steps] - ref) for lava, ref in zip(run.values, slayer)]
+    ends = (np.arange(1, count + 1) * window + longest - 1).clip(max=steps - 1)
+    readout_slayer = np.cumsum(slayer[-1], axis=-1)[..., ends]
+    readout_lava = np.cumsum(run.values[-1][..., 1:1 + steps], axis=-1)[..., ends]
+    readout_error = np.abs(readout_lava - readout_slayer)
+    return GraphVerification(
+        patches=count, window=window, steps=steps, layers=list(run.names),
+        max_error=[float(e.max()) for e in errors],
+        mismatches=[int((e > tolerance).sum()) for e in errors],
+        messages_slayer=[int(np.count_nonzero(s)) for s in slayer],
+        messages_lava=[int(np.count_nonzero(v)) for v in run.values],
+        first_step_slayer=[_first_step(s) for s in slayer],
+        first_step_lava=[_first_step(v) for v in run.values],
+        readout_elements=int(readout_error.size),
+        readout_mismatches=int((readout_error > tolerance).sum()),
+        readout_max_error=float(readout_error.max()),
+        tolerance=tolerance,
+        seconds=time.perf_counter() - start,
+        edges=[{"source": e.source, "destination": e.destination, "kind": e.kind, "delay": e.delay,
+                "primary": e.primary} for e in graph.edges],
+        worst_case=[asdict(row) for row in graph_worst_case_table(net)],
+    )
+
+
+def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: int = 0,
+                    stress: bool = True) -> torch.Tensor:
+    """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
+    plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`, as held graded frames."""
+    from lava_export.verify import stress_patches
+    from spikereg.data import load_mni
+    from spikereg.networks.encoding import hold_encode, input_features
+    from spikereg.networks.folding import fold_volume
+
+    rng = np.random.default_rng(seed)
+    volume = torch.as_tensor(np.asarray(load_mni("t1", spacing).data, dtype=np.float32))
+    size, margin = net.config.patch_size, 2
+    fixed, moving = [], []
+    while len(fixed) < count:
+        corner = [int(rng.integers(margin, s - size - margin)) for s in volume.shape]
+        shift = [int(v) for v in rng.integers(-margin, margin + 1, 3)]
+        f = volume[tuple(slice(c, c + size) for c in corner)]
+        if float(f.mean()) < 0.2:  # mostly background: draw again
+            continue
+        m = volume[tuple(slice(c + s, c + s + size) for c, s in zip(corner, shift))]
+        fixed.append(f)
+        moving.append(m)
+    fixed, moving = torch.stack(fixed)[:, None], torch.stack(moving)[:, None]
+    if stress:
+        extra_f, extra_m = stress_patches(fixed, moving, seed=seed)
+        fixed, moving = torch.cat([fixed, extra_f]), torch.cat([moving, extra_m])
+    features = input_features(fixed, moving)
+    if features.shape[1] != net.config.in_channels:
+        raise ValueError(f"the input code gives {features.shape[1]} channels, the network takes "
+                         f"{net.config.in_channels}")
+    return fold_volume(hold_encode(features, window))

@@ -1,0 +1,155 @@
+"""The tiny spiking U-Net on Lava: graph file, graph builder, Lava fixed point == SLAYER, negative tests.
+
+A U-Net (two levels, two skips, a strided-conv downsampling and a folded
+transposed-conv upsampling edge, skip delays aligned) is trained a few SLAYER
+steps, exported as a graph netx file, built from it with lava-nc's own
+processes and run on Lava's fixed-point models on real-anatomy patches (MNI
+T1 at 2 mm, plus the verification stress patches): every layer's graded
+spikes at every step must equal SLAYER's within one quantum (measured: 0).
+A corrupted skip weight (either skip) or a wrong skip delay must fail.
+"""
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lava_export.graph_builder import conv_transpose_matrix, conv_weight_for_lava
+from lava_export.graph_file import GraphFileError, export_graph, is_graph_file, read_edges
+from lava_export.graph_verify import compare_graph, template_frames
+from spikereg.networks.unet import SpikingUNet, UNetConfig
+
+WINDOW = 8
+
+
+def trained_unet(config: UNetConfig | None = None, steps: int = 3) -> SpikingUNet:
+    net = SpikingUNet(config).train()
+    frames = template_frames(net, 2, WINDOW, stress=False, seed=5)
+    torch.manual_seed(0)
+    target = torch.rand(len(frames), net.nodes[-1].features, 8, 8)
+    optimizer = torch.optim.Adam(net.parameters(), lr=5e-3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(net(frames).sum(dim=-1), target).backward()
+        optimizer.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def unet_file(tmp_path_factory):
+    net = trained_unet()
+    path = tmp_path_factory.mktemp("unet") / "unet.net"
+    export_graph(net, path)
+    frames = template_frames(net, 3, WINDOW)  # 3 anatomy pairs + 9 stress pairs
+    return net, path, frames
+
+
+@pytest.fixture(scope="module")
+def verified(unet_file):
+    net, path, frames = unet_file
+    return compare_graph(net, path, frames)
+
+
+def test_graph_file_layout(unet_file):
+    net, path, _ = unet_file
+    assert is_graph_file(path)
+    names, edges = read_edges(path)
+    assert names == [n.name for n in net.nodes]
+    with h5py.File(path, "r") as handle:
+        assert [handle[f"layer/{i}/type"][0] for i in range(len(names))] == [b"input"] + [b"conv"] * 6
+        assert all(handle[f"layer/{i}/neuron/type"][()] == b"SDNN" for i in range(len(names)))
+        extra = [e for e in edges if not e.primary]
+        assert {(names[e.source], names[e.destination], e.kind) for e in extra} == {
+            ("enc2", "dec2", "conv"), ("dec2", "dec1", "convT")}
+        for e in extra:  # SLAYER's 8-bit integers, as its export writes a layer's weight
+            weight = handle[e.group]["weight"][()]
+            assert np.array_equal(weight, np.round(weight)) and np.abs(weight).max() <= 256
+    assert {(names[e.source], names[e.destination]): e.delay for e in edges if e.delay} == {
+        ("enc2", "dec2"): 1, ("enc1", "dec1"): 3}
+
+
+def test_lava_graph_equals_slayer_on_real_anatomy(unet_file, verified):
+    net, _, frames = unet_file
+    result = verified
+    assert result.patches == len(frames) == 12
+    assert result.passed, result.to_dict()
+    assert max(result.max_error) <= result.tolerance
+    assert max(result.max_error) == 0.0  # measured: bit for bit
+    assert result.messages_lava == result.messages_slayer and min(result.messages_slayer) > 0
+    assert result.readout_mismatches == 0 and result.readout_max_error == 0.0
+    # measured delays: SLAYER's layer l first answers at its longest path; Lava one step later (host encoder)
+    lengths = [net.path_lengths[n.name] for n in net.nodes]
+    assert result.first_step_slayer == lengths
+    assert result.first_step_lava == [v + 1 for v in lengths]
+
+
+def corrupt(src, dst, edit):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as handle:
+        edit(handle)
+    return dst
+
+
+@pytest.mark.parametrize("where", ["graph/edge/4/weight", "layer/5/weight"])  # enc2->dec2, enc1->dec1 skips
+def test_a_corrupted_skip_weight_fails(unet_file, tmp_path, where):
+    net, path, frames = unet_file
+
+    def edit(handle):
+        weight = handle[where][()]
+        flat = weight.reshape(-1)
+        flat[np.flatnonzero(flat)[:: max(1, np.count_nonzero(flat) // 16)]] += 32
+        handle[where][...] = flat.reshape(weight.shape)
+
+    result = compare_graph(net, corrupt(path, tmp_path / "bad.net", edit), frames[:2])
+    assert not result.passed
+    first_bad = int(np.flatnonzero(result.mismatches)[0])
+    assert result.layers[first_bad] == ("dec2" if "edge/4" in where else "dec1")
+    assert not any(result.mismatches[:first_bad])
+
+
+def test_a_wrong_skip_delay_fails(unet_file, tmp_path):
+    net, path, frames = unet_file
+
+    def edit(handle):  # enc1 -> dec1 one step too early
+        assert int(handle["graph/edge/5/delay"][()]) == 3
+        handle["graph/edge/5/delay"][...] = 2
+
+    result = compare_graph(net, corrupt(path, tmp_path / "late.net", edit), frames[:2])
+    assert not result.passed
+    assert result.layers[int(np.flatnonzero(result.mismatches)[0])] == "dec1"
+
+
+def test_upsampling_matrix_is_the_transposed_convolution():
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-128, 128, (3, 2, 2, 2)) * 2  # (C_in, C_out, k_h, k_w)
+    x = rng.integers(-50, 50, (3, 4, 5))  # (C, H, W)
+    reference = torch.nn.functional.conv_transpose2d(torch.tensor(x[None], dtype=torch.float64),
+                                                     torch.tensor(weight, dtype=torch.float64), stride=2)[0]
+    matrix = conv_transpose_matrix(weight, (5, 4, 3), (10, 8, 2), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    lava_x = np.transpose(x, (2, 1, 0)).reshape(-1)  # (x, y, f) C order
+    out = (matrix @ lava_x).reshape(10, 8, 2)
+    assert np.array_equal(np.transpose(out, (2, 1, 0)), reference.numpy().astype(np.int64))
+    assert conv_weight_for_lava(np.zeros((4, 3, 3, 2))).shape == (4, 2, 3, 3)
+
+
+def test_graph_file_errors(unet_file, tmp_path):
+    _, path, _ = unet_file
+
+    def two_primaries(handle):
+        handle["graph/edge/4/primary"][...] = 1
+
+    with pytest.raises(GraphFileError, match="exactly one primary"):
+        read_edges(corrupt(path, tmp_path / "a.net", two_primaries))
+
+    def backwards(handle):
+        handle["graph/edge/4/source"][...] = 5
+
+    with pytest.raises(GraphFileError, match="does not go forward"):
+        read_edges(corrupt(path, tmp_path / "b.net", backwards))
+
+    def no_graph(handle):
+        del handle["graph"]
+
+    with pytest.raises(GraphFileError, match="not a graph"):
+        read_edges(corrupt(path, tmp_path / "c.net", no_graph))
