@@ -113,12 +113,18 @@ class GraphRun:
 class LavaGraph:
     """A graph netx file built as a Lava process graph. Use as a context manager; stops Lava on exit."""
 
-    def __init__(self, path: str | Path, precision: str = "fixed") -> None:
+    def __init__(self, path: str | Path, window: int | None = None, precision: str = "fixed") -> None:
         self.path = Path(path)
         if precision != "fixed":
             raise GraphBuildError("graph files run on Lava's fixed-point models only (--precision fixed)")
         self.precision = precision
+        self.window = window
         self.names, self.edges = read_edges(self.path)
+        with h5py.File(self.path, "r") as handle:
+            self.graded = "neuron" in handle["layer/0"]
+        if not self.graded and not window:
+            raise GraphBuildError(f"model {self.path}: a CUBA graph resets every window; give its window")
+        self.path_lengths = self._path_lengths()
         self.spike_exp = spike_exp_of(self.path)
         self.spike_scale = graded_spike_scale(self.spike_exp)
         self.encoder = None
@@ -143,6 +149,21 @@ class LavaGraph:
         compat.stop_lava(self._anchor.runtime, self._anchor.stop)
         return True
 
+    def _path_lengths(self) -> list[int]:
+        """Steps from the input to each layer (each edge: 1 + its delay); CUBA needs every path equal."""
+        length = [0] * len(self.names)
+        for dst in range(1, len(self.names)):
+            arriving = {length[e.source] + 1 + e.delay for e in self.edges if e.destination == dst}
+            if len(arriving) > 1 and not self.graded:
+                raise GraphBuildError(f"model {self.path}: paths into layer {dst} ({self.names[dst]}) take "
+                                      f"{sorted(arriving)} steps; a CUBA graph's per-window resets need them equal")
+            length[dst] = max(arriving)
+        return length
+
+    @property
+    def message_bits(self) -> int:
+        return MESSAGE_BITS if self.graded else 0
+
     # -- building --------------------------------------------------------------
     def build(self) -> None:
         """Make every process and connect them (no compilation yet)."""
@@ -160,31 +181,39 @@ class LavaGraph:
         with h5py.File(self.path, "r") as handle:
             layers = handle["layer"]
             first = netx.utils.NetDict(f=layers["0"])
-            if first["type"] != "input" or "neuron" not in first.keys():
-                raise GraphBuildError(f"model {self.path}: layer 0 must be a sigma-delta input layer")
-            shape0 = tuple(int(v) for v in first["neuron"]["shape"][::-1]) if "shape" in first["neuron"].keys() \
-                else tuple(int(v) for v in first["shape"][::-1])
-            vth = int(np.asarray(first["neuron"]["vThMant"]))
-            self.encoder = encoder_mod.DeltaEncoder(shape=shape0, vth=vth, spike_exp=self.spike_exp,
-                                                    compression=encoder_mod.Compression.DENSE)
+            if first["type"] != "input":
+                raise GraphBuildError(f"model {self.path}: layer 0 must be an input layer")
+            shape0 = tuple(int(v) for v in first["shape"][::-1])
+            self._injector = injector_mod.Injector(shape=shape0, buffer_size=STREAM_BUFFER)
+            if self.graded:
+                vth = int(np.asarray(first["neuron"]["vThMant"]))
+                self.encoder = encoder_mod.DeltaEncoder(shape=shape0, vth=vth, spike_exp=self.spike_exp,
+                                                        compression=encoder_mod.Compression.DENSE)
+                self._injector.out_port.connect(self.encoder.a_in)
+                outs.append(self.encoder.s_out)
+            else:  # binary spikes straight from the host
+                outs.append(self._injector.out_port)
             shapes.append(shape0)
-            outs.append(self.encoder.s_out)
             for index in range(1, len(layers)):
                 layer = netx.utils.NetDict(f=layers[str(index)])
                 if layer["type"] != "conv":
                     raise GraphBuildError(f"model {self.path}: layer {index} has type {layer['type']!r}; "
                                           "graph files hold conv layers")
                 shape = tuple(int(v) for v in layer["shape"][::-1])  # WHC (x, y, f)
-                params = network.get_neuron_params(layer["neuron"], spike_exp=self.spike_exp)
+                # netx's own neuron of the group; CUBA: reset every window, staggered by the layer's
+                # path length as netx staggers a chain's layers (offset l for layer l)
+                reset = dict(reset_interval=self.window, reset_offset=self.path_lengths[index]) \
+                    if not self.graded else {}
+                params = network.get_neuron_params(layer["neuron"], spike_exp=self.spike_exp, **reset)
                 process = params.pop("neuron_proc")
-                params.pop("bias_key", None)
+                bias_key = params.pop("bias_key", "bias")
                 params.pop("num_message_bits", None)
-                if process is not sdn.SigmaDelta:
-                    raise GraphBuildError(f"model {self.path}: layer {index}: only sigma-delta (SDNN) layers "
-                                          "are built from graph files so far")
+                if (process is sdn.SigmaDelta) != self.graded or process.__name__ not in ("SigmaDelta", "LIFReset"):
+                    raise GraphBuildError(f"model {self.path}: layer {index}: a {process.__name__} neuron; graph "
+                                          "files hold sigma-delta (SDNN) or CUBA layers, one kind throughout")
                 if "bias" in layer.keys():
                     bias = np.asarray(layer["bias"])
-                    params["bias"] = (bias if bias.shape == shape else np.broadcast_to(bias, shape)).astype(np.int32)
+                    params[bias_key] = (bias if bias.shape == shape else np.broadcast_to(bias, shape)).astype(np.int32)
                 neuron = process(shape=shape, **params)
                 self.neurons.append(neuron)
                 shapes.append(shape)
@@ -192,8 +221,6 @@ class LavaGraph:
             for edge in self.edges:
                 self.connections[edge.index] = self._connect(edge, handle[edge.group], shapes, outs,
                                                              conv_mod, sparse_mod)
-        self._injector = injector_mod.Injector(shape=shape0, buffer_size=STREAM_BUFFER)
-        self._injector.out_port.connect(self.encoder.a_in)
         self._extractors = [extractor_mod.Extractor(shape=tuple(port.shape), buffer_size=STREAM_BUFFER)
                             for port in outs]
         for port, extractor in zip(outs, self._extractors):
@@ -210,7 +237,7 @@ class LavaGraph:
         identity = csr_matrix((np.ones(flat_in, dtype=np.int32), (np.arange(flat_in), np.arange(flat_in))),
                               shape=(flat_in, flat_in))
         for _ in range(edge.delay):  # one step each
-            relay = sparse_mod.Sparse(weights=identity, num_message_bits=MESSAGE_BITS)
+            relay = sparse_mod.Sparse(weights=identity, num_message_bits=self.message_bits)
             source.flatten().connect(relay.s_in)
             source = relay.a_out.reshape(shape_in)
             processes.append(relay)
@@ -220,7 +247,7 @@ class LavaGraph:
             synapse = conv_mod.Conv(input_shape=shape_in, weight=conv_weight_for_lava(weight),
                                     stride=_xy(group["stride"][()]), padding=_xy(group["padding"][()]),
                                     dilation=_xy(group["dilation"][()]), groups=groups,
-                                    num_message_bits=MESSAGE_BITS)
+                                    num_message_bits=self.message_bits)
             if tuple(synapse.output_shape) != tuple(shape_out):
                 raise GraphBuildError(f"model {self.path}: edge {edge.index} ({edge.source} -> {edge.destination}) "
                                       f"gives {tuple(synapse.output_shape)}, layer {edge.destination} is {shape_out}")
@@ -228,7 +255,7 @@ class LavaGraph:
             synapse.a_out.connect(target)
         elif edge.kind == "convT":
             matrix = conv_transpose_matrix(weight, shape_in, shape_out, group["stride"][()], group["padding"][()])
-            synapse = sparse_mod.Sparse(weights=matrix, num_message_bits=MESSAGE_BITS)
+            synapse = sparse_mod.Sparse(weights=matrix, num_message_bits=self.message_bits)
             source.flatten().connect(synapse.s_in)
             synapse.a_out.reshape(shape_out).connect(target)
         else:
@@ -262,7 +289,7 @@ class LavaGraph:
                     compile_seconds = time.perf_counter() - tick
                     tick = time.perf_counter()
                 for t in range(step, step + steps):
-                    frame = to_lava(stream[..., t, None])[..., 0] * GRADED_INPUT_SCALE
+                    frame = to_lava(stream[..., t, None])[..., 0] * (GRADED_INPUT_SCALE if self.graded else 1)
                     self._injector.send(frame)
                     for store, extractor in zip(values, self._extractors):
                         store[..., t] = extractor.receive()
@@ -271,6 +298,6 @@ class LavaGraph:
                 step += steps
         finally:
             self.stop()
-        scaled = [from_lava(v / self.spike_scale) for v in values]
+        scaled = [from_lava(v / self.spike_scale if self.graded else v) for v in values]
         return GraphRun(values=scaled, names=self.names, time_steps=total, compile_seconds=compile_seconds,
                         run_seconds=run_seconds)

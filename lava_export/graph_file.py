@@ -5,8 +5,10 @@ Format ``spikereg-graph/1`` (one HDF5 file)::
     /                       attr "spikereg": JSON metadata, "format": "spikereg-graph/1"
     /layer/<i>              i = 0 .. N-1, one netx layer group per node, in topological order,
                             exactly as SLAYER's block.export_hdf5 writes it:
-                            0: the sigma-delta input layer (type "input", neuron SDNN);
-                            i >= 1: type "conv", shape, neuron (SDNN: vThMant ...), and the
+                            0: the input layer (type "input"; SDNN: with its sigma-delta
+                            neuron, as slayer.block.sigma_delta.Input writes it; CUBA: a shape);
+                            i >= 1: type "conv", shape, neuron (SDNN: vThMant; CUBA: vThMant,
+                            iDecay, vDecay), and the
                             weight/kernelSize/stride/padding/dilation/groups of the node's
                             *primary* edge (its first input)
     /graph                  attr "format" = "spikereg-graph/1"
@@ -94,7 +96,13 @@ def export_graph(net, path: str | Path, extra: dict | None = None) -> None:
     with h5py.File(path, "w") as handle:
         handle.attrs[METADATA_ATTR] = json.dumps(dict(net.metadata(), **(extra or {})))
         layers = handle.create_group("layer")
-        for index, block in enumerate(net.chip_layers):
+        first = 0
+        if net.input_block is None:  # CUBA: the input layer is a shape, the host sends spikes
+            group = layers.create_group("0")
+            group.create_dataset("type", (1,), "S10", [b"input"])
+            group.create_dataset("shape", data=np.array([size * net.config.in_channels, size, size]))
+            first = 1
+        for index, block in enumerate(net.chip_layers, start=first):
             block.export_hdf5(layers.create_group(str(index)))
         graph = handle.create_group("graph")
         graph.attrs["format"] = GRAPH_FORMAT

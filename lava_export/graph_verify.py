@@ -52,13 +52,17 @@ class GraphVerification:
     edges: list[dict]  # per edge: source, destination, kind, delay (as built)
     worst_case: list[dict]
     precision: str = "fixed"
+    neuron: str = "sdnn"
 
     @property
     def matched(self) -> bool:
         return not any(self.mismatches) and self.readout_mismatches == 0
 
     @property
-    def provably_in_range(self) -> bool:
+    def provably_in_range(self) -> bool | None:
+        """SDNN: every edge's and node's worst case within the chip's widths; None where not computed (CUBA)."""
+        if not self.worst_case:
+            return None
         return all(row["bound"] < row["limit"] for row in self.worst_case)
 
     @property
@@ -83,30 +87,59 @@ def stream_of(frames: torch.Tensor, drain: int) -> torch.Tensor:
 
 
 def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVerification:
-    """Stream ``frames`` ``(P, P*C_in, P, P, window)`` graded levels through SLAYER and Lava; compare."""
+    """Stream ``frames`` ``(P, P*C_in, P, P, window)`` through SLAYER and through Lava; compare.
+
+    * SDNN (graded levels): no reset; SLAYER runs the very same stream, and
+      Lava's step ``t + 1`` is compared with SLAYER's ``t``; tolerance one
+      graded quantum.
+    * CUBA (binary spikes): every layer resets each window, staggered by its
+      path length ``L`` (:class:`~lava_export.graph_builder.LavaGraph`); SLAYER
+      runs each patch alone from rest, and layer answers patch ``k`` in Lava's
+      steps ``[k*w + L - 1, (k+1)*w + L - 1)`` and SLAYER's ``[L - 1, w + L - 1)``;
+      every spike must be equal (leave each patch's last input step silent).
+    """
     start = time.perf_counter()
     count, window = len(frames), frames.shape[-1]
     longest = net.path_lengths[net.nodes[-1].name]
+    lengths = [net.path_lengths[n.name] for n in net.nodes]
+    graded = net.config.graded
     stream = stream_of(frames, longest + 1)
-    with torch.no_grad():
-        slayer = [o[0].double().numpy() for o in net.node_outputs(stream.unsqueeze(0))]
     steps = stream.shape[-1]
-    with LavaGraph(model_path) as graph:
+    with LavaGraph(model_path, window=None if graded else window) as graph:
         run = graph.run(np.pad(stream.numpy(), [(0, 0)] * (stream.dim() - 1) + [(0, 1)]))
-    tolerance = graded_quantum(net.chip_layers)
-    errors = [np.abs(lava[..., 1:1 + steps] - ref) for lava, ref in zip(run.values, slayer)]
-    ends = (np.arange(1, count + 1) * window + longest - 1).clip(max=steps - 1)
-    readout_slayer = np.cumsum(slayer[-1], axis=-1)[..., ends]
-    readout_lava = np.cumsum(run.values[-1][..., 1:1 + steps], axis=-1)[..., ends]
+    if graded:
+        with torch.no_grad():
+            slayer = [o[0].double().numpy() for o in net.node_outputs(stream.unsqueeze(0))]
+        tolerance = graded_quantum(net.chip_layers)
+        lava = [v[..., 1:1 + steps] for v in run.values]
+        ends = (np.arange(1, count + 1) * window + longest - 1).clip(max=steps - 1)
+        readout_slayer = np.cumsum(slayer[-1], axis=-1)[..., ends]
+        readout_lava = np.cumsum(lava[-1], axis=-1)[..., ends]
+        first_slayer, first_lava = [_first_step(s) for s in slayer], [_first_step(v) for v in run.values]
+    else:
+        with torch.no_grad():
+            alone = [o.double().numpy() for o in
+                     net.node_outputs(torch.nn.functional.pad(frames, (0, longest + 1)))]
+        tolerance = 0.0
+        # every layer's answers, patch after patch, on one time axis: (*shape, P*w)
+        slayer = [np.concatenate([o[k, ..., max(length - 1, 0):max(length - 1, 0) + window] for k in range(count)],
+                                 axis=-1) for o, length in zip(alone, lengths)]
+        lava = [v[..., max(length - 1, 0):max(length - 1, 0) + count * window]
+                for v, length in zip(run.values, lengths)]
+        readout_slayer = np.stack([s.sum(axis=-1) for s in np.split(slayer[-1], count, axis=-1)])
+        readout_lava = np.stack([s.sum(axis=-1) for s in np.split(lava[-1], count, axis=-1)])
+        first_slayer = [_first_step(o[0]) for o in alone]
+        first_lava = [_first_step(v) for v in run.values]
+    errors = [np.abs(a - b) for a, b in zip(lava, slayer)]
     readout_error = np.abs(readout_lava - readout_slayer)
     return GraphVerification(
         patches=count, window=window, steps=steps, layers=list(run.names),
         max_error=[float(e.max()) for e in errors],
         mismatches=[int((e > tolerance).sum()) for e in errors],
         messages_slayer=[int(np.count_nonzero(s)) for s in slayer],
-        messages_lava=[int(np.count_nonzero(v)) for v in run.values],
-        first_step_slayer=[_first_step(s) for s in slayer],
-        first_step_lava=[_first_step(v) for v in run.values],
+        messages_lava=[int(np.count_nonzero(v)) for v in lava],
+        first_step_slayer=first_slayer,
+        first_step_lava=first_lava,
         readout_elements=int(readout_error.size),
         readout_mismatches=int((readout_error > tolerance).sum()),
         readout_max_error=float(readout_error.max()),
@@ -114,17 +147,19 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
         seconds=time.perf_counter() - start,
         edges=[{"source": e.source, "destination": e.destination, "kind": e.kind, "delay": e.delay,
                 "primary": e.primary} for e in graph.edges],
-        worst_case=[asdict(row) for row in graph_worst_case_table(net)],
+        worst_case=[asdict(row) for row in graph_worst_case_table(net)] if graded else [],
+        neuron=net.config.neuron,
     )
 
 
 def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: int = 0,
-                    stress: bool = True) -> torch.Tensor:
+                    stress: bool = True, time_steps: int | None = None) -> torch.Tensor:
     """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
-    plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`, as held graded frames."""
+    plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`: SDNN, graded levels held
+    ``window`` steps; CUBA, a rate code over ``time_steps`` (default ``window // 2``) then silence."""
     from lava_export.verify import stress_patches
     from spikereg.data import load_mni
-    from spikereg.networks.encoding import hold_encode, input_features
+    from spikereg.networks.encoding import hold_encode, input_features, rate_encode
     from spikereg.networks.folding import fold_volume
 
     rng = np.random.default_rng(seed)
@@ -148,4 +183,6 @@ def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: in
     if features.shape[1] != net.config.in_channels:
         raise ValueError(f"the input code gives {features.shape[1]} channels, the network takes "
                          f"{net.config.in_channels}")
-    return fold_volume(hold_encode(features, window))
+    if net.config.graded:
+        return fold_volume(hold_encode(features, window))
+    return fold_volume(rate_encode(features, time_steps or window // 2, window))

@@ -107,17 +107,24 @@ class FoldedKernelT(torch.nn.Module):
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """The tiny U-Net's shape and neurons (sigma-delta, graded spikes)."""
+    """The tiny U-Net's shape and neurons: ``sdnn`` (sigma-delta, graded spikes) or ``cuba`` (binary spikes)."""
 
     patch_size: int = 8
     in_channels: int = 4  # spikereg.networks.encoding.input_features: fixed, moving, (F - M)+, (F - M)-
     channels: tuple[int, int] = (4, 4)  # widths of the two resolution levels
     out_channels: int = READOUT_CHANNELS
-    threshold: float = 1 / 32
-    spike_exp: int = 6
+    neuron: str = "sdnn"
+    threshold: float | None = None  # default: sdnn 1/32, cuba 1.0
+    current_decay: float = 0.25  # cuba only
+    voltage_decay: float = 0.03  # cuba only
+    spike_exp: int = 6  # sdnn only: graded spikes on netx's spike_exp grid
     align_delays: bool = True
-    gain: float = 1.0  # weight init scale (x He's)
+    gain: float = 1.0  # weight init scale (x He's; cuba x 3 / sqrt(2) of it, as snn.py)
     seed: int = 0
+
+    @property
+    def graded(self) -> bool:
+        return self.neuron == "sdnn"
 
 
 @dataclass(frozen=True)
@@ -157,30 +164,57 @@ def _step_delay(x: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (steps, 0))[..., : x.shape[-1]]
 
 
-class SpikingUNet(torch.nn.Module):
-    """The tiny sigma-delta U-Net; input ``(N, P*C_in, P, P, T)`` folded graded levels."""
+def unet_topology(config: UNetConfig) -> tuple[list[Node], list[Edge]]:
+    """The two-level U-Net's nodes (topological order) and edges (each node's primary edge first)."""
+    p, (c1, c2) = config.patch_size, config.channels
+    if p % 2:
+        raise ValueError(f"patch_size {p}: the U-Net halves it once, so it must be even")
+    half = conv_out_size(p, 3, 2, 1)
+    nodes = [Node("input", config.in_channels, p), Node("enc1", c1, p), Node("enc2", c2, half),
+             Node("bott", c2, half), Node("dec2", c2, half), Node("dec1", c1, p),
+             Node("out", config.out_channels, p)]
+    edges = [Edge("input", "enc1", "conv", 3, 1, 1), Edge("enc1", "enc2", "conv", 3, 2, 1),
+             Edge("enc2", "bott", "conv", 3, 1, 1), Edge("bott", "dec2", "conv", 3, 1, 1),
+             Edge("enc2", "dec2", "conv", 3, 1, 1),  # level-2 skip
+             Edge("enc1", "dec1", "conv", 3, 1, 1),  # level-1 skip (dec1's primary edge)
+             Edge("dec2", "dec1", "convT", 2, 2, 0),  # upsampling
+             Edge("dec1", "out", "conv", 3, 1, 1)]
+    return nodes, edges
 
-    def __init__(self, config: UNetConfig | None = None) -> None:
+
+def chain_topology(config: UNetConfig, widths: list[int]) -> tuple[list[Node], list[Edge]]:
+    """A plain chain of 3^3 convs (``widths`` then the readout): a graph that is also a sequential netx file."""
+    size = config.patch_size
+    nodes = [Node("input", config.in_channels, size)]
+    nodes += [Node(f"conv{i + 1}", c, size) for i, c in enumerate(widths)] + [Node("out", config.out_channels, size)]
+    edges = [Edge(a.name, b.name, "conv", 3, 1, 1) for a, b in zip(nodes, nodes[1:])]
+    return nodes, edges
+
+
+class SpikingGraph(torch.nn.Module):
+    """A graph of SLAYER blocks; input ``(N, P*C_in, P, P, T)`` folded (sdnn: graded levels, cuba: spikes).
+
+    ``nodes`` in topological order, the input first; ``edges`` with each
+    node's primary edge (a conv) listed before its other inputs.
+    """
+
+    def __init__(self, config: UNetConfig, nodes: list[Node], edges: list[Edge], architecture: str = "graph") -> None:
         super().__init__()
-        config = config or UNetConfig()
         self.config = config
+        self.architecture = architecture
         slayer = compat.slayer()
         self._slayer = slayer
-        neuron = dict(threshold=config.threshold, activation=torch.nn.functional.relu, requires_grad=False)
+        if config.neuron not in ("sdnn", "cuba"):
+            raise ValueError(f"neuron {config.neuron!r}: choose sdnn or cuba")
+        if config.graded:
+            kind = slayer.block.sigma_delta
+            neuron = dict(threshold=config.threshold or 1 / 32, activation=torch.nn.functional.relu,
+                          requires_grad=False)
+        else:
+            kind = slayer.block.cuba
+            neuron = dict(threshold=config.threshold or 1.0, current_decay=config.current_decay,
+                          voltage_decay=config.voltage_decay, requires_grad=False)
         self.neuron_params = neuron
-        p, (c1, c2) = config.patch_size, config.channels
-        if p % 2:
-            raise ValueError(f"patch_size {p}: the U-Net halves it once, so it must be even")
-        half = conv_out_size(p, 3, 2, 1)
-        nodes = [Node("input", config.in_channels, p), Node("enc1", c1, p), Node("enc2", c2, half),
-                 Node("bott", c2, half), Node("dec2", c2, half), Node("dec1", c1, p),
-                 Node("out", config.out_channels, p)]
-        edges = [Edge("input", "enc1", "conv", 3, 1, 1), Edge("enc1", "enc2", "conv", 3, 2, 1),
-                 Edge("enc2", "bott", "conv", 3, 1, 1), Edge("bott", "dec2", "conv", 3, 1, 1),
-                 Edge("enc2", "dec2", "conv", 3, 1, 1),  # level-2 skip
-                 Edge("enc1", "dec1", "conv", 3, 1, 1),  # level-1 skip (dec1's primary edge)
-                 Edge("dec2", "dec1", "convT", 2, 2, 0),  # upsampling
-                 Edge("dec1", "out", "conv", 3, 1, 1)]
         self.nodes = nodes
         self.index = {node.name: i for i, node in enumerate(nodes)}
         if config.align_delays:
@@ -189,16 +223,15 @@ class SpikingUNet(torch.nn.Module):
         for e, edge in enumerate(edges):
             nodes[self.index[edge.destination]].inputs.append(e)
         torch.manual_seed(config.seed)
-        self.input_block = slayer.block.sigma_delta.Input(neuron)
+        self.input_block = kind.Input(neuron) if config.graded else None
         blocks, synapses = {}, {}
         for node in nodes[1:]:
             primary = edges[node.inputs[0]]
             if primary.kind != "conv":
                 raise ValueError(f"node {node.name}: its first input must be a conv edge (SLAYER exports it)")
             src = nodes[self.index[primary.source]]
-            block = slayer.block.sigma_delta.Conv(
-                neuron, src.features, node.features, primary.kernel, stride=primary.stride,
-                padding=primary.padding, delay_shift=True)
+            block = kind.Conv(neuron, src.features, node.features, primary.kernel, stride=primary.stride,
+                              padding=primary.padding, delay_shift=True)
             self._fold(block.synapse, primary, src, node, len(node.inputs))
             blocks[node.name] = block
             for e in node.inputs[1:]:
@@ -217,9 +250,10 @@ class SpikingUNet(torch.nn.Module):
                 synapses[edge_key(edge)] = syn
         self.blocks = torch.nn.ModuleDict(blocks)
         self.synapses = torch.nn.ModuleDict(synapses)
-        scale = graded_spike_scale(config.spike_exp)  # graded spikes on netx's spike_exp grid
-        for block in self.chip_layers:
-            block.neuron.s_scale = block.neuron.delta.scale = scale
+        if config.graded:
+            scale = graded_spike_scale(config.spike_exp)  # graded spikes on netx's spike_exp grid
+            for block in self.chip_layers:
+                block.neuron.s_scale = block.neuron.delta.scale = scale
         self.eval()
 
     def _fold(self, synapse, edge: Edge, src: Node, dst: Node, fan: int) -> None:
@@ -235,13 +269,16 @@ class SpikingUNet(torch.nn.Module):
             parametrize.register_parametrization(synapse, "weight", FoldedKernelT(fold, src.channels, dst.channels))
         with torch.no_grad():  # He's gain on the 3-D kernel's fan-in, shared between a node's edges
             std = self.config.gain * (2.0 / (src.channels * edge.kernel**3 * fan)) ** 0.5
+            if not self.config.graded:  # a gain that makes binary layers spike (snn.py: 3 / sqrt(fan-in))
+                std *= 3.0 / 2.0**0.5
             synapse.parametrizations.weight.original.normal_(0.0, std)
 
     # -- structure ----------------------------------------------------------------
     @property
     def chip_layers(self) -> list[torch.nn.Module]:
-        """The input block, then every node's block, in the file's layer order."""
-        return [self.input_block] + [self.blocks[node.name] for node in self.nodes[1:]]
+        """(sdnn: the input block, then) every node's block, in the file's layer order."""
+        first = [self.input_block] if self.input_block is not None else []
+        return first + [self.blocks[node.name] for node in self.nodes[1:]]
 
     def edge_synapse(self, edge: Edge):
         """The SLAYER synapse of ``edge`` (the destination block's own for its primary edge)."""
@@ -263,7 +300,7 @@ class SpikingUNet(torch.nn.Module):
         output, shifted by the edge's extra delay, then the neuron and the
         block's one-step delay: what Lava's connection processes deliver.
         """
-        outs = [self.input_block(frames)]
+        outs = [self.input_block(frames) if self.input_block is not None else frames]
         for node in self.nodes[1:]:
             block = self.blocks[node.name]
             z = None
@@ -291,9 +328,17 @@ class SpikingUNet(torch.nn.Module):
         return summed
 
     def metadata(self) -> dict:
-        return {"format": "spikereg-graph/1", "model": asdict(self.config), "architecture": "unet2",
+        return {"format": "spikereg-graph/1", "model": asdict(self.config), "architecture": self.architecture,
                 "nodes": [n.name for n in self.nodes],
                 "layout": "netx (x, y, f) = (W, H, D*C) with feature d*C + c"}
+
+
+class SpikingUNet(SpikingGraph):
+    """The tiny two-level U-Net (:func:`unet_topology`)."""
+
+    def __init__(self, config: UNetConfig | None = None) -> None:
+        config = config or UNetConfig()
+        super().__init__(config, *unet_topology(config), architecture="unet2")
 
 
 def edge_key(edge: Edge) -> str:

@@ -153,3 +153,48 @@ def test_graph_file_errors(unet_file, tmp_path):
 
     with pytest.raises(GraphFileError, match="not a graph"):
         read_edges(corrupt(path, tmp_path / "c.net", no_graph))
+
+
+def test_cuba_unet_on_lava_equals_slayer_spike_for_spike(tmp_path):
+    """Binary spikes, every layer reset each window, staggered by its path length (skips aligned)."""
+    net = trained_unet(UNetConfig(neuron="cuba"), steps=2)
+    path = tmp_path / "cuba.net"
+    export_graph(net, path)
+    with h5py.File(path, "r") as handle:
+        assert "neuron" not in handle["layer/0"]  # the input layer is a shape: the host sends spikes
+        assert handle["layer/1/neuron/type"][()] == b"CUBA"
+    frames = template_frames(net, 1, 16)  # rate code over 8 steps, then silence; + 9 stress pairs
+    result = compare_graph(net, path, frames)
+    assert result.neuron == "cuba" and result.tolerance == 0.0
+    assert result.passed, result.to_dict()
+    assert max(result.max_error) == 0.0 and result.readout_max_error == 0.0
+    assert result.messages_lava == result.messages_slayer and min(result.messages_slayer) > 0
+
+
+def test_cuba_graph_with_unequal_paths_is_refused(tmp_path):
+    from lava_export.graph_builder import GraphBuildError, LavaGraph
+
+    net = SpikingUNet(UNetConfig(neuron="cuba", align_delays=False))
+    path = tmp_path / "unaligned.net"
+    export_graph(net, path)
+    with pytest.raises(GraphBuildError, match="paths into layer 4 \\(dec2\\) take \\[3, 4\\] steps"):
+        LavaGraph(path, window=16)
+    with pytest.raises(GraphBuildError, match="give its window"):
+        LavaGraph(path)
+
+
+def test_a_chain_graph_file_is_a_sequential_netx_file(tmp_path):
+    """Layer groups are SLAYER's own exports: a graph that is a chain runs on stock netx, verified as ever."""
+    from lava_export.verify import compare_on_lava
+    from spikereg.networks.unet import SpikingGraph, chain_topology
+
+    config = UNetConfig(align_delays=False)
+    net = SpikingGraph(config, *chain_topology(config, [4]))
+    path = tmp_path / "chain.net"
+    export_graph(net, path)
+    assert is_graph_file(path)
+    frames = template_frames(net, 2, WINDOW, stress=False)
+    result = compare_on_lava(net.chip_layers, path, frames, WINDOW)  # stock netx.hdf5.Network via the runner
+    assert result.passed and min(result.layer_spikes_slayer) > 0, result.to_dict()
+    graph = compare_graph(net, path, frames)  # and the graph builder agrees
+    assert graph.passed and max(graph.max_error) == 0.0
