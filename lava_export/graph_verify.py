@@ -186,3 +186,69 @@ def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: in
     if net.config.graded:
         return fold_volume(hold_encode(features, window))
     return fold_volume(rate_encode(features, time_steps or window // 2, window))
+
+
+def report_of(result: GraphVerification, net) -> dict:
+    """``<model>.verify.json`` for a graph: the totals, then one entry per layer and one per edge."""
+    data = result.to_dict()
+    rows = data.pop("worst_case")
+    data["per_layer"] = [
+        {"layer": i, "name": name, "path_length": net.path_lengths[name], "max_error": result.max_error[i],
+         "mismatches": result.mismatches[i], "messages_slayer": result.messages_slayer[i],
+         "messages_lava": result.messages_lava[i], "first_step_slayer": result.first_step_slayer[i],
+         "first_step_lava": result.first_step_lava[i],
+         "worst_case": [r for r in rows if r["layer"] == i and not r["quantity"].startswith("edge ")]}
+        for i, name in enumerate(result.layers)]
+    per_edge = []
+    for k, edge in enumerate(data.pop("edges")):
+        name = f"{result.layers[edge['source']]}->{result.layers[edge['destination']]}"
+        bound = [r for r in rows if r["quantity"] == f"edge {name} synaptic input per step"]
+        per_edge.append(dict(edge, edge=k, name=name, worst_case=bound[0] if bound else None))
+    data["per_edge"] = per_edge
+    return data
+
+
+def export_graph_verified(net, out: str | Path, *, patches: int = 3, window: int | None = None,
+                          spacing: float = 2.0, range_mode: str = "guarded", stress: bool = True) -> GraphVerification:
+    """Write ``out`` (graph netx file) and ``out.verify.json``, only if Lava reproduces SLAYER on it.
+
+    ``range_mode`` ``proven`` refuses an SDNN graph whose worst case over every
+    input, on some edge or node, passes the chip's widths; ``guarded`` records
+    the bounds only. Verification streams ``patches`` real-anatomy pairs (and
+    the stress pairs) through both. Nothing appears at ``out`` unless every
+    check passed.
+    """
+    import json
+    import os
+
+    from lava_export.graph_file import export_graph
+    from lava_export.netx import sidecar
+    from spikereg.data.io import write_text_atomic
+
+    if range_mode not in ("proven", "guarded"):
+        raise ValueError(f"range_mode {range_mode!r}: choose proven or guarded")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window = window or (8 if net.config.graded else 16)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        export_graph(net, tmp, extra={"window": window, "spacing_mm": spacing})
+        if range_mode == "proven" and net.config.graded:
+            bad = [row for row in graph_worst_case_table(net) if not row.ok]
+            if bad:
+                worst = max(bad, key=lambda row: row.bound / row.limit)
+                raise GraphVerificationError(f"export {out}: {worst.describe()} for some input; "
+                                             "use range_mode='guarded' to export it anyway")
+        frames = template_frames(net, patches, window, spacing=spacing, stress=stress)
+        result = compare_graph(net, tmp, frames)
+        report = sidecar(out, "verify")
+        write_text_atomic(report, json.dumps(report_of(result, net), indent=2))
+        if not result.matched:
+            bad = [f"{name} ({n})" for name, n in zip(result.layers, result.mismatches) if n]
+            raise GraphVerificationError(f"export {out}: Lava differs from SLAYER beyond {result.tolerance:g} in "
+                                         f"layers {', '.join(bad) or '-'} and in {result.readout_mismatches} "
+                                         f"readout values (see {report})")
+        tmp.replace(out)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)

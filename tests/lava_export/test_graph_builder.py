@@ -198,3 +198,24 @@ def test_a_chain_graph_file_is_a_sequential_netx_file(tmp_path):
     assert result.passed and min(result.layer_spikes_slayer) > 0, result.to_dict()
     graph = compare_graph(net, path, frames)  # and the graph builder agrees
     assert graph.passed and max(graph.max_error) == 0.0
+
+
+def test_verified_export_writes_verify_json_per_layer_and_edge(tmp_path):
+    import json
+
+    from lava_export.graph_verify import GraphVerificationError, export_graph_verified
+
+    loud = SpikingUNet()
+    with pytest.raises(GraphVerificationError, match="can reach .* past the \\+-32"):
+        export_graph_verified(loud, tmp_path / "loud.net", range_mode="proven")
+    assert not (tmp_path / "loud.net").exists()
+    quiet = SpikingUNet(UNetConfig(spike_exp=0, gain=0.3))  # provably within the chip's 24 bits
+    out = tmp_path / "quiet.net"
+    result = export_graph_verified(quiet, out, patches=2, range_mode="proven", stress=False)
+    assert out.exists() and result.passed and result.provably_in_range
+    report = json.loads((tmp_path / "quiet.verify.json").read_text())
+    assert report["passed"] and len(report["per_layer"]) == 7 and len(report["per_edge"]) == 8
+    skip = next(e for e in report["per_edge"] if e["name"] == "enc1->dec1")
+    assert skip["delay"] == 3 and skip["worst_case"]["bound"] < skip["worst_case"]["limit"] == 2048.0
+    assert [row["first_step_lava"] for row in report["per_layer"]] == [n + 1 for n in range(7)]
+    assert max(row["max_error"] for row in report["per_layer"]) == 0.0
