@@ -219,3 +219,11 @@ def test_verified_export_writes_verify_json_per_layer_and_edge(tmp_path):
     assert skip["delay"] == 3 and skip["worst_case"]["bound"] < skip["worst_case"]["limit"] == 2048.0
     assert [row["first_step_lava"] for row in report["per_layer"]] == [n + 1 for n in range(7)]
     assert max(row["max_error"] for row in report["per_layer"]) == 0.0
+
+
+def test_sequential_commands_refuse_a_graph_file_in_one_line(unet_file):
+    from lava_export.netx import ModelFileError, read_metadata
+
+    _, path, _ = unet_file
+    with pytest.raises(ModelFileError, match="a graph netx file"):
+        read_metadata(path)
