@@ -87,7 +87,7 @@ def read_metadata(path: str | Path) -> dict:
             meta = json.loads(handle.attrs[METADATA_ATTR])
             if meta.get("format") == "spikereg-graph/1":  # lava_export.graph_file
                 raise ModelFileError(f"model {path}: a graph netx file (skip connections), which only "
-                                     "lava_export.graph_builder runs so far, not this command")
+                                     "lava_export.graph_builder runs so far (and spikereg map), not this command")
             return meta
     except (OSError, KeyError) as error:
         raise ModelFileError(f"model {path}: unreadable HDF5 file, truncated or corrupt? ({error})") from None

@@ -166,3 +166,21 @@ def map_graph(path: str | Path, profile) -> GraphMappingReport:
         total_synaptic_memory_bits=sum(e.synaptic_memory_bits for e in edge_maps), notes=notes, path=str(path),
         neurons_per_core=npc, synaptic_memory_bits_per_core=mem_per_core, cores_per_chip=cores_per_chip,
         host_neurons=sum(la.neurons for la in layers if la.placement == "host"), edges=edge_maps)
+
+
+def is_graph(path: str | Path) -> bool:
+    """True for an HDF5 file with a ``spikereg-graph/1`` graph group (anything else: False, no error)."""
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as handle:
+        return "graph" in handle and handle["graph"].attrs.get("format") == "spikereg-graph/1"
+
+
+def map_model(path: str | Path, profile) -> MappingReport:
+    """``spikereg map``: a graph file edge by edge (:func:`map_graph`), any other netx file as before."""
+    if is_graph(path):
+        return map_graph(path, profile)
+    from spikereg.hardware.mapping import map_network
+
+    return map_network(path, profile)

@@ -52,3 +52,16 @@ def test_a_chain_maps_as_the_sequential_mapper_maps_it(tmp_path):
         assert (a.neurons, a.synapses, a.nonzero_synapses, a.fan_in, a.synaptic_memory_bits, a.cores) == (
             b.neurons, b.synapses, b.nonzero_synapses, b.fan_in, b.synaptic_memory_bits, b.cores)
     assert graph.cores == plain.cores and graph.total_synapses == plain.total_synapses
+
+
+def test_spikereg_map_lists_every_edge_of_a_graph_file(cli, tmp_path):
+    import json
+
+    path = tmp_path / "unet.net"
+    export_graph(SpikingUNet(), path)
+    result = cli.invoke("map", path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [e["name"] for e in report["edges"]][4:7] == ["enc2->dec2", "enc1->dec1", "dec2->dec1"]
+    table = cli.invoke("map", path)
+    assert table.exit_code == 0 and "dec2->dec1" in table.output and "convT" in table.output
