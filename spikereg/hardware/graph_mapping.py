@@ -173,8 +173,11 @@ def is_graph(path: str | Path) -> bool:
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
-    with h5py.File(path, "r") as handle:
-        return "graph" in handle and handle["graph"].attrs.get("format") == "spikereg-graph/1"
+    try:
+        with h5py.File(path, "r") as handle:
+            return "graph" in handle and handle["graph"].attrs.get("format") == "spikereg-graph/1"
+    except (OSError, KeyError, RuntimeError):  # truncated or corrupt: the netx mapper says so in its words
+        return False
 
 
 def map_model(path: str | Path, profile) -> MappingReport:

@@ -1,7 +1,8 @@
-"""A tiny spiking U-Net: a graph of SLAYER sigma-delta blocks with skip connections.
+"""A spiking U-Net: a graph of SLAYER blocks (sigma-delta or CUBA) with skip connections.
 
-Topology (two resolution levels; ``P`` the patch side, ``c1``/``c2`` the
-widths of the levels)::
+Topology (the default two resolution levels; ``P`` the patch side, ``c1``/``c2``
+the widths of the levels; a longer ``channels`` adds levels the same way,
+:func:`unet_topology`)::
 
     input (P^3, C_in)
       -> enc1 (P^3, c1)          conv 3^3
@@ -44,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from spikereg import compat
 from spikereg.networks.encoding import READOUT_CHANNELS
-from spikereg.networks.folding import DepthFold, FoldedKernel, conv_out_size
+from spikereg.networks.folding import DepthFold, FoldedKernel
 from spikereg.networks.snn import graded_spike_scale
 
 
@@ -111,7 +112,7 @@ class UNetConfig:
 
     patch_size: int = 8
     in_channels: int = 4  # spikereg.networks.encoding.input_features: fixed, moving, (F - M)+, (F - M)-
-    channels: tuple[int, int] = (4, 4)  # widths of the two resolution levels
+    channels: tuple[int, ...] = (4, 4)  # widths of the resolution levels, finest first (2 or more)
     out_channels: int = READOUT_CHANNELS
     neuron: str = "sdnn"
     threshold: float | None = None  # default: sdnn 1/32, cuba 1.0
@@ -165,20 +166,35 @@ def _step_delay(x: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def unet_topology(config: UNetConfig) -> tuple[list[Node], list[Edge]]:
-    """The two-level U-Net's nodes (topological order) and edges (each node's primary edge first)."""
-    p, (c1, c2) = config.patch_size, config.channels
-    if p % 2:
-        raise ValueError(f"patch_size {p}: the U-Net halves it once, so it must be even")
-    half = conv_out_size(p, 3, 2, 1)
-    nodes = [Node("input", config.in_channels, p), Node("enc1", c1, p), Node("enc2", c2, half),
-             Node("bott", c2, half), Node("dec2", c2, half), Node("dec1", c1, p),
+    """The U-Net's nodes (topological order) and edges (each node's primary edge first).
+
+    ``len(config.channels)`` resolution levels: ``enc1`` at the patch size,
+    each further encoder a stride-2 conv of the one before; a bottleneck conv
+    at the coarsest level; ``dec_L`` over the bottleneck plus a skip from
+    ``enc_L``; every finer ``dec_l`` over a skip from ``enc_l`` (its primary
+    edge) plus a 2^3 stride-2 transposed conv of ``dec_{l+1}``; a 3^3 readout.
+    """
+    p, widths = config.patch_size, list(config.channels)
+    levels = len(widths)
+    if levels < 2:
+        raise ValueError(f"channels {tuple(widths)}: a U-Net needs at least two levels")
+    if p % (1 << (levels - 1)):
+        raise ValueError(f"patch_size {p}: the U-Net halves it {levels - 1} times, so it must be even "
+                         f"(a multiple of {1 << (levels - 1)})")
+    sizes = [p >> level for level in range(levels)]
+    enc = [Node(f"enc{level + 1}", c, size) for level, (c, size) in enumerate(zip(widths, sizes))]
+    dec = [Node(f"dec{level + 1}", c, size) for level, (c, size) in enumerate(zip(widths, sizes))]
+    nodes = [Node("input", config.in_channels, p), *enc, Node("bott", widths[-1], sizes[-1]), *dec[::-1],
              Node("out", config.out_channels, p)]
-    edges = [Edge("input", "enc1", "conv", 3, 1, 1), Edge("enc1", "enc2", "conv", 3, 2, 1),
-             Edge("enc2", "bott", "conv", 3, 1, 1), Edge("bott", "dec2", "conv", 3, 1, 1),
-             Edge("enc2", "dec2", "conv", 3, 1, 1),  # level-2 skip
-             Edge("enc1", "dec1", "conv", 3, 1, 1),  # level-1 skip (dec1's primary edge)
-             Edge("dec2", "dec1", "convT", 2, 2, 0),  # upsampling
-             Edge("dec1", "out", "conv", 3, 1, 1)]
+    edges = [Edge("input", "enc1", "conv", 3, 1, 1)]
+    edges += [Edge(a.name, b.name, "conv", 3, 2, 1) for a, b in zip(enc, enc[1:])]  # downsampling
+    top = enc[-1].name
+    edges += [Edge(top, "bott", "conv", 3, 1, 1), Edge("bott", dec[-1].name, "conv", 3, 1, 1),
+              Edge(top, dec[-1].name, "conv", 3, 1, 1)]  # the coarsest skip
+    for level in range(levels - 2, -1, -1):
+        edges += [Edge(enc[level].name, dec[level].name, "conv", 3, 1, 1),  # skip (the primary edge)
+                  Edge(dec[level + 1].name, dec[level].name, "convT", 2, 2, 0)]  # upsampling
+    edges.append(Edge("dec1", "out", "conv", 3, 1, 1))
     return nodes, edges
 
 
@@ -334,11 +350,11 @@ class SpikingGraph(torch.nn.Module):
 
 
 class SpikingUNet(SpikingGraph):
-    """The tiny two-level U-Net (:func:`unet_topology`)."""
+    """The spiking U-Net of :func:`unet_topology` (default: the tiny two-level one)."""
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         config = config or UNetConfig()
-        super().__init__(config, *unet_topology(config), architecture="unet2")
+        super().__init__(config, *unet_topology(config), architecture=f"unet{len(config.channels)}")
 
 
 def edge_key(edge: Edge) -> str:

@@ -227,3 +227,13 @@ def test_sequential_commands_refuse_a_graph_file_in_one_line(unet_file):
     _, path, _ = unet_file
     with pytest.raises(ModelFileError, match="a graph netx file"):
         read_metadata(path)
+
+
+def test_three_level_unet_on_lava_equals_slayer(tmp_path):
+    net = SpikingUNet(UNetConfig(channels=(4, 4, 4)))
+    path = tmp_path / "unet3.net"
+    export_graph(net, path)
+    result = compare_graph(net, path, template_frames(net, 2, WINDOW, stress=False))
+    assert result.passed and max(result.max_error) == 0.0, result.to_dict()
+    assert min(result.messages_slayer) > 0
+    assert result.first_step_lava == [net.path_lengths[n.name] + 1 for n in net.nodes]

@@ -109,3 +109,17 @@ def test_worst_case_table_checks_every_edge_against_the_chip():
 def test_patch_size_must_halve():
     with pytest.raises(ValueError, match="even"):
         SpikingUNet(UNetConfig(patch_size=7))
+
+
+def test_three_levels_three_skips_aligned():
+    net = SpikingUNet(UNetConfig(channels=(4, 4, 4)))
+    assert [n.name for n in net.nodes] == ["input", "enc1", "enc2", "enc3", "bott", "dec3", "dec2", "dec1", "out"]
+    assert [n.size for n in net.nodes] == [8, 8, 4, 2, 2, 2, 4, 8, 8]
+    delays = {e.name: e.delay for e in net.edges if e.delay}
+    assert delays == {"enc3->dec3": 1, "enc2->dec2": 3, "enc1->dec1": 5}
+    assert sum(e.kind == "convT" for e in net.edges) == 2 and net.path_lengths["out"] == 8
+    with torch.no_grad():
+        outs = net.node_outputs(frames_of(net, count=1))
+    assert tuple(outs[-1].shape[1:4]) == (8 * 6, 8, 8)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        SpikingUNet(UNetConfig(patch_size=6, channels=(4, 4, 4)))
