@@ -346,7 +346,55 @@ class SpikingGraph(torch.nn.Module):
     def metadata(self) -> dict:
         return {"format": "spikereg-graph/1", "model": asdict(self.config), "architecture": self.architecture,
                 "nodes": [n.name for n in self.nodes],
+                "topology": {"nodes": [{"name": n.name, "channels": n.channels, "size": n.size} for n in self.nodes],
+                             "edges": [asdict(e) for e in self.edges]},
+                "path_lengths": self.path_lengths,
                 "layout": "netx (x, y, f) = (W, H, D*C) with feature d*C + c"}
+
+    @classmethod
+    def from_graph_file(cls, path) -> "SpikingGraph":
+        """The graph of an exported file, carrying the file's 8-bit weights and its edges' delays.
+
+        Shapes come from the metadata's topology; each edge's weight is the
+        file's integer weight over SLAYER's ``w_scale``, taken back to the 3-D
+        kernel through the fold's right inverse (exact for a file SLAYER wrote:
+        every copy of a kernel slice holds the same value; a file edited since
+        is not reproduced, which verification then shows); delays are the
+        file's ``/graph/edge/<k>/delay``.
+        """
+        import json
+        from dataclasses import replace
+
+        import h5py
+        import numpy as np
+
+        from spikereg.networks.snn import METADATA_ATTR
+
+        with h5py.File(path, "r") as handle:
+            meta = json.loads(handle.attrs[METADATA_ATTR])
+            model = dict(meta["model"], channels=tuple(meta["model"]["channels"]), align_delays=False)
+            config = UNetConfig(**model)
+            topology = meta["topology"]
+            nodes = [Node(n["name"], n["channels"], n["size"]) for n in topology["nodes"]]
+            edges = [Edge(**e) for e in topology["edges"]]
+            names = [n.name for n in nodes]
+            groups = {}
+            for k in handle["graph/edge"]:
+                group = handle[f"graph/edge/{k}"]
+                src, dst = names[int(group["source"][()])], names[int(group["destination"][()])]
+                primary = bool(group["primary"][()])
+                groups[(src, dst)] = (int(group["delay"][()]),
+                                      np.asarray(handle[f"layer/{names.index(dst)}/weight" if primary
+                                                        else f"graph/edge/{k}/weight"][()]))
+            edges = [replace(e, delay=groups[(e.source, e.destination)][0]) for e in edges]
+            net = cls(config, nodes, edges, architecture=meta.get("architecture", "graph"))
+            for edge in net.edges:
+                weight = torch.as_tensor(groups[(edge.source, edge.destination)][1], dtype=torch.float32)
+                synapse = net.edge_synapse(edge)
+                scale = net.blocks[edge.destination].neuron.w_scale
+                with torch.no_grad():
+                    synapse.weight = (weight / scale).unsqueeze(-1)
+        return net.eval()
 
 
 class SpikingUNet(SpikingGraph):

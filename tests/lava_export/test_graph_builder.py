@@ -237,3 +237,18 @@ def test_three_level_unet_on_lava_equals_slayer(tmp_path):
     assert result.passed and max(result.max_error) == 0.0, result.to_dict()
     assert min(result.messages_slayer) > 0
     assert result.first_step_lava == [net.path_lengths[n.name] + 1 for n in net.nodes]
+
+
+def test_the_file_alone_rebuilds_its_slayer_twin(unet_file, tmp_path):
+    """SLAYER from the graph file (weights and delays): folded weights equal the file's, and Lava equals it."""
+    from spikereg.networks.unet import SpikingGraph
+
+    net, path, frames = unet_file
+    twin = SpikingGraph.from_graph_file(path)
+    assert [(e.name, e.delay) for e in twin.edges] == [(e.name, e.delay) for e in net.edges]
+    for a, b in zip(net.edges, twin.edges):
+        quantized = [g.edge_synapse(e).pre_hook_fx(g.edge_synapse(e).weight, descale=True)
+                     for g, e in ((net, a), (twin, b))]
+        assert torch.equal(*quantized), a.name
+    result = compare_graph(twin, path, frames[:2])
+    assert result.passed and max(result.max_error) == 0.0
