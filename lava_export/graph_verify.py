@@ -25,7 +25,7 @@ import torch
 from lava_export.graph_builder import LavaGraph
 from lava_export.verify import graded_quantum
 from spikereg.errors import SpikeRegError
-from spikereg.networks.graph_bounds import graph_worst_case_table
+from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
 
 
 class GraphVerificationError(SpikeRegError, RuntimeError):
@@ -60,7 +60,7 @@ class GraphVerification:
 
     @property
     def provably_in_range(self) -> bool | None:
-        """SDNN: every edge's and node's worst case within the chip's widths; None where not computed (CUBA)."""
+        """Every edge's and node's worst case within the chip's widths (SDNN: +-32 or 2048; CUBA: 24-bit u, v)."""
         if not self.worst_case:
             return None
         return all(row["bound"] < row["limit"] for row in self.worst_case)
@@ -147,7 +147,8 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
         seconds=time.perf_counter() - start,
         edges=[{"source": e.source, "destination": e.destination, "kind": e.kind, "delay": e.delay,
                 "primary": e.primary} for e in graph.edges],
-        worst_case=[asdict(row) for row in graph_worst_case_table(net)] if graded else [],
+        worst_case=[asdict(row) for row in (graph_worst_case_table(net) if graded
+                                            else graph_cuba_table(net, window))],
         neuron=net.config.neuron,
     )
 

@@ -91,3 +91,38 @@ def graph_worst_case_table(net) -> list[RangeCheck]:
         if node is not net.nodes[-1]:  # the readout's spikes go to the host in 32-bit words
             rows.append(RangeCheck(layer, f"{node.name} graded spike", bound["spike"], message, "SLAYER units"))
     return rows
+
+
+def graph_cuba_table(net, window: int) -> list[RangeCheck]:
+    """A CUBA graph's worst-case current and voltage per node (Lava's integers), summed over incoming edges.
+
+    As :func:`spikereg.networks.bounds.cuba_bounds` for a chain: each step a
+    neuron receives at most the sum of ``|w|`` of its 8-bit weights, over
+    *every* incoming edge, shifted left by 6, into a current that decays by
+    ``iDecay / 4096`` and is reset every window; the rows per edge give each
+    edge's share.
+    """
+    from spikereg.networks.bounds import ACTIVATION_SHIFT, UV_LIMIT, _geometric
+
+    rows = []
+    for node in net.nodes[1:]:
+        layer = net.index[node.name]
+        neuron = net.blocks[node.name].neuron
+        params = neuron.device_params
+        fan = None
+        for e in node.inputs:
+            edge = net.edges[e]
+            synapse = net.edge_synapse(edge)
+            weight = neuron.quantize_8bit(synapse.weight[..., 0].detach(), descale=True)
+            if edge.kind == "convT":
+                weight = weight.transpose(0, 1)
+            share = weight.abs().reshape(weight.shape[0], -1).sum(dim=-1) * 2**ACTIVATION_SHIFT
+            rows.append(RangeCheck(layer, f"edge {edge.name} input per step", float(share.max()), float(UV_LIMIT),
+                                   "Lava integer"))
+            fan = share if fan is None else fan + share
+        current = float(fan.max()) * _geometric(int(params["iDecay"]), window)
+        below = current * _geometric(int(params["vDecay"]), window)
+        above = int(params["vThMant"]) * 2**ACTIVATION_SHIFT + current
+        rows.append(RangeCheck(layer, f"{node.name} current", current, float(UV_LIMIT), "Lava integer"))
+        rows.append(RangeCheck(layer, f"{node.name} voltage", max(below, above), float(UV_LIMIT), "Lava integer"))
+    return rows

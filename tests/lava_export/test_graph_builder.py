@@ -165,7 +165,7 @@ def test_cuba_unet_on_lava_equals_slayer_spike_for_spike(tmp_path):
         assert handle["layer/1/neuron/type"][()] == b"CUBA"
     frames = template_frames(net, 1, 16)  # rate code over 8 steps, then silence; + 9 stress pairs
     result = compare_graph(net, path, frames)
-    assert result.neuron == "cuba" and result.tolerance == 0.0
+    assert result.neuron == "cuba" and result.tolerance == 0.0 and result.provably_in_range  # 24-bit u and v
     assert result.passed, result.to_dict()
     assert max(result.max_error) == 0.0 and result.readout_max_error == 0.0
     assert result.messages_lava == result.messages_slayer and min(result.messages_slayer) > 0

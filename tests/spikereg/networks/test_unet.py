@@ -123,3 +123,13 @@ def test_three_levels_three_skips_aligned():
     assert tuple(outs[-1].shape[1:4]) == (8 * 6, 8, 8)
     with pytest.raises(ValueError, match="multiple of 4"):
         SpikingUNet(UNetConfig(patch_size=6, channels=(4, 4, 4)))
+
+
+def test_cuba_bounds_sum_over_incoming_edges():
+    from spikereg.networks.graph_bounds import graph_cuba_table
+
+    net = SpikingUNet(UNetConfig(neuron="cuba"))
+    rows = {row.quantity: row for row in graph_cuba_table(net, 16)}
+    skip, up = rows["edge enc1->dec1 input per step"].bound, rows["edge dec2->dec1 input per step"].bound
+    assert max(skip, up) <= rows["dec1 current"].bound <= 16 * (skip + up)
+    assert all(row.ok for row in rows.values())  # 8-bit weights, 16 steps: far inside 24 bits
