@@ -53,6 +53,8 @@ class GraphVerification:
     worst_case: list[dict]
     precision: str = "fixed"
     neuron: str = "sdnn"
+    lava_compile_seconds: float = 0.0  # compile and first chunk's start
+    lava_run_seconds: float = 0.0  # streaming every step
 
     @property
     def matched(self) -> bool:
@@ -150,6 +152,8 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
         worst_case=[asdict(row) for row in (graph_worst_case_table(net) if graded
                                             else graph_cuba_table(net, window))],
         neuron=net.config.neuron,
+        lava_compile_seconds=run.compile_seconds,
+        lava_run_seconds=run.run_seconds,
     )
 
 
