@@ -252,3 +252,23 @@ def test_the_file_alone_rebuilds_its_slayer_twin(unet_file, tmp_path):
         assert torch.equal(*quantized), a.name
     result = compare_graph(twin, path, frames[:2])
     assert result.passed and max(result.max_error) == 0.0
+
+
+def test_measured_delays_one_step_per_connection_and_per_relay(unet_file, verified, tmp_path):
+    """Without the skips' delays dec1 first answers 3 steps earlier, in SLAYER and on Lava alike.
+
+    The skip enc1 -> dec1 is the only path that reaches dec1 in 1 step (the
+    others take 4): so its first answer measures that one connection, and the
+    aligned file's 3 identity relays add exactly 3 steps on Lava, as the 3-step
+    shift does in SLAYER.
+    """
+    net, _, frames = unet_file
+    plain = SpikingUNet(UNetConfig(align_delays=False))
+    path = tmp_path / "plain.net"
+    export_graph(plain, path)
+    result = compare_graph(plain, path, frames[:2])
+    assert result.passed and max(result.max_error) == 0.0
+    dec1 = result.layers.index("dec1")
+    assert result.first_step_slayer[dec1] == 2 and result.first_step_lava[dec1] == 3  # enc1 (1) + 1
+    assert verified.first_step_slayer[dec1] - result.first_step_slayer[dec1] == 3
+    assert verified.first_step_lava[dec1] - result.first_step_lava[dec1] == 3
