@@ -15,6 +15,7 @@ node's worst case over every input against the chip's range
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,18 +158,24 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _template_t1(spacing: float) -> torch.Tensor:
+    from spikereg.data import load_mni
+
+    return torch.as_tensor(np.asarray(load_mni("t1", spacing).data, dtype=np.float32))
+
+
 def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: int = 0,
                     stress: bool = True, time_steps: int | None = None) -> torch.Tensor:
     """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
     plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`: SDNN, graded levels held
     ``window`` steps; CUBA, a rate code over ``time_steps`` (default ``window // 2``) then silence."""
     from lava_export.verify import stress_patches
-    from spikereg.data import load_mni
     from spikereg.networks.encoding import hold_encode, input_features, rate_encode
     from spikereg.networks.folding import fold_volume
 
     rng = np.random.default_rng(seed)
-    volume = torch.as_tensor(np.asarray(load_mni("t1", spacing).data, dtype=np.float32))
+    volume = _template_t1(float(spacing))
     size, margin = net.config.patch_size, 2
     fixed, moving = [], []
     while len(fixed) < count:
