@@ -24,23 +24,31 @@ import torch
 from spikereg.networks.bounds import INPUT_MAX, RangeCheck, message_limit, summed_input_limit
 
 
-def edge_weight(net, edge) -> torch.Tensor:
-    """``edge``'s 8-bit weight in SLAYER's units as ``(out features, in features, taps)``."""
+def edge_weight(net, edge, differentiable: bool = False) -> torch.Tensor:
+    """``edge``'s 8-bit weight in SLAYER's units as ``(out features, in features, taps)``.
+
+    ``differentiable``: gradients pass to the 3-D kernel (SLAYER's quantization is straight-through).
+    """
     synapse = net.edge_synapse(edge)
     neuron = net.blocks[edge.destination].neuron
-    weight = neuron.quantize_8bit(synapse.weight[..., 0].detach())
+    weight = synapse.weight[..., 0]
+    weight = neuron.quantize_8bit(weight if differentiable else weight.detach())
     if edge.kind == "convT":  # torch's (in, out, k_h, k_w)
         weight = weight.transpose(0, 1)
     return weight.reshape(weight.shape[0], weight.shape[1], -1)
 
 
-def graph_bounds(net, input_max: float = INPUT_MAX) -> tuple[dict, dict]:
+def graph_bounds(net, input_max: float = INPUT_MAX, differentiable: bool = False) -> tuple[dict, dict]:
     """Per node and per edge worst cases (largest over the units), SLAYER's units.
 
     Returns ``(nodes, edges)``: ``nodes[name]`` holds ``synaptic``, ``summed``,
     ``activation``, ``spike``; ``edges[edge name]`` holds ``synaptic`` and
-    ``summed`` (that edge's contribution alone).
+    ``summed`` (that edge's contribution alone). With ``differentiable`` the
+    values are 0-d tensors with gradients to the kernels (a training penalty
+    can keep them below the chip's limit, as ``train.snn_range_weight`` does
+    for a chain).
     """
+    value = (lambda t: t.max()) if differentiable else (lambda t: float(t.max()))
     first = net.nodes[0]
     hi = {first.name: torch.full((first.features,), float(input_max))}
     vth = {first.name: float(net.input_block.neuron.threshold)}
@@ -49,7 +57,7 @@ def graph_bounds(net, input_max: float = INPUT_MAX) -> tuple[dict, dict]:
         synaptic = summed = upper = 0.0
         for e in node.inputs:
             edge = net.edges[e]
-            weight = edge_weight(net, edge)
+            weight = edge_weight(net, edge, differentiable)
             src_hi, src_vth = hi[edge.source], vth[edge.source]
             if weight.shape[1] != src_hi.shape[0]:
                 raise ValueError(f"edge {edge.name} takes {weight.shape[1]} inputs, {edge.source} gives "
@@ -59,15 +67,15 @@ def graph_bounds(net, input_max: float = INPUT_MAX) -> tuple[dict, dict]:
             e_syn = w_abs @ step
             e_sum = w_abs @ torch.maximum(sent_hi, -sent_lo)
             e_up = weight.clamp(min=0).sum(dim=-1) @ sent_hi + weight.clamp(max=0).sum(dim=-1) @ sent_lo
-            edges[edge.name] = {"synaptic": float(e_syn.max()), "summed": float(e_sum.max())}
+            edges[edge.name] = {"synaptic": value(e_syn), "summed": value(e_sum)}
             synaptic, summed, upper = synaptic + e_syn, summed + e_sum, upper + e_up
         neuron = net.blocks[node.name].neuron
         if getattr(neuron, "bias_is_set", False):
             upper = upper + neuron.bias.detach().reshape(-1)
         activation = torch.as_tensor(upper).clamp(min=0)
         threshold = float(neuron.threshold)
-        nodes[node.name] = {"synaptic": float(synaptic.max()), "summed": float(summed.max()),
-                            "activation": float(activation.max()), "spike": float((activation + 2 * threshold).max())}
+        nodes[node.name] = {"synaptic": value(synaptic), "summed": value(summed),
+                            "activation": value(activation), "spike": value(activation + 2 * threshold)}
         hi[node.name], vth[node.name] = activation, threshold
     return nodes, edges
 

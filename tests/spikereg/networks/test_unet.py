@@ -133,3 +133,15 @@ def test_cuba_bounds_sum_over_incoming_edges():
     skip, up = rows["edge enc1->dec1 input per step"].bound, rows["edge dec2->dec1 input per step"].bound
     assert max(skip, up) <= rows["dec1 current"].bound <= 16 * (skip + up)
     assert all(row.ok for row in rows.values())  # 8-bit weights, 16 steps: far inside 24 bits
+
+
+def test_graph_bounds_are_differentiable_for_a_training_penalty():
+    net = SpikingUNet()
+    nodes, _ = graph_bounds(net, differentiable=True)
+    penalty = sum(torch.relu(bound["summed"] - 16.0) for bound in nodes.values())
+    penalty.backward()
+    skip = net.edge_synapse(next(e for e in net.edges if e.name == "enc1->dec1"))
+    assert skip.parametrizations.weight.original.grad is not None
+    assert float(skip.parametrizations.weight.original.grad.abs().sum()) > 0
+    plain, _ = graph_bounds(net)
+    assert abs(plain["dec1"]["summed"] - float(nodes["dec1"]["summed"].detach())) < 1e-3
