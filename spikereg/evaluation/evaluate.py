@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikereg.data import Dataset
+from spikereg.data import Dataset, warp
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.measure import PairMetrics, measure_pair
 
@@ -113,6 +113,9 @@ def evaluate(
     save_outputs: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     overwrite: bool = False,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    histogram_match: bool = False,
+    n4: bool = False,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
@@ -120,9 +123,13 @@ def evaluate(
     ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded; an existing non-empty ``out`` is refused
-    unless ``overwrite``, which replaces it whole.
+    unless ``overwrite``, which replaces it whole. Pairs on different grids
+    were resampled onto the fixed grid by the loader; ``percentiles``,
+    ``histogram_match`` and ``n4`` prepare the intensities the network reads
+    (:mod:`spikereg.data.intensity`).
     """
     from lava_export.netx import read_metadata
+    from spikereg.data.intensity import prepare
     from spikereg.registration.backends import open_backend
     from spikereg.registration.pipeline import run_options, save_registration
     from spikereg.registration.register import register
@@ -137,8 +144,12 @@ def evaluate(
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
-            registration = register(pair.fixed.data, pair.moving.data, net, iterations=iterations,
-                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing)
+            fixed_in, moving_in, _ = prepare(pair.fixed, pair.moving, histogram_match=histogram_match, n4=n4)
+            registration = register(fixed_in.data, moving_in.data, net, iterations=iterations,
+                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
+                                    percentiles=percentiles)
+            if moving_in is not pair.moving:  # the output is the moving image as given, warped
+                registration.warped = warp(pair.moving.data, registration.ddf)
             seconds = time.perf_counter() - tick
             labels = {k: getattr(pair, k).data if getattr(pair, k) is not None else None
                       for k in ("fixed_labels", "moving_labels")}
