@@ -84,7 +84,11 @@ def read_metadata(path: str | Path) -> dict:
                     f"model {path}: netx file without SpikeReg metadata; export it with 'spikereg export'"
                 )
             _check_layer_types(handle["layer"], path)
-            return json.loads(handle.attrs[METADATA_ATTR])
+            meta = json.loads(handle.attrs[METADATA_ATTR])
+            if meta.get("format") == "spikereg-graph/1":  # lava_export.graph_file
+                raise ModelFileError(f"model {path}: a graph netx file (skip connections), which only "
+                                     "lava_export.graph_builder runs so far (and spikereg map), not this command")
+            return meta
     except (OSError, KeyError) as error:
         raise ModelFileError(f"model {path}: unreadable HDF5 file, truncated or corrupt? ({error})") from None
 

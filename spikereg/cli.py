@@ -434,10 +434,10 @@ def map_command(
 ) -> None:
     """Neurons, synapses, synaptic memory and cores the network needs on a chip."""
     with _cli_errors():
-        from spikereg.hardware import map_network
+        from spikereg.hardware.graph_mapping import map_model  # graph files (skip connections) edge by edge
         from spikereg.pretrained import resolve_model
 
-        result = map_network(resolve_model(model), profile)
+        result = map_model(resolve_model(model), profile)
         # soft_wrap: rich would break long lines at the terminal width, splitting table rows and JSON strings
         Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False,
                         soft_wrap=True)

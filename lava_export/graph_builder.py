@@ -1,0 +1,303 @@
+"""Build and run a graph netx file (:mod:`lava_export.graph_file`) on Lava, with lava-nc's own processes.
+
+For every layer group ``i >= 1`` one neuron population: the process and
+parameters netx itself would make of that group
+(``netx.hdf5.Network.get_neuron_params``; sigma-delta: ``lava.proc.sdn.SigmaDelta``
+with the file's ``vThMant``, ``spike_exp``, ``state_exp`` 6). Layer 0, the
+sigma-delta input layer, is Lava's host-side ``io.encoder.DeltaEncoder`` with
+that layer's threshold, as :mod:`lava_export.runner` does.
+
+For every edge one connection process into the destination's ``a_in``; a
+Lava InPort sums what several OutPorts send, so a decoder over
+``concat(skip, up)`` is two connections into one population:
+
+* ``conv``: ``lava.proc.conv.Conv`` with the weight transformed exactly as
+  ``netx.hdf5.Network.create_conv`` transforms a conv layer's (flipped kernel,
+  ``(out, x, y, in)``), stride/padding/dilation reversed to (x, y);
+* ``convT`` (upsampling): ``lava.proc.sparse.Sparse`` holding the transposed
+  convolution as the integer matrix it is (built index by index, in Lava's
+  ``(x, y, f)`` C order), between the flattened source and the reshaped
+  destination; no zero-stuffed input needed;
+* ``delay`` ``d > 0``: a chain of ``d`` identity ``Sparse`` relays before the
+  connection. Every Lava connection process sends what it computed in the
+  step before (its ``a_buf``), so each relay adds exactly one step: a chain
+  of ``d`` relays plus the connection itself is ``1 + d`` steps, the edge's
+  delay in SLAYER (:class:`~spikereg.networks.unet.SpikingUNet`).
+
+A neuron process computes in the step it receives, so a node answers one step
+after its sources, as a SLAYER block with ``delay_shift`` does; the host's
+delta encoder adds one step in front of everything (the runner's
+``first_lag``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from lava_export.graph_file import GraphEdge, read_edges
+from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, spike_exp_of, to_lava
+from spikereg import compat
+from spikereg.errors import SpikeRegError
+from spikereg.networks.snn import graded_spike_scale
+
+MESSAGE_BITS = 16  # graded spikes between sigma-delta layers (netx's default for SDNN)
+
+
+class GraphBuildError(SpikeRegError, ValueError):
+    """A graph file Lava cannot be built from."""
+
+
+def conv_weight_for_lava(weight: np.ndarray) -> np.ndarray:
+    """A SLAYER conv export's weight ``(out, in, H, W)`` as netx hands it to Lava's Conv: ``(out, x, y, in)``."""
+    weight = np.asarray(weight)[:, :, ::-1, ::-1]
+    return weight.reshape(weight.shape[:4]).transpose((0, 3, 2, 1))
+
+
+def _xy(value) -> np.ndarray:
+    """(H, W) -> (x, y) as netx's ``expand`` does."""
+    value = np.asarray(value)
+    return np.array([value, value]) if value.ndim == 0 else value[::-1].copy()
+
+
+def conv_transpose_matrix(weight: np.ndarray, in_shape: tuple, out_shape: tuple, stride, padding) -> csr_matrix:
+    """The 2-D transposed convolution ``weight`` ``(C_in, C_out, k_h, k_w)`` as a sparse integer matrix.
+
+    Rows index the output, columns the input, both flattened in Lava's
+    ``(x, y, f)`` C order; ``out[o, ih*s_h - p_h + a, iw*s_w - p_w + b] +=
+    in[c, ih, iw] * weight[c, o, a, b]`` (torch's ``conv_transpose2d``).
+    """
+    weight = np.asarray(weight)
+    c_in, c_out, k_h, k_w = weight.shape
+    (x_in, y_in, f_in), (x_out, y_out, f_out) = in_shape, out_shape
+    if f_in != c_in or f_out != c_out:
+        raise GraphBuildError(f"convT weight {weight.shape} does not join {in_shape} to {out_shape}")
+    s_h, s_w = (int(v) for v in np.broadcast_to(np.asarray(stride), (2,)))
+    p_h, p_w = (int(v) for v in np.broadcast_to(np.asarray(padding), (2,)))
+    ih, iw, c, o = np.meshgrid(np.arange(y_in), np.arange(x_in), np.arange(c_in), np.arange(c_out), indexing="ij")
+    rows, cols, vals = [], [], []
+    for a in range(k_h):
+        for b in range(k_w):
+            oh, ow = ih * s_h - p_h + a, iw * s_w - p_w + b
+            value = weight[c, o, a, b]
+            keep = (oh >= 0) & (oh < y_out) & (ow >= 0) & (ow < x_out) & (value != 0)
+            rows.append(((ow * y_out + oh) * f_out + o)[keep])
+            cols.append(((iw * y_in + ih) * f_in + c)[keep])
+            vals.append(value[keep])
+    size = (x_out * y_out * f_out, x_in * y_in * f_in)
+    matrix = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=size)
+    matrix.sum_duplicates()
+    return matrix
+
+
+@dataclass
+class GraphRun:
+    """Every node's graded output at every step of one stream (SLAYER units and layout)."""
+
+    values: list[np.ndarray]  # per layer (the input's delta encoder first): (*SLAYER shape, steps)
+    names: list[str]
+    time_steps: int
+    compile_seconds: float
+    run_seconds: float
+
+    @property
+    def messages(self) -> list[int]:
+        """Graded spikes (nonzero values) each layer sent over the stream."""
+        return [int(np.count_nonzero(v)) for v in self.values]
+
+
+class LavaGraph:
+    """A graph netx file built as a Lava process graph. Use as a context manager; stops Lava on exit."""
+
+    def __init__(self, path: str | Path, window: int | None = None, precision: str = "fixed") -> None:
+        self.path = Path(path)
+        if precision != "fixed":
+            raise GraphBuildError("graph files run on Lava's fixed-point models only (--precision fixed)")
+        self.precision = precision
+        self.window = window
+        self.names, self.edges = read_edges(self.path)
+        with h5py.File(self.path, "r") as handle:
+            self.graded = "neuron" in handle["layer/0"]
+        if not self.graded and not window:
+            raise GraphBuildError(f"model {self.path}: a CUBA graph resets every window; give its window")
+        self.path_lengths = self._path_lengths()
+        self.spike_exp = spike_exp_of(self.path)
+        self.spike_scale = graded_spike_scale(self.spike_exp)
+        self.encoder = None
+        self.neurons: list = []  # per layer >= 1
+        self.connections: dict[int, list] = {}  # edge index -> its processes, relays first
+        self._injector = None
+        self._extractors: list = []
+        self._anchor = None
+        self._started = False
+        self._built = False
+
+    def __enter__(self) -> "LavaGraph":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def stop(self) -> bool:
+        if not self._started:
+            return False
+        self._started = False
+        compat.stop_lava(self._anchor.runtime, self._anchor.stop)
+        return True
+
+    def _path_lengths(self) -> list[int]:
+        """Steps from the input to each layer (each edge: 1 + its delay); CUBA needs every path equal."""
+        length = [0] * len(self.names)
+        for dst in range(1, len(self.names)):
+            arriving = {length[e.source] + 1 + e.delay for e in self.edges if e.destination == dst}
+            if len(arriving) > 1 and not self.graded:
+                raise GraphBuildError(f"model {self.path}: paths into layer {dst} ({self.names[dst]}) take "
+                                      f"{sorted(arriving)} steps; a CUBA graph's per-window resets need them equal")
+            length[dst] = max(arriving)
+        return length
+
+    @property
+    def message_bits(self) -> int:
+        return MESSAGE_BITS if self.graded else 0
+
+    # -- building --------------------------------------------------------------
+    def build(self) -> None:
+        """Make every process and connect them (no compilation yet)."""
+        netx = compat.netx()
+        network = netx.hdf5.Network
+        sdn = compat.import_lava("lava.proc.sdn.process")
+        conv_mod = compat.import_lava("lava.proc.conv.process")
+        sparse_mod = compat.import_lava("lava.proc.sparse.process")
+        encoder_mod = compat.import_lava("lava.proc.io.encoder")
+        injector_mod = compat.import_lava("lava.proc.io.injector")
+        extractor_mod = compat.import_lava("lava.proc.io.extractor")
+        compat.lava_workers_follow_parent()
+        compat.use_lava_torch_conv(True)  # graded inputs: checked step by step inside (compat.torch_conv)
+        shapes, outs = [], []
+        with h5py.File(self.path, "r") as handle:
+            layers = handle["layer"]
+            first = netx.utils.NetDict(f=layers["0"])
+            if first["type"] != "input":
+                raise GraphBuildError(f"model {self.path}: layer 0 must be an input layer")
+            shape0 = tuple(int(v) for v in first["shape"][::-1])
+            self._injector = injector_mod.Injector(shape=shape0, buffer_size=STREAM_BUFFER)
+            if self.graded:
+                vth = int(np.asarray(first["neuron"]["vThMant"]))
+                self.encoder = encoder_mod.DeltaEncoder(shape=shape0, vth=vth, spike_exp=self.spike_exp,
+                                                        compression=encoder_mod.Compression.DENSE)
+                self._injector.out_port.connect(self.encoder.a_in)
+                outs.append(self.encoder.s_out)
+            else:  # binary spikes straight from the host
+                outs.append(self._injector.out_port)
+            shapes.append(shape0)
+            for index in range(1, len(layers)):
+                layer = netx.utils.NetDict(f=layers[str(index)])
+                if layer["type"] != "conv":
+                    raise GraphBuildError(f"model {self.path}: layer {index} has type {layer['type']!r}; "
+                                          "graph files hold conv layers")
+                shape = tuple(int(v) for v in layer["shape"][::-1])  # WHC (x, y, f)
+                # netx's own neuron of the group; CUBA: reset every window, staggered by the layer's
+                # path length as netx staggers a chain's layers (offset l for layer l)
+                reset = dict(reset_interval=self.window, reset_offset=self.path_lengths[index]) \
+                    if not self.graded else {}
+                params = network.get_neuron_params(layer["neuron"], spike_exp=self.spike_exp, **reset)
+                process = params.pop("neuron_proc")
+                bias_key = params.pop("bias_key", "bias")
+                params.pop("num_message_bits", None)
+                if (process is sdn.SigmaDelta) != self.graded or process.__name__ not in ("SigmaDelta", "LIFReset"):
+                    raise GraphBuildError(f"model {self.path}: layer {index}: a {process.__name__} neuron; graph "
+                                          "files hold sigma-delta (SDNN) or CUBA layers, one kind throughout")
+                if "bias" in layer.keys():
+                    bias = np.asarray(layer["bias"])
+                    params[bias_key] = (bias if bias.shape == shape else np.broadcast_to(bias, shape)).astype(np.int32)
+                neuron = process(shape=shape, **params)
+                self.neurons.append(neuron)
+                shapes.append(shape)
+                outs.append(neuron.s_out)
+            for edge in self.edges:
+                self.connections[edge.index] = self._connect(edge, handle[edge.group], shapes, outs,
+                                                             conv_mod, sparse_mod)
+        self._extractors = [extractor_mod.Extractor(shape=tuple(port.shape), buffer_size=STREAM_BUFFER)
+                            for port in outs]
+        for port, extractor in zip(outs, self._extractors):
+            port.connect(extractor.in_port)
+        self._anchor = self.neurons[0]
+        self._shapes = shapes
+        self._built = True
+
+    def _connect(self, edge: GraphEdge, group: h5py.Group, shapes, outs, conv_mod, sparse_mod) -> list:
+        source, shape_in, shape_out = outs[edge.source], shapes[edge.source], shapes[edge.destination]
+        target = self.neurons[edge.destination - 1].a_in
+        processes = []
+        flat_in = int(np.prod(shape_in))
+        identity = csr_matrix((np.ones(flat_in, dtype=np.int32), (np.arange(flat_in), np.arange(flat_in))),
+                              shape=(flat_in, flat_in))
+        for _ in range(edge.delay):  # one step each
+            relay = sparse_mod.Sparse(weights=identity, num_message_bits=self.message_bits)
+            source.flatten().connect(relay.s_in)
+            source = relay.a_out.reshape(shape_in)
+            processes.append(relay)
+        weight = np.asarray(group["weight"][()])
+        if edge.kind == "conv":
+            groups = int(np.asarray(group["groups"][()]))
+            synapse = conv_mod.Conv(input_shape=shape_in, weight=conv_weight_for_lava(weight),
+                                    stride=_xy(group["stride"][()]), padding=_xy(group["padding"][()]),
+                                    dilation=_xy(group["dilation"][()]), groups=groups,
+                                    num_message_bits=self.message_bits)
+            if tuple(synapse.output_shape) != tuple(shape_out):
+                raise GraphBuildError(f"model {self.path}: edge {edge.index} ({edge.source} -> {edge.destination}) "
+                                      f"gives {tuple(synapse.output_shape)}, layer {edge.destination} is {shape_out}")
+            source.connect(synapse.s_in)
+            synapse.a_out.connect(target)
+        elif edge.kind == "convT":
+            matrix = conv_transpose_matrix(weight, shape_in, shape_out, group["stride"][()], group["padding"][()])
+            synapse = sparse_mod.Sparse(weights=matrix, num_message_bits=self.message_bits)
+            source.flatten().connect(synapse.s_in)
+            synapse.a_out.reshape(shape_out).connect(target)
+        else:
+            raise GraphBuildError(f"model {self.path}: edge {edge.index} has type {edge.kind!r} (conv, convT)")
+        processes.append(synapse)
+        return processes
+
+    # -- running ---------------------------------------------------------------
+    def run(self, stream: np.ndarray, chunk: int = 64) -> GraphRun:
+        """Stream graded input levels ``(*input SLAYER shape, steps)`` (SLAYER units) through the graph.
+
+        Returns every layer's output at every step (the input's delta encoder
+        first), in SLAYER's units and layout. Lava's layer ``l`` at step
+        ``t + 1`` is SLAYER's at step ``t`` (the host's delta encoder).
+        """
+        conditions = compat.import_lava("lava.magma.core.run_conditions")
+        if not self._built:
+            self.build()
+        cfg = run_config("sim", self.precision)
+        total = stream.shape[-1]
+        values = [np.zeros(tuple(s) + (total,), dtype=np.float64) for s in self._shapes]
+        compile_seconds = run_seconds = 0.0
+        step = 0
+        try:
+            while step < total:
+                steps = min(chunk, total - step)
+                tick = time.perf_counter()
+                self._started = True
+                self._anchor.run(condition=conditions.RunSteps(num_steps=steps, blocking=False), run_cfg=cfg)
+                if not compile_seconds:
+                    compile_seconds = time.perf_counter() - tick
+                    tick = time.perf_counter()
+                for t in range(step, step + steps):
+                    frame = to_lava(stream[..., t, None])[..., 0] * (GRADED_INPUT_SCALE if self.graded else 1)
+                    self._injector.send(frame)
+                    for store, extractor in zip(values, self._extractors):
+                        store[..., t] = extractor.receive()
+                self._anchor.wait()
+                run_seconds += time.perf_counter() - tick
+                step += steps
+        finally:
+            self.stop()
+        scaled = [from_lava(v / self.spike_scale if self.graded else v) for v in values]
+        return GraphRun(values=scaled, names=self.names, time_steps=total, compile_seconds=compile_seconds,
+                        run_seconds=run_seconds)
