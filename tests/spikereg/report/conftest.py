@@ -115,6 +115,18 @@ def toy_chip(tmp_path: Path) -> Path:
     return profile_copy(tmp_path, "loihi2", "toychip", TOY_CHIP, drop=SCHEDULE_FIGURES)
 
 
+#: Round per-operation times for the streamed schedule (ns, ns, ns, us, Gbit/s, pJ, bytes).
+TOY_TIMES = {"time_per_synop_ns": 1.0, "time_per_neuron_update_ns": 2.0, "time_per_spike_ns": 4.0,
+             "step_sync_us": 0.1, "host_link_gbit_s": 1.0, "energy_per_host_bit_pj": 5.0,
+             "host_bytes_per_spike": 4}
+
+
+@pytest.fixture
+def timed_chip(tmp_path: Path) -> Path:
+    """The toy chip with the streamed schedule's figures (TOY_TIMES)."""
+    return profile_copy(tmp_path, "loihi2", "toychip", {**TOY_CHIP, **TOY_TIMES})
+
+
 @pytest.fixture
 def toy_gpu(tmp_path: Path) -> Path:
     return profile_copy(tmp_path, "gpu", "toygpu", TOY_GPU)
