@@ -279,7 +279,8 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
         f"{seq['terms']['static']['joules'] / seq['total_j']:.1%} static; streaming on "
         f"{sched['copies_per_chip']} copies at PilotNet's step: {_j(fixed['total_j'])} J; at the workload's "
         f"step: {_j(total)} J",
-        f"- counts: input spikes {c['input_spikes']:,} (host-encoded, sent to the chip), layer spikes "
+        f"- counts: input spikes {c['input_spikes']:,} (the encoded input; where the input layer runs on the "
+        f"host, its delta encoder's {sched['input_bytes'] / 8:,.0f} spikes are what crosses the link), layer spikes "
         f"{c['layer_spikes']:,}, synops {c['synops']:.4g} of which {c['synops_structural_zeros'] / c['synops']:.1%} "
         f"on zero weights (depth folding; {c['synops_method']}); neuron updates (sequential count) "
         f"{c['neuron_updates']:.4g}; ANN twin {c['ann_macs']:.4g} MACs",

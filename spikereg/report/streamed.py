@@ -9,8 +9,9 @@ module charges it:
   (:func:`spikereg.report.energy.neuromorphic_energy`); neuron updates =
   copies x on-chip neurons of one copy x the steps the chips run (idle copies
   of a pass's last round and drain steps included); the host link's bits
-  (input spikes in, readout spikes out, ``host_bytes_per_spike`` each) at
-  ``energy_per_host_bit_pj``;
+  (the spikes the host sends in -- the encoded input, or the delta encoder's
+  spikes where the input layer runs on the host -- and the readout's spikes
+  out, ``host_bytes_per_spike`` each) at ``energy_per_host_bit_pj``;
 * static: static power x chips x the seconds the chips are busy (the host's
   work between passes is not charged: a chip that is power-gated or given other
   work meanwhile);
@@ -103,9 +104,20 @@ def schedule_of(report: dict[str, Any], costs: Sequence[LayerCost], counts: Acti
         layer_loads(report, costs, counts, mapping, spikes_per_layer),
         window=window_of(report), patches_per_pass=passes, cores_per_copy=mapping.cores,
         cores_per_chip=int(chip.cores_per_chip.value), times=OpTimes.of(chip), chips=chips,
-        input_bytes_per_patch=input_spikes / patches * per_spike,
+        input_bytes_per_patch=link_spikes_in(costs, spikes_per_layer, input_spikes) / patches * per_spike,
         output_bytes_per_patch=spikes_per_layer[-1] / patches * per_spike,
         link_bit_s=float(figures["host_link_gbit_s"].value) * 1e9, step_seconds=step_seconds)
+
+
+def link_spikes_in(costs: Sequence[LayerCost], spikes_per_layer: Sequence[int], input_spikes: int) -> int:
+    """Spikes the host sends the chip: the encoded input, or, where the first layers run on the host
+    (an SDNN input delta-encoded there), the spikes of the last of them."""
+    sent = input_spikes
+    for cost, spikes in zip(costs, spikes_per_layer):
+        if cost.on_chip:
+            break
+        sent = spikes
+    return int(sent)
 
 
 def streamed_energy(counts: Activity, chip: NeuromorphicProfile, schedule: Schedule,
