@@ -113,6 +113,7 @@ def measure_run(model: Path, args) -> dict:
         "ncc_before": float(ncc(fixed, moving)), "ncc_after": float(ncc(fixed, result.warped)),
         "machine": machine(), "versions": versions(), "load_average": os.getloadavg()[0],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": ".venv/bin/python benchmarks/energy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
 
 
@@ -243,6 +244,8 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
                         f"({rate:.2%}; layers {layer_rates}, the host-encoded input layer first)")
     no_zeros = main["dynamic_j"] - terms["synops_structural_zeros"]
     command = ".venv/bin/python benchmarks/energy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.load:  # the section was rebuilt from a saved run: show the run's own command first
+        command = run.get("command", ".venv/bin/python benchmarks/energy.py --save RUN.json") + "\n" + command
     lines = [
         SECTION, "",
         f"Energy per registration of a {args.spacing:g} mm brain (MNI ICBM152 T1, {'x'.join(map(str, run['shape']))} "
