@@ -171,7 +171,7 @@ def twin_work(twin, fixed: torch.Tensor, moving: torch.Tensor, batch: int) -> Ca
     return work
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="sdnn-2mm", help="checkpoint with the twin (default sdnn-2mm)")
     parser.add_argument("--model", default=None, help="netx file of the SNN (default: the checkpoint's shipped one)")
@@ -187,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-snn", action="store_true", help="do not measure the SNN in SLAYER")
     parser.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "gpu_measured.yaml")
     parser.add_argument("--json", type=Path, help="also write every reading here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if 1 not in args.batches:
         parser.error("--batches must include 1 (the batch-1 figures)")
@@ -201,7 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     device = f"cuda:{args.gpu}"
     torch.cuda.set_device(device)
+    return run(args, argv, meter, device, torch.cuda.synchronize)
 
+
+def run(args, argv, meter, device: str, sync: Callable[[], None]) -> int:
+    """Everything after the device is found: register, measure idle and each batch, write the profile.
+
+    ``meter`` is :class:`Nvml` on a GPU; the CPU tests hand in a meter of their own and ``device="cpu"``
+    to run the same steps, writing to a temporary folder.
+    """
     from lava_export.netx import read_metadata
     from spikereg.data import load_mni, make_pair
     from spikereg.hardware.device import idle_power_w, measured_profile, write_profile
@@ -216,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = resolve_model(args.model or args.checkpoint)
     twin = load_twin(checkpoint)
     if twin is None:
-        parser.error(f"{checkpoint}: stores no ANN twin")
+        raise SystemExit(f"gpu_energy: {checkpoint} stores no ANN twin")
     meta = read_metadata(model)
     iterations, stride, smoothing = run_options(meta, None, None)
     base = load_mni("t1", args.spacing)
@@ -228,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tick = time.perf_counter()
     result = register(pair.fixed, pair.moving, recorder, iterations=iterations, patch_stride=stride,
                       smoothing=smoothing)
-    torch.cuda.synchronize()
+    sync()
     registration_seconds = time.perf_counter() - tick
     fixed = torch.cat(recorder.fixed).to(device)
     moving = torch.cat(recorder.moving).to(device)
@@ -236,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     macs = ann_macs(twin.config, patches)
 
     # 2. idle power, after a rest
-    time.sleep(args.rest_seconds)
+    if args.rest_seconds > 0:
+        time.sleep(args.rest_seconds)
     idle_seconds = args.idle_seconds
     idle_start, idle_tick = meter.energy_mj(), time.perf_counter()
     samples = sample_idle(meter, idle_seconds)
@@ -244,7 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle_w = idle_power_w(samples)
 
     # 3. the twin at each batch size
-    sync = torch.cuda.synchronize
     readings = {}
     for batch in sorted(set(args.batches)):
         readings[batch] = measure(twin_work(recorder.twin, fixed, moving, batch), meter, idle_w=idle_w, macs=macs,

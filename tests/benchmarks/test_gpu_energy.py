@@ -107,3 +107,43 @@ def test_without_a_gpu_nothing_is_measured_or_written(tmp_path: Path, capsys) ->
     assert gpu.main(["--out", str(out)]) == 2
     assert not out.exists()
     assert "nothing measured, nothing written" in capsys.readouterr().err
+
+
+class SteadyMeter:
+    """A counter that grows with the wall clock at a constant 100 W (readings fed in; no device behind it)."""
+
+    name, driver = "fed readings (test)", "none"
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._start = self._clock()
+
+    def energy_mj(self) -> float:
+        return (self._clock() - self._start) * 100.0 * 1000.0
+
+    def power_mw(self) -> float:
+        return 40_000.0
+
+
+def test_the_whole_measurement_runs_on_cpu_with_fed_readings(tmp_path: Path) -> None:
+    """Every step a GPU run takes (register, keep the patches, idle, each batch, the SNN, the profile),
+    on CPU at 10 mm (8 patches a pass) with a meter fed by the test: the profile goes to tmp_path only."""
+    import json
+
+    from spikereg.hardware import DeviceProfile, load_profile
+
+    out, record = tmp_path / "gpu_measured.yaml", tmp_path / "readings.json"
+    args = gpu.build_parser().parse_args(["--spacing", "10", "--batches", "1", "4", "--repeats", "1",
+                                          "--min-seconds", "0", "--idle-seconds", "0.2", "--rest-seconds", "0",
+                                          "--out", str(out), "--json", str(record)])
+    assert gpu.run(args, [], SteadyMeter(), "cpu", lambda: None) == 0
+    profile = load_profile(out)
+    assert isinstance(profile, DeviceProfile) and profile.measured
+    assert profile.idle_power_w.value == pytest.approx(40.0)
+    assert profile.power_w.value == pytest.approx(100.0, rel=0.05)  # the fed counter's 100 W
+    assert profile.snn_patches_per_s is not None
+    data = json.loads(record.read_text())
+    assert data["patches"] > 0 and set(data["readings"]) == {"1", "4"}
+    assert data["macs"] == data["patches"] * (data["macs"] // data["patches"])
