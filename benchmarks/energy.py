@@ -37,6 +37,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -126,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, help="netx file (default: the shipped default, sdnn-2mm)")
     parser.add_argument("--save", type=Path, help="also write the run's counts to this JSON file")
     parser.add_argument("--load", type=Path, help="skip the run: take its counts from a --save file")
+    parser.add_argument("--chips", type=int, nargs="*", default=[2],
+                        help="also cost the streamed schedule on this many chips (default: 2)")
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -162,6 +165,22 @@ def _ratio(value: float) -> str:
     return f"{value:.3g}x" if value >= 0.01 else f"{value:.2e}x"
 
 
+def more_chips(counts: Sequence[int], report: dict, model: Path, mapping) -> dict:
+    """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
+    from spikereg.hardware import load_profile
+    from spikereg.report.energy import activity, costs_from_mapping, exact_activity
+    from spikereg.report.streamed import streamed_rows
+
+    costs = costs_from_mapping(mapping)
+    spikes = [int(row["spikes"]) for row in report["layers"]]
+    events = activity(spikes, int(report["input_spikes"]), costs)
+    if report.get("counts"):  # counted per neuron: exact fan-out, as energy_report charges it
+        events = exact_activity(events, report["counts"], costs)
+    chip = load_profile("loihi2")
+    return {n: streamed_rows(report, costs, events, chip, mapping, spikes, int(report["input_spikes"]), chips=n)[""]
+            for n in counts if n > 1}
+
+
 def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict, mapping) -> str:
     """The BENCHMARKS.md section: every row of one run, the targets, what holds them."""
     c = energy["counts"]
@@ -188,6 +207,10 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
             latency = row["terms"]["static"]["count"]
         rows.append(f"| {labels[name]} | {_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
                     f"{latency:.4g} | {row['total_j'] * latency:.3e} | {kind} |")
+    for count, row in more_chips(args.chips, run["report"], model, mapping).items():
+        rows.append(f"| Loihi 2: the same streamed schedule on {count} chips ({row['schedule']['copies']} copies) | "
+                    f"{_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
+                    f"{row['latency_s']:.4g} | {row['edp_js']:.3e} | {row['kind']} |")
     if measured is None:
         rows.append("| ANN twin on a GPU, **measured** with NVML (idle included, best batch) | pending | pending | "
                     "pending | pending | pending | measured (no GPU run yet: `benchmarks/gpu_energy.py`) |")
