@@ -244,8 +244,10 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
     if measured is None:
         target_lines.append(
             "- **Loihi 2 total <= 0.1x the ANN twin's measured GPU energy (idle included, best batch): pending** "
-            "-- no GPU run yet. On a GPU: `pip install nvidia-ml-py; python benchmarks/gpu_energy.py "
-            "--json gpu_energy.json`, then rerun this benchmark (it writes the measured row and this target). "
+            "-- no GPU run yet. On a machine with an NVIDIA GPU: `pip install nvidia-ml-py && python "
+            "benchmarks/gpu_energy.py --json gpu_energy.json` (writes `hardware_profiles/gpu_measured.yaml`), then "
+            "`python benchmarks/energy.py --load benchmarks/results/energy_sdnn_2mm_run.json --write` rebuilds this "
+            "section with the measured row and this target (no new CPU registration needed). "
             f"For scale only (not the target): Loihi 2's {_j(total)} J is {_ratio(total / jetson['total_j'])} "
             f"the Jetson Orin Nano data-sheet estimate ({_j(jetson['total_j'])} J, optimistic for the Jetson) and "
             f"{_ratio(total / bound['total_j'])} the 45 nm lower bound"
@@ -279,8 +281,10 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
         "Counts from SLAYER (`--backend torch`, the netx file's own integers); "
         f"{run['lava_patches']} patches with brain also on Lava's simulator: input and layer spikes "
         f"{'**equal**' if run['lava_equal'] else '**DIFFER**'}. Every Loihi joule is an **estimate** (counts x "
-        "cited per-event energies and times of `hardware_profiles/loihi2.yaml`); the GPU/CPU 45 nm rows are "
-        "**lower bounds**; the device rows say their kind. Issue 18's targets below.",
+        "cited per-event energies and times of `hardware_profiles/loihi2.yaml`: energies scaled from Loihi 1's "
+        "pre-silicon Table 2, per-operation times carried over from it, the barrier, the host link's rate, its "
+        "energy per bit and bytes per spike assumed -- every one labelled `estimated` there); the GPU/CPU 45 nm "
+        "rows are **lower bounds**; the device rows say their kind. Issue 18's targets below.",
         "",
         "```bash", command, "```", "",
         "| row | total J | dynamic J | static J | latency s | EDP J s | kind |",
