@@ -9,11 +9,11 @@ energy under dynamic and no static term.
 
 :func:`device_rows` orders the rows as report.json's ``energy.conventional``
 carries them: measured devices first, so the first row is the preferred one
-(:func:`preferred_conventional`).
+(report.json names it in ``energy.conventional_preferred``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from spikereg.hardware import DeviceProfile
 from spikereg.hardware.device import energy_j
@@ -45,8 +45,3 @@ def device_rows(profiles: Sequence[DeviceProfile], macs: int) -> dict[str, Energ
     ordered = sorted(profiles, key=lambda p: not p.measured)
     return {p.name: device_energy(p, macs) for p in ordered}
 
-
-def preferred_conventional(conventional: dict[str, dict[str, Any]]) -> str | None:
-    """The conventional row to compare with: the first measured device row, else None."""
-    return next((name for name, row in conventional.items()
-                 if row.get("category") == "device" and row.get("kind") == "measured"), None)

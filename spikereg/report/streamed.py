@@ -39,7 +39,8 @@ from spikereg.hardware.loihi2_schedule import (
 )
 from spikereg.report.energy import MW, PJ, US, Activity, EnergyBreakdown, EnergyTerm, LayerCost
 
-__all__ = ["has_schedule", "layer_loads", "passes_of", "schedule_of", "streamed_energy", "streamed_rows"]
+__all__ = ["ScheduleError", "has_schedule", "layer_loads", "link_spikes_in", "passes_of", "schedule_of",
+           "streamed_energy", "streamed_rows"]
 
 
 def passes_of(report: dict[str, Any]) -> list[int]:
@@ -182,5 +183,3 @@ def streamed_rows(report: dict[str, Any], costs: Sequence[LayerCost], counts: Ac
             f"sensitivity: the same schedule at PilotNet's measured {step.value} us per step"),
     }
 
-
-__all__ += ["ScheduleError"]

@@ -147,3 +147,11 @@ def test_the_whole_measurement_runs_on_cpu_with_fed_readings(tmp_path: Path) -> 
     data = json.loads(record.read_text())
     assert data["patches"] > 0 and set(data["readings"]) == {"1", "4"}
     assert data["macs"] == data["patches"] * (data["macs"] // data["patches"])
+
+
+def test_a_long_work_brings_its_own_short_warm_up() -> None:
+    dev, warm = FakeDevice(), []
+    reading = gpu.measure(dev.work, dev, idle_w=60.0, macs=0, patches=8, repeats=2, min_seconds=100.0,
+                          clock=dev.clock, warmup=lambda: warm.append(1))
+    assert warm == [1] and dev.works == 2  # once per window, however short min_seconds says it is
+    assert reading.seconds == pytest.approx(0.5) and reading.total_j == pytest.approx(100.0)
