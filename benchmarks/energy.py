@@ -13,9 +13,9 @@ One run:
    brain go through Lava's fixed-point simulator (``--backend sim``) and through
    SLAYER, each as one fresh stream: their input and layer spikes must be equal,
    or the script exits with status 1.
-3. ``spikereg.report.energy.energy_report`` turns the counts into every row of
+3. ``spikereg.hardware.energy_section.energy_section`` turns the counts into every row of
    the comparison: Loihi 2 with copies in parallel and patches streamed, time per
-   step from the workload (the main estimate, ``spikereg.report.streamed``); the
+   step from the workload (the main estimate, ``spikereg.hardware.streamed``); the
    same at PilotNet's measured step (sensitivity); the old sequential estimate;
    Loihi 1; the ANN twin on a measured GPU (``hardware_profiles/gpu_measured.yaml``,
    written by ``benchmarks/gpu_energy.py`` on a GPU; "pending" until then), on a
@@ -134,8 +134,9 @@ def main(argv=None) -> int:
 
     from lava_export.netx import read_metadata
     from spikereg.hardware import map_network
+    from spikereg.hardware.energy_section import energy_section
     from spikereg.pretrained import DEFAULT_MODEL
-    from spikereg.report.energy import DEFAULT_PROFILES, energy_report
+    from spikereg.report.energy import DEFAULT_PROFILES
 
     model = args.model or DEFAULT_MODEL
     meta = read_metadata(model)
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
             Path(args.save).write_text(json.dumps(run))
             print(f"saved the run's counts to {args.save}", file=sys.stderr)
     report = run["report"]
-    energy = energy_report(report, model, DEFAULT_PROFILES)
+    energy = energy_section(report, model, DEFAULT_PROFILES)
     section = render_section(args, argv, model, meta, run, energy, map_network(model, "loihi2"))
     print(section)
     print(f"NCC before/after: {run['ncc_before']:.4f} -> {run['ncc_after']:.4f}", file=sys.stderr)
@@ -168,8 +169,8 @@ def _ratio(value: float) -> str:
 def more_chips(counts: Sequence[int], report: dict, model: Path, mapping) -> dict:
     """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
     from spikereg.hardware import load_profile
+    from spikereg.hardware.streamed import streamed_rows
     from spikereg.report.energy import activity, costs_from_mapping, exact_activity
-    from spikereg.report.streamed import streamed_rows
 
     costs = costs_from_mapping(mapping)
     spikes = [int(row["spikes"]) for row in report["layers"]]

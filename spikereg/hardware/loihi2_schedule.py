@@ -29,7 +29,7 @@ The run SpikeReg would do on a chip, not one patch after another on one copy:
 
 Only time comes out of here (:class:`Schedule`); the energy of the schedule
 (dynamic events, static power x busy time, the host link's bits) is
-:mod:`spikereg.report.streamed`'s. Every per-operation time is a cited
+:mod:`spikereg.hardware.streamed`'s. Every per-operation time is a cited
 figure of the profile (``time_per_synop_ns``, ``time_per_neuron_update_ns``,
 ``time_per_spike_ns``, ``step_sync_us``, ``host_link_gbit_s``,
 ``host_bytes_per_spike``); a profile without them has no schedule.

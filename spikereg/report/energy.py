@@ -56,13 +56,13 @@ by hand):
 The ``kind`` of a derived value is the weakest kind of the figures it uses:
 specified < measured < pre-silicon < estimated < lower-bound.
 
-Two more kinds of row come from their own modules: a Loihi 2 chip whose
-profile has per-operation times is costed on the run we would do there
-(copies in parallel, patches streamed: :mod:`spikereg.report.streamed`; the
-sequential figure above stays beside it as ``<chip>_sequential``), and whole
-conventional devices (measured with their own energy counter, or from a
-data sheet: :mod:`spikereg.report.baselines`) join the 45 nm rows, a measured
-one first and named in ``conventional_preferred``.
+report.json's energy section is :func:`spikereg.hardware.energy_section.energy_section`:
+this module's rows, plus a Loihi 2 chip whose profile has per-operation times
+costed on the run we would do there (copies in parallel, patches streamed:
+:mod:`spikereg.hardware.streamed`; the sequential figure here stays beside it
+as ``<chip>_sequential``), and whole conventional devices (measured with their
+own energy counter, or from a data sheet: :mod:`spikereg.hardware.device_energy`)
+beside the 45 nm rows, a measured one first and named in ``conventional_preferred``.
 """
 from __future__ import annotations
 
@@ -74,7 +74,6 @@ from spikereg.config import ModelConfig, config_from_dict
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
     ConventionalProfile,
-    DeviceProfile,
     Figure,
     MappingReport,
     NeuromorphicProfile,
@@ -483,8 +482,7 @@ def _model_config(model_path: Path) -> ModelConfig:
 
 
 def _load(profile: Union[str, Path, Profile]) -> Profile:
-    return profile if isinstance(profile, (NeuromorphicProfile, ConventionalProfile, DeviceProfile)) \
-        else load_profile(profile)
+    return profile if isinstance(profile, (NeuromorphicProfile, ConventionalProfile)) else load_profile(profile)
 
 
 def _field(report: dict[str, Any], key: str) -> Any:
@@ -509,7 +507,6 @@ def energy_report(
     loaded = [_load(p) for p in profiles]
     chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
     procs = [p for p in loaded if isinstance(p, ConventionalProfile)]
-    devices = [p for p in loaded if isinstance(p, DeviceProfile)]
     if not chips:
         raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
 
@@ -538,10 +535,6 @@ def energy_report(
     macs = ann_macs(config, patches)
     io_bytes = ann_io_bytes(config, patches)
     conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
-    if devices:  # whole devices first, a measured one at the very front (spikereg.report.baselines)
-        from spikereg.report.baselines import device_rows
-
-        conventional = {**device_rows(devices, macs), **conventional}
 
     # Only the chip the run itself was on has a measured run time; any other chip's
     # run time comes from its profile's time per step.
@@ -561,8 +554,6 @@ def energy_report(
             for name, ann in conventional.items()
         }
         neuromorphic[chip.name] = entry
-        _add_streamed(neuromorphic, chip, report, costs, counts, mappings[chip.name], spikes, input_spikes,
-                      conventional)
 
     layer_spikes = sum(spikes)
     return {
@@ -600,33 +591,4 @@ def energy_report(
         },
         "neuromorphic": neuromorphic,
         "conventional": {name: e.to_dict() for name, e in conventional.items()},
-        "conventional_preferred": next((name for name, e in conventional.items()
-                                        if e.category == "device" and e.kind == "measured"), None),
     }
-
-
-def _add_streamed(neuromorphic: dict[str, Any], chip: NeuromorphicProfile, report: dict[str, Any],
-                  costs: Sequence[LayerCost], counts: Activity, mapping: MappingReport, spikes: Sequence[int],
-                  input_spikes: int, conventional: dict[str, EnergyBreakdown]) -> None:
-    """Make the streamed schedule the chip's row, the sequential one ``<chip>_sequential`` (a profile with
-    per-operation times, a network that fits a chip, a run not measured on the chip itself)."""
-    from spikereg.report.streamed import ScheduleError, has_schedule, streamed_rows
-
-    if not has_schedule(chip) or report.get("backend") == chip.name:
-        return
-    try:
-        rows = streamed_rows(report, costs, counts, chip, mapping, spikes, input_spikes)
-    except ScheduleError as error:
-        neuromorphic[chip.name].setdefault("notes", []).append(f"no streamed schedule: {error}")
-        return
-    sequential = neuromorphic.pop(chip.name)
-    sequential.update(model="sequential", label="one copy, patches one after another, PilotNet's time per step")
-    for suffix, entry in rows.items():
-        entry["snn_over_ann"] = {
-            name: {"total": entry["total_j"] / ann.total_j if ann.total_j else None,
-                   "dynamic": entry["dynamic_j"] / ann.total_j if ann.total_j else None,
-                   "kind": weakest_kind([entry["kind"], ann.kind])}
-            for name, ann in conventional.items()
-        }
-        neuromorphic[chip.name + suffix] = entry
-    neuromorphic[chip.name + "_sequential"] = sequential

@@ -22,6 +22,7 @@ import pytest
 from lava_export.netx import ModelFileError
 from spikereg.config import ConfigError, ModelConfig
 from spikereg.hardware import ProfileError, load_profile
+from spikereg.hardware.energy_section import energy_section
 from spikereg.report.energy import (
     EnergyError,
     activity,
@@ -196,7 +197,7 @@ def test_weakest_kind() -> None:
 
 def test_shipped_profiles_cost_the_network(run_report, two_layer_net: Path) -> None:
     """The four shipped profiles load and label loihi1's dynamic energy pre-silicon."""
-    energy = energy_report(run_report(), two_layer_net)
+    energy = energy_section(run_report(), two_layer_net)
     # loihi2 has per-operation times: its main row is the streamed schedule, the sequential one beside it
     assert set(energy["neuromorphic"]) == {"loihi2", "loihi2_pilotnet_step", "loihi2_sequential", "loihi1"}
     assert energy["neuromorphic"]["loihi2"]["model"] == "streamed"

@@ -12,7 +12,7 @@ import pytest
 
 from spikereg.hardware import load_profile, map_network
 from spikereg.hardware.device import Reading, measured_profile, write_profile
-from spikereg.report.energy import energy_report
+from spikereg.hardware.energy_section import energy_section
 from spikereg.report.summary import REPORT_SCHEMA, _check, energy_lines
 
 
@@ -30,7 +30,7 @@ def measured_gpu(tmp_path: Path) -> Path:
 def test_the_streamed_schedule_is_the_main_row_and_the_sequential_one_stays(
         run_report, two_layer_net: Path, timed_chip: Path, toy_gpu: Path) -> None:
     report = run_report(time_steps_per_patch=10, time_steps=30)  # 3 patches of 10 steps
-    energy = energy_report(report, two_layer_net, profiles=(timed_chip, toy_gpu))
+    energy = energy_section(report, two_layer_net, profiles=(timed_chip, toy_gpu))
     rows = energy["neuromorphic"]
     assert set(rows) == {"toychip", "toychip_pilotnet_step", "toychip_sequential"}
     main, fixed, sequential = rows["toychip"], rows["toychip_pilotnet_step"], rows["toychip_sequential"]
@@ -67,7 +67,7 @@ def test_the_streamed_schedule_is_the_main_row_and_the_sequential_one_stays(
 def test_a_measured_device_profile_is_preferred_in_report_json(
         run_report, two_layer_net: Path, toy_chip: Path, toy_gpu: Path, measured_gpu: Path) -> None:
     jetson = "jetson_orin_nano"
-    energy = energy_report(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu, jetson, measured_gpu))
+    energy = energy_section(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu, jetson, measured_gpu))
     conventional = energy["conventional"]
     assert list(conventional) == ["gpu_measured", "jetson_orin_nano", "toygpu"]  # measured first
     assert energy["conventional_preferred"] == "gpu_measured"
@@ -90,6 +90,6 @@ def test_a_measured_device_profile_is_preferred_in_report_json(
 
 def test_without_a_measured_profile_nothing_is_preferred(run_report, two_layer_net: Path, toy_chip: Path,
                                                          toy_gpu: Path) -> None:
-    energy = energy_report(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu))
+    energy = energy_section(run_report(), two_layer_net, profiles=(toy_chip, toy_gpu))
     assert energy["conventional_preferred"] is None
     assert list(energy["conventional"]) == ["toygpu"]

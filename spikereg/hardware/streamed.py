@@ -19,7 +19,7 @@ module charges it:
   time; the host's own time is apart) and the energy-delay product.
 
 :func:`streamed_rows` gives the rows report.json's ``energy.neuromorphic``
-carries for a chip with a schedule: the streamed estimate (the main row), the
+carries for a chip with a schedule (:mod:`spikereg.hardware.energy_section`): the streamed estimate (the main row), the
 same schedule with PilotNet's measured step (a sensitivity row) and the old
 sequential figure (one copy, patch after patch, PilotNet's step).
 """

@@ -9,7 +9,8 @@ energy under dynamic and no static term.
 
 :func:`device_rows` orders the rows as report.json's ``energy.conventional``
 carries them: measured devices first, so the first row is the preferred one
-(report.json names it in ``energy.conventional_preferred``).
+(report.json names it in ``energy.conventional_preferred``;
+:mod:`spikereg.hardware.energy_section`).
 """
 from __future__ import annotations
 
