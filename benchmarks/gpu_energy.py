@@ -14,6 +14,9 @@ On a machine with an NVIDIA GPU and ``nvidia-ml-py`` (``pip install nvidia-ml-py
    network work), each between two reads of ``nvmlDeviceGetTotalEnergyConsumption``
    (mJ) with ``torch.cuda.synchronize`` before each read; a pass is repeated until
    it lasts at least ``--min-seconds`` (the counter's resolution).
+   Only the network's work is in the counter: the host's patch cutting, stitching
+   and warping run on the CPU (as they do beside a Loihi 2 chip), so the figures
+   compare network with network.
 4. The SNN in SLAYER (the netx file's own arithmetic, ``--backend torch --device
    cuda``) on the same patches, as the torch backend streams them (chunks of 64).
 5. The readings become a ``device`` hardware profile (``--out``, default

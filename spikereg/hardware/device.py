@@ -140,7 +140,8 @@ def measured_profile(*, name: str, device: str, driver: str, date: str, command:
         "category": "device",
         "description": (f"{device}, measured: the ANN twin of {workload} on the GPU, the device's own energy "
                         f"counter read around the work, idle power sampled apart ({idle_seconds:g} s at rest). "
-                        f"Best batch {best} patches."),
+                        f"Best batch {best} patches. The network's work only: the host's patch cutting, "
+                        f"stitching and warping run on the CPU, outside this counter (as outside the chip's)."),
         "device": _figure(device, "name", f"{where}: NVML nvmlDeviceGetName"),
         "power_w": _figure(at.power_w, "W", power_source(best, at)),
         "macs_per_s": _figure(at.macs_per_s, "MAC/s", f"{where}: {at.macs} twin MACs in {at.seconds:.6g} s "
