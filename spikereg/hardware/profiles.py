@@ -12,12 +12,19 @@ obtained. ``kind`` is one of
 * ``pre-silicon`` -- from circuit simulation before the chip existed (Loihi 1's
   per-operation energies in Davies et al. 2018, Table 2, are of this kind);
 * ``estimated`` -- derived by us (scaled, assumed or carried over); the ``source``
-  says exactly how.
+  says exactly how;
+* ``lower-bound`` -- a figure that can only under-state what a real device does
+  (45 nm per-operation arithmetic energies with no device, idle power or memory
+  system); a row computed from one is a lower bound.
 
-Two categories of profile exist: ``neuromorphic`` (Loihi 1, Loihi 2), which the
+Three categories of profile exist: ``neuromorphic`` (Loihi 1, Loihi 2), which the
 mapping report (:mod:`spikereg.hardware.mapping`) sizes a netx network against,
-and ``conventional`` (CPU, GPU), which hold per-operation energies for a
-multiply-accumulate baseline.
+``conventional`` (CPU, GPU), which hold per-operation energies for a
+multiply-accumulate baseline, and ``device`` (:mod:`spikereg.hardware.device`):
+a whole conventional device's power and throughput on the ANN twin, measured
+(``benchmarks/gpu_energy.py``, NVML) or from a data sheet. Some fields are
+optional (``_OPTIONAL``): a profile may leave them out, but a figure that is
+given is checked like any other.
 
 Loading validates everything and fails on the first problem with a one-line
 :class:`ProfileError` that names the file and the field: a missing or unknown
@@ -29,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import yaml
 
@@ -42,7 +49,7 @@ from spikereg.resources import shipped_dir
 PROFILE_DIR: Path = shipped_dir("hardware_profiles")
 
 #: The allowed values of a figure's ``kind`` (see the module docstring).
-KINDS: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated")
+KINDS: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated", "lower-bound")
 
 #: The allowed values of ``reset_interval_rule``.
 RESET_INTERVAL_RULES: tuple[str, ...] = ("power_of_two", "any_positive")
@@ -101,6 +108,15 @@ class NeuromorphicProfile:
     energy_per_tile_hop_pj: Figure
     static_power_mw: Figure
     time_per_step_us: Figure
+    # optional: the per-operation times and host link of the streamed schedule
+    # (spikereg.hardware.loihi2_schedule); a profile without them gets no schedule
+    time_per_synop_ns: Optional[Figure] = None
+    time_per_neuron_update_ns: Optional[Figure] = None
+    time_per_spike_ns: Optional[Figure] = None
+    step_sync_us: Optional[Figure] = None
+    host_link_gbit_s: Optional[Figure] = None
+    energy_per_host_bit_pj: Optional[Figure] = None
+    host_bytes_per_spike: Optional[Figure] = None
 
     @property
     def category(self) -> str:
@@ -141,11 +157,52 @@ class ConventionalProfile:
         return _figures_of(self)
 
 
-Profile = Union[NeuromorphicProfile, ConventionalProfile]
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A whole conventional device running the ANN twin: its power and throughput.
+
+    ``power_w`` is the device's mean power while it runs the twin (measured: the
+    energy counter's joules over the run's seconds, idle included; published: the
+    data sheet's power mode), ``macs_per_s`` the twin's MACs per second on it
+    (measured on the workload, or a data-sheet peak), both at the best batch;
+    ``*_batch1`` the same at one patch per call. Energy of ``n`` MACs =
+    ``power_w x n / macs_per_s`` (:mod:`spikereg.hardware.device`).
+    """
+
+    name: str
+    description: str
+    device: Figure
+    power_w: Figure
+    macs_per_s: Figure
+    idle_power_w: Optional[Figure] = None
+    power_batch1_w: Optional[Figure] = None
+    macs_per_s_batch1: Optional[Figure] = None
+    best_batch: Optional[Figure] = None
+    snn_power_w: Optional[Figure] = None
+    snn_patches_per_s: Optional[Figure] = None
+    workload: Optional[Figure] = None
+
+    @property
+    def category(self) -> str:
+        """Always ``"device"``."""
+        return "device"
+
+    @property
+    def measured(self) -> bool:
+        """True when the energy it gives (power and throughput) was measured on the device."""
+        return self.power_w.kind == "measured" and self.macs_per_s.kind == "measured"
+
+    def figures(self) -> dict[str, Figure]:
+        """Every figure of the profile, by field name, in file order."""
+        return _figures_of(self)
+
+
+Profile = Union[NeuromorphicProfile, ConventionalProfile, DeviceProfile]
 
 
 def _figures_of(profile: Profile) -> dict[str, Figure]:
-    return {f.name: getattr(profile, f.name) for f in fields(profile) if f.type in ("Figure", Figure)}
+    return {f.name: getattr(profile, f.name) for f in fields(profile)
+            if isinstance(getattr(profile, f.name), Figure)}
 
 
 # -- value checks -------------------------------------------------------------------
@@ -181,6 +238,10 @@ def _nonneg_number(v: Any) -> Union[str, None]:
 
 def _positive_number(v: Any) -> Union[str, None]:
     return None if _is_number(v) and v > 0 else "a positive number"
+
+
+def _text(v: Any) -> Union[str, None]:
+    return None if isinstance(v, str) and v.strip() else "a non-empty string"
 
 
 def _choice(options: tuple[str, ...]) -> Check:
@@ -229,9 +290,39 @@ _CONVENTIONAL: dict[str, _Spec] = {
     "energy_per_dram_word_pj": _Spec("pJ", _nonneg_number),
 }
 
+_DEVICE: dict[str, _Spec] = {
+    "device": _Spec("name", _text),
+    "power_w": _Spec("W", _positive_number),
+    "macs_per_s": _Spec("MAC/s", _positive_number),
+}
+
 _SCHEMAS: dict[str, tuple[type, dict[str, _Spec]]] = {
     "neuromorphic": (NeuromorphicProfile, _NEUROMORPHIC),
     "conventional": (ConventionalProfile, _CONVENTIONAL),
+    "device": (DeviceProfile, _DEVICE),
+}
+
+#: Fields a profile of the category may leave out (None on the loaded profile).
+_OPTIONAL: dict[str, dict[str, _Spec]] = {
+    "neuromorphic": {
+        "time_per_synop_ns": _Spec("ns", _positive_number),
+        "time_per_neuron_update_ns": _Spec("ns", _positive_number),
+        "time_per_spike_ns": _Spec("ns", _nonneg_number),
+        "step_sync_us": _Spec("us", _nonneg_number),
+        "host_link_gbit_s": _Spec("Gbit/s", _positive_number),
+        "energy_per_host_bit_pj": _Spec("pJ", _nonneg_number),
+        "host_bytes_per_spike": _Spec("bytes", _positive_number),
+    },
+    "conventional": {},
+    "device": {
+        "idle_power_w": _Spec("W", _nonneg_number),
+        "power_batch1_w": _Spec("W", _positive_number),
+        "macs_per_s_batch1": _Spec("MAC/s", _positive_number),
+        "best_batch": _Spec("patches", _positive_int),
+        "snn_power_w": _Spec("W", _positive_number),
+        "snn_patches_per_s": _Spec("patches/s", _positive_number),
+        "workload": _Spec("text", _text),
+    },
 }
 
 _TOP_LEVEL = ("name", "description", "category")
@@ -313,10 +404,11 @@ def parse_profile(data: Any, origin: Union[str, Path] = "<profile>") -> Profile:
             f"got {_describe(category)}"
         )
     cls, schema = _SCHEMAS[category]
+    optional = _OPTIONAL.get(category, {})
 
     # Unknown fields are errors so that a typo ("neurons_per_cor") cannot silently
     # leave the real field missing or be ignored.
-    allowed = set(_TOP_LEVEL) | set(schema)
+    allowed = set(_TOP_LEVEL) | set(schema) | set(optional)
     for key in data:
         if key not in allowed:
             raise ProfileError(
@@ -330,6 +422,9 @@ def parse_profile(data: Any, origin: Union[str, Path] = "<profile>") -> Profile:
     values: dict[str, Any] = {"name": data["name"], "description": data["description"]}
     for key, spec in schema.items():
         values[key] = _parse_figure(data[key], key, spec, where)
+    for key, spec in optional.items():
+        if key in data:
+            values[key] = _parse_figure(data[key], key, spec, where)
 
     if category == "neuromorphic":
         lo, hi = values["weight_exponent_min"].value, values["weight_exponent_max"].value
@@ -349,7 +444,8 @@ def _parse_figure(raw: Any, key: str, spec: _Spec, where: str) -> Figure:
         )
     for sub in _FIGURE_KEYS:
         if sub not in raw:
-            raise ProfileError(f"{where}: missing field '{key}.{sub}'")
+            what = " (every figure must cite its source)" if sub == "source" else ""
+            raise ProfileError(f"{where}: missing field '{key}.{sub}'{what}")
     for sub in raw:
         if sub not in _FIGURE_KEYS:
             raise ProfileError(

@@ -28,12 +28,13 @@ from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.data.world import describe_grid, resample_like, same_grid, sample_world
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import load_profile
+from spikereg.hardware.energy_section import energy_section
 from spikereg.interrupts import on_interrupt_note
 from spikereg.options import check_bound, check_bounds, check_out_folder
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
 from spikereg.report.counts import RASTER_NAME, save_raster
-from spikereg.report.energy import DEFAULT_PROFILES, energy_report
+from spikereg.report.energy import DEFAULT_PROFILES
 from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
@@ -423,7 +424,7 @@ def run_registration(
             report["counts"] = stats.counter.section(stats.layer_neurons)
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
-        report["energy"] = energy_report(report, model_path, profiles)
+        report["energy"] = energy_section(report, model_path, profiles)
         report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
         report["range"] = guard.section()
         report["reach_voxels"] = limit

@@ -54,7 +54,15 @@ by hand):
   bounds.
 
 The ``kind`` of a derived value is the weakest kind of the figures it uses:
-specified < measured < pre-silicon < estimated.
+specified < measured < pre-silicon < estimated < lower-bound.
+
+report.json's energy section is :func:`spikereg.hardware.energy_section.energy_section`:
+this module's rows, plus a Loihi 2 chip whose profile has per-operation times
+costed on the run we would do there (copies in parallel, patches streamed:
+:mod:`spikereg.hardware.streamed`; the sequential figure here stays beside it
+as ``<chip>_sequential``), and whole conventional devices (measured with their
+own energy counter, or from a data sheet: :mod:`spikereg.hardware.device_energy`)
+beside the 45 nm rows, a measured one first and named in ``conventional_preferred``.
 """
 from __future__ import annotations
 
@@ -74,13 +82,15 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
+from spikereg.hardware.device import device_profile_names
 from spikereg.networks.encoding import READOUT_CHANNELS
 
-#: The profiles ``spikereg run`` costs a registration on.
-DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu")
+#: The profiles ``spikereg run`` costs a registration on: the chips, the 45 nm bounds, and every
+#: shipped device profile (a measured one, hardware_profiles/gpu_measured.yaml, when it exists).
+DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu") + device_profile_names()
 
 #: Kinds from strongest to weakest; a value derived from several figures takes the weakest.
-KIND_ORDER: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated")
+KIND_ORDER: tuple[str, ...] = ("specified", "measured", "pre-silicon", "estimated", "lower-bound")
 
 PJ = 1e-12  # J per pJ
 MW = 1e-3  # W per mW

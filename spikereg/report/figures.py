@@ -37,6 +37,10 @@ ENERGY_TERMS = {
     "static": "static power x time",
     "macs": "MACs",
     "dram": "host I/O (DRAM)",
+    "host_io": "host link (chip I/O)",
+    "device": "device power x time",
+    "device_active": "device above idle",
+    "device_idle": "device idle power x time",
 }
 
 

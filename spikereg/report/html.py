@@ -195,11 +195,16 @@ def iteration_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def energy_rows(energy: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     conventional = list(energy.get("conventional", {}))
-    head = ["profile", "dynamic J", "static J", "total J"] + [f"SNN/ANN {p}" for p in conventional] + ["kind"]
+    head = (["profile", "dynamic J", "static J", "total J", "latency s", "EDP J s"]
+            + [f"SNN/ANN {p}" for p in conventional] + ["kind"])
     rows = []
     for name, row in {**energy.get("neuromorphic", {}), **energy.get("conventional", {})}.items():
-        line = [name, _fmt(row.get("dynamic_j"), ".3e"), _fmt(row.get("static_j"), ".3e"),
-                _fmt(row.get("total_j"), ".3e")]
+        label = f"{name}: {row['label']}" if row.get("label") else name  # the schedule rows say what they are
+        latency = row.get("latency_s")
+        line = [label, _fmt(row.get("dynamic_j"), ".3e"), _fmt(row.get("static_j"), ".3e"),
+                _fmt(row.get("total_j"), ".3e"), _fmt(latency, ".4g"),
+                _fmt(row["total_j"] * latency if latency is not None and row.get("total_j") is not None else None,
+                     ".3e")]
         for proc in conventional:
             ratio = row.get("snn_over_ann", {}).get(proc)
             line.append(f"{ratio['total']:.3g} (dynamic {ratio['dynamic']:.3g})"

@@ -355,11 +355,12 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
         f"input spikes {counts.get('input_spikes', 0)}, mean spike rate {counts.get('mean_spike_rate', 0.0):.4f}, "
         f"ANN twin {counts.get('ann_macs', 0):.4g} MACs",
     ]
-    header = f"{'profile':<8} {'dynamic J':>10} {'static J':>10} {'total J':>10}"
+    width = max([8] + [len(name) for name in {**chips, **procs}])  # loihi2_pilotnet_step, jetson_orin_nano
+    header = f"{'profile':<{width}} {'dynamic J':>10} {'static J':>10} {'total J':>10}"
     header += "".join(f" {'SNN/ANN ' + name:>19}" for name in procs)
     lines.append(header + "  kind")
     for name, row in {**chips, **procs}.items():
-        line = (f"{name:<8} {_joules(row.get('dynamic_j')):>10} {_joules(row.get('static_j')):>10} "
+        line = (f"{name:<{width}} {_joules(row.get('dynamic_j')):>10} {_joules(row.get('static_j')):>10} "
                 f"{_joules(row.get('total_j')):>10}")
         for proc in procs:
             ratio = row.get("snn_over_ann", {}).get(proc)

@@ -48,7 +48,7 @@ def load_error(tmp_path: Path, data: Any) -> str:
 
 def test_profile_folder_is_the_repository_folder() -> None:
     assert PROFILE_DIR == REPO / "hardware_profiles"
-    assert available_profiles() == ["cpu", "gpu", "loihi1", "loihi2"]
+    assert available_profiles() == ["cpu", "gpu", "jetson_orin_nano", "loihi1", "loihi2"]
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,8 @@ def test_shipped_profile_loads_with_cited_figures(name: str, cls: type) -> None:
     assert profile.name == name
     figures = profile.figures()
     # every Figure field of the dataclass is present (figures() finds them all)
-    assert len(figures) == (20 if cls is NeuromorphicProfile else 7)
+    # loihi2 also has the streamed schedule's 7 optional figures
+    assert len(figures) == {"loihi2": 27, "loihi1": 20}.get(name, 7)
     for key, figure in figures.items():
         assert figure.kind in KINDS, key
         assert len(figure.source) > 20, f"{name}.{key} needs a real citation"
@@ -260,7 +261,7 @@ def test_unknown_profile_name_lists_available() -> None:
         load_profile("loihi3")
     message = str(info.value)
     assert "unknown hardware profile 'loihi3'" in message
-    assert "available: cpu, gpu, loihi1, loihi2" in message
+    assert "available: cpu, gpu, jetson_orin_nano, loihi1, loihi2" in message
 
 
 def test_missing_profile_path() -> None:

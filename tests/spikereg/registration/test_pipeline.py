@@ -57,9 +57,12 @@ def test_torch_and_sim_runs_write_the_same_field_and_the_same_report_shape(cli, 
         assert chip["name"] == "loihi2" and chip["ran_on"] == ran_on and chip["measured"] is None
         assert chip["figures"]["time_per_step_us"] == asdict(loihi2.time_per_step_us)
         assert chip["figures"]["static_power_mw"] == asdict(loihi2.static_power_mw)
-        # the figures the energy section costed the run's static term with
-        static = reports[backend]["energy"]["neuromorphic"]["loihi2"]["terms"]["static"]["figures"]
+        # the figures the energy section costed the sequential row's static term with
+        rows = reports[backend]["energy"]["neuromorphic"]
+        static = rows["loihi2_sequential"]["terms"]["static"]["figures"]
         assert static["time_per_step_us"] == chip["figures"]["time_per_step_us"]
+        # the main row, the streamed schedule, times its steps from the workload's per-operation figures
+        assert rows["loihi2"]["model"] == "streamed" and "step_sync_us" in rows["loihi2"]["terms"]["static"]["figures"]
 
 
 def test_a_volume_over_the_memory_budget_is_refused_before_any_work(cli, tiny_export, crop_pair, tmp_path):

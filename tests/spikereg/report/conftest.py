@@ -30,6 +30,7 @@ import yaml
 
 from spikereg.config import ModelConfig
 from spikereg.hardware import PROFILE_DIR
+from spikereg.hardware.loihi2_schedule import SCHEDULE_FIGURES
 
 CUBA = {"type": "CUBA", "iDecay": 1024, "vDecay": 123, "vThMant": 64, "refDelay": 1, "gradedSpike": False}
 
@@ -87,10 +88,12 @@ def two_layer_net(tmp_path: Path) -> Path:
 
 
 def profile_copy(tmp_path: Path, base: str, name: str, values: dict[str, Any],
-                 kinds: dict[str, str] | None = None) -> Path:
-    """A shipped profile renamed, some figure values (and kinds) changed, written to tmp_path."""
+                 kinds: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """A shipped profile renamed, some figure values (and kinds) changed, ``drop`` left out, written to tmp_path."""
     data = yaml.safe_load((PROFILE_DIR / f"{base}.yaml").read_text())
     data["name"] = name
+    for key in drop:
+        data.pop(key, None)
     for key, value in values.items():
         data[key]["value"] = value
     for key, kind in (kinds or {}).items():
@@ -108,7 +111,20 @@ TOY_GPU = {"energy_per_mac_pj": 4.0, "energy_per_dram_word_pj": 100.0, "energy_p
 
 @pytest.fixture
 def toy_chip(tmp_path: Path) -> Path:
-    return profile_copy(tmp_path, "loihi2", "toychip", TOY_CHIP)
+    """Loihi 2 with round numbers and without the streamed schedule's figures: the sequential model only."""
+    return profile_copy(tmp_path, "loihi2", "toychip", TOY_CHIP, drop=SCHEDULE_FIGURES)
+
+
+#: Round per-operation times for the streamed schedule (ns, ns, ns, us, Gbit/s, pJ, bytes).
+TOY_TIMES = {"time_per_synop_ns": 1.0, "time_per_neuron_update_ns": 2.0, "time_per_spike_ns": 4.0,
+             "step_sync_us": 0.1, "host_link_gbit_s": 1.0, "energy_per_host_bit_pj": 5.0,
+             "host_bytes_per_spike": 4}
+
+
+@pytest.fixture
+def timed_chip(tmp_path: Path) -> Path:
+    """The toy chip with the streamed schedule's figures (TOY_TIMES)."""
+    return profile_copy(tmp_path, "loihi2", "toychip", {**TOY_CHIP, **TOY_TIMES})
 
 
 @pytest.fixture

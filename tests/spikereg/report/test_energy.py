@@ -22,6 +22,7 @@ import pytest
 from lava_export.netx import ModelFileError
 from spikereg.config import ConfigError, ModelConfig
 from spikereg.hardware import ProfileError, load_profile
+from spikereg.hardware.energy_section import energy_section
 from spikereg.report.energy import (
     EnergyError,
     activity,
@@ -150,7 +151,7 @@ def test_energy_report_combines_counts_profiles_and_ratios(run_report, two_layer
     ratio = chip["snn_over_ann"]["toygpu"]
     assert ratio["total"] == pytest.approx((DYNAMIC_J + STATIC_J) / ANN_J, rel=1e-12)
     assert ratio["dynamic"] == pytest.approx(DYNAMIC_J / ANN_J, rel=1e-12)
-    assert ratio["kind"] == "estimated"
+    assert ratio["kind"] == "lower-bound"  # the 45 nm per-operation energies are lower bounds
     assert energy["conventional"]["toygpu"]["total_j"] == pytest.approx(ANN_J, rel=1e-12)
 
 
@@ -189,20 +190,28 @@ def test_weakest_kind() -> None:
     assert weakest_kind(["measured", "specified"]) == "measured"
     assert weakest_kind(["measured", "pre-silicon"]) == "pre-silicon"
     assert weakest_kind(["pre-silicon", "estimated", "measured"]) == "estimated"
+    assert weakest_kind(["estimated", "lower-bound", "measured"]) == "lower-bound"
     with pytest.raises(EnergyError, match="unknown figure kind 'guessed'"):
         weakest_kind(["guessed"])
 
 
 def test_shipped_profiles_cost_the_network(run_report, two_layer_net: Path) -> None:
     """The four shipped profiles load and label loihi1's dynamic energy pre-silicon."""
-    energy = energy_report(run_report(), two_layer_net)
-    assert set(energy["neuromorphic"]) == {"loihi2", "loihi1"}
-    assert set(energy["conventional"]) == {"gpu", "cpu"}
+    energy = energy_section(run_report(), two_layer_net)
+    # loihi2 has per-operation times: its main row is the streamed schedule, the sequential one beside it
+    assert set(energy["neuromorphic"]) == {"loihi2", "loihi2_pilotnet_step", "loihi2_sequential", "loihi1"}
+    assert energy["neuromorphic"]["loihi2"]["model"] == "streamed"
+    assert energy["neuromorphic"]["loihi2_sequential"]["model"] == "sequential"
+    # the 45 nm rows are lower bounds; the data-sheet device row is an estimate
+    assert set(energy["conventional"]) == {"jetson_orin_nano", "gpu", "cpu"}
+    assert energy["conventional"]["gpu"]["kind"] == "lower-bound"
+    assert energy["conventional"]["jetson_orin_nano"]["kind"] == "estimated"
+    assert energy["conventional_preferred"] is None  # no measured device profile ships
     loihi1 = energy["neuromorphic"]["loihi1"]
     assert (loihi1["dynamic_kind"], loihi1["kind"]) == ("pre-silicon", "estimated")
     # 23.6 pJ x 560 synops + 81 pJ x 350 updates + 1.7 pJ x 67 spikes
     assert loihi1["dynamic_j"] == pytest.approx((23.6 * 560 + 81 * 350 + 1.7 * 67) * 1e-12, rel=1e-12)
-    assert set(loihi1["snn_over_ann"]) == {"gpu", "cpu"}
+    assert set(loihi1["snn_over_ann"]) == {"jetson_orin_nano", "gpu", "cpu"}
 
 
 def test_model_metadata_is_needed_for_the_ann_twin(run_report, tmp_path: Path, toy_chip: Path, net_writer) -> None:

@@ -74,8 +74,8 @@ def test_report_json_has_input_spikes_and_energy(tmp_path: Path, model: Path, mo
     assert report["input_spikes"] == 80 and report["time_steps"] == 20
     counts = report["energy"]["counts"]
     assert (counts["patches"], counts["synops"], counts["neuron_updates"]) == (2, 2 * 560, 35 * 20)
-    assert set(report["energy"]["neuromorphic"]) == {"loihi2", "loihi1"}
-    assert set(report["energy"]["neuromorphic"]["loihi2"]["snn_over_ann"]) == {"gpu", "cpu"}
+    assert set(report["energy"]["neuromorphic"]) == {"loihi2", "loihi2_pilotnet_step", "loihi2_sequential", "loihi1"}
+    assert set(report["energy"]["neuromorphic"]["loihi2"]["snn_over_ann"]) == {"jetson_orin_nano", "gpu", "cpu"}
 
 
 def test_a_profile_that_cannot_load_stops_the_run_before_it_starts(tmp_path: Path, model: Path,

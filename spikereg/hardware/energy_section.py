@@ -1,0 +1,81 @@
+"""report.json's ``energy`` section: every row of the comparison, in one place.
+
+:func:`spikereg.report.energy.energy_report` costs the run on each chip one
+patch after another and the ANN twin at 45 nm; this adds
+
+* for a chip whose profile has per-operation times (Loihi 2), the run we would
+  do there (:mod:`spikereg.hardware.streamed`): the chip's own row becomes the
+  streamed schedule, ``<chip>_pilotnet_step`` the same schedule at the
+  profile's measured step, and the old figure stays as ``<chip>_sequential``
+  (not for a run measured on the chip itself, whose own time stands);
+* whole conventional devices (:mod:`spikereg.hardware.device_energy`): a GPU
+  measured with its energy counter, a data sheet's module, first in
+  ``energy.conventional`` (a measured one at the very front, named in
+  ``energy.conventional_preferred``), with every chip row's ratio to them.
+
+Kept apart from ``energy_report`` so that the streamed and device models, which
+build on its terms, are not imported by it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+from spikereg.hardware import DeviceProfile, NeuromorphicProfile, Profile, load_profile, map_network
+from spikereg.hardware.device_energy import device_rows
+from spikereg.hardware.streamed import ScheduleError, has_schedule, streamed_rows
+from spikereg.report.energy import (
+    DEFAULT_PROFILES,
+    activity,
+    costs_from_mapping,
+    energy_report,
+    exact_activity,
+    weakest_kind,
+)
+
+
+def _ratios(entry: dict[str, Any], conventional: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {"total": entry["total_j"] / ann["total_j"] if ann["total_j"] else None,
+                   "dynamic": entry["dynamic_j"] / ann["total_j"] if ann["total_j"] else None,
+                   "kind": weakest_kind([entry["kind"], ann["kind"]])}
+            for name, ann in conventional.items()}
+
+
+def energy_section(report: dict[str, Any], model_path: Union[str, Path],
+                   profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES) -> dict[str, Any]:
+    """:func:`~spikereg.report.energy.energy_report` with the streamed chip rows and the device rows."""
+    loaded = [p if not isinstance(p, (str, Path)) else load_profile(p) for p in profiles]
+    devices = [p for p in loaded if isinstance(p, DeviceProfile)]
+    energy = energy_report(report, model_path, [p for p in loaded if not isinstance(p, DeviceProfile)])
+
+    rows = {name: b.to_dict() for name, b in device_rows(devices, int(energy["counts"]["ann_macs"])).items()}
+    conventional = {**rows, **energy["conventional"]}
+    energy["conventional"] = conventional
+    energy["conventional_preferred"] = next((name for name, row in rows.items() if row["kind"] == "measured"), None)
+
+    neuromorphic: dict[str, Any] = {}
+    for chip in (p for p in loaded if isinstance(p, NeuromorphicProfile)):
+        sequential = energy["neuromorphic"][chip.name]
+        if not has_schedule(chip) or report.get("backend") == chip.name:
+            neuromorphic[chip.name] = sequential
+            continue
+        mapping = map_network(model_path, chip)
+        costs = costs_from_mapping(mapping)
+        spikes = [int(row["spikes"]) for row in report["layers"]]
+        counts = activity(spikes, int(report["input_spikes"]), costs)
+        if report.get("counts"):  # counted per neuron: exact fan-out, as energy_report charges it
+            counts = exact_activity(counts, report["counts"], costs)
+        try:
+            streamed = streamed_rows(report, costs, counts, chip, mapping, spikes, int(report["input_spikes"]))
+        except ScheduleError as error:
+            sequential.setdefault("notes", []).append(f"no streamed schedule: {error}")
+            neuromorphic[chip.name] = sequential
+            continue
+        for suffix, entry in streamed.items():
+            neuromorphic[chip.name + suffix] = entry
+        sequential.update(model="sequential", label="one copy, patches one after another, PilotNet's time per step")
+        neuromorphic[chip.name + "_sequential"] = sequential
+    for entry in neuromorphic.values():
+        entry["snn_over_ann"] = _ratios(entry, conventional)
+    energy["neuromorphic"] = neuromorphic
+    return energy
