@@ -48,7 +48,8 @@ LEVEL_SPACINGS_MM = (8.0, 4.0, 2.0)  # coarse to fine; finer scans are still ali
 LEARNING_RATE = 1.0
 MIN_STEP = 1e-4
 ITERATIONS = 200
-SCALE_RANGE = (0.5, 2.0)  # singular values of the linear part that a human head may need
+SCALE_RANGE = (0.5, 2.0)
+IDENTITY_TOLERANCE = 0.02  # an optimum this little worse (relative) than no transform: aligned already, identity kept
 
 
 class AffineError(SpikeRegError, RuntimeError):
@@ -292,6 +293,13 @@ def estimate_affine(fixed: Volume, moving: Volume, *, what: str = "--affine auto
                           stop=method.GetOptimizerStopConditionDescription(), levels=shrinks)
     if not np.isfinite(after):
         raise AffineError(f"{what}: the optimisation diverged (Mattes MI not finite); nothing was written")
+    if before <= after <= before + IDENTITY_TOLERANCE * max(abs(before), 1e-3):
+        # no better than no transform at all: the images are aligned already (e.g. the same image); keep the identity
+        identity = sitk.AffineTransform(3)
+        return AffineResult(transform=identity, matrix=np.eye(4), source="auto", metric_before=before,
+                            metric_after=before, seconds=result.seconds, iterations=result.iterations,
+                            stop=result.stop + " No better than the identity (already aligned): kept the identity.",
+                            levels=shrinks)
     if after >= before:
         raise AffineError(f"{what}: the optimisation diverged (Mattes MI {before:.4f} before, {after:.4f} after, "
                           "lower is better); nothing was written (--affine none skips it, or give a transform file)")

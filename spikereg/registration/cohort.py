@@ -41,6 +41,8 @@ SUMMARY_COLUMNS = ("name", "status", "fixed", "moving", "out", "ncc_before", "nc
 OK, FAILED = "ok", "failed"
 #: report.json entries that must equal this run's options for --resume to keep a pair's earlier outputs.
 RESUME_OPTIONS = ("backend", "precision", "device", "iterations", "patch_stride", "pyramid", "smoothing")
+#: the same, for the options report.json records under "preparation" (grids, affine, intensities; issue 16)
+RESUME_PREPARATION = ("affine", "use_working_grid", "percentiles", "histogram_match", "n4")
 
 
 class CohortError(SpikeRegError, ValueError):
@@ -265,6 +267,13 @@ def _earlier_rows(out: Path) -> dict[str, dict] | None:
     return {row["name"]: {"status": OK, **{k: v for k, v in row.items() if v is not None}} for row in rows}
 
 
+def _as_recorded(value):
+    """An option as report.json holds it (tuples become lists, None becomes "none")."""
+    if value is None:
+        return "none"
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _done_before(spec: PairFiles, folder: Path, model: Path, options: dict, earlier: dict[str, dict] | None
                  ) -> dict | None:
     """The pair's row if an earlier run registered it exactly as this one would, else None (run it).
@@ -283,6 +292,9 @@ def _done_before(spec: PairFiles, folder: Path, model: Path, options: dict, earl
         inputs = report["inputs"]
         same = (inputs["fixed"], inputs["moving"], inputs["model"]) == (str(spec.fixed), str(spec.moving), str(model))
         same = same and all(report.get(key) == options[key] for key in RESUME_OPTIONS if key in options)
+        preparation = report.get("preparation", {})
+        same = same and all(preparation.get(key) == _as_recorded(options[key])
+                            for key in RESUME_PREPARATION if key in options)
         outputs = report["outputs"]
         same = same and ("warped_labels" in outputs) == (spec.moving_labels is not None)
         same = same and all((folder / name).is_file() for name in outputs.values())

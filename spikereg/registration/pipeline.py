@@ -416,6 +416,10 @@ def run_registration(
                 "ddf": "voxels of the fixed grid along its array axes, fixed -> moving (network, then affine)",
             },
             "intensity": intensity,
+            # the options that prepared the pair, as given (spikereg run --pairs --resume compares them)
+            "preparation": {"affine": "none" if affine is None else str(affine), "use_working_grid": use_working_grid,
+                            "percentiles": [float(p) for p in percentiles], "histogram_match": histogram_match,
+                            "n4": n4},
         }
         if affine_section is not None:
             report["affine"] = affine_section

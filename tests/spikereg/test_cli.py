@@ -82,9 +82,11 @@ def test_bad_inputs_give_one_line_and_no_outputs(cli, tiny_export, small_pair, t
 
     other = tmp_path / "other.nii.gz"
     img = nib.load(fixed)
-    nib.save(nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), img.affine), other)
+    far = img.affine.copy()
+    far[:3, 3] += 1000.0  # other shapes and grids are resampled (issue 16); one a metre away is refused
+    nib.save(nib.Nifti1Image(np.ones((5, 6, 7), np.float32), far), other)
     line = cli.one_error_line("run", "--model", model, "--fixed", fixed, "--moving", other, "--out", out)
-    assert "shape" in line
+    assert "does not overlap" in line
 
     not_hdf5 = tmp_path / "model.net"
     not_hdf5.write_text("not a network")

@@ -27,11 +27,20 @@ def oblique_grid(reference: Volume, spacing=(1.5, 1.5, 2.5), degrees=(0.0, 0.0, 
     return shape, affine
 
 
+CROP = np.s_[8:40, 9:49, 6:38]  # 32 x 40 x 32 of the 4 mm brain: fewer patches, the same anatomy in the middle
+
+
+def crop(volume: Volume) -> Volume:
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.affine[:3, :3] @ [s.start for s in CROP] + volume.affine[:3, 3]
+    return Volume(volume.data[CROP], affine)
+
+
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     """A 4 mm fixed T1 and its tissue labels; the moving scan: the same head moved by a known affine (6 degrees,
     scale 1.05, 5 mm), stored on a 20-degree rotated 1.5 x 1.5 x 2.5 mm grid, with its labels on that grid."""
-    fixed, labels = load_mni("t1", 4.0), tissue_labels(4.0)
+    fixed, labels = crop(load_mni("t1", 4.0)), crop(tissue_labels(4.0))
     centre = fixed.affine[:3, :3] @ (np.array(fixed.shape) / 2) + fixed.affine[:3, 3]
     truth = np.eye(4)  # fixed world -> moving world
     truth[:3, :3] = Rotation.from_euler("xyz", [6.0, -4.0, 5.0], degrees=True).as_matrix() * 1.05
@@ -48,15 +57,17 @@ def scans(tmp_path_factory):
                 dtype=np.uint8)
     far = grid.copy()
     far[:3, 3] += 1000.0
+    files["moving_here"] = save_volume(folder / "moving_here.nii.gz", sample_world(fixed, fixed.shape, fixed.affine,
+                                                                                  world=inverse), fixed.affine)
     files["far"] = save_volume(folder / "far.nii.gz", np.asarray(nib.load(files["moving"]).dataobj), far)
     files["far_labels"] = save_volume(folder / "far_labels.nii.gz",
                                       np.asarray(nib.load(files["moving_labels"]).dataobj), far, dtype=np.uint8)
     return files, labels.data, truth
 
 
-def _run(cli, files, out, *extra):
-    return cli.invoke("run", "--backend", "torch", "--model", "demo", "--fixed", files["fixed"], "--moving",
-                      files["moving"], "--moving-labels", files["moving_labels"], "--out", out, *extra)
+def _run(cli, files, out, *extra, moving="moving"):
+    return cli.invoke("run", "--backend", "torch", "--model", "demo", "--iterations", "1", "--fixed", files["fixed"],
+                      "--moving", files[moving], "--moving-labels", files["moving_labels"], "--out", out, *extra)
 
 
 def test_a_moved_scan_on_another_grid_lands_on_the_fixed_one(cli, scans, tmp_path):
@@ -80,7 +91,7 @@ def test_a_moved_scan_on_another_grid_lands_on_the_fixed_one(cli, scans, tmp_pat
     assert report["similarity"]["ncc_after"] > 0.9
     # the saved transform is the one ITK reads (fixed -> moving points, LPS), close to the truth
     found = affine_module.matrix_ras(sitk.ReadTransform(str(out / "affine.tfm")))
-    corners = np.array([[x, y, z, 1.0] for x in (0, 48) for y in (0, 57) for z in (0, 46)]) @ fixed.affine.T
+    corners = np.array([[x, y, z, 1.0] for x in (0, 31) for y in (0, 39) for z in (0, 31)]) @ fixed.affine.T
     assert np.abs(corners @ found.T - corners @ truth.T).max() < 4.0  # within a voxel at the box's corners
     # spikereg warp with the saved field alone reproduces the outputs, from the moving scan's own grid
     for name, labels in (("warped.nii.gz", False), ("warped_labels.nii.gz", True)):
@@ -91,12 +102,9 @@ def test_a_moved_scan_on_another_grid_lands_on_the_fixed_one(cli, scans, tmp_pat
         assert cli.invoke(*args).exit_code == 0
         np.testing.assert_allclose(np.asarray(nib.load(again).dataobj), np.asarray(nib.load(out / name).dataobj),
                                    atol=1e-4)
-    # --affine FILE with the saved transform: the same registration
-    reused = tmp_path / "reused"
-    result = _run(cli, files, reused, "--affine", out / "affine.tfm")
-    assert result.exit_code == 0, result.output
-    np.testing.assert_allclose(np.asarray(nib.load(reused / "ddf.nii.gz").dataobj),
-                               np.asarray(nib.load(out / "ddf.nii.gz").dataobj), atol=1e-3)
+    # --affine FILE reads it back as the same transform (tests/spikereg/registration/test_affine.py runs it)
+    np.testing.assert_allclose(affine_module.matrix_ras(affine_module.read_transform(out / "affine.tfm")), found,
+                               atol=1e-9)
 
 
 def test_the_loader_brings_a_pair_onto_the_fixed_grid(scans):
@@ -151,7 +159,8 @@ def test_an_implausible_or_unreadable_affine_file_is_one_line(cli, scans, tmp_pa
 def test_intensity_flags_are_recorded(cli, scans, tmp_path):
     files, _, _ = scans
     out = tmp_path / "out"
-    result = _run(cli, files, out, "--histogram-match", "--n4", "--percentiles", "2,98")
+    result = _run(cli, files, out, "--histogram-match", "--n4", "--percentiles", "2,98", "--affine", "none",
+                  moving="moving_here")  # labels on the moving grid, an image on the fixed one: both fine
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["intensity"] == {"histogram_match": True, "n4": True, "percentiles": [2.0, 98.0]}
