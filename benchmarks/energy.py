@@ -6,14 +6,14 @@ One run:
    is registered by the shipped model (``spikereg/pretrained/demo.net``) with its
    own run defaults (iterations, patch stride), on the ``torch`` backend: SLAYER on
    the netx file's quantized weights. Every spike of every neuron is counted
-   (``spikereg.report.counts``), and synaptic operations are charged each neuron's
+   (``spikereg.registration.counts``), and synaptic operations are charged each neuron's
    exact fan-out. Lava's simulator would take about 23 minutes per iteration here;
    its spikes equal SLAYER's on every export (verified at export time), and
 2. as a cross-check in the same run, the first ``--lava-patches`` patches with
    brain go through Lava's fixed-point simulator (``--backend sim``): their
    per-patch counts must equal the torch counts of the same patches in the full
    run, or the script exits with status 1.
-3. ``spikereg.report.energy.energy_report`` turns the counts into joules on the
+3. ``spikereg.hardware.energy.energy_report`` turns the counts into joules on the
    shipped hardware profiles (every figure cited, with its kind), and the ANN
    twin's MACs on the same patches into joules on the GPU and CPU profiles.
 
@@ -57,7 +57,7 @@ def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p:
 
 def what_if(counts, chip, time_steps: int, chips: int, ann_j: float, *, zeros: bool, static: bool) -> float:
     """SNN/ANN ratio with structural-zero synops dropped and/or no static power (not the estimate)."""
-    from spikereg.report.energy import Activity, neuromorphic_energy
+    from spikereg.hardware.energy import Activity, neuromorphic_energy
 
     if not zeros:
         counts = Activity([dataclasses.replace(s, structural_zeros=0.0) for s in counts.synops],
@@ -76,16 +76,16 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
-    from lava_export.netx import read_metadata
     from spikereg.data import load_mni, make_pair, normalize_intensity
     from spikereg.hardware import load_profile, map_network
+    from spikereg.hardware.energy import DEFAULT_PROFILES, activity, energy_report, exact_activity, layer_fanout
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
     from spikereg.registration.pipeline import run_options
     from spikereg.registration.register import ncc, register
-    from spikereg.report.energy import DEFAULT_PROFILES, activity, energy_report, exact_activity, layer_fanout
-    from spikereg.report.summary import layer_table
+    from spikereg.registration.run_report import layer_table
 
     model = args.model or DEMO_MODEL
     meta = read_metadata(model)
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     }
     # The SNN runs 8-bit weights; the ANN twin is costed in fp32 (the profile's default). In int8
     # the ANN would be cheaper still, and the ratio worse for the SNN.
-    from spikereg.report.energy import conventional_energy
+    from spikereg.hardware.energy import conventional_energy
 
     gpu_int8 = conventional_energy(int(c["ann_macs"]), load_profile("gpu"), int(c["ann_io_bytes"]), precision="int8")
     scenarios["ANN twin in int8 instead of fp32 (the SNN's weights are 8-bit), static included"] = (

@@ -113,7 +113,7 @@ def load_pair(folder: Path):
 
 
 def child_registration(folder: Path, out: Path, backend: str = "torch") -> dict:
-    from lava_export.netx import read_metadata
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import run_registration
 
@@ -277,10 +277,10 @@ def make_pairs(workdir: Path, spacings: list[float]) -> dict[float, tuple[Path, 
 def profile_lava_conv() -> list[dict]:
     """Time Lava's conv_scipy and SpikeReg's torch conv on each layer of the shipped network, one step of random
     spikes."""
-    import h5py
     import torch
 
     from spikereg import compat
+    from spikereg.netx_file import read_netx
     from spikereg.pretrained import DEMO_MODEL
 
     compat.netx()
@@ -288,32 +288,32 @@ def profile_lava_conv() -> list[dict]:
 
     torch.set_num_threads(1)  # as inside Lava's process models (compat.torch_conv)
     rows, rng = [], np.random.default_rng(0)
-    with h5py.File(DEMO_MODEL) as handle:
-        shape = tuple(int(v) for v in handle["layer"]["0"]["shape"][()])  # (f, H, W) of the input
-        shape = (shape[2], shape[1], shape[0])  # netx (x, y, f)
-        for index in range(1, len(handle["layer"])):
-            layer = handle["layer"][str(index)]
-            weight = np.asarray(layer["weight"][()]).transpose(0, 3, 2, 1)  # SLAYER (o, i, h, w) -> Lava (o, x, y, i)
-            kernel = tuple(int(v) for v in layer["kernelSize"][()])[::-1]
-            stride = tuple(int(v) for v in layer["stride"][()])[::-1]
-            padding = tuple(int(v) for v in layer["padding"][()])[::-1]
-            spikes = rng.random(shape) < 0.1  # binary, as the fixed-point model receives them
-            weight = weight.astype(np.int32)  # the fixed-point model's weights
-            utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
-            tick = time.perf_counter()
-            reps = 3
-            for _ in range(reps):
-                output = utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)
-            scipy_ms = (time.perf_counter() - tick) / reps * 1e3
-            on_torch = compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
-            assert np.array_equal(on_torch, output.astype(np.int32)), f"layer {index}: torch conv differs"
-            tick = time.perf_counter()
-            for _ in range(reps * 10):
-                compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)
-            rows.append({"layer": index, "input": shape, "output": output.shape,
-                         "calls": weight.shape[0] * weight.shape[-1], "ms": scipy_ms,
-                         "torch_ms": (time.perf_counter() - tick) / (reps * 10) * 1e3})
-            shape = output.shape
+    layers = read_netx(DEMO_MODEL).layers
+    shape = tuple(int(v) for v in layers["0"]["shape"][()])  # (f, H, W) of the input
+    shape = (shape[2], shape[1], shape[0])  # netx (x, y, f)
+    for index in range(1, len(layers)):
+        layer = layers[str(index)]
+        weight = np.asarray(layer["weight"][()]).transpose(0, 3, 2, 1)  # SLAYER (o, i, h, w) -> Lava (o, x, y, i)
+        kernel = tuple(int(v) for v in layer["kernelSize"][()])[::-1]
+        stride = tuple(int(v) for v in layer["stride"][()])[::-1]
+        padding = tuple(int(v) for v in layer["padding"][()])[::-1]
+        spikes = rng.random(shape) < 0.1  # binary, as the fixed-point model receives them
+        weight = weight.astype(np.int32)  # the fixed-point model's weights
+        utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
+        tick = time.perf_counter()
+        reps = 3
+        for _ in range(reps):
+            output = utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)
+        scipy_ms = (time.perf_counter() - tick) / reps * 1e3
+        on_torch = compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
+        assert np.array_equal(on_torch, output.astype(np.int32)), f"layer {index}: torch conv differs"
+        tick = time.perf_counter()
+        for _ in range(reps * 10):
+            compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)
+        rows.append({"layer": index, "input": shape, "output": output.shape,
+                     "calls": weight.shape[0] * weight.shape[-1], "ms": scipy_ms,
+                     "torch_ms": (time.perf_counter() - tick) / (reps * 10) * 1e3})
+        shape = output.shape
     return rows
 
 
@@ -424,7 +424,7 @@ def main(argv=None) -> int:
 
 def render(args, command: str, measured: dict, load: list[float], date: str) -> int:
     """The BENCHMARKS.md section from the measurements; written with --write."""
-    from lava_export.netx import read_metadata
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import estimate_peak_bytes
 
@@ -565,7 +565,7 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                        f"(`PatchCodec.encode`: rate code of 10 feature channels x 16^3 voxels x 18 steps per patch) "
                        f"{100 * t['encode'] / t['total']:.0f} %, "
                        f"SLAYER's convolutions (`conv3d`) {100 * t['conv'] / t['total']:.0f} %, per-neuron spike "
-                       f"counting for the report (`spikereg.report.counts`) "
+                       f"counting for the report (`spikereg.registration.counts`) "
                        f"{100 * t.get('counting', 0) / t['total']:.0f} %; "
                        "the rest is SLAYER's other tensor work (reshapes, copies, quantization)"]
     details = "\n".join(verdicts + pyramid_lines + train_lines + torch_lines + conv_lines + [

@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from spikereg.data.io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, save_volume
+from spikereg.data.loaders import load_source
+
 _NUMPY_MODES = {"linear": "bilinear", "nearest": "nearest"}
 
 
@@ -268,9 +271,6 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     a 3-D label map. The image must lie on the field's grid (shape and
     affine); the output keeps that grid. Written atomically.
     """
-    from .io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, save_volume
-    from .loaders import load_source
-
     volume = load_source(Path(image), "image", labels=labels)
     field, affine = load_ddf(ddf)
     if volume.shape != field.shape[1:]:

@@ -25,6 +25,10 @@ import numpy as np
 from spikereg.data import Dataset
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.measure import PairMetrics, measure_pair
+from spikereg.netx_file import read_metadata
+from spikereg.registration.backends import open_backend
+from spikereg.registration.pipeline import run_options, save_registration
+from spikereg.registration.register import register
 
 EVALUATION_FILES = {"metrics": "metrics.csv", "per_label": "metrics_per_label.csv",
                     "summary": "metrics_summary.csv"}
@@ -122,11 +126,6 @@ def evaluate(
     unless every pair succeeded; an existing non-empty ``out`` is refused
     unless ``overwrite``, which replaces it whole.
     """
-    from lava_export.netx import read_metadata
-    from spikereg.registration.backends import open_backend
-    from spikereg.registration.pipeline import run_options, save_registration
-    from spikereg.registration.register import register
-
     meta = read_metadata(model)
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     results: dict[str, PairMetrics] = {}

@@ -6,12 +6,10 @@
   profile (neurons, synapses, synaptic memory, cores, chips) and :func:`check_fits`
   turns the limits it exceeds into one :class:`MappingError`.
 
-Nothing here imports Lava: the mapping reads the HDF5 file with h5py directly, so
-it is fast and works where Lava cannot be imported.
+Nothing here imports Lava: the mapping reads the HDF5 file with :mod:`spikereg.netx_file`
+(h5py), so it is fast and works where Lava cannot be imported.
 """
 from spikereg.hardware.mapping import (
-    NETX_LOADABLE_TYPES,
-    NETX_UNSUPPORTED_TYPES,
     LayerMap,
     MappingError,
     MappingReport,
@@ -33,8 +31,6 @@ from spikereg.hardware.profiles import (
 
 __all__ = [
     "KINDS",
-    "NETX_LOADABLE_TYPES",
-    "NETX_UNSUPPORTED_TYPES",
     "PROFILE_DIR",
     "ConventionalProfile",
     "Figure",

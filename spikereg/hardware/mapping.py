@@ -1,16 +1,12 @@
 """Size a lava-dl netx HDF5 network against a neuromorphic chip profile.
 
-:func:`map_network` reads the network file with h5py (no Lava import) and counts,
+:func:`map_network` reads the network file (:mod:`spikereg.netx_file`, no Lava import) and counts,
 layer by layer, what a chip would have to hold: neurons, synapses (connections,
 zeros included), nonzero synapses, fan-in, synaptic memory and cores. It records
 every limit the network exceeds in ``MappingReport.problems``; :func:`check_fits`
 raises one :class:`MappingError` listing them.
 
-The file format is what SLAYER's ``export_hdf5`` writes and
-``lava.lib.dl.netx.hdf5.Network`` reads: a root group ``layer`` with groups
-``"0"``, ``"1"``, ... each holding a ``type`` dataset (``b'input'``, ``b'conv'``,
-``b'dense'``, ``b'flatten'``, ...), a ``shape`` (neurons in ``(C, H, W)`` order for
-conv layers, ``(N,)`` for dense), the synapse parameters and a ``neuron/`` group.
+The file format is described in :mod:`spikereg.netx_file`.
 
 The mapping model (deliberately simple and stated so its numbers can be checked):
 
@@ -58,25 +54,29 @@ The mapping model (deliberately simple and stated so its numbers can be checked)
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
-import h5py
 import numpy as np
 
 from spikereg.errors import SpikeRegError
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
 from spikereg.hardware.rules import exponent_problem, layer_problems
+from spikereg.netx_file import (
+    NETX_LOADABLE_TYPES,
+    NETX_UNSUPPORTED_TYPES,
+    Group,
+    NetxFile,
+    NetxOpenError,
+    is_dataset,
+    is_group,
+    is_hdf5,
+    netx_text,
+    read_netx,
+)
 
-#: Layer types ``lava.lib.dl.netx.hdf5.Network`` builds (lava-dl 0.6.0).
-NETX_LOADABLE_TYPES: tuple[str, ...] = ("input", "conv", "dense", "dense_rec", "dense_comp", "flatten")
-#: Layer types netx recognises but cannot build (it raises NotImplementedError).
-NETX_UNSUPPORTED_TYPES: tuple[str, ...] = ("pool", "convT", "unpool", "average", "concat")
 #: netx clamps synaptic delays to this many time steps (``hdf5.py``, ``create_dense``).
 NETX_MAX_DELAY = 62
 
@@ -189,7 +189,7 @@ def check_fits(report: MappingReport) -> None:
 class _Layer:
     """Reads one ``layer/<i>`` group; every failure names the file, layer and dataset."""
 
-    def __init__(self, group: h5py.Group, path: Path, index: int, kind: str) -> None:
+    def __init__(self, group: Group, path: Path, index: int, kind: str) -> None:
         self.group = group
         self.path = path
         self.index = index
@@ -204,13 +204,13 @@ class _Layer:
     def array(self, name: str) -> np.ndarray:
         if name not in self.group:
             raise self.error(f"missing dataset {name!r}")
-        node = self.group[name]
-        if not isinstance(node, h5py.Dataset):
-            raise self.error(f"{name!r} is a group, expected a dataset")
         try:
-            return np.asarray(node[()])
-        except (OSError, ValueError, TypeError) as err:
+            node = self.group[name]  # a dataset h5py could not read raises its error here
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
             raise self.error(f"cannot read dataset {name!r} (truncated or corrupt file?): {err}") from None
+        if not is_dataset(node):
+            raise self.error(f"{name!r} is a group, expected a dataset")
+        return np.asarray(node[()])
 
     def numbers(self, name: str) -> np.ndarray:
         data = self.array(name)
@@ -246,31 +246,33 @@ class _Layer:
         return shape
 
 
-def netx_text(value: Any) -> str:
-    """Decode a netx string dataset value: bytes in a (1,) array, a scalar, or str."""
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0] if value.size else b""
-    if isinstance(value, (bytes, np.bytes_)):
-        value = bytes(value).decode("ascii", errors="replace")
-    return str(value).strip("\x00").strip()
-
-
-def _open(path: Path) -> h5py.File:
+def read_network(path: Union[str, Path]) -> NetxFile:
+    """The netx file at ``path`` read whole (:func:`spikereg.netx_file.read_netx`); a :class:`MappingError`
+    for a file that is missing, not HDF5, or cannot be opened or read."""
+    path = Path(path)
     if not path.exists():
         raise MappingError(f"{path}: network file not found")
     if path.is_dir():
         raise MappingError(f"{path}: is a directory, expected a netx HDF5 file")
-    if not h5py.is_hdf5(path):
+    if not is_hdf5(path):
         raise MappingError(
             f"{path}: not an HDF5 file (no HDF5 signature); expected a lava-dl netx export"
         )
     try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise MappingError(f"{path}: cannot open HDF5 file (truncated or corrupt?): {err}") from None
+        return read_netx(path)
+    except NetxOpenError as err:
+        raise MappingError(f"{path}: cannot open HDF5 file (truncated or corrupt?): {err.detail}") from None
+    except (OSError, RuntimeError, KeyError) as err:
+        raise _unreadable(path, err) from None
 
 
-def _layer_indices(layers: h5py.Group, path: Path) -> list[int]:
+def _unreadable(path: Path, err: BaseException) -> MappingError:
+    # h5py reports damaged object headers, B-trees and heaps this way.
+    detail = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return MappingError(f"{path}: cannot read HDF5 file (corrupt?): {detail}")
+
+
+def _layer_indices(layers: Group, path: Path) -> list[int]:
     names = list(layers.keys())
     if not names:
         raise MappingError(f"{path}: not a netx network: the 'layer' group is empty")
@@ -376,7 +378,7 @@ def _count_dense(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_C
     shape = layer.shape()
     n_out = int(np.prod(shape))
     copies = 1
-    if "weight" in layer.group and isinstance(layer.group["weight"], h5py.Group):
+    if "weight" in layer.group and is_group(layer.group["weight"]):
         # complex synapse: SLAYER writes weight/real and weight/imag
         real, imag = layer.numbers("weight/real"), layer.numbers("weight/imag")
         if real.shape != imag.shape:
@@ -427,7 +429,7 @@ def _count_dense(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_C
 
 def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[str]) -> None:
     """Graded spikes of the layer's ``neuron`` group against the chip (registers: :mod:`.rules`)."""
-    if "neuron" not in layer.group or not isinstance(layer.group["neuron"], h5py.Group):
+    if "neuron" not in layer.group or not is_group(layer.group["neuron"]):
         return
     neuron = layer.group["neuron"]
     tag = f"layer {layer.index} ({layer.kind})"
@@ -485,7 +487,7 @@ def _as_profile(profile: Union[NeuromorphicProfile, str, Path]) -> NeuromorphicP
 
 
 def _map_layers(
-    f: h5py.File,
+    f: Group,
     path: Path,
     chip: NeuromorphicProfile,
     layers: list[LayerMap],
@@ -497,7 +499,7 @@ def _map_layers(
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     max_fan_in = int(chip.max_fan_in.value)
     weight_bits = int(chip.weight_bits.value)
-    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+    if "layer" not in f or not is_group(f["layer"]):
         found = ", ".join(sorted(f.keys())) or "nothing"
         raise MappingError(
             f"{path}: not a netx network: no 'layer' group at the root (found: {found})"
@@ -506,7 +508,7 @@ def _map_layers(
     in_shape: Optional[tuple[int, ...]] = None
     for index in _layer_indices(group, path):
         node = group[str(index)]
-        if not isinstance(node, h5py.Group):
+        if not is_group(node):
             raise MappingError(f"{path}: layer {index}: expected a group, found a dataset")
         if "type" not in node:
             raise MappingError(f"{path}: layer {index}: missing dataset 'type'")
@@ -584,8 +586,8 @@ def _map_layers(
         in_shape = out_shape
 
 
-def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str, Path]) -> MappingReport:
-    """Size the netx HDF5 network at ``path`` against ``profile`` (a profile or its name).
+def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicProfile, str, Path]) -> MappingReport:
+    """Size the netx HDF5 network at ``path`` (or that file already read) against ``profile`` (a profile or its name).
 
     Raises :class:`MappingError` when the file is missing, not HDF5, not a netx
     network, holds a layer type netx cannot load, or is internally inconsistent.
@@ -593,7 +595,8 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
     (see :func:`check_fits`).
     """
     chip = _as_profile(profile)
-    path = Path(path)
+    model = path if isinstance(path, NetxFile) else None
+    path = model.path if model is not None else Path(path)
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     cores_per_chip = int(chip.cores_per_chip.value)
@@ -604,13 +607,11 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
     exponent = exponent_problem(chip)
     if exponent is not None:
         problems.append(exponent)
-    with _open(path) as f:
-        try:
-            _map_layers(f, path, chip, layers, problems, notes)
-        except (OSError, RuntimeError, KeyError) as err:
-            # h5py reports damaged object headers, B-trees and heaps this way.
-            detail = err.args[0] if isinstance(err, KeyError) and err.args else err
-            raise MappingError(f"{path}: cannot read HDF5 file (corrupt?): {detail}") from None
+    model = model if model is not None else read_network(path)
+    try:
+        _map_layers(model.root, path, chip, layers, problems, notes)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise _unreadable(path, err) from None
 
     total_cores = sum(lm.cores for lm in layers)
     if total_cores > cores_per_chip:
@@ -634,24 +635,3 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
         host_neurons=sum(lm.neurons for lm in layers if lm.placement == "host"),
     )
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m spikereg.hardware NET.h5 [--profile loihi2] [--json]``.
-
-    Prints the report; exits 1 when the network does not fit or cannot be read.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m spikereg.hardware",
-        description="Size a lava-dl netx HDF5 network against a neuromorphic chip profile.",
-    )
-    parser.add_argument("network", help="netx HDF5 file exported by SLAYER")
-    parser.add_argument("--profile", default="loihi2", help="profile name or YAML path (default loihi2)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        report = map_network(args.network, args.profile)
-    except (MappingError, ProfileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
-    return 1 if report.problems else 0

@@ -18,13 +18,14 @@ from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import load_profile
+from spikereg.hardware.energy import DEFAULT_PROFILES, energy_report
 from spikereg.interrupts import on_interrupt_note
 from spikereg.options import check_bound, check_bounds, check_out_folder
+from spikereg.registration.backends import LAVA_CHUNK, open_backend
+from spikereg.registration.counts import RASTER_NAME, save_raster
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
+from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
-from spikereg.report.counts import RASTER_NAME, save_raster
-from spikereg.report.energy import DEFAULT_PROFILES, energy_report
-from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 
@@ -138,7 +139,6 @@ class MemoryBudgetError(SpikeRegError, ValueError):
 # should refuse a little early rather than let a run be killed).
 VOLUME_COPIES = 30
 BASE_BYTES = {"torch": 700 * 2**20, "sim": 1100 * 2**20, "loihi2": 1100 * 2**20}
-LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
 
 
 def estimate_peak_bytes(shape: tuple[int, ...], meta: dict, backend: str, batch_size: int = 32) -> int:
@@ -210,8 +210,6 @@ def run_registration(
     replaced whole (:func:`spikereg.data.io.staged_folder`), never mixed with
     older outputs.
     """
-    from spikereg.registration.backends import open_backend
-
     check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
@@ -225,6 +223,7 @@ def run_registration(
         stats: BackendStats = engine.stats
         window = engine.codec.window
         guard = engine.guard
+        model = engine.model  # the file as the backend read it: the energy report reads no other
     total = time.perf_counter() - start
     jac = jacobian_determinant(result.ddf)
     similarity = _similarity(fixed.data, moving.data, result.warped)
@@ -273,7 +272,7 @@ def run_registration(
             report["counts"] = stats.counter.section(stats.layer_neurons)
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
-        report["energy"] = energy_report(report, model_path, profiles)
+        report["energy"] = energy_report(report, model, profiles)
         report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
         report["range"] = guard.section()
         report["reach_voxels"] = limit

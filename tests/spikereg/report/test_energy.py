@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from lava_export.netx import ModelFileError
 from spikereg.config import ConfigError, ModelConfig
 from spikereg.hardware import ProfileError, load_profile
-from spikereg.report.energy import (
+from spikereg.hardware.energy import (
     EnergyError,
     activity,
     ann_io_bytes,
@@ -34,6 +33,7 @@ from spikereg.report.energy import (
     synaptic_ops,
     weakest_kind,
 )
+from spikereg.netx_file import ModelFileError
 
 DYNAMIC_J = 6367e-12
 STATIC_J = 0.1 * 10 * 10e-6

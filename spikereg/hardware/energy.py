@@ -12,7 +12,7 @@ by hand):
 
 * **Fan-out.** A spike of a presynaptic neuron is delivered over its outgoing
   synapses. Runs that counted spikes neuron by neuron (report.json's ``counts``
-  section, :mod:`spikereg.report.counts`) charge each spike the exact fan-out of
+  section, :mod:`spikereg.registration.counts`) charge each spike the exact fan-out of
   the neuron that sent it, split into nonzero and zero weights. Otherwise only
   per-layer totals are known, and each presynaptic neuron is given the *mean*
   fan-out of its population: the synapses of layer ``l`` divided by the neurons
@@ -64,17 +64,17 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from spikereg.config import ModelConfig, config_from_dict
 from spikereg.errors import SpikeRegError
-from spikereg.hardware import (
+from spikereg.hardware.mapping import MappingReport, map_network, read_network
+from spikereg.hardware.profiles import (
     ConventionalProfile,
     Figure,
-    MappingReport,
     NeuromorphicProfile,
     Profile,
     ProfileError,
     load_profile,
-    map_network,
 )
 from spikereg.networks.encoding import READOUT_CHANNELS
+from spikereg.netx_file import NetxFile, load_model
 
 #: The profiles ``spikereg run`` costs a registration on.
 DEFAULT_PROFILES: tuple[str, ...] = ("loihi2", "loihi1", "gpu", "cpu")
@@ -172,7 +172,8 @@ def costs_from_mapping(mapping: MappingReport) -> list[LayerCost]:
     return costs
 
 
-def layer_fanout(path: Union[str, Path], profile: Union[str, Path, NeuromorphicProfile] = "loihi2") -> list[LayerCost]:
+def layer_fanout(path: Union[str, Path, NetxFile],
+                 profile: Union[str, Path, NeuromorphicProfile] = "loihi2") -> list[LayerCost]:
     """Per-layer synapse counts and mean fan-out of the netx network at ``path``.
 
     The counts do not depend on the profile; ``map_network`` needs one only to
@@ -256,7 +257,7 @@ def activity(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence
 def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[LayerCost]) -> Activity:
     """``mean`` with its synops replaced by those counted per neuron during the run.
 
-    ``measured`` is report.json's ``counts`` section (:mod:`spikereg.report.counts`):
+    ``measured`` is report.json's ``counts`` section (:mod:`spikereg.registration.counts`):
     every spike times the exact fan-out of the neuron that sent it, rather than
     the layer's mean fan-out. Its events must be the ones the energy is charged
     for, so a section that disagrees with the report's spike totals is refused.
@@ -458,11 +459,9 @@ def conventional_energy(
 # -- the report section ---------------------------------------------------------------
 
 
-def _model_config(model_path: Path) -> ModelConfig:
-    # lava_export.netx imports torch; import it only when a report is built.
-    from lava_export.netx import read_metadata
-
-    model = read_metadata(model_path).get("model")
+def _model_config(network: NetxFile) -> ModelConfig:
+    model_path = network.path
+    model = load_model(network).metadata.get("model")
     if not isinstance(model, dict):
         raise EnergyError(f"model {model_path}: metadata has no 'model' section, cannot size the ANN twin")
     # config_from_dict validates a whole Config; a run.patch_stride of one patch is
@@ -483,24 +482,26 @@ def _field(report: dict[str, Any], key: str) -> Any:
 
 def energy_report(
     report: dict[str, Any],
-    model_path: Union[str, Path],
+    model_path: Union[str, Path, NetxFile],
     profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES,
 ) -> dict[str, Any]:
-    """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
+    """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``
+    (or that file already read: a run shares the one its backend read).
 
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
     ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are
     names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration.
     """
-    model_path = Path(model_path)
     loaded = [_load(p) for p in profiles]
     chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
     procs = [p for p in loaded if isinstance(p, ConventionalProfile)]
     if not chips:
         raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
 
-    mappings = {chip.name: map_network(model_path, chip) for chip in chips}
+    network = model_path if isinstance(model_path, NetxFile) else read_network(model_path)
+    model_path = network.path
+    mappings = {chip.name: map_network(network, chip) for chip in chips}
     costs = costs_from_mapping(next(iter(mappings.values())))
     rows = _field(report, "layers")
     spikes = [_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
@@ -521,7 +522,7 @@ def energy_report(
     if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean
         counts = exact_activity(counts, counted, costs)
 
-    config = _model_config(model_path)
+    config = _model_config(network)
     macs = ann_macs(config, patches)
     io_bytes = ann_io_bytes(config, patches)
     conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
@@ -549,7 +550,7 @@ def energy_report(
     return {
         "per": "registration",
         "model": "counts measured on the backend x per-event energies from hardware profiles "
-                 "(see spikereg/report/energy.py); an estimate, not a power measurement",
+                 "(see spikereg/hardware/energy.py); an estimate, not a power measurement",
         "counts": {
             "patches": patches,
             "time_steps": time_steps,
