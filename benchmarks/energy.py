@@ -57,7 +57,8 @@ def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p:
 
 def what_if(counts, chip, time_steps: int, chips: int, ann_j: float, *, zeros: bool, static: bool) -> float:
     """SNN/ANN ratio with structural-zero synops dropped and/or no static power (not the estimate)."""
-    from spikereg.hardware.energy import Activity, neuromorphic_energy
+    from spikereg.hardware.activity import Activity
+    from spikereg.hardware.energy import neuromorphic_energy
 
     if not zeros:
         counts = Activity([dataclasses.replace(s, structural_zeros=0.0) for s in counts.synops],
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
 
     from spikereg.data import load_mni, make_pair, normalize_intensity
     from spikereg.hardware import load_profile, map_network
-    from spikereg.hardware.energy import DEFAULT_PROFILES, activity, energy_report, exact_activity, layer_fanout
+    from spikereg.hardware.activity import activity, exact_activity, layer_fanout
+    from spikereg.hardware.energy import DEFAULT_PROFILES, energy_report
     from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.backends import open_backend

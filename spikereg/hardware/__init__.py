@@ -9,13 +9,8 @@
 Nothing here imports Lava: the mapping reads the HDF5 file with :mod:`spikereg.netx_file`
 (h5py), so it is fast and works where Lava cannot be imported.
 """
-from spikereg.hardware.mapping import (
-    LayerMap,
-    MappingError,
-    MappingReport,
-    check_fits,
-    map_network,
-)
+from spikereg.hardware.mapping import LayerMap, MappingReport, check_fits, map_network
+from spikereg.hardware.netx_layers import MappingError
 from spikereg.hardware.profiles import (
     KINDS,
     PROFILE_DIR,

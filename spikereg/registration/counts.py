@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from spikereg.errors import SpikeRegError
-from spikereg.hardware.energy import layer_fanout
-from spikereg.hardware.mapping import read_network
+from spikereg.hardware.activity import layer_fanout
+from spikereg.hardware.netx_layers import read_network
 from spikereg.netx_file import Group, NetxFile, is_dataset, netx_text
 
 RASTER_NAME = "raster.npz"

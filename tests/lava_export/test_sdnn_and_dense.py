@@ -240,7 +240,7 @@ def test_map_counts_the_sdnn_input_as_host_io_and_exactly_what_lava_builds_as_ch
     neurons the blocks netx builds with the input layer skipped, as the runner
     builds the network for both backends; energy charges neuron updates for the chip's only.
     """
-    from spikereg.hardware.energy import activity, costs_from_mapping
+    from spikereg.hardware.activity import activity, costs_from_mapping
 
     _, path = sdnn_file
     report = map_network(path, "loihi2")

@@ -20,7 +20,7 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
-from spikereg.hardware.mapping import _taps_in_bounds
+from spikereg.hardware.synapses import taps_in_bounds
 
 # -- writing netx files the way SLAYER's export_hdf5 does ------------------------------
 
@@ -199,11 +199,11 @@ def test_conv_counts_match_torch(
 
 def test_taps_in_bounds_by_hand() -> None:
     # 4 inputs, 3-tap kernel, stride 1, padding 1: the outer taps miss one output each
-    assert _taps_in_bounds(4, 4, 3, 1, 1, 1).tolist() == [3, 4, 3]
+    assert taps_in_bounds(4, 4, 3, 1, 1, 1).tolist() == [3, 4, 3]
     # stride 2, padding 1 over 8 inputs -> 4 outputs; tap 0 of output 0 reads index -1
-    assert _taps_in_bounds(8, 4, 3, 2, 1, 1).tolist() == [3, 4, 4]
+    assert taps_in_bounds(8, 4, 3, 2, 1, 1).tolist() == [3, 4, 4]
     # no padding: every tap is in bounds
-    assert _taps_in_bounds(6, 4, 3, 1, 0, 1).tolist() == [4, 4, 4]
+    assert taps_in_bounds(6, 4, 3, 1, 0, 1).tolist() == [4, 4, 4]
 
 
 def test_fan_in_beyond_loihi1_is_named(tmp_path: Path) -> None:

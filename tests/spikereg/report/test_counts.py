@@ -33,7 +33,8 @@ import torch
 
 from spikereg import compat
 from spikereg.data import load_mni
-from spikereg.hardware.energy import EnergyError, energy_report
+from spikereg.hardware.activity import EnergyError
+from spikereg.hardware.energy import energy_report
 from spikereg.registration.counts import CountError, count_patches, fanouts, load_raster, save_raster
 
 

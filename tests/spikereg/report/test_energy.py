@@ -21,16 +21,13 @@ import pytest
 
 from spikereg.config import ConfigError, ModelConfig
 from spikereg.hardware import ProfileError, load_profile
+from spikereg.hardware.activity import EnergyError, activity, layer_fanout, synaptic_ops
 from spikereg.hardware.energy import (
-    EnergyError,
-    activity,
     ann_io_bytes,
     ann_macs,
     conventional_energy,
     energy_report,
-    layer_fanout,
     neuromorphic_energy,
-    synaptic_ops,
     weakest_kind,
 )
 from spikereg.netx_file import ModelFileError
