@@ -143,3 +143,13 @@ def test_lint_imports_keeps_every_contract() -> None:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "0 broken" in done.stdout
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """Why cli.py may import inside functions: loading it (``spikereg --help``) imports none of these."""
+    heavy = ("torch", "h5py", "matplotlib", "monai", "lava", "nibabel")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", f"import sys, spikereg.cli; print([m for m in {heavy!r} "
+                           "if m in sys.modules])"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
