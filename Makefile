@@ -14,7 +14,7 @@ LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
 # pandas (which would upgrade numpy past Lava's numpy<2), so no dependencies.
 NILEARN := nilearn==0.14.1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean bench-data
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ test: $(STAMP)
 	$(BIN)/python -m ruff check spikereg lava_export benchmarks tests
 	$(BIN)/lint-imports  # the layers of README's "Layout" (pyproject.toml [tool.importlinter])
 	$(BIN)/python -m pytest -q
+
+# The benchmarks' extra libraries (demons, ANTs SyN) and the real brain they evaluate on:
+# Colin27 (Debian's mricron-data, ch2bet.nii.gz; evaluation only, never trained on).
+bench-data: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]" "numpy>=1.24.4,<2"
+	test -f /usr/share/mricron/templates/ch2bet.nii.gz || apt-get install -y -q mricron-data || \
+		{ apt-get update -q && apt-get install -y -q mricron-data; }
 
 DEMO := demo_output
 demo: $(STAMP)

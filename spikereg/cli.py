@@ -136,12 +136,39 @@ def train(
         console.print(f"best checkpoint: {best}")
 
 
+def _export_nir(net, cfg, out: Path, verify_patches: int, range_mode: str) -> None:
+    """``export --to nir``: the chip's quantization (a netx file, kept out of sight), then its NIR graph."""
+    import tempfile
+
+    from lava_export.netx import export_netx
+    from lava_export.nir_graph import NirExportError, export_nir
+
+    if cfg.model.neuron.type != "cuba":
+        raise NirExportError(f"--to nir: the checkpoint's neurons are {cfg.model.neuron.type!r}; NIR has no "
+                             "sigma-delta neuron, so only CUBA networks (model.neuron.type: cuba) export to NIR")
+    with tempfile.TemporaryDirectory(prefix="spikereg-nir-") as folder:
+        quantized = Path(folder) / "model.net"
+        export_netx(net, quantized, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run), verify_patches=0,
+                    profile=None, range_mode=range_mode)
+        console.print(f"exporting the chip's quantized network -> {out}"
+                      + (" (verifying in snnTorch)" if verify_patches else ""))
+        result = export_nir(quantized, out, verify_patches=verify_patches, spacing=cfg.data.spacing)
+    console.print(f"wrote {out}")
+    if result is not None:
+        layers = ", ".join(f"{a:.4f}" for a in result.layer_agreement)
+        console.print(f"verified in {result.framework}: {result.patches} patches x {result.time_steps} steps; "
+                      f"neuron-steps equal to SLAYER per layer {layers} (required {result.required}); readout "
+                      f"through the NIR graph alone {result.readout_agreement:.4f} (the chip truncates its "
+                      "decayed current, NIR does not: README 'NIR')", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint from 'spikereg train' (checkpoints/best.pt) or a "
                                            "shipped model's name (" + ", ".join(SHIPPED) + ")."),
-    to: str = typer.Option("netx", "--to", help="Export format. Only 'netx' (lava-dl netx HDF5)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file, e.g. model.net."),
+    to: str = typer.Option("netx", "--to", help="Export format: 'netx' (lava-dl netx HDF5) or 'nir' (a NIR "
+                                                "graph of the chip's quantized CUBA network, checked in snnTorch)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file, e.g. model.net or model.nir."),
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Run sample patches through SLAYER and Lava and require equal spikes."),
     verify_patches: int = typer.Option(4, help="Real-anatomy patches used for verification."),
@@ -163,13 +190,16 @@ def export(
         from lava_export.netx import export_netx, mapping_summary, range_summary, resolve_profile, sidecar
         from spikereg.training.trainer import load_checkpoint
 
-        if to != "netx":
-            raise ValueError(f"--to {to!r}: unsupported export format; only 'netx' is available")
+        if to not in ("netx", "nir"):
+            raise ValueError(f"--to {to!r}: unsupported export format; choose 'netx' or 'nir'")
         check_out_file(out)
         check_bound("--verify-patches", verify_patches)
         chip = None if profile.lower() == "none" else resolve_profile(profile)  # a bad name fails first
         checkpoint = resolve_checkpoint(checkpoint)
         net, cfg = load_checkpoint(checkpoint)
+        if to == "nir":
+            _export_nir(net, cfg, out, verify_patches if verify else 0, range_mode)
+            return
         console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
         result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
                              verify_patches=verify_patches if verify else 0, profile=chip, range_mode=range_mode,
@@ -200,7 +230,8 @@ def export(
 @app.command()
 def run(
     fixed: Optional[Path] = typer.Option(None, "--fixed", "-f", help="Fixed image (NIfTI)."),
-    moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), same grid as --fixed."),
+    moving: Optional[Path] = typer.Option(None, "--moving", "-m", help="Moving image (NIfTI), any grid that overlaps "
+                                          "--fixed in world space (resampled through the affines)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: ddf.nii.gz, warped.nii.gz, report.json "
                              "(with --pairs: one folder per pair and cohort.csv)."),
     model: Optional[Path] = typer.Option(None, "--model", metavar="PATH|NAME", help=_MODEL_HELP),
@@ -236,15 +267,32 @@ def run(
                                         "such a folder is refused)."),
     resume: bool = typer.Option(False, "--resume", help="--pairs: keep the pairs an earlier run into --out "
                                 "registered with the same files, model and options; run the rest."),
+    affine: str = typer.Option("auto", "--affine", metavar="auto|none|FILE",
+                               help="Affine pre-alignment before the network: auto (SimpleITK, Mattes MI, "
+                                    "multi-resolution, centre-of-mass start), none, or an ITK transform file "
+                                    "(.tfm/.mat, fixed -> moving points). Saved as affine.tfm."),
+    use_working_grid: bool = typer.Option(True, "--working-grid/--fixed-grid",
+                                          help="Register on the model's working grid (its training spacing) when "
+                                               "the fixed image's voxels differ from it by more than 25 %; "
+                                               "--fixed-grid registers on the fixed grid as it is."),
+    percentiles: str = typer.Option("1,99", "--percentiles", metavar="LOW,HIGH",
+                                    help="Intensity normalisation: these percentiles of each image map to 0 and 1."),
+    histogram_match: bool = typer.Option(False, "--histogram-match",
+                                         help="Match the moving image's histogram to the fixed one's (SimpleITK) "
+                                              "before registering (the output keeps the original intensities)."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images (SimpleITK, on a shrunk "
+                                                 "image) before registering."),
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
+        from spikereg.data.intensity import parse_percentiles
         from spikereg.netx_file import read_metadata
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import (
             declared_shape,
             load_inputs,
             preflight,
+            registration_grid,
             run_options,
             run_registration,
             spacing_note,
@@ -253,6 +301,11 @@ def run(
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
                       "--workers": workers})
+        lohi = parse_percentiles(percentiles)
+        if affine not in ("auto", "none"):
+            from spikereg.registration.affine import read_transform
+
+            read_transform(Path(affine))  # a bad file fails now, before any work
         if resume and pairs is None:
             raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         # a bad --out fails now, not after the registration; --resume continues an earlier cohort's folder
@@ -271,7 +324,9 @@ def run(
         iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
         options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
-                       memory_budget_gb=memory_budget)
+                       memory_budget_gb=memory_budget, affine=affine if affine in ("auto", "none") else str(
+                           Path(affine).resolve()), use_working_grid=use_working_grid, percentiles=lohi,
+                       histogram_match=histogram_match, n4=n4)
         if pairs is not None:
             from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
 
@@ -297,8 +352,9 @@ def run(
         if shape is not None:
             preflight(shape, meta, backend, pyramid, memory_budget, batch_size)
         fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels, limit_gb=memory_budget)
-        preflight(fixed_vol.shape, meta, backend, pyramid, memory_budget, batch_size)
-        note = spacing_note(fixed_vol, meta, model)
+        grid_shape, _, on_working_grid = registration_grid(fixed_vol, meta, use_working_grid)
+        preflight(grid_shape, meta, backend, pyramid, memory_budget, batch_size)
+        note = spacing_note(fixed_vol, meta, model, working=grid_shape if on_working_grid else None)
         if note is not None:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
         with _progress() as bar:
@@ -475,10 +531,16 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace an existing, non-empty --out folder as a whole (without it, "
                                         "such a folder is refused)."),
+    percentiles: str = typer.Option("1,99", "--percentiles", metavar="LOW,HIGH",
+                                    help="Intensity normalisation: these percentiles of each image map to 0 and 1."),
+    histogram_match: bool = typer.Option(False, "--histogram-match",
+                                         help="Match each moving image's histogram to its fixed image's first."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction of both images of each pair first."),
 ) -> None:
     """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
     with _cli_errors():
         from spikereg.data import load_dataset
+        from spikereg.data.intensity import parse_percentiles
         from spikereg.evaluation import EVALUATION_FILES
         from spikereg.evaluation import evaluate as run_evaluation
         from spikereg.netx_file import read_metadata
@@ -487,6 +549,7 @@ def evaluate(
 
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size})
+        lohi = parse_percentiles(percentiles)
         check_out_folder(out, overwrite=overwrite)  # a bad --out fails now, not after every pair
 
         dataset = load_dataset(data, split or None)
@@ -503,7 +566,8 @@ def evaluate(
             result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
-                                    progress=report, overwrite=overwrite)
+                                    progress=report, overwrite=overwrite, percentiles=lohi,
+                                    histogram_match=histogram_match, n4=n4)
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"),
                                      ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):

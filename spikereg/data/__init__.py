@@ -21,9 +21,11 @@ from .io import (
     VolumeError,
     check_pair,
     load_ddf,
+    load_itk_displacement,
     load_volume,
     normalize_intensity,
     save_ddf,
+    save_itk_displacement,
     save_volume,
 )
 from .loaders import Dataset, DatasetError, H5Key, Pair, PairFiles, load_dataset, load_pair, load_source
@@ -50,6 +52,7 @@ __all__ = [
     "jacobian_determinant",
     "load_dataset",
     "load_ddf",
+    "load_itk_displacement",
     "load_mni",
     "load_pair",
     "load_source",
@@ -59,6 +62,7 @@ __all__ = [
     "random_ddf",
     "random_diffeomorphic_ddf",
     "save_ddf",
+    "save_itk_displacement",
     "save_volume",
     "smooth_random_field",
     "split_sizes",

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from spikereg.data.io import AFFINE_TOLERANCE_MM, VolumeError, load_ddf, save_volume
+from spikereg.data.io import load_ddf, save_volume
 from spikereg.data.loaders import load_source
+from spikereg.data.world import check_overlap, same_grid, sample_world
 
 _NUMPY_MODES = {"linear": "bilinear", "nearest": "nearest"}
 
@@ -268,17 +269,16 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     label maps; DeepReg's 4-D multi-label arrays (D, H, W, L) of binary masks
     are read as the label map they encode (label k+1 for channel k,
     :func:`~spikereg.data.loaders.label_map_from_channels`), so the output is
-    a 3-D label map. The image must lie on the field's grid (shape and
-    affine); the output keeps that grid. Written atomically.
+    a 3-D label map. The image may lie on any grid that overlaps the field's
+    in world space: out(p) = image(V^-1 F (p + ddf(p))), with F the field's and
+    V the image's affine (on the field's grid itself, :func:`warp`); the output
+    is on the field's grid. Written atomically.
     """
     volume = load_source(Path(image), "image", labels=labels)
     field, affine = load_ddf(ddf)
-    if volume.shape != field.shape[1:]:
-        raise VolumeError(f"image {image}: shape {volume.shape} differs from the ddf {ddf}'s grid "
-                          f"{tuple(field.shape[1:])}; resample it onto the fixed image's grid first")
-    difference = float(np.max(np.abs(volume.affine - affine)))
-    if difference > AFFINE_TOLERANCE_MM:
-        raise VolumeError(f"image {image}: affine differs from the ddf {ddf}'s (largest difference "
-                          f"{difference:.4g} mm); resample it onto the fixed image's grid first")
-    warped = warp(volume.data, field, mode="nearest" if labels else "linear")
-    return save_volume(out, warped, volume.affine, dtype=np.int16 if labels else np.float32)
+    if same_grid(volume, (field.shape[1:], affine)):
+        warped = warp(volume.data, field, mode="nearest" if labels else "linear")
+    else:
+        check_overlap(volume, (field.shape[1:], affine), "image", "ddf's grid", reference_source=ddf)
+        warped = sample_world(volume, field.shape[1:], affine, order=0 if labels else 1, ddf=field)
+    return save_volume(out, warped, affine, dtype=np.int16 if labels else np.float32)

@@ -1,4 +1,9 @@
-"""Reading and writing NIfTI volumes and displacement fields.
+"""Reading and writing NIfTI volumes and displacement fields; reading NRRD and MetaImage too.
+
+NRRD (``.nrrd``, ``.nhdr``) and MetaImage (``.mha``, ``.mhd``) are read through
+SimpleITK (:func:`open_image`), their LPS world coordinates turned into the
+RAS affine NIfTI uses, so every later check and message is the NIfTI one.
+Outputs are NIfTI.
 
 Every error a user can cause (a wrong path, a file that is not a 3-D image,
 NaN voxels, two images on different grids) is raised as :class:`VolumeError`
@@ -92,13 +97,51 @@ class Volume:
         return (int(d), int(h), int(w))
 
 
+# What SimpleITK reads for us: NRRD and MetaImage, the formats 3D Slicer, ITK-SNAP and MITK hand over.
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def itk_affine(spacing, direction, origin) -> np.ndarray:
+    """The RAS voxel-to-world affine of an ITK image (``p_LPS = origin + D diag(spacing) index``)."""
+    affine = np.eye(4)
+    affine[:3, :3] = np.asarray(direction, dtype=np.float64).reshape(3, 3) @ np.diag(spacing)
+    affine[:3, 3] = origin
+    return _LPS_TO_RAS @ affine
+
+
+def _open_itk(path: Path, what: str) -> nib.Nifti1Image:
+    """An NRRD/MetaImage file as an in-memory NIfTI image: voxels on (i, j, k), the RAS affine."""
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        size, components = tuple(reader.GetSize()), reader.GetNumberOfComponents()
+        if len(size) != 3 or components != 1:
+            shape = size[::-1] + ((components,) if components > 1 else ())
+            raise VolumeError(f"{what} {path}: not a 3-D volume ({len(size)}-D, {components} component(s) per "
+                              f"voxel, shape {shape})")
+        check_declared_size(size, np.float32, path, what)
+        image = reader.Execute()
+    except VolumeError:
+        raise
+    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's multi-line text
+        raise VolumeError(f"{what} {path}: cannot be read as a {path.suffix[1:]} image ({_one_line(exc)})") from None
+    data = np.ascontiguousarray(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0))  # (z, y, x) -> (i, j, k)
+    return nib.Nifti1Image(data, itk_affine(image.GetSpacing(), image.GetDirection(), image.GetOrigin()))
+
+
 def open_image(path: str | Path, what: str) -> tuple[Path, nib.spatialimages.SpatialImage]:
-    """Open ``path`` with nibabel (header only), turning every failure into a VolumeError."""
+    """Open ``path`` with nibabel (header only; NRRD/MetaImage: read by SimpleITK), failures as a VolumeError."""
     path = Path(path)
     if not path.exists():
         raise VolumeError(f"{what} {path}: file not found")
     if not path.is_file():
         raise VolumeError(f"{what} {path}: not a file")
+    if path.name.lower().endswith(ITK_SUFFIXES):
+        return path, _open_itk(path, what)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types (ImageFileError, OSError, gzip errors)
@@ -191,7 +234,7 @@ def check_affine(affine: np.ndarray | None, path: Path, what: str) -> np.ndarray
 
 
 def load_volume(path: str | Path, *, what: str = "volume", limit_gb: float | None = None) -> Volume:
-    """Load a 3-D NIfTI image as float32 with its affine.
+    """Load a 3-D NIfTI (or NRRD/MetaImage, see :func:`open_image`) image as float32 with its affine.
 
     A 4-D image with trailing singleton axes (e.g. shape (D, H, W, 1)) is
     squeezed to 3-D; anything else that is not 3-D is rejected. ``what`` names
@@ -344,6 +387,73 @@ def load_ddf(path: str | Path, *, what: str = "displacement field",
     check_declared_size(shape[:3], img.get_data_dtype(), path, what, limit_gb)
     data = read_float32(img, path, what).reshape(shape[:3] + (3,))
     return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
+
+
+def _itk_geometry(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
+    """(spacing, direction, origin) of the ITK image whose RAS affine is ``affine``."""
+    lps = _LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)  # the flip is its own inverse
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    return tuple(spacing), tuple((lps[:3, :3] / spacing).ravel()), tuple(lps[:3, 3])
+
+
+def save_itk_displacement(path: str | Path, ddf: np.ndarray, affine: np.ndarray) -> Path:
+    """Write ``ddf`` (3, D, H, W voxels on the grid ``affine``) as an ITK displacement field; returns the path.
+
+    ITK's convention: a vector image on the fixed grid whose value at each
+    voxel centre ``p`` is the physical displacement in mm, LPS axes, to the
+    matching point of the moving image (``p + d(p)``) -- what
+    ``antsApplyTransforms -t``, SimpleITK's ``DisplacementFieldTransform`` and
+    ITK-SNAP apply. Any suffix SimpleITK writes (``.nii.gz``, ``.nrrd``,
+    ``.mha``); written under a temporary name, then renamed.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    ddf = np.asarray(ddf, dtype=np.float64)
+    if ddf.ndim != 4 or ddf.shape[0] != 3:
+        raise VolumeError(f"output {path}: ddf must have shape (3, D, H, W), got {ddf.shape}")
+    # voxel steps along array axes -> mm in RAS (the affine's columns) -> LPS
+    ras = np.tensordot(np.asarray(affine, dtype=np.float64)[:3, :3], ddf, axes=1)
+    lps = ras * np.array([-1.0, -1.0, 1.0]).reshape(3, 1, 1, 1)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(lps.transpose(3, 2, 1, 0)), isVector=True)  # (z, y, x, 3)
+    spacing, direction, origin = _itk_geometry(affine)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    image.SetOrigin(origin)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    tmp = path.parent / f".{path.name[: len(path.name) - len(suffix)]}.tmp-{uuid.uuid4().hex}{suffix}"
+    try:
+        sitk.WriteImage(image, str(tmp))
+        os.replace(tmp, path)
+    except RuntimeError as exc:
+        raise VolumeError(f"output {path}: cannot be written as an ITK displacement field ({_one_line(exc)})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_itk_displacement(path: str | Path, *, what: str = "displacement field") -> tuple[np.ndarray, np.ndarray]:
+    """Read an ITK displacement field (mm, LPS): returns (ddf (3, D, H, W) voxels on its grid, RAS affine)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise VolumeError(f"{what} {path}: file not found")
+    try:
+        image = sitk.ReadImage(str(path), sitk.sitkVectorFloat64)
+    except RuntimeError as exc:
+        raise VolumeError(f"{what} {path}: cannot be read as an ITK displacement field ({_one_line(exc)})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
+        raise VolumeError(f"{what} {path}: an ITK displacement field is a 3-D image of 3-vectors; this one is "
+                          f"{image.GetDimension()}-D with {image.GetNumberOfComponentsPerPixel()} component(s)")
+    affine = itk_affine(image.GetSpacing(), image.GetDirection(), image.GetOrigin())
+    lps = sitk.GetArrayFromImage(image).transpose(3, 2, 1, 0)  # (3, i, j, k)
+    if not np.isfinite(lps).all():
+        raise VolumeError(f"{what} {path}: contains non-finite displacements")
+    ras = lps * np.array([-1.0, -1.0, 1.0]).reshape(3, 1, 1, 1)
+    voxels = np.tensordot(np.linalg.inv(affine[:3, :3]), ras, axes=1)
+    return voxels.astype(np.float32), affine
 
 
 def normalize_intensity(

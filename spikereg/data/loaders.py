@@ -18,7 +18,9 @@ group); matching keys play the part of matching file names. HDF5 carries no
 affine unless a dataset has an ``affine`` attribute (4x4); otherwise the
 identity (1 mm voxels) is used.
 
-Images must be 3-D, finite, and each pair on one grid (shape and affine); a
+Images must be 3-D and finite; a pair's moving image (and labels) may lie on
+any grid that overlaps the fixed image's in world space, and is resampled onto
+the fixed grid (:func:`load_pair`, :mod:`spikereg.data.world`); a
 ground-truth field has shape (3, D, H, W) on the fixed image's grid (NIfTI:
 :func:`spikereg.data.io.save_ddf`'s layout). Labels are 3-D integer label maps
 (0 background), or DeepReg's multi-label arrays (D, H, W, L) of binary masks,
@@ -45,7 +47,6 @@ from .io import (
     VolumeError,
     check_affine,
     check_declared_size,
-    check_pair,
     integer_labels,
     load_ddf,
     load_volume,
@@ -53,6 +54,7 @@ from .io import (
     read_float32,
     refuse_blank,
 )
+from .world import check_overlap, resample_like, same_grid
 
 NIFTI_SUFFIX = ".nii.gz"
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -263,8 +265,20 @@ ROLE_NAMES = {"fixed": "fixed image", "moving": "moving image", "fixed_labels": 
               "moving_labels": "moving labels", "ddf": "ground-truth ddf"}
 
 
-def load_pair(files: PairFiles, names: Mapping[str, str] | None = None, *, limit_gb: float | None = None) -> Pair:
-    """Load and check one pair: fixed/moving on one grid, labels on their image's grid, ddf (3, *shape).
+def load_pair(files: PairFiles, names: Mapping[str, str] | None = None, *, limit_gb: float | None = None,
+              resample: bool = True) -> Pair:
+    """Load and check one pair; every volume on the fixed grid (``resample``), labels checked against their image.
+
+    The moving image may lie on any grid (shape, orientation, spacing): it is
+    resampled onto the fixed image's grid in world coordinates
+    (:func:`spikereg.data.world.resample_like`, linear), and so are labels
+    (nearest neighbour, straight from their own grid). Only volumes that do
+    not overlap in world space are refused (:class:`~spikereg.data.world.NoOverlapError`,
+    with the overlap): the moving image and the fixed one, and a labels file
+    and its own image. ``resample=False`` leaves the moving image and its
+    labels on their own grids (``spikereg run`` warps them from there, in one
+    interpolation); fixed labels are always brought onto the fixed grid. A
+    ground-truth ddf must lie on the fixed grid.
 
     ``names`` overrides, by field, how a message names the offending file
     (default :data:`ROLE_NAMES`); the command line passes its options, so that
@@ -276,20 +290,27 @@ def load_pair(files: PairFiles, names: Mapping[str, str] | None = None, *, limit
     what = {**ROLE_NAMES, **(names or {})}
     fixed = load_source(files.fixed, what["fixed"], limit_gb=limit_gb)
     moving = load_source(files.moving, what["moving"], limit_gb=limit_gb)
-    if isinstance(files.fixed, Path) and isinstance(files.moving, Path):
-        check_pair(fixed, moving)
-    else:  # HDF5 volumes carry no path for check_pair's message: name the keys
-        _same_grid(moving, fixed, files.moving, what["moving"], ROLE_NAMES["fixed"])
+    moving_on_fixed = same_grid(moving, fixed)
+    if not moving_on_fixed:
+        check_overlap(moving, fixed, what["moving"], ROLE_NAMES["fixed"], source=files.moving,
+                      reference_source=files.fixed)
     # content after form: a file on the wrong grid is reported as that, whatever it holds
     refuse_blank(fixed.data, files.fixed, what["fixed"])
     refuse_blank(moving.data, files.moving, what["moving"])
+    grids = {"fixed": (fixed.shape, fixed.affine), "moving": (moving.shape, moving.affine)}  # as in the files
+    if resample and not moving_on_fixed:
+        moving = resample_like(moving, fixed, order=1)
     pair = Pair(files.name, fixed, moving)
-    for role, image in (("fixed", fixed), ("moving", moving)):
+    for role in ("fixed", "moving"):
         source = getattr(files, f"{role}_labels")
         if source is not None:
             labels = load_source(source, what[f"{role}_labels"], labels=True, limit_gb=limit_gb, integers=False)
-            _same_grid(labels, image, source, what[f"{role}_labels"], ROLE_NAMES[role])
+            if not same_grid(labels, grids[role]):
+                check_overlap(labels, grids[role], what[f"{role}_labels"], ROLE_NAMES[role], source=source,
+                              reference_source=getattr(files, role))
             labels.data = integer_labels(labels.data, source, what[f"{role}_labels"])
+            if (role == "fixed" or resample) and not same_grid(labels, fixed):
+                labels = resample_like(labels, fixed, order=0)
             setattr(pair, f"{role}_labels", labels)
     if files.ddf is not None:
         ddf, affine = load_ddf_source(files.ddf, what["ddf"], limit_gb)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spikereg.data import Dataset
+from spikereg.data import Dataset, warp
+from spikereg.data.intensity import prepare
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.measure import PairMetrics, measure_pair
 from spikereg.netx_file import read_metadata
@@ -117,6 +118,9 @@ def evaluate(
     save_outputs: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
     overwrite: bool = False,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    histogram_match: bool = False,
+    n4: bool = False,
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
@@ -124,7 +128,10 @@ def evaluate(
     ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded; an existing non-empty ``out`` is refused
-    unless ``overwrite``, which replaces it whole.
+    unless ``overwrite``, which replaces it whole. Pairs on different grids
+    were resampled onto the fixed grid by the loader; ``percentiles``,
+    ``histogram_match`` and ``n4`` prepare the intensities the network reads
+    (:mod:`spikereg.data.intensity`).
     """
     meta = read_metadata(model)
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
@@ -136,8 +143,12 @@ def evaluate(
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
-            registration = register(pair.fixed.data, pair.moving.data, net, iterations=iterations,
-                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing)
+            fixed_in, moving_in, _ = prepare(pair.fixed, pair.moving, histogram_match=histogram_match, n4=n4)
+            registration = register(fixed_in.data, moving_in.data, net, iterations=iterations,
+                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
+                                    percentiles=percentiles)
+            if moving_in is not pair.moving:  # the output is the moving image as given, warped
+                registration.warped = warp(pair.moving.data, registration.ddf)
             seconds = time.perf_counter() - tick
             labels = {k: getattr(pair, k).data if getattr(pair, k) is not None else None
                       for k in ("fixed_labels", "moving_labels")}

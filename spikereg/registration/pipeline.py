@@ -14,18 +14,22 @@ import numpy as np
 
 from spikereg.config import ENCODINGS
 from spikereg.data import Volume, jacobian_determinant, normalize_intensity, save_ddf, save_volume, warp
+from spikereg.data.intensity import DEFAULT_PERCENTILES, prepare
 from spikereg.data.io import open_image, staged_folder
 from spikereg.data.loaders import PairFiles, load_pair
+from spikereg.data.world import describe_grid, resample_like, same_grid, sample_world
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import load_profile
 from spikereg.hardware.energy import DEFAULT_PROFILES, energy_report
 from spikereg.interrupts import on_interrupt_note
 from spikereg.options import check_bound, check_bounds, check_out_folder
+from spikereg.registration.affine import affine_stage, save_transform
 from spikereg.registration.backends import LAVA_CHUNK, open_backend
 from spikereg.registration.counts import RASTER_NAME, save_raster
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
+from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, working_grid
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 
@@ -41,16 +45,56 @@ def _similarity(fixed: np.ndarray, moving: np.ndarray, warped: np.ndarray) -> di
 
 
 def save_registration(folder: Path, ddf: np.ndarray, warped: np.ndarray, affine: np.ndarray,
-                      labels: Volume | None = None) -> dict[str, str]:
-    """Write the field, the warped image and (nearest-neighbour) warped labels into ``folder``; their names."""
+                      labels: Volume | None = None, warped_labels: np.ndarray | None = None) -> dict[str, str]:
+    """Write the field, the warped image and (nearest-neighbour) warped labels into ``folder``; their names.
+
+    ``labels`` on the field's grid are warped here; ``warped_labels``, when
+    given, are written as they are (labels from another grid, warped by
+    :func:`warp_onto_fixed`).
+    """
     outputs = dict(OUTPUTS)
     save_ddf(Path(folder) / OUTPUTS["ddf"], ddf, affine)
     save_volume(Path(folder) / OUTPUTS["warped"], warped, affine)
-    if labels is not None:
+    if labels is not None or warped_labels is not None:
         outputs["warped_labels"] = "warped_labels.nii.gz"
-        save_volume(Path(folder) / outputs["warped_labels"], warp(labels.data, ddf, mode="nearest"), affine,
-                    dtype=np.int16)
+        if warped_labels is None:
+            warped_labels = warp(labels.data, ddf, mode="nearest")
+        save_volume(Path(folder) / outputs["warped_labels"], warped_labels, affine, dtype=np.int16)
     return outputs
+
+
+def warp_onto_fixed(volume: Volume, ddf: np.ndarray, fixed_affine: np.ndarray, *, labels: bool = False
+                    ) -> np.ndarray:
+    """``volume`` (any grid) warped by a fixed-grid ``ddf``: out(p) = volume(V^-1 F (p + ddf(p))).
+
+    On the fixed grid itself this is :func:`spikereg.data.warp` (bit for bit);
+    otherwise one interpolation straight from the volume's own voxels
+    (:func:`spikereg.data.world.sample_world`; linear, or nearest for labels).
+    """
+    if same_grid(volume, (ddf.shape[1:], fixed_affine)):
+        return warp(volume.data, ddf, mode="nearest" if labels else "linear")
+    return sample_world(volume, ddf.shape[1:], fixed_affine, order=0 if labels else 1, ddf=ddf)
+
+
+def total_field(network_ddf: np.ndarray, affine: np.ndarray, world: np.ndarray | None) -> np.ndarray:
+    """The fixed-grid field of the network's displacement followed by the affine ``world`` (4x4 RAS, fixed -> moving).
+
+    p + ddf(p) = F^-1 A F (p + u(p)), so that warping the moving image with
+    the result (:func:`warp_onto_fixed`) samples it where the affine takes the
+    point the network moved p to.
+    """
+    if world is None:
+        return network_ddf
+    voxel = np.linalg.inv(affine) @ np.asarray(world, dtype=np.float64) @ affine  # fixed voxel -> fixed voxel
+    shape = network_ddf.shape[1:]
+    out = np.empty_like(network_ddf, dtype=np.float32)
+    j, k = np.meshgrid(np.arange(shape[1], dtype=np.float64), np.arange(shape[2], dtype=np.float64), indexing="ij")
+    for i in range(shape[0]):
+        point = np.stack([np.full_like(j, i), j, k])
+        moved = point + network_ddf[:, i]
+        mapped = np.einsum("ab,b...->a...", voxel[:3, :3], moved) + voxel[:3, 3, None, None]
+        out[:, i] = mapped - point
+    return out
 
 
 # ``spikereg run``'s options, by PairFiles field: messages name the option the user typed.
@@ -61,15 +105,17 @@ def load_inputs(fixed: Path, moving: Path, moving_labels: Path | None = None, *,
                 ) -> tuple[Volume, Volume, Volume | None]:
     """The fixed and moving images and the moving labels, if any, read and checked as a dataset's pair is.
 
-    :func:`spikereg.data.loaders.load_pair` does the work: both images 3-D
-    and on one grid, the labels a 3-D label map or DeepReg's 4-D binary masks
-    (D, H, W, L), turned into the label map, on the moving image's grid (shape
-    and affine). ``limit_gb`` (``--memory-budget``) bounds each file's size as
+    :func:`spikereg.data.loaders.load_pair` does the work: both images 3-D,
+    on any grids that overlap in world space, the labels a 3-D label map or
+    DeepReg's 4-D binary masks (D, H, W, L), turned into the label map, on a
+    grid that overlaps the moving image's. The moving image and its labels
+    stay on their own grids (:func:`run_registration` samples them from there
+    once). ``limit_gb`` (``--memory-budget``) bounds each file's size as
     its header declares it, before any voxel is read.
     """
     files = PairFiles("input", Path(fixed), Path(moving),
                       moving_labels=Path(moving_labels) if moving_labels is not None else None)
-    pair = load_pair(files, RUN_INPUT_OPTIONS, limit_gb=limit_gb)
+    pair = load_pair(files, RUN_INPUT_OPTIONS, limit_gb=limit_gb, resample=False)
     return pair.fixed, pair.moving, pair.moving_labels
 
 
@@ -86,7 +132,8 @@ def declared_shape(path: Path, what: str) -> tuple[int, int, int] | None:
     return shape[:3]
 
 
-def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float = 0.25) -> str | None:
+def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float = 0.25,
+                 working: tuple[int, ...] | None = None) -> str | None:
     """A sentence where the images' voxels differ from those the model was trained on by more than ``tolerance``.
 
     Why: the network reads displacements in its own voxels within a fixed
@@ -106,9 +153,29 @@ def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float
         has = "anisotropic voxels of " + " x ".join(f"{s:.3g}" for s in spacing) + " mm"
     else:
         has = f"{float(np.mean(spacing)):.3g} mm voxels"
+    if working is not None:  # run_registration registers on the model's working grid
+        return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: the pair is "
+                f"resampled onto a working grid of {trained:g} mm on every axis ({'x'.join(map(str, working))}), "
+                "registered there, and the field brought back onto the fixed grid (--fixed-grid: register at "
+                "the images' own spacing)")
     return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: "
             f"resample the images to about {trained:g} mm on every axis for its accuracy "
             "(or pick another model, 'spikereg models')")
+
+
+def registration_grid(fixed: Volume, meta: dict, use_working_grid: bool = True
+                      ) -> tuple[tuple[int, int, int], np.ndarray, bool]:
+    """(shape, affine, is_working_grid) of the grid the network registers on: the model's working grid, or the fixed.
+
+    The working grid (:mod:`spikereg.registration.working_grid`) where the
+    fixed image's voxels differ from the model's training spacing
+    (``spacing_mm``) by more than 25 % on some axis, and ``use_working_grid``.
+    """
+    spacing = meta.get("spacing_mm")
+    if use_working_grid and needs_working_grid(fixed.spacing, spacing):
+        shape, affine = working_grid(fixed.shape, fixed.affine, float(spacing))
+        return shape, affine, True
+    return fixed.shape, fixed.affine, False
 
 
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
@@ -195,6 +262,11 @@ def run_registration(
     progress: Callable[[str, int, int, int], None] | None = None,
     keep_failed: bool = False,
     overwrite: bool = False,
+    affine: str | Path | None = None,
+    use_working_grid: bool = True,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    histogram_match: bool = False,
+    n4: bool = False,
 ) -> dict:
     """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
 
@@ -209,32 +281,76 @@ def run_registration(
     a file, nor a non-empty folder unless ``overwrite``: the folder is then
     replaced whole (:func:`spikereg.data.io.staged_folder`), never mixed with
     older outputs.
+
+    Grids: ``moving`` (and ``labels``) may lie on any grid overlapping the
+    fixed image's. ``affine`` ("auto", an ITK transform file, or None/"none":
+    :func:`spikereg.registration.affine.affine_stage`) pre-aligns the moving
+    image; the network registers on the model's working grid where the fixed
+    image's spacing is far from the model's (``use_working_grid``,
+    :func:`registration_grid`), and its field is brought back onto the fixed
+    grid. The saved field is the whole map, network then affine
+    (:func:`total_field`), in voxels of the fixed grid, so that ``spikereg
+    warp`` with it alone reproduces ``warped.nii.gz``. ``percentiles``,
+    ``histogram_match`` and ``n4``: :mod:`spikereg.data.intensity`.
     """
     check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
-    memory_estimate = preflight(fixed.shape, meta, backend, pyramid, memory_budget_gb, batch_size)
+    grid_shape, grid_affine, on_working_grid = registration_grid(fixed, meta, use_working_grid)
+    memory_estimate = preflight(grid_shape, meta, backend, pyramid, memory_budget_gb, batch_size)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
+    fixed_in, moving_in, intensity = prepare(fixed, moving, histogram_match=histogram_match, n4=n4)
+    intensity["percentiles"] = [float(p) for p in percentiles]
+    aligned = affine_stage(affine, fixed_in, moving_in)  # an AffineError before any network work
+    world = aligned.matrix if aligned is not None else None
+    moving_on_fixed = same_grid(moving, fixed)
+    # what the network reads: both images on the registration grid, the moving one through the affine
+    fixed_g = resample_like(fixed_in, (grid_shape, grid_affine)).data if on_working_grid else fixed_in.data
+    if world is None and same_grid(moving, (grid_shape, grid_affine)):
+        moving_g = moving_in.data
+    else:
+        moving_g = sample_world(moving_in, grid_shape, grid_affine, world=world)
     with open_backend(model_path, backend=backend, precision=precision, device=device,
                       batch_size=batch_size, range_stop=not keep_failed) as engine:
-        result = register(fixed.data, moving.data, engine, iterations=iterations,
-                          patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing, progress=progress)
+        result = register(fixed_g, moving_g, engine, iterations=iterations, patch_stride=patch_stride,
+                          pyramid=pyramid, smoothing=smoothing, progress=progress, percentiles=percentiles)
         stats: BackendStats = engine.stats
         window = engine.codec.window
         guard = engine.guard
         model = engine.model  # the file as the backend read it: the energy report reads no other
+    del fixed_g, moving_g
+    network_ddf = (field_onto_grid(result.ddf, grid_affine, fixed.shape, fixed.affine) if on_working_grid
+                   else result.ddf)
+    ddf = total_field(network_ddf, fixed.affine, world)
+    if world is None and moving_on_fixed and not on_working_grid and moving_in is moving:
+        warped = result.warped  # register() warped these very voxels with this very field
+    else:
+        warped = warp_onto_fixed(moving, ddf, fixed.affine)
+    warped_labels = warp_onto_fixed(labels, ddf, fixed.affine, labels=True) if labels is not None else None
     total = time.perf_counter() - start
-    jac = jacobian_determinant(result.ddf)
-    similarity = _similarity(fixed.data, moving.data, result.warped)
+    jac = jacobian_determinant(ddf)
+    moving_before = moving.data if moving_on_fixed else resample_like(moving, fixed).data
+    similarity = _similarity(fixed.data, moving_before, warped)
+    affine_section = None
+    if aligned is not None:
+        affine_only = warp_onto_fixed(moving, total_field(np.zeros_like(ddf), fixed.affine, world), fixed.affine)
+        f_n = normalize_intensity(fixed.data)
+        affine_section = aligned.section(ncc(f_n, normalize_intensity(moving_before)),
+                                         ncc(f_n, normalize_intensity(affine_only)))
+        del affine_only, f_n
     limit = reach(meta["model"]["max_displacement"], iterations, result.levels)
+    # the network's own field, in voxels of the grid it ran on, against what the network can produce
     reasons = failures(result.ddf, similarity, float((jac <= 0).mean()), limit, guard.events)
     if reasons and not keep_failed:
         raise RegistrationFailedError(f"registration failed: {'; '.join(reasons)}. Nothing was written "
                                       "(--keep-failed writes the outputs, marked failed, for inspection)")
 
     with staged_folder(out, overwrite=overwrite) as staging:
-        outputs = save_registration(staging, result.ddf, result.warped, fixed.affine, labels)
+        outputs = save_registration(staging, ddf, warped, fixed.affine, warped_labels=warped_labels)
+        if aligned is not None:
+            save_transform(aligned.transform, staging / "affine.tfm")
+            outputs["affine"] = "affine.tfm"
         report = {
             "inputs": {"fixed": str(fixed.path), "moving": str(moving.path), "model": str(model_path)},
             "shape": list(fixed.shape),
@@ -266,7 +382,19 @@ def run_registration(
             },
             "memory": {"estimated_peak_bytes": memory_estimate, "budget_gb": memory_budget_gb},
             "outputs": outputs,
+            "grids": {
+                "fixed": describe_grid(fixed),
+                "moving": describe_grid(moving),
+                "moving_resampled": not moving_on_fixed,
+                "registered_on": {"shape": list(grid_shape),
+                                  "spacing": [round(float(v), 4) for v in np.linalg.norm(grid_affine[:3, :3], axis=0)],
+                                  "working_grid": on_working_grid},
+                "ddf": "voxels of the fixed grid along its array axes, fixed -> moving (network, then affine)",
+            },
+            "intensity": intensity,
         }
+        if affine_section is not None:
+            report["affine"] = affine_section
         # per patch / iteration / layer: spikes, synops, neuron updates
         if stats.counter is not None and stats.counter.counted:
             report["counts"] = stats.counter.section(stats.layer_neurons)

@@ -166,6 +166,7 @@ def register(
     pyramid: int = 1,
     smoothing: float = 0.0,
     progress: Callable[[str, int, int, int], None] | None = None,
+    percentiles: tuple[float, float] = (1.0, 99.0),
 ) -> Registration:
     """Register ``moving`` onto ``fixed`` (both ``(D, H, W)``, same shape).
 
@@ -173,7 +174,9 @@ def register(
     refinement passes, coarsest first. ``smoothing`` (voxels) blurs each
     pass's residual field before it is composed (0: not at all).
     ``progress(stage, patches_done, patches_total, spikes_so_far)`` reports long work; ``stage``
-    names the level and iteration and the time steps run so far.
+    names the level and iteration and the time steps run so far. Both images
+    are first scaled so that their ``percentiles`` map to 0 and 1
+    (:func:`spikereg.data.intensity.normalize`).
     """
     start = time.perf_counter()
     network_before = backend.stats.network_seconds
@@ -183,8 +186,8 @@ def register(
     # One registration, one stream: a pair's field never depends on the pairs registered before it
     # (a sigma-delta network on the chip otherwise keeps their residues).
     backend.reset()
-    fixed_levels = [normalize_intensity(fixed)]
-    moving_levels = [normalize_intensity(moving)]
+    fixed_levels = [normalize_intensity(fixed, *percentiles)]
+    moving_levels = [normalize_intensity(moving, *percentiles)]
     for _ in shapes[1:]:
         fixed_levels.append(downsample(fixed_levels[-1]))
         moving_levels.append(downsample(moving_levels[-1]))

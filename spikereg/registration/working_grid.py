@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from spikereg.data import Volume
+from spikereg.data.world import sample_world
 
 # Off by more than this on any axis, the images are registered on the working grid.
 SPACING_TOLERANCE = 0.25
@@ -63,14 +64,7 @@ def resample_to_grid(volume: Volume, shape: tuple[int, int, int], affine: np.nda
     (sigma (factor - 1) / 2 source voxels per axis) so they do not alias.
     """
     affine = np.asarray(affine, dtype=np.float64)
-    source_to_target = np.linalg.inv(volume.affine) @ affine  # target voxel -> source voxel
-    data = volume.data
-    factor = np.linalg.norm(source_to_target[:3, :3], axis=0)
-    if order > 0 and np.any(factor > 1.0):
-        data = ndimage.gaussian_filter(data, sigma=np.maximum(factor - 1.0, 0.0) / 2.0, mode="nearest")
-    out = ndimage.affine_transform(data, source_to_target[:3, :3], offset=source_to_target[:3, 3],
-                                   output_shape=tuple(shape), order=order, mode="nearest", output=np.float32)
-    return Volume(data=out, affine=affine, path=volume.path)
+    return Volume(data=sample_world(volume, shape, affine, order=order), affine=affine, path=volume.path)
 
 
 def field_onto_grid(ddf: np.ndarray, ddf_affine: np.ndarray, shape: tuple[int, int, int],

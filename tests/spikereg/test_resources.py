@@ -1,5 +1,6 @@
 """Shipped configs and hardware profiles resolve by name, from the checkout and from an installed package's layout."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,10 @@ def test_an_existing_file_wins_over_a_name(tmp_path, monkeypatch):
 
 def test_an_unknown_name_lists_the_shipped_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    names = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+    assert {"accurate", "demo", "sdnn_2mm"} <= set(names)
     with pytest.raises(ConfigError, match="config 'dem': no such file, and not a shipped config name "
-                                          r"\(shipped: accurate, demo, sdnn_2mm\)") as error:
+                                          + re.escape(f"(shipped: {', '.join(names)})")) as error:
         load_config("dem")
     assert isinstance(error.value, SpikeRegError)
     for path_like in ("dem.yaml", "sub/demo", tmp_path / "demo.yml"):  # meant as a file: not looked up by name

@@ -140,20 +140,20 @@ def test_layout_errors_name_the_folder_or_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case, match", [
-    ("shape", r"moving_images/a.nii.gz have different shapes"),
-    ("affine", r"moving_images/a.nii.gz have different affines"),
+    ("far", r"moving_images/a.nii.gz: does not overlap the fixed image .*fixed_images/a.nii.gz in world space "
+            r"\(overlap 0.0 %"),
     ("nan", r"fixed_images/a.nii.gz: contains non-finite voxels \(1 NaN, 1 Inf\)"),
     ("2d", r"moving_images/a.nii.gz: not a 3-D volume \(shape \(6, 7\)\)"),
     ("4d", r"moving_images/a.nii.gz: not a 3-D volume \(shape \(6, 7, 5, 2\)\)"),
-    ("labels", r"fixed labels .*fixed_labels/a.nii.gz: shape \(6, 7, 4\) differs from the fixed image's"),
+    ("labels", r"fixed labels .*fixed_labels/a.nii.gz: does not overlap the fixed image .*fixed_images/a.nii.gz"),
     ("ddf", r"ground-truth ddf .*ddfs/a.nii.gz: affine differs from the fixed image's"),
 ])
 def test_bad_voxels_and_grids_name_the_file(tmp_path: Path, case: str, match: str) -> None:
     root = _paired_nifti(tmp_path)
-    if case == "shape":
-        _nifti(root / "moving_images" / "a.nii.gz", _volume(0)[:, :, :4])
-    elif case == "affine":
-        _nifti(root / "moving_images" / "a.nii.gz", _volume(0), np.diag([2.0, 2.0, 2.5, 1.0]))
+    far = AFFINE.copy()
+    far[:3, 3] += 1000.0  # a metre away: no voxel in common
+    if case == "far":
+        _nifti(root / "moving_images" / "a.nii.gz", _volume(0), far)
     elif case == "nan":
         bad = _volume(0)
         bad[0, 0, 0], bad[1, 1, 1] = np.nan, np.inf
@@ -162,7 +162,7 @@ def test_bad_voxels_and_grids_name_the_file(tmp_path: Path, case: str, match: st
         data = _volume(0)[:, :, 0] if case == "2d" else np.stack([_volume(0)] * 2, axis=-1)
         nib.save(nib.Nifti1Image(data, AFFINE), str(root / "moving_images" / "a.nii.gz"))
     elif case == "labels":
-        _nifti(root / "fixed_labels" / "a.nii.gz", _labels(0)[:, :, :4])
+        _nifti(root / "fixed_labels" / "a.nii.gz", _labels(0), far)
     else:
         save_ddf(root / "ddfs" / "a.nii.gz", np.zeros((3, *SHAPE), np.float32), np.eye(4))
     assert load_dataset(root).load(1).name == "b"  # the other pair is fine

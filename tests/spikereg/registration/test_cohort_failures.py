@@ -53,13 +53,15 @@ def leftovers(out: Path) -> list[str]:
 def break_moving_1(folder: Path, how: str) -> None:
     if how == "not a NIfTI":
         (folder / "moving_1.nii.gz").write_bytes(b"this is not a volume")
-    else:  # another grid than the fixed image's
+    else:  # a grid that does not overlap the fixed image's (other grids that do are resampled)
         image = nib.load(folder / "moving_1.nii.gz")
-        nib.save(nib.Nifti1Image(image.get_fdata()[:16], image.affine), folder / "moving_1.nii.gz")
+        far = image.affine.copy()
+        far[:3, 3] += 1000.0
+        nib.save(nib.Nifti1Image(image.get_fdata(), far), folder / "moving_1.nii.gz")
 
 
 @pytest.mark.parametrize("how, why", [("not a NIfTI", "cannot be read as a NIfTI image"),
-                                      ("other grid", "(16, 20, 20)")])
+                                      ("far grid", "does not overlap the fixed image")])
 def test_one_failing_pair_is_recorded_and_the_others_finish(cli, cohort, how, why):
     break_moving_1(cohort, how)
     out = cohort / "out"
