@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check spikereg lava_export benchmarks tests
+	$(BIN)/lint-imports  # the layers of README's "Layout" (pyproject.toml [tool.importlinter])
 	$(BIN)/python -m pytest -q
 
 # The benchmarks' extra libraries (demons, ANTs SyN) and the real brain they evaluate on:

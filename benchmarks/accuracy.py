@@ -198,7 +198,7 @@ def held_out_pairs(args, config, keep=lambda index: True) -> tuple[list[BenchPai
 def recipe_pairs(args, keep) -> tuple[list[BenchPair], str]:
     """Pairs drawn as ``spikereg train`` draws them for the config ``--recipe`` (with ``--recipe-set`` overrides)."""
     from spikereg.config import load_config
-    from spikereg.training.trainer import synthetic_pairs
+    from spikereg.data.sampling import synthetic_pairs
 
     recipe = load_config(args.recipe, args.recipe_set)
     spacing = recipe.data.spacing

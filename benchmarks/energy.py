@@ -63,13 +63,13 @@ def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p:
 
 def measure_run(model: Path, args) -> dict:
     """Register the pair on SLAYER counting every neuron, and cross-check the first patches on Lava."""
-    from lava_export.netx import read_metadata
     from spikereg.data import load_mni, make_pair, normalize_intensity
+    from spikereg.netx_file import read_metadata
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
     from spikereg.registration.pipeline import run_options
     from spikereg.registration.register import ncc, register
-    from spikereg.report.summary import layer_table
+    from spikereg.registration.run_report import layer_table
 
     meta = read_metadata(model)
     iterations, stride, smoothing = run_options(meta, None, None)
@@ -132,11 +132,11 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
-    from lava_export.netx import read_metadata
     from spikereg.hardware import map_network
+    from spikereg.hardware.energy import DEFAULT_PROFILES
     from spikereg.hardware.energy_section import energy_section
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEFAULT_MODEL
-    from spikereg.report.energy import DEFAULT_PROFILES
 
     model = args.model or DEFAULT_MODEL
     meta = read_metadata(model)
@@ -169,8 +169,8 @@ def _ratio(value: float) -> str:
 def more_chips(counts: Sequence[int], report: dict, model: Path, mapping) -> dict:
     """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
     from spikereg.hardware import load_profile
+    from spikereg.hardware.activity import activity, costs_from_mapping, exact_activity
     from spikereg.hardware.streamed import streamed_rows
-    from spikereg.report.energy import activity, costs_from_mapping, exact_activity
 
     costs = costs_from_mapping(mapping)
     spikes = [int(row["spikes"]) for row in report["layers"]]

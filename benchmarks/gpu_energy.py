@@ -224,11 +224,11 @@ def run(args, argv, meter, device: str, sync: Callable[[], None]) -> int:
     from lava_export.netx import read_metadata
     from spikereg.data import load_mni, make_pair
     from spikereg.hardware.device import idle_power_w, measured_profile, write_profile
+    from spikereg.hardware.energy import ann_macs
     from spikereg.pretrained import resolve_checkpoint, resolve_model
     from spikereg.registration.backends import open_backend
     from spikereg.registration.pipeline import run_options
     from spikereg.registration.register import register
-    from spikereg.report.energy import ann_macs
     from spikereg.training.trainer import load_twin
 
     checkpoint = resolve_checkpoint(args.checkpoint)

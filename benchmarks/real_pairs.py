@@ -143,7 +143,7 @@ def twin_field(twin, meta: dict, fixed: Volume, aligned: np.ndarray, settings: d
 
 
 def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str, rows: dict, save) -> None:
-    from lava_export.netx import read_metadata
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import resolve_checkpoint, resolve_model
     from spikereg.training.trainer import load_twin
 

@@ -51,12 +51,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lava_streaming import machine, versions  # noqa: E402  same machine and version lines as the other benchmarks
-from sections import BENCHMARKS, write_section  # noqa: E402
-
-SECTION = "## Speed and memory"
-TARGETS = {"torch_2mm_s": 10.0, "sim_2mm_s": 600.0, "peak_1mm_gb": 4.0}
-
+from speed_render import SECTION, render  # noqa: E402  the tables of BENCHMARKS.md from the measurements
 
 # -- measuring a child -------------------------------------------------------------
 
@@ -113,7 +108,7 @@ def load_pair(folder: Path):
 
 
 def child_registration(folder: Path, out: Path, backend: str = "torch") -> dict:
-    from lava_export.netx import read_metadata
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import run_registration
 
@@ -277,10 +272,10 @@ def make_pairs(workdir: Path, spacings: list[float]) -> dict[float, tuple[Path, 
 def profile_lava_conv() -> list[dict]:
     """Time Lava's conv_scipy and SpikeReg's torch conv on each layer of the shipped network, one step of random
     spikes."""
-    import h5py
     import torch
 
     from spikereg import compat
+    from spikereg.netx_file import read_netx
     from spikereg.pretrained import DEMO_MODEL
 
     compat.netx()
@@ -288,32 +283,32 @@ def profile_lava_conv() -> list[dict]:
 
     torch.set_num_threads(1)  # as inside Lava's process models (compat.torch_conv)
     rows, rng = [], np.random.default_rng(0)
-    with h5py.File(DEMO_MODEL) as handle:
-        shape = tuple(int(v) for v in handle["layer"]["0"]["shape"][()])  # (f, H, W) of the input
-        shape = (shape[2], shape[1], shape[0])  # netx (x, y, f)
-        for index in range(1, len(handle["layer"])):
-            layer = handle["layer"][str(index)]
-            weight = np.asarray(layer["weight"][()]).transpose(0, 3, 2, 1)  # SLAYER (o, i, h, w) -> Lava (o, x, y, i)
-            kernel = tuple(int(v) for v in layer["kernelSize"][()])[::-1]
-            stride = tuple(int(v) for v in layer["stride"][()])[::-1]
-            padding = tuple(int(v) for v in layer["padding"][()])[::-1]
-            spikes = rng.random(shape) < 0.1  # binary, as the fixed-point model receives them
-            weight = weight.astype(np.int32)  # the fixed-point model's weights
-            utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
-            tick = time.perf_counter()
-            reps = 3
-            for _ in range(reps):
-                output = utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)
-            scipy_ms = (time.perf_counter() - tick) / reps * 1e3
-            on_torch = compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
-            assert np.array_equal(on_torch, output.astype(np.int32)), f"layer {index}: torch conv differs"
-            tick = time.perf_counter()
-            for _ in range(reps * 10):
-                compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)
-            rows.append({"layer": index, "input": shape, "output": output.shape,
-                         "calls": weight.shape[0] * weight.shape[-1], "ms": scipy_ms,
-                         "torch_ms": (time.perf_counter() - tick) / (reps * 10) * 1e3})
-            shape = output.shape
+    layers = read_netx(DEMO_MODEL).layers
+    shape = tuple(int(v) for v in layers["0"]["shape"][()])  # (f, H, W) of the input
+    shape = (shape[2], shape[1], shape[0])  # netx (x, y, f)
+    for index in range(1, len(layers)):
+        layer = layers[str(index)]
+        weight = np.asarray(layer["weight"][()]).transpose(0, 3, 2, 1)  # SLAYER (o, i, h, w) -> Lava (o, x, y, i)
+        kernel = tuple(int(v) for v in layer["kernelSize"][()])[::-1]
+        stride = tuple(int(v) for v in layer["stride"][()])[::-1]
+        padding = tuple(int(v) for v in layer["padding"][()])[::-1]
+        spikes = rng.random(shape) < 0.1  # binary, as the fixed-point model receives them
+        weight = weight.astype(np.int32)  # the fixed-point model's weights
+        utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
+        tick = time.perf_counter()
+        reps = 3
+        for _ in range(reps):
+            output = utils.conv_scipy(spikes, weight, kernel, stride, padding, (1, 1), 1)
+        scipy_ms = (time.perf_counter() - tick) / reps * 1e3
+        on_torch = compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)  # warm-up
+        assert np.array_equal(on_torch, output.astype(np.int32)), f"layer {index}: torch conv differs"
+        tick = time.perf_counter()
+        for _ in range(reps * 10):
+            compat.torch_conv(spikes, weight, kernel, stride, padding, (1, 1), 1)
+        rows.append({"layer": index, "input": shape, "output": output.shape,
+                     "calls": weight.shape[0] * weight.shape[-1], "ms": scipy_ms,
+                     "torch_ms": (time.perf_counter() - tick) / (reps * 10) * 1e3})
+        shape = output.shape
     return rows
 
 
@@ -345,10 +340,6 @@ def profile_torch(threads: int, count: int = 64) -> dict:
     return {"ms_per_patch": total / count * 1e3, "total": total,
             "dynamics": cumulative("_li_dynamics_fwd"), "encode": cumulative("encode", "encoding.py"),
             "conv": cumulative("conv3d"), "counting": cumulative("add", "counts.py")}
-
-
-def fmt_gb(value: float | None) -> str:
-    return "" if value is None else f"{value / 1e9:.2f}"
 
 
 def main(argv=None) -> int:
@@ -420,188 +411,6 @@ def main(argv=None) -> int:
         Path(args.save).write_text(json.dumps({"command": command, "measured": measured, "load": load,
                                                "date": date}, indent=1))
     return render(args, command, measured, load, date)
-
-
-def render(args, command: str, measured: dict, load: list[float], date: str) -> int:
-    """The BENCHMARKS.md section from the measurements; written with --write."""
-    from lava_export.netx import read_metadata
-    from spikereg.pretrained import DEMO_MODEL
-    from spikereg.registration.pipeline import estimate_peak_bytes
-
-    meta = read_metadata(DEMO_MODEL)
-    results = {(spacing, method): result for spacing, method, result in measured["runs"]}
-    train, conv, torch_profile = measured.get("train"), measured.get("conv"), measured.get("torch_profile")
-    load_before, load_after = load
-    rows = []
-    for spacing_key, shape in measured["shapes"].items():
-        spacing = float(spacing_key)
-        size = "x".join(map(str, shape))
-        torch_run = results.get((spacing, "torch"))
-        for method, label in (("torch", "`--backend torch`"),
-                              ("sim", "`--backend sim` (whole brain, run)")):
-            run = results.get((spacing, method))
-            if not run:
-                continue
-            note = (f"{run['threads']} torch thread(s)" if method == "torch" else
-                    "Lava's conv on torch (SpikeReg's default)" + (
-                        "; field as torch's (same NCC)" if torch_run and run["ncc_after"] == torch_run["ncc_after"]
-                        else ""))
-            rows.append((f"{spacing:g} mm ({size})", label, f"{run['wall']:.1f}",
-                         f"{run['host']:.1f}", f"{run['network']:.1f}",
-                         fmt_gb(run["maxrss_bytes"]), fmt_gb(run["tree_pss_bytes"]),
-                         f"{run['ncc_before']:.4f} -> {run['ncc_after']:.4f}",
-                         f"{run['patches']} patches (2 iterations x {run['patches'] // 2}), {note}; "
-                         f"`--memory-budget` estimate {fmt_gb(estimate_peak_bytes(tuple(shape), meta, method))} GB"))
-        for method, label in (("sim-sampled", "`--backend sim` (**extrapolated**)"),
-                              ("sim-scipy", "`--backend sim` with `SPIKEREG_LAVA_TORCH_CONV=0`, Lava's "
-                                            "`conv_scipy` (**extrapolated**)")):
-            sim = results.get((spacing, method))
-            if not sim:
-                continue
-            total_patches = 2 * sim["patches_per_iteration"]
-            host = torch_run["host"] if torch_run else 0.0
-            network = sim["compile"] + total_patches * sim["per_patch"]
-            results[spacing, method + "_extrapolated"] = network + host
-            same = {True: "field = torch's (checked on the sample)", False: "**differs from torch**",
-                    None: "= torch (same spikes)"}[sim.get("same_as_torch")]
-            rows.append((f"{spacing:g} mm ({size})", label, f"{network + host:.0f}", f"{host:.1f}", f"{network:.0f}",
-                         fmt_gb(sim["maxrss_bytes"]), fmt_gb(sim["tree_pss_bytes"]), same,
-                         f"measured: {sim['patches']} patches spread over the brain, {sim['run']:.1f} s "
-                         f"({sim['per_patch']:.2f} s/patch, {sim['per_step_ms']:.0f} ms/step) + "
-                         f"compile {sim['compile']:.1f} s; x {total_patches} patches + torch's host time; "
-                         "memory is the sample run's; `--memory-budget` estimate "
-                         f"{fmt_gb(estimate_peak_bytes(tuple(shape), meta, 'sim'))} GB"))
-        demons_run = results.get((spacing, "demons"))
-        if demons_run:
-            rows.append((f"{spacing:g} mm ({size})", "SimpleITK diffeomorphic demons",
-                         f"{demons_run['wall']:.1f}", f"{demons_run['wall']:.1f}", "",
-                         fmt_gb(demons_run["maxrss_bytes"]), fmt_gb(demons_run["tree_pss_bytes"]),
-                         f"{demons_run['ncc_before']:.4f} -> {demons_run['ncc_after']:.4f}",
-                         "50 iterations, field smoothing 1.5 voxels (benchmarks/accuracy.py)"))
-
-    header = ("| brain | method | wall s | host s | network s | peak RSS GB (main process) | "
-              "peak PSS GB (process tree) | NCC before -> after | notes |\n|---|---|---:|---:|---:|---:|---:|---|---|")
-    table = header + "\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
-    verdicts = []
-    two, one = results.get((2.0, "torch")), results.get((1.0, "torch"))
-    if two:
-        verdicts.append(_verdict("2 mm brain on torch", two["wall"], TARGETS["torch_2mm_s"], "s"))
-        if two["wall"] > TARGETS["torch_2mm_s"]:
-            verdicts.append(
-                f"  - why: the network part is {two['network']:.0f} s = {two['patches']} patches x "
-                f"{two['network'] / two['patches'] * 1e3:.0f} ms, the host part {two['host']:.1f} s; per patch the "
-                "profile below splits it into spike encoding, the report's per-neuron counting and SLAYER itself, "
-                f"on a machine whose load average was {load_before:.1f} on 2 cores at the start. Fewer patches "
-                "(`--patch-stride 16`, `--iterations 1`) or a GPU (`--device cuda`) are the levers")
-        if (2.0, "demons") in results:
-            demons_wall = results[2.0, "demons"]["wall"]
-            verdicts.append(f"- torch faster than demons on the 2 mm pair: "
-                            f"{'**met**' if two['wall'] < demons_wall else '**missed**'} "
-                            f"({two['wall']:.1f} s vs {demons_wall:.1f} s)")
-    if (2.0, "sim") in results:
-        verdicts.append(_verdict("2 mm brain on sim (run whole)", results[2.0, "sim"]["wall"],
-                                 TARGETS["sim_2mm_s"], "s"))
-    if (2.0, "sim") in results and two:
-        verdicts.append(
-            f"  - sim's host part ({results[2.0, 'sim']['host']:.0f} s) exceeds torch's ({two['host']:.1f} s): on "
-            "sim, spike encoding and the report's per-neuron counting (numpy, from every layer's values at every "
-            "step) are host work, while on torch they are counted as network time; the network part is "
-            f"{results[2.0, 'sim']['network'] / results[2.0, 'sim']['patches'] * 1e3:.0f} ms per patch")
-    if (2.0, "sim-sampled_extrapolated") in results:
-        verdicts.append(_verdict("2 mm brain on sim (extrapolated)", results[2.0, "sim-sampled_extrapolated"],
-                                 TARGETS["sim_2mm_s"], "s"))
-    if (2.0, "sim-scipy_extrapolated") in results:
-        verdicts.append(_verdict("2 mm brain on sim with Lava's own conv_scipy (`SPIKEREG_LAVA_TORCH_CONV=0`, "
-                                 "extrapolated)", results[2.0, "sim-scipy_extrapolated"], TARGETS["sim_2mm_s"], "s"))
-    if one:
-        peak = max(one["maxrss_bytes"], one["tree_pss_bytes"]) / 1e9
-        verdicts.append(_verdict("1 mm brain peak memory on torch", peak, TARGETS["peak_1mm_gb"], "GB"))
-    train_lines = []
-    if train:
-        train_lines = [f"- training throughput, `configs/demo.yaml` (batch {train['batch_size']} patch pairs of "
-                       f"16^3, {train['steps']} steps per stage timed): ANN twin "
-                       f"{train['ann_pairs_per_s']:.1f} pairs/s, SNN (SLAYER, surrogate gradients) "
-                       f"{train['snn_pairs_per_s']:.1f} pairs/s; peak RSS {fmt_gb(train['maxrss_bytes'])} GB"]
-    conv_lines = []
-    if conv:
-        scipy_total, torch_total = sum(r["ms"] for r in conv), sum(r.get("torch_ms", 0.0) for r in conv)
-        sampled = results.get((2.0, "sim-sampled")) or results.get((1.0, "sim-sampled"))
-        scipy = results.get((2.0, "sim-scipy"))
-        conv_lines = ["- where sim's time goes: Lava's conv process model, every step. As lava-nc 0.10 ships it "
-                      "(`TORCH_IS_AVAILABLE = False` in `lava/proc/conv/utils.py`), `conv_scipy` runs one "
-                      "`scipy.signal.convolve2d` per (output, input) feature pair of each folded layer; SpikeReg "
-                      "runs the same sums with torch's `conv2d` (`spikereg.compat.torch_conv`). One step of "
-                      "random spikes (10 %), per layer, scipy vs torch: " + "; ".join(
-                          f"layer {r['layer']} {r['input']} -> {r['output']}: {r['calls']:,} convolve2d calls "
-                          f"{r['ms']:.1f} ms vs {r.get('torch_ms', float('nan')):.2f} ms"
-                          for r in conv) + f"; {scipy_total:.0f} ms vs {torch_total:.1f} ms per step in all"
-                      + (f", against {scipy['per_step_ms']:.0f} ms (scipy) and "
-                         f"{sampled['per_step_ms']:.0f} ms (torch) per step of the whole Lava run" if scipy and sampled
-                         else "") + ". Depth folding multiplies the feature pairs (layer 1 has 16 x 10 = 160 "
-                      "input features); with the convolutions on torch the rest of each step is Lava's own "
-                      "message passing between its processes and the host's per-step injector/extractor traffic",
-                      "- Lava's torch conv path: `spikereg.compat.use_lava_torch_conv`, set by the runner for "
-                      "`--backend sim` before Lava forks its process models; torch single-threaded inside them "
-                      "(lava-nc disabled the path because torch hung there), float32 sums checked against 2**24 "
-                      "per network; every export's verification and this run's fields are compared with SLAYER's"]
-    pyramid_lines = []
-    if measured.get("pyramid"):
-        found = measured["pyramid"]
-        pyramid_lines = [
-            f"- coarse to fine (`--pyramid`, torch, 2 iterations per level) on a {found['spacing']:g} mm pair with "
-            "displacements up to 6 voxels (control spacing 16, seed 1), end-point error over the brain: " + "; ".join(
-                f"{name} {row['epe']:.2f} vox, NCC {row['ncc']:.4f}"
-                + (f", {row['seconds']:.0f} s, {row['patches']} patches" if row.get("patches") else "")
-                for name, row in found["rows"].items())
-            + " (the model's readout spans at most 3 voxels per iteration; the half-resolution level sees twice "
-            "that)"]
-    torch_lines = []
-    if torch_profile:
-        t = torch_profile
-        torch_lines = [f"- where torch's time goes (cProfile, 64 real patches, {args.threads} thread(s), "
-                       f"{t['ms_per_patch']:.1f} ms per patch): SLAYER's CUBA neuron dynamics "
-                       f"(`_li_dynamics_fwd`, a Python loop over time steps on the CPU) "
-                       f"{100 * t['dynamics'] / t['total']:.0f} %, host-side spike encoding "
-                       f"(`PatchCodec.encode`: rate code of 10 feature channels x 16^3 voxels x 18 steps per patch) "
-                       f"{100 * t['encode'] / t['total']:.0f} %, "
-                       f"SLAYER's convolutions (`conv3d`) {100 * t['conv'] / t['total']:.0f} %, per-neuron spike "
-                       f"counting for the report (`spikereg.report.counts`) "
-                       f"{100 * t.get('counting', 0) / t['total']:.0f} %; "
-                       "the rest is SLAYER's other tensor work (reshapes, copies, quantization)"]
-    details = "\n".join(verdicts + pyramid_lines + train_lines + torch_lines + conv_lines + [
-        f"- threads: torch and SimpleITK ran with {args.threads} thread(s) each (`--threads`): on this shared "
-        "machine (5 jobs on 2 cores) two torch threads measured 2.8x slower per patch than one (86 vs 31 ms), "
-        "as each waits for the other at every barrier",
-        "- host = wall - network: loading is excluded; normalising, patch cutting, spike encoding, "
-        "stitching, warping, composing, Jacobian, NCC and writing the NIfTI outputs are included "
-        "(SLAYER's own encode is counted as network on torch)",
-        "- peak RSS: the kernel's high-water mark (`VmHWM`) of the registering process; "
-        "peak PSS: the process and its children "
-        "(Lava's runtime processes) summed, sampled every 0.2 s",
-        "- pair: MNI ICBM152 T1 resampled to the spacing, warped by a random cubic B-spline field "
-        "(max 3 voxels, control spacing 8, noise 0.02, seed 0); shipped model `spikereg/pretrained/demo.net`, "
-        "2 iterations, patch stride 12",
-        f"- machine: {machine()}; {versions()}",
-        f"- load average (1 min) {load_before:.2f} before, {load_after:.2f} after "
-        "(the machine is shared: other jobs inflate the times)",
-        f"- date: {date}",
-    ])
-    section = (f"{SECTION}\n\n"
-               "Wall time and peak memory to register whole brains, each method in its own process "
-               "(`benchmarks/speed.py`).\n\n"
-               f"```bash\n{command.strip()}\n```\n\n{table}\n\n{details}\n")
-    print(section)
-    if args.write:
-        write_section(SECTION, section)
-        print(f"updated {BENCHMARKS}", file=sys.stderr)
-    return 0
-
-
-def _verdict(what: str, value: float, target: float, unit: str) -> str:
-    if value <= target:
-        return f"- {what}: **met** ({value:.1f} {unit}, target <= {target:g} {unit})"
-    return (f"- {what}: **missed** by {value - target:.1f} {unit} ({value / target:.1f}x; "
-            f"{value:.1f} {unit} against <= {target:g} {unit})")
 
 
 if __name__ == "__main__":

@@ -35,39 +35,13 @@ loads (netx reads ``/layer`` only). Sequential SpikeReg files
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from spikereg.errors import SpikeRegError
-from spikereg.networks.snn import METADATA_ATTR
-
-GRAPH_FORMAT = "spikereg-graph/1"
-
-
-class GraphFileError(SpikeRegError, ValueError):
-    """A file that is not a valid SpikeReg graph netx file."""
-
-
-@dataclass(frozen=True)
-class GraphEdge:
-    """One edge as read from a graph file."""
-
-    index: int
-    source: int
-    destination: int
-    kind: str
-    delay: int
-    primary: bool
-    group: str  # HDF5 path of the group holding the weight and geometry
-
-
-def _type(group) -> str:
-    value = np.asarray(group["type"][()]).reshape(-1)[0]
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
+from spikereg.netx_file import GRAPH_FORMAT, METADATA_ATTR, GraphEdge, GraphFileError, is_graph_file, read_edges
 
 
 def _quantized(synapse) -> np.ndarray:
@@ -121,40 +95,5 @@ def export_graph(net, path: str | Path, extra: dict | None = None) -> None:
                 write_geometry(group, net.edge_synapse(edge))
 
 
-def is_graph_file(path: str | Path) -> bool:
-    with h5py.File(path, "r") as handle:
-        return "graph" in handle and handle["graph"].attrs.get("format") == GRAPH_FORMAT
-
-
-def read_edges(path: str | Path) -> tuple[list[str], list[GraphEdge]]:
-    """The node names and the edges of a graph file, checked for consistency."""
-    path = Path(path)
-    if not path.is_file() or not h5py.is_hdf5(path):
-        raise GraphFileError(f"model {path}: not an HDF5 file")
-    with h5py.File(path, "r") as handle:
-        if "layer" not in handle or "graph" not in handle:
-            raise GraphFileError(f"model {path}: no 'layer' and 'graph' groups, so it is not a graph netx file")
-        if handle["graph"].attrs.get("format") != GRAPH_FORMAT:
-            raise GraphFileError(f"model {path}: graph format {handle['graph'].attrs.get('format')!r}, "
-                                 f"expected {GRAPH_FORMAT!r}")
-        names = [n.decode("ascii") for n in handle["graph/names"][()]]
-        layers = len(handle["layer"])
-        if layers != len(names):
-            raise GraphFileError(f"model {path}: {layers} layers but {len(names)} node names")
-        edges = []
-        for k in sorted(handle["graph/edge"], key=int):
-            group = handle[f"graph/edge/{k}"]
-            src, dst = int(group["source"][()]), int(group["destination"][()])
-            delay, primary = int(group["delay"][()]), bool(group["primary"][()])
-            if not 0 <= src < dst < layers:
-                raise GraphFileError(f"model {path}: edge {k} {src} -> {dst} does not go forward between layers")
-            if delay < 0:
-                raise GraphFileError(f"model {path}: edge {k} has delay {delay} < 0")
-            edges.append(GraphEdge(int(k), src, dst, _type(group), delay, primary,
-                                   f"layer/{dst}" if primary else f"graph/edge/{k}"))
-        for dst in range(1, layers):
-            mine = [e for e in edges if e.destination == dst]
-            if sum(e.primary for e in mine) != 1:
-                raise GraphFileError(f"model {path}: layer {dst} must have exactly one primary edge, "
-                                     f"has {sum(e.primary for e in mine)}")
-    return names, edges
+__all__ = ["GRAPH_FORMAT", "GraphEdge", "GraphFileError", "export_graph", "is_graph_file", "read_edges",
+           "write_geometry"]

@@ -30,8 +30,6 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import h5py
-import numpy as np
 import torch
 
 from lava_export.verify import (
@@ -47,7 +45,6 @@ from lava_export.verify import (
 from spikereg.data.io import write_text_atomic
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import (
-    NETX_LOADABLE_TYPES,
     MappingError,
     MappingReport,
     NeuromorphicProfile,
@@ -58,62 +55,10 @@ from spikereg.hardware import (
 )
 from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
-from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
+from spikereg.networks.snn import SpikingRegNet
+from spikereg.netx_file import layer_type, read_netx
 
 DEFAULT_PROFILE = "loihi2"
-
-
-class ModelFileError(SpikeRegError, ValueError):
-    """A file that is not an exported SpikeReg netx network."""
-
-
-
-def read_metadata(path: str | Path) -> dict:
-    """The SpikeReg metadata of an exported netx file, with clear errors for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model {path}: file not found")
-    if not h5py.is_hdf5(path):
-        raise ModelFileError(f"model {path}: not an HDF5 file (expected a netx network from 'spikereg export')")
-    try:
-        with h5py.File(path, "r") as handle:
-            if "layer" not in handle:
-                raise ModelFileError(f"model {path}: HDF5 file has no 'layer' group, so it is not a netx network")
-            if METADATA_ATTR not in handle.attrs:
-                raise ModelFileError(
-                    f"model {path}: netx file without SpikeReg metadata; export it with 'spikereg export'"
-                )
-            _check_layer_types(handle["layer"], path)
-            meta = json.loads(handle.attrs[METADATA_ATTR])
-            if meta.get("format") == "spikereg-graph/1":  # lava_export.graph_file
-                raise ModelFileError(f"model {path}: a graph netx file (skip connections), which only "
-                                     "lava_export.graph_builder runs so far (and spikereg map), not this command")
-            return meta
-    except (OSError, KeyError) as error:
-        raise ModelFileError(f"model {path}: unreadable HDF5 file, truncated or corrupt? ({error})") from None
-
-
-def _layer_type(group) -> str | None:
-    """A netx layer's ``type`` (SLAYER writes ``[b'conv']``), or None where there is none."""
-    if not isinstance(group, h5py.Group) or "type" not in group:
-        return None
-    kind = group["type"][()]
-    if isinstance(kind, np.ndarray):
-        kind = kind.reshape(-1)[0] if kind.size else b""
-    return kind.decode("ascii", "replace") if isinstance(kind, bytes) else str(kind)
-
-
-def _check_layer_types(layers, path: Path) -> None:
-    """Refuse now a layer stock netx cannot build (it would raise deep inside Lava later)."""
-    if not isinstance(layers, h5py.Group):
-        raise ModelFileError(f"model {path}: 'layer' is not a group, so it is not a netx network")
-    for name in sorted(layers, key=lambda n: int(n) if n.isdigit() else -1):
-        kind = _layer_type(layers[name])
-        if kind not in NETX_LOADABLE_TYPES:
-            raise ModelFileError(
-                f"model {path}: layer {name} has type {kind!r}, which stock netx cannot load "
-                f"(it loads {', '.join(NETX_LOADABLE_TYPES)})"
-            )
 
 
 def sidecar(model: str | Path, kind: str) -> Path:
@@ -156,12 +101,12 @@ def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
     exponent = exponent_problem(chip)
     if exponent is not None:
         raise MappingError(f"{label}: {exponent}")
-    with h5py.File(path, "r") as handle:
-        for name in sorted(handle["layer"], key=int):
-            layer = handle["layer"][name]
-            problems = layer_problems(layer, chip)
-            if problems:
-                raise MappingError(f"{label}: layer {name} ({_layer_type(layer)}): {problems[0]}")
+    layers = read_netx(path).layers
+    for name in sorted(layers, key=int):
+        layer = layers[name]
+        problems = layer_problems(layer, chip)
+        if problems:
+            raise MappingError(f"{label}: layer {name} ({layer_type(layer)}): {problems[0]}")
 
 
 def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,

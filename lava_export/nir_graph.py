@@ -45,8 +45,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lava_export.verify import sample_patches
 from spikereg.errors import SpikeRegError
 from spikereg.networks.snn import SpikingRegNet
+from spikereg.netx_file import read_metadata
 
 TIME_STEP = 1e-4  # s: the step NIR readers discretise with (snnTorch's importer fixes it)
 STATE_QUANTUM = 1.0 / 4096  # SLAYER's CUBA state unit (s_scale = 64 * 64)
@@ -202,9 +204,6 @@ def export_nir(netx_path: str | Path, out: str | Path, verify_patches: int = 8, 
         nir.write(temporary, graph)
         result = None
         if verify_patches > 0:
-            from lava_export.netx import read_metadata
-            from lava_export.verify import sample_patches
-
             spacing = spacing or float(read_metadata(netx_path).get("spacing_mm") or 2.0)
             fixed, moving = sample_patches(net, spacing, verify_patches)
             result = verify_nir(nir.read(temporary), net, net.encode(fixed, moving))

@@ -32,24 +32,20 @@ lava-loihi, and without it stops before any work with one clear message.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import h5py
 import numpy as np
 
+from lava_export.chip import ChipProfile, attach_chip_io, io_modules, run_config, use_loihi2_host
 from spikereg import compat
-from spikereg.errors import SpikeRegError
 from spikereg.interrupts import note
-from spikereg.networks.snn import METADATA_ATTR, graded_spike_scale
+from spikereg.networks.snn import graded_spike_scale
+from spikereg.netx_file import NetxFile, is_graded, read_netx, spike_exp_of
 
-BACKENDS = ("sim", "loihi2")
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
-PRECISIONS = {"fixed": "fixed_pt", "float": "floating_pt"}
 STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.interrupts)
 
 # Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
@@ -58,142 +54,6 @@ STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.inter
 # file's spike_exp, netx's default 6; state_exp 6) send a graded spike of value v as the
 # integer v * 2**(6 + spike_exp) (spikereg.networks.snn.graded_spike_scale).
 GRADED_INPUT_SCALE = 1 << 6
-
-
-class BackendUnavailable(SpikeRegError, RuntimeError):
-    """The requested backend cannot run here; the message says what is missing."""
-
-
-def _io_modules():
-    return compat.import_lava("lava.proc.io.injector"), compat.import_lava("lava.proc.io.extractor")
-
-
-def loihi2_available() -> bool:
-    """True where Intel's lava-loihi (the Loihi 2 compiler and runtime) is installed.
-
-    ``lava.utils.loihi.is_installed()`` looks for ``lava.utils.loihi2_profiler``,
-    which only lava-loihi ships -- the same module the profilers below need.
-    """
-    loihi = compat.import_lava("lava.utils.loihi")
-    return loihi.is_installed()
-
-
-def use_loihi2_host() -> str:
-    """Point Lava at the Loihi 2 system, as lava-dl's tutorials do; returns where it runs.
-
-    With SLURM (INRC): ``lava.utils.loihi.use_slurm_host`` with ``$PARTITION``
-    or ``$BOARD`` and ``$LOIHI_GEN`` (default N3B3, most INRC systems). With
-    ``$NXSDKHOST`` set (a Kapoho Point on the local network):
-    ``use_ethernet_host``. Only reached where lava-loihi is installed.
-    """
-    loihi = compat.import_lava("lava.utils.loihi")
-    name = os.environ.get("LOIHI_GEN", loihi.ChipGeneration.N3B3.value)
-    try:
-        generation = loihi.ChipGeneration(name)
-    except ValueError:
-        choices = ", ".join(g.value for g in loihi.ChipGeneration)
-        raise ValueError(f"LOIHI_GEN={name!r}: not a Loihi chip generation; choose one of {choices}") from None
-    if os.environ.get("NXSDKHOST"):
-        loihi.use_ethernet_host(os.environ["NXSDKHOST"], loihi_gen=generation)
-        return f"ethernet host {os.environ['NXSDKHOST']} ({generation.value})"
-    partition, board = os.environ.get("PARTITION"), os.environ.get("BOARD")
-    loihi.use_slurm_host(partition=None if board else partition, board=board, loihi_gen=generation)
-    return f"SLURM {'board ' + board if board else 'partition ' + (partition or '(any)')} ({generation.value})"
-
-
-@dataclass
-class ChipProfile:
-    """lava-loihi's power and execution-time probes of one Loihi 2 run (lava-dl's benchmark tutorial)."""
-
-    power: object  # loihi2_profiler.Loihi2Power
-    runtime: object  # loihi2_profiler.Loihi2ExecutionTime
-
-    @classmethod
-    def attach(cls, num_steps: int) -> "ChipProfile":
-        profiler = compat.import_lava("lava.utils.loihi2_profiler")
-        return cls(profiler.Loihi2Power(num_steps=num_steps), profiler.Loihi2ExecutionTime())
-
-    @property
-    def callbacks(self) -> list:
-        return [self.power, self.runtime]
-
-    def summary(self, steps_per_patch: int) -> dict:
-        """Mean power, time per step and energy per patch, as the tutorial computes them."""
-        per_step_us = float(self.runtime.avg_time_per_step)
-        total = float(np.mean(self.power.total_power))
-        static = float(self.power.static_total_power)
-        return {
-            "time_per_step_us": per_step_us,
-            "total_power_w": total,
-            "static_power_w": static,
-            "dynamic_power_w": total - static,
-            "energy_per_patch_j": total * per_step_us * 1e-6 * steps_per_patch,
-            "dynamic_energy_per_patch_j": (total - static) * per_step_us * 1e-6 * steps_per_patch,
-            "source": "lava.utils.loihi2_profiler (measured on the chip)",
-        }
-
-
-def run_config(backend: str, precision: str = "fixed", callbacks: list | None = None):
-    """The Lava run configuration for ``backend`` ('sim' or 'loihi2')."""
-    configs = compat.import_lava("lava.magma.core.run_configs")
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if backend == "loihi2" and not loihi2_available():
-        raise BackendUnavailable(
-            "--backend loihi2 needs Intel's lava-loihi package and a Loihi 2 system "
-            "(INRC access); lava-loihi is not installed here. Use --backend sim to run "
-            "on Lava's CPU simulator."
-        )
-    injector, extractor = _io_modules()
-    # The host-side injector/extractor models carry no fixed/float tag; name them.
-    host_models = {
-        injector.Injector: injector.PyLoihiInjectorModel,
-        extractor.Extractor: extractor.PyLoihiExtractorModel,
-    }
-    encoder = compat.import_lava("lava.proc.io.encoder")  # SDNN input, as in the PilotNet SDNN tutorial
-    if backend == "loihi2":
-        host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelSparse
-        return configs.Loihi2HwCfg(exception_proc_model_map=host_models, callback_fxs=callbacks or [])
-    host_models[encoder.DeltaEncoder] = encoder.PyDeltaEncoderModelDense
-    if precision == "float":
-        # netx's blocks and network are hierarchical models tagged 'fixed_pt' only, so a
-        # 'floating_pt' selection finds none for them; name them: inside, the neurons and
-        # synapses then take their floating-point models.
-        host_models.update(_netx_block_models())
-    return configs.Loihi2SimCfg(select_tag=PRECISIONS[precision], exception_proc_model_map=host_models)
-
-
-def _netx_block_models() -> dict:
-    """netx's hierarchical process models (network and blocks), keyed by the process they implement."""
-    netx = compat.netx()
-    models = {netx.hdf5.Network: netx.hdf5.PyNetworkModel}
-    for model in vars(netx.blocks.models).values():
-        process = getattr(model, "implements_process", None)
-        if isinstance(model, type) and process is not None:
-            models[process] = model
-    return models
-
-
-def spike_exp_of(path: str | Path) -> int:
-    """The netx ``spike_exp`` an exported SDNN file was built for (files before ``model.spike_exp``: 6)."""
-    with h5py.File(path, "r") as handle:
-        meta = json.loads(handle.attrs[METADATA_ATTR]) if METADATA_ATTR in handle.attrs else {}
-    return int(meta.get("model", {}).get("spike_exp", 6))
-
-
-def is_graded(path: str | Path) -> bool:
-    """True for a netx file of sigma-delta (SDNN) layers: graded spikes, no reset."""
-    with h5py.File(path, "r") as handle:
-        for name in handle["layer"]:
-            layer = handle["layer"][name]
-            if isinstance(layer, h5py.Group) and "neuron/type" in layer:
-                kind = np.asarray(layer["neuron/type"][()]).reshape(-1)[0]
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                if kind == "SDNN":
-                    return True
-    return False
 
 
 @dataclass
@@ -233,26 +93,26 @@ class LavaNetwork:
 
     def __init__(
         self,
-        path: str | Path,
+        model: str | Path | NetxFile,
         window: int,
         backend: str = "sim",
         precision: str = "fixed",
         patches_per_chunk: int = 8,
         profile_chip: bool = True,
     ) -> None:
-        self.path = Path(path)
+        self.model = model if isinstance(model, NetxFile) else read_netx(model)  # the file, read once
+        self.path = self.model.path
         self.window = window
         self.backend = backend
         self.precision = precision
         self.patches_per_chunk = patches_per_chunk
-        self.graded = is_graded(self.path)
-        self.spike_exp = spike_exp_of(self.path)
+        self.graded = is_graded(self.model)
+        self.spike_exp = spike_exp_of(self.model)
         self.spike_scale = graded_spike_scale(self.spike_exp)
         if self.graded:
-            with h5py.File(self.path, "r") as handle:
-                if "layer/0/neuron/vThMant" not in handle:
-                    raise ValueError(f"model {self.path}: a sigma-delta (SDNN) network needs a sigma-delta input "
-                                     "layer (layer 0 with a neuron, as slayer.block.sigma_delta.Input exports)")
+            if "layer/0/neuron/vThMant" not in self.model.root:
+                raise ValueError(f"model {self.path}: a sigma-delta (SDNN) network needs a sigma-delta input "
+                                 "layer (layer 0 with a neuron, as slayer.block.sigma_delta.Input exports)")
             if precision == "float":
                 raise ValueError(f"--precision float: model {self.path} is a sigma-delta (SDNN) network, whose "
                                  "graded spikes Lava's floating-point models scale differently; use --precision fixed")
@@ -321,7 +181,7 @@ class LavaNetwork:
     def _build(self, num_steps: int) -> None:
         netx = compat.netx()
         compat.lava_workers_follow_parent()  # before compiling: the runtime forks its workers then
-        injector_mod, extractor_mod = _io_modules()
+        injector_mod, extractor_mod = io_modules()
         # SDNN: the file's input layer (a sigma-delta neuron with no synapse) is done on the
         # host by Lava's DeltaEncoder with that layer's threshold, as the PilotNet SDNN tutorial does.
         net = netx.hdf5.Network(net_config=str(self.path), skip_layers=1 if self.graded else 0,
@@ -333,8 +193,7 @@ class LavaNetwork:
             self._choose_conv(net)
         if self.graded:
             encoder_mod = compat.import_lava("lava.proc.io.encoder")
-            with h5py.File(self.path, "r") as handle:
-                vth = int(np.asarray(handle["layer/0/neuron/vThMant"][()]))
+            vth = int(np.asarray(self.model.root["layer/0/neuron/vThMant"][()]))
             compression = (encoder_mod.Compression.DELTA_SPARSE_8 if self.backend == "loihi2"
                            else encoder_mod.Compression.DENSE)
             self._encoder = encoder_mod.DeltaEncoder(shape=net.inp.shape, vth=vth, spike_exp=self.spike_exp,
@@ -401,28 +260,8 @@ class LavaNetwork:
             neuron.dv.init = np.asarray(neuron.dv.init, dtype=np.float64) / 4096
 
     def _attach_chip_io(self, net, source, extractors, num_steps: int) -> None:
-        """Loihi 2: spikes cross between host and chip through embedded I/O adapters.
-
-        As in lava-dl's netx tutorials (PilotNet SNN / SDNN ``utils.py``): binary
-        spikes through ``PyToNxAdapter``, graded ones through
-        ``PyToN3ConvAdapter`` (16-bit messages, the file's spike_exp, sparse), read back
-        through ``NxToPyAdapter`` (32-bit for graded values). Only reached where
-        lava-loihi is installed; it has never run here.
-        """
-        eio = compat.import_lava("lava.proc.embedded_io")
-        if self.graded:
-            encoder_mod = compat.import_lava("lava.proc.io.encoder")
-            in_adapter = eio.spike.PyToN3ConvAdapter(shape=net.inp.shape, num_message_bits=16, spike_exp=self.spike_exp,
-                                                     compression=encoder_mod.Compression.DELTA_SPARSE_8)
-        else:
-            in_adapter = eio.spike.PyToNxAdapter(shape=net.inp.shape)
-        source.connect(in_adapter.inp)
-        in_adapter.out.connect(net.inp)
-        bits = {"num_message_bits": 32} if self.graded else {}
-        for layer, extractor in zip(net.layers, extractors):
-            out_adapter = eio.spike.NxToPyAdapter(shape=layer.out.shape, **bits)
-            layer.out.connect(out_adapter.inp)
-            out_adapter.out.connect(extractor.in_port)
+        """Loihi 2: the embedded I/O adapters (:func:`lava_export.chip.attach_chip_io`), and the chip's probes."""
+        attach_chip_io(net, source, extractors, self.graded, self.spike_exp)
         if self._profile_chip:
             self._profile = ChipProfile.attach(num_steps)
 

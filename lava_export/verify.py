@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lava_export.runner import LavaNetwork, from_lava
+from spikereg.data import load_mni, make_pair
+from spikereg.data.sampling import PatchSampler
 from spikereg.errors import SpikeRegError
 from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
 
@@ -124,9 +127,6 @@ class Verification:
 
 def sample_patches(net: SpikingRegNet, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` real-anatomy patch pairs (MNI T1 vs a randomly warped copy)."""
-    from spikereg.data import load_mni, make_pair
-    from spikereg.training.trainer import PatchSampler
-
     rng = np.random.default_rng(seed)
     base = load_mni("t1", spacing).data
     pair = make_pair(base, rng, max_displacement=net.config.max_displacement, control_spacing=8)
@@ -209,8 +209,6 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
       readout value at the end of its window (the sum of the readout's graded
       spikes since the stream began).
     """
-    from lava_export.runner import LavaNetwork, from_lava
-
     start = time.perf_counter()
     graded = _is_graded(blocks)
     count = len(frames)

@@ -17,9 +17,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# cheap to import (yaml and a dict of paths): the help texts name the shipped configs and models
-from spikereg.config import shipped_configs
-from spikereg.pretrained import DEFAULT_NAME, SHIPPED
+# Cheap to import (plain Python; yaml and a dict of paths: the help texts name the shipped configs and
+# models). Every other SpikeReg module is imported inside the command that needs it, and only here:
+# these are the package's only imports inside functions, kept there so that `spikereg --help` and each
+# command start without importing torch, h5py, matplotlib, MONAI or Lava (tests/test_layers.py).
+from spikereg import interrupts
+from spikereg.config import load_config, shipped_configs
+from spikereg.errors import SpikeRegError
+from spikereg.options import check_bound, check_bounds, check_out_file, check_out_folder
+from spikereg.pretrained import DEFAULT_MODEL, DEFAULT_NAME, SHIPPED, resolve_checkpoint, resolve_model, shipped_models
 
 app = typer.Typer(
     help=(
@@ -43,16 +49,12 @@ _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (
 def _user_errors() -> tuple[type[BaseException], ...]:
     # Every SpikeReg error derives from SpikeRegError; ValueError and FileNotFoundError remain for
     # the checks that raise builtins (option parsing, typer's paths) and for libraries' refusals.
-    from spikereg.errors import SpikeRegError
-
     return (SpikeRegError, FileNotFoundError, ValueError)
 
 
 @contextmanager
 def _cli_errors() -> Iterator[None]:
     """Turn expected failures into one line and exit code 1; SIGINT, SIGTERM, SIGHUP into one line and 128 + signal."""
-    from spikereg import interrupts
-
     try:
         with interrupts.stop_signals_raise():  # SIGTERM and SIGHUP unwind like Ctrl-C: Lava stopped, staging removed
             yield
@@ -92,7 +94,6 @@ def train(
     torchrun --standalone --nproc_per_node 2 -m spikereg train --config ... --out ...
     """
     with _cli_errors():
-        from spikereg.config import load_config
         from spikereg.training.trainer import check_twin_from, resume_config
         from spikereg.training.trainer import train as run_training
 
@@ -104,8 +105,6 @@ def train(
         elif not config or out is None:
             raise ValueError("train needs --config FILE|NAME and --out DIR (or --resume DIR)")
         else:
-            from spikereg.options import check_out_folder
-
             # before the config is read and pairs are made: a run into an old run's folder would mix
             # their checkpoints and logs
             check_out_folder(out, hint=f"give a new folder, or continue that run with --resume {out}")
@@ -189,8 +188,6 @@ def export(
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
         from lava_export.netx import export_netx, mapping_summary, range_summary, resolve_profile, sidecar
-        from spikereg.options import check_bound, check_out_file
-        from spikereg.pretrained import resolve_checkpoint
         from spikereg.training.trainer import load_checkpoint
 
         if to not in ("netx", "nir"):
@@ -292,9 +289,8 @@ def run(
 ) -> None:
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
-        from lava_export.netx import read_metadata
         from spikereg.data.intensity import parse_percentiles
-        from spikereg.options import check_bounds, check_out_folder
+        from spikereg.netx_file import read_metadata
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import (
             declared_shape,
@@ -329,7 +325,6 @@ def run(
         if resume and pairs is None:
             raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
-        from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         meta = read_metadata(model)
@@ -435,7 +430,6 @@ def map_command(
     """Neurons, synapses, synaptic memory and cores the network needs on a chip."""
     with _cli_errors():
         from spikereg.hardware.graph_mapping import map_model  # graph files (skip connections) edge by edge
-        from spikereg.pretrained import resolve_model
 
         result = map_model(resolve_model(model), profile)
         # soft_wrap: rich would break long lines at the terminal width, splitting table rows and JSON strings
@@ -448,8 +442,6 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     """The shipped models, whose names --model takes: what each is, whether its files are here, their sizes."""
     with _cli_errors():
         from rich.table import Table
-
-        from spikereg.pretrained import shipped_models
 
         rows = shipped_models()
         if as_json:
@@ -491,7 +483,6 @@ def data_synth(
     with _cli_errors():
         from spikereg.data import write_dataset
         from spikereg.data.synth import check_options, split_sizes
-        from spikereg.options import check_bounds, check_out_folder
 
         check_bounds({"--pairs": pairs, "--spacing": spacing, "--max-displacement": max_displacement,
                       "--control-spacing": control_spacing, "--noise-std": noise_std, "--bias-field": bias_field,
@@ -559,12 +550,11 @@ def evaluate(
 ) -> None:
     """Register every pair of a dataset split and write Dice, HD95, EPE, NCC, SDlogJ, folding, time and spikes."""
     with _cli_errors():
-        from lava_export.netx import read_metadata
         from spikereg.data import load_dataset
         from spikereg.data.intensity import parse_percentiles
         from spikereg.evaluation import EVALUATION_FILES
         from spikereg.evaluation import evaluate as run_evaluation
-        from spikereg.options import check_bounds, check_out_folder
+        from spikereg.netx_file import read_metadata
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import run_options
 
@@ -577,7 +567,6 @@ def evaluate(
 
         dataset = load_dataset(data, split or None)
         check_backend(backend, precision, device)  # all of these fail now, before any work
-        from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         iterations, patch_stride, smoothing = run_options(read_metadata(model), iterations, patch_stride, smoothing)
@@ -617,7 +606,6 @@ def warp(
     """Warp any image or label map with a displacement field: out(x) = image(x + ddf(x))."""
     with _cli_errors():
         from spikereg.data import warp_file
-        from spikereg.options import check_out_file
 
         check_out_file(out)
         written = warp_file(image, ddf, out, labels=labels, ddf_format=ddf_format)

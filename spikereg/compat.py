@@ -116,6 +116,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from spikereg.interrupts import deferred
+
 VAR_MODEL = "lava.magma.compiler.var_model"
 OBJECT_DETECTION = "lava.lib.dl.slayer.object_detection"
 
@@ -418,8 +420,6 @@ def _fork_with_signals_blocked(start: Callable[[], Any]) -> Any:
     raises (measured: the run went on and ended with exit 0). The signal is
     raised when ``start`` is done, its process registered where Lava stops it.
     """
-    from spikereg.interrupts import deferred
-
     with deferred():
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_IGNORED_SIGNALS)
         try:

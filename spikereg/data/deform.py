@@ -20,6 +20,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from spikereg.data.io import load_ddf, load_itk_displacement, save_volume
+from spikereg.data.loaders import load_source
+from spikereg.data.world import check_overlap, same_grid, sample_world
+
 _NUMPY_MODES = {"linear": "bilinear", "nearest": "nearest"}
 
 
@@ -273,10 +277,6 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     is an ITK displacement field (mm, LPS; :func:`~spikereg.data.io.load_itk_displacement`),
     e.g. ``spikereg run --ddf-format itk``'s or one ANTs wrote.
     """
-    from .io import load_ddf, load_itk_displacement, save_volume
-    from .loaders import load_source
-    from .world import check_overlap, same_grid, sample_world
-
     volume = load_source(Path(image), "image", labels=labels)
     if ddf_format not in ("voxels", "itk"):
         raise ValueError(f"--ddf-format {ddf_format!r}: choose 'voxels' (spikereg's ddf.nii.gz) or 'itk'")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spikereg.data.itk import to_sitk
+
 from .io import Volume, normalize_intensity
 
 DEFAULT_PERCENTILES = (1.0, 99.0)
@@ -70,8 +72,6 @@ def n4_correct(volume: Volume) -> np.ndarray:
     (N4 works on logarithms) and shifted back.
     """
     import SimpleITK as sitk
-
-    from spikereg.registration.affine import to_sitk
 
     data = np.asarray(volume.data, dtype=np.float32)
     offset = float(data.min())

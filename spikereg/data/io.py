@@ -29,6 +29,7 @@ import nibabel as nib
 import numpy as np
 
 from spikereg.errors import SpikeRegError
+from spikereg.options import OptionError, check_out_folder
 
 # Affines of a fixed/moving pair may differ by rounding in the file headers
 # (qform quaternions are stored in float32); 1e-3 mm is far below a voxel.
@@ -508,8 +509,6 @@ def staged_folder(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     by side. On an exception (or Ctrl-C) the staging folder is deleted and
     ``out`` is left as it was, so readers never see a half-written set of outputs.
     """
-    from spikereg.options import check_out_folder
-
     out = Path(out)
     check_out_folder(out, overwrite=overwrite)
     staging = out.parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
@@ -528,8 +527,6 @@ def replace_folder(new: Path, out: Path, *, overwrite: bool = False) -> None:
     the old folder, briefly absent, or the new one -- never a mix. An empty
     ``out`` (e.g. made by hand beforehand) is simply replaced.
     """
-    from spikereg.options import OptionError
-
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():

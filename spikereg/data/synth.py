@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spikereg.options import check_bound, check_bounds
+
 from .deform import random_ddf, random_diffeomorphic_ddf, smooth_random_field, warp
 from .io import save_ddf, save_volume
 from .loaders import NIFTI_SUFFIX, PairFiles
@@ -133,7 +135,6 @@ def check_options(*, deformation: str = "bspline", noise_std: float = 0.0, bias_
     """Raise a ValueError naming the option unless these pair options are valid."""
     if deformation not in DEFORMATIONS:
         raise ValueError(f"--deformation {deformation}: must be one of {', '.join(DEFORMATIONS)}")
-    from spikereg.options import check_bounds
 
     check_bounds({"--noise-std": noise_std, "--bias-field": bias_field, "--gamma-std": gamma_std})
 
@@ -274,8 +275,6 @@ def write_dataset(
     interrupted run leaves the old dataset (or nothing). ``progress(done,
     total)`` is called after each pair.
     """
-    from spikereg.options import check_bound
-
     check_bound("--pairs", n_pairs)  # 0 pairs would be an empty dataset that evaluate and train then refuse
     sizes = split_sizes(n_pairs, split)
     check_options(deformation=deformation, noise_std=noise_std, bias_field=bias_field, gamma_std=gamma_std)

@@ -24,9 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from spikereg.data import Dataset, warp
+from spikereg.data.intensity import prepare
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.l2r import field_name, save_l2r_field
 from spikereg.evaluation.measure import PairMetrics, measure_pair
+from spikereg.netx_file import read_metadata
+from spikereg.registration.backends import open_backend
+from spikereg.registration.pipeline import run_options, save_registration
+from spikereg.registration.register import register
 
 EVALUATION_FILES = {"metrics": "metrics.csv", "per_label": "metrics_per_label.csv",
                     "summary": "metrics_summary.csv"}
@@ -133,12 +138,6 @@ def evaluate(
     pair's field as Learn2Reg's evaluation reads it (:mod:`spikereg.evaluation.l2r`),
     written as a whole with the tables (names checked before any work).
     """
-    from lava_export.netx import read_metadata
-    from spikereg.data.intensity import prepare
-    from spikereg.registration.backends import open_backend
-    from spikereg.registration.pipeline import run_options, save_registration
-    from spikereg.registration.register import register
-
     meta = read_metadata(model)
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
     if l2r is not None:  # every pair must carry Learn2Reg case numbers: fail before the first registration

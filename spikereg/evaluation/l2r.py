@@ -20,6 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from spikereg.data.io import write_bytes_atomic
 from spikereg.errors import SpikeRegError
 
 L2R_IMAGE = re.compile(r"(\d{4})_\d{4}\.nii\.gz$")  # TASK_<case>_<modality/time>.nii.gz
@@ -55,8 +56,6 @@ def l2r_field(ddf: np.ndarray) -> np.ndarray:
 def save_l2r_field(folder: str | Path, fixed: str | Path, moving: str | Path, ddf: np.ndarray,
                    affine: np.ndarray) -> Path:
     """Write one pair's field into ``folder`` under its Learn2Reg name; returns the path."""
-    from spikereg.data.io import write_bytes_atomic
-
     path = Path(folder) / field_name(fixed, moving)
     image = nib.Nifti1Image(l2r_field(ddf), np.asarray(affine, dtype=np.float64))
     image.header.set_data_dtype(L2R_DTYPE)

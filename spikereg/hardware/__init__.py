@@ -6,18 +6,11 @@
   profile (neurons, synapses, synaptic memory, cores, chips) and :func:`check_fits`
   turns the limits it exceeds into one :class:`MappingError`.
 
-Nothing here imports Lava: the mapping reads the HDF5 file with h5py directly, so
-it is fast and works where Lava cannot be imported.
+Nothing here imports Lava: the mapping reads the HDF5 file with :mod:`spikereg.netx_file`
+(h5py), so it is fast and works where Lava cannot be imported.
 """
-from spikereg.hardware.mapping import (
-    NETX_LOADABLE_TYPES,
-    NETX_UNSUPPORTED_TYPES,
-    LayerMap,
-    MappingError,
-    MappingReport,
-    check_fits,
-    map_network,
-)
+from spikereg.hardware.mapping import LayerMap, MappingReport, check_fits, map_network
+from spikereg.hardware.netx_layers import MappingError
 from spikereg.hardware.profiles import (
     KINDS,
     PROFILE_DIR,
@@ -34,8 +27,6 @@ from spikereg.hardware.profiles import (
 
 __all__ = [
     "KINDS",
-    "NETX_LOADABLE_TYPES",
-    "NETX_UNSUPPORTED_TYPES",
     "PROFILE_DIR",
     "ConventionalProfile",
     "DeviceProfile",

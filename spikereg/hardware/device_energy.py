@@ -18,7 +18,7 @@ from typing import Sequence
 
 from spikereg.hardware import DeviceProfile
 from spikereg.hardware.device import energy_j
-from spikereg.report.energy import EnergyBreakdown, EnergyTerm
+from spikereg.hardware.energy import EnergyBreakdown, EnergyTerm
 
 
 def device_energy(profile: DeviceProfile, macs: int) -> EnergyBreakdown:

@@ -1,6 +1,6 @@
 """report.json's ``energy`` section: every row of the comparison, in one place.
 
-:func:`spikereg.report.energy.energy_report` costs the run on each chip one
+:func:`spikereg.hardware.energy.energy_report` costs the run on each chip one
 patch after another and the ANN twin at 45 nm; this adds
 
 * for a chip whose profile has per-operation times (Loihi 2), the run we would
@@ -22,16 +22,10 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 from spikereg.hardware import DeviceProfile, NeuromorphicProfile, Profile, load_profile, map_network
+from spikereg.hardware.activity import activity, costs_from_mapping, exact_activity
 from spikereg.hardware.device_energy import device_rows
+from spikereg.hardware.energy import DEFAULT_PROFILES, energy_report, weakest_kind
 from spikereg.hardware.streamed import ScheduleError, has_schedule, streamed_rows
-from spikereg.report.energy import (
-    DEFAULT_PROFILES,
-    activity,
-    costs_from_mapping,
-    energy_report,
-    exact_activity,
-    weakest_kind,
-)
 
 
 def _ratios(entry: dict[str, Any], conventional: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -43,7 +37,7 @@ def _ratios(entry: dict[str, Any], conventional: dict[str, dict[str, Any]]) -> d
 
 def energy_section(report: dict[str, Any], model_path: Union[str, Path],
                    profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES) -> dict[str, Any]:
-    """:func:`~spikereg.report.energy.energy_report` with the streamed chip rows and the device rows."""
+    """:func:`~spikereg.hardware.energy.energy_report` with the streamed chip rows and the device rows."""
     loaded = [p if not isinstance(p, (str, Path)) else load_profile(p) for p in profiles]
     devices = [p for p in loaded if isinstance(p, DeviceProfile)]
     energy = energy_report(report, model_path, [p for p in loaded if not isinstance(p, DeviceProfile)])

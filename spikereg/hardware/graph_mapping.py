@@ -24,8 +24,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from spikereg.hardware.mapping import LayerMap, MappingError, MappingReport, _as_profile, netx_text
+from spikereg.hardware.mapping import LayerMap, MappingError, MappingReport, _as_profile, map_network, netx_text
 from spikereg.hardware.rules import exponent_problem, layer_problems
+from spikereg.netx_file import read_edges
 
 
 @dataclass
@@ -106,8 +107,6 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
 
 def map_graph(path: str | Path, profile) -> GraphMappingReport:
     """Size the graph file at ``path`` against ``profile``: one row per layer, one per edge."""
-    from lava_export.graph_file import read_edges  # the file's own reader and checks
-
     chip = _as_profile(profile)
     path = Path(path)
     npc = int(chip.neurons_per_core.value)
@@ -184,6 +183,4 @@ def map_model(path: str | Path, profile) -> MappingReport:
     """``spikereg map``: a graph file edge by edge (:func:`map_graph`), any other netx file as before."""
     if is_graph(path):
         return map_graph(path, profile)
-    from spikereg.hardware.mapping import map_network
-
     return map_network(path, profile)

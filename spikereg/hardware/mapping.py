@@ -1,16 +1,12 @@
 """Size a lava-dl netx HDF5 network against a neuromorphic chip profile.
 
-:func:`map_network` reads the network file with h5py (no Lava import) and counts,
+:func:`map_network` reads the network file (:mod:`spikereg.netx_file`, no Lava import) and counts,
 layer by layer, what a chip would have to hold: neurons, synapses (connections,
 zeros included), nonzero synapses, fan-in, synaptic memory and cores. It records
 every limit the network exceeds in ``MappingReport.problems``; :func:`check_fits`
 raises one :class:`MappingError` listing them.
 
-The file format is what SLAYER's ``export_hdf5`` writes and
-``lava.lib.dl.netx.hdf5.Network`` reads: a root group ``layer`` with groups
-``"0"``, ``"1"``, ... each holding a ``type`` dataset (``b'input'``, ``b'conv'``,
-``b'dense'``, ``b'flatten'``, ...), a ``shape`` (neurons in ``(C, H, W)`` order for
-conv layers, ``(N,)`` for dense), the synapse parameters and a ``neuron/`` group.
+The file format is described in :mod:`spikereg.netx_file`.
 
 The mapping model (deliberately simple and stated so its numbers can be checked):
 
@@ -58,31 +54,25 @@ The mapping model (deliberately simple and stated so its numbers can be checked)
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
-import h5py
 import numpy as np
 
-from spikereg.errors import SpikeRegError
+from spikereg.hardware.netx_layers import MappingError, NetxLayer, layer_indices, read_network, unreadable
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
 from spikereg.hardware.rules import exponent_problem, layer_problems
-
-#: Layer types ``lava.lib.dl.netx.hdf5.Network`` builds (lava-dl 0.6.0).
-NETX_LOADABLE_TYPES: tuple[str, ...] = ("input", "conv", "dense", "dense_rec", "dense_comp", "flatten")
-#: Layer types netx recognises but cannot build (it raises NotImplementedError).
-NETX_UNSUPPORTED_TYPES: tuple[str, ...] = ("pool", "convT", "unpool", "average", "concat")
-#: netx clamps synaptic delays to this many time steps (``hdf5.py``, ``create_dense``).
-NETX_MAX_DELAY = 62
-
-
-class MappingError(SpikeRegError, ValueError):
-    """A netx file that cannot be mapped, or a network that exceeds a chip's limits."""
+from spikereg.hardware.synapses import Counts, count_conv, count_dense, synapse_delay_bits
+from spikereg.netx_file import (
+    NETX_LOADABLE_TYPES,
+    NETX_UNSUPPORTED_TYPES,
+    Group,
+    NetxFile,
+    is_group,
+    netx_text,
+)
 
 
 @dataclass
@@ -183,251 +173,9 @@ def check_fits(report: MappingReport) -> None:
         )
 
 
-# -- reading the file ---------------------------------------------------------------
-
-
-class _Layer:
-    """Reads one ``layer/<i>`` group; every failure names the file, layer and dataset."""
-
-    def __init__(self, group: h5py.Group, path: Path, index: int, kind: str) -> None:
-        self.group = group
-        self.path = path
-        self.index = index
-        self.kind = kind
-
-    def error(self, message: str) -> MappingError:
-        return MappingError(f"{self.path}: layer {self.index} ({self.kind}): {message}")
-
-    def has(self, name: str) -> bool:
-        return name in self.group
-
-    def array(self, name: str) -> np.ndarray:
-        if name not in self.group:
-            raise self.error(f"missing dataset {name!r}")
-        node = self.group[name]
-        if not isinstance(node, h5py.Dataset):
-            raise self.error(f"{name!r} is a group, expected a dataset")
-        try:
-            return np.asarray(node[()])
-        except (OSError, ValueError, TypeError) as err:
-            raise self.error(f"cannot read dataset {name!r} (truncated or corrupt file?): {err}") from None
-
-    def numbers(self, name: str) -> np.ndarray:
-        data = self.array(name)
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
-            raise self.error(f"dataset {name!r} holds {data.dtype}, expected numbers")
-        return data
-
-    def ints(self, name: str) -> tuple[int, ...]:
-        data = self.numbers(name).reshape(-1)
-        if data.size == 0 or not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
-            raise self.error(f"dataset {name!r} must hold integers, got {data.tolist()}")
-        return tuple(int(v) for v in data)
-
-    def scalar_int(self, name: str) -> int:
-        values = self.ints(name)
-        if len(values) != 1:
-            raise self.error(f"dataset {name!r} must be one integer, got {list(values)}")
-        return values[0]
-
-    def pair(self, name: str) -> tuple[int, int]:
-        """A conv parameter as (height, width): SLAYER writes a scalar or (h, w)."""
-        values = self.ints(name)
-        if len(values) == 1:
-            return values[0], values[0]
-        if len(values) == 2:
-            return values[0], values[1]
-        raise self.error(f"dataset {name!r} must be one or two integers (h, w), got {list(values)}")
-
-    def shape(self) -> tuple[int, ...]:
-        shape = self.ints("shape")
-        if any(s <= 0 for s in shape):
-            raise self.error(f"dataset 'shape' must hold positive sizes, got {list(shape)}")
-        return shape
-
-
-def netx_text(value: Any) -> str:
-    """Decode a netx string dataset value: bytes in a (1,) array, a scalar, or str."""
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0] if value.size else b""
-    if isinstance(value, (bytes, np.bytes_)):
-        value = bytes(value).decode("ascii", errors="replace")
-    return str(value).strip("\x00").strip()
-
-
-def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise MappingError(f"{path}: network file not found")
-    if path.is_dir():
-        raise MappingError(f"{path}: is a directory, expected a netx HDF5 file")
-    if not h5py.is_hdf5(path):
-        raise MappingError(
-            f"{path}: not an HDF5 file (no HDF5 signature); expected a lava-dl netx export"
-        )
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise MappingError(f"{path}: cannot open HDF5 file (truncated or corrupt?): {err}") from None
-
-
-def _layer_indices(layers: h5py.Group, path: Path) -> list[int]:
-    names = list(layers.keys())
-    if not names:
-        raise MappingError(f"{path}: not a netx network: the 'layer' group is empty")
-    if not all(n.isdigit() for n in names):
-        bad = [n for n in names if not n.isdigit()]
-        raise MappingError(
-            f"{path}: not a netx network: 'layer' holds groups named {bad}, expected '0', '1', ..."
-        )
-    indices = sorted(int(n) for n in names)
-    if indices != list(range(len(indices))):
-        raise MappingError(
-            f"{path}: not a netx network: layer groups must be numbered 0..{len(indices) - 1} "
-            f"without gaps (netx reads them in order), found {indices}"
-        )
-    return indices
-
-
-# -- per-layer counting -------------------------------------------------------------
-
-
-def _taps_in_bounds(n_in: int, n_out: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
-    """For each kernel tap along one axis, how many output positions it connects to an input.
-
-    Output ``o`` and tap ``k`` read input ``o*stride - padding + k*dilation``; the tap
-    is a real connection only when that index lies in ``[0, n_in)``.
-    """
-    index = np.arange(n_out)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation
-    return ((index >= 0) & (index < n_in)).sum(axis=0)
-
-
-def _conv_out(n_in: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """PyTorch's output length (SLAYER convolves with torch)."""
-    return (n_in + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-@dataclass
-class _Counts:
-    neurons: int = 0
-    synapses: int = 0
-    nonzero: int = 0
-    fan_in: int = 0
-    weight_copies: int = 1  # complex dense layers store a real and an imaginary weight
-
-
-def _count_conv(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_Counts, tuple[int, ...]]:
-    if in_shape is None:
-        raise layer.error(
-            "input shape unknown: no earlier input or conv layer gives it "
-            "(netx would need input_shape=... as well)"
-        )
-    if len(in_shape) != 3:
-        raise layer.error(
-            f"a conv layer needs a (C, H, W) input, the previous layer gives shape {list(in_shape)}"
-        )
-    weight = layer.numbers("weight")
-    if weight.ndim == 5 and weight.shape[-1] == 1:  # SLAYER's trailing time axis of size 1
-        weight = weight[..., 0]
-    if weight.ndim != 4:
-        raise layer.error(f"dataset 'weight' must be (out, in/groups, kh, kw), got shape {list(weight.shape)}")
-    c_out, c_in_group, kh, kw = (int(s) for s in weight.shape)
-    groups = layer.scalar_int("groups")
-    sh, sw = layer.pair("stride")
-    ph, pw = layer.pair("padding")
-    dh, dw = layer.pair("dilation")
-    if groups <= 0 or min(sh, sw, dh, dw) <= 0 or min(ph, pw) < 0:
-        raise layer.error(
-            f"groups, stride and dilation must be positive and padding non-negative, got "
-            f"groups={groups} stride={(sh, sw)} padding={(ph, pw)} dilation={(dh, dw)}"
-        )
-    c_in, h_in, w_in = in_shape
-    if c_in_group * groups != c_in:
-        raise layer.error(
-            f"weight expects {c_in_group} x {groups} groups = {c_in_group * groups} input channels, "
-            f"the previous layer gives {c_in}"
-        )
-    if layer.has("inChannels") and layer.scalar_int("inChannels") != c_in:
-        raise layer.error(f"inChannels {layer.scalar_int('inChannels')} != {c_in} input channels")
-    if layer.has("outChannels") and layer.scalar_int("outChannels") != c_out:
-        raise layer.error(f"outChannels {layer.scalar_int('outChannels')} != weight's {c_out}")
-    if layer.has("kernelSize") and layer.pair("kernelSize") != (kh, kw):
-        raise layer.error(f"kernelSize {layer.pair('kernelSize')} != weight's ({kh}, {kw})")
-    expected = (c_out, _conv_out(h_in, kh, sh, ph, dh), _conv_out(w_in, kw, sw, pw, dw))
-    shape = layer.shape()
-    if shape != expected:
-        raise layer.error(
-            f"shape {list(shape)} does not match the convolution of a {list(in_shape)} input "
-            f"(expected {list(expected)})"
-        )
-    taps = np.outer(
-        _taps_in_bounds(h_in, expected[1], kh, sh, ph, dh),
-        _taps_in_bounds(w_in, expected[2], kw, sw, pw, dw),
-    )  # (kh, kw): output positions each tap connects, for one (out, in) channel pair
-    counts = _Counts(
-        neurons=int(np.prod(shape)),
-        synapses=int(c_out * c_in_group * taps.sum()),
-        nonzero=int(((weight != 0).sum(axis=(0, 1)) * taps).sum()),
-        fan_in=c_in_group * kh * kw,
-    )
-    return counts, shape
-
-
-def _count_dense(layer: _Layer, in_shape: Optional[tuple[int, ...]]) -> tuple[_Counts, tuple[int, ...]]:
-    shape = layer.shape()
-    n_out = int(np.prod(shape))
-    copies = 1
-    if "weight" in layer.group and isinstance(layer.group["weight"], h5py.Group):
-        # complex synapse: SLAYER writes weight/real and weight/imag
-        real, imag = layer.numbers("weight/real"), layer.numbers("weight/imag")
-        if real.shape != imag.shape:
-            raise layer.error(f"weight/real {list(real.shape)} and weight/imag {list(imag.shape)} differ")
-        weights = [real.reshape(n_out, -1) if real.ndim == 1 else real,
-                   imag.reshape(n_out, -1) if imag.ndim == 1 else imag]
-        mask = (weights[0] != 0) | (weights[1] != 0)
-        copies = 2
-    else:
-        weight = layer.numbers("weight")
-        if weight.ndim == 1:  # netx reshapes a flat weight to (out, -1)
-            weight = weight.reshape(n_out, -1)
-        weights = [weight]
-        mask = weight != 0
-    if weights[0].ndim != 2 or weights[0].shape[0] != n_out:
-        raise layer.error(
-            f"dataset 'weight' must be (out, in) with out = {n_out} neurons (shape {list(shape)}), "
-            f"got {list(weights[0].shape)}"
-        )
-    n_in = int(weights[0].shape[1])
-    if in_shape is not None and int(np.prod(in_shape)) != n_in:
-        raise layer.error(
-            f"weight has {n_in} inputs, the previous layer outputs {int(np.prod(in_shape))} "
-            f"(shape {list(in_shape)})"
-        )
-    if layer.has("inFeatures") and layer.scalar_int("inFeatures") != n_in:
-        raise layer.error(f"inFeatures {layer.scalar_int('inFeatures')} != weight's {n_in} inputs")
-    if layer.has("outFeatures") and layer.scalar_int("outFeatures") != n_out:
-        raise layer.error(f"outFeatures {layer.scalar_int('outFeatures')} != {n_out} neurons")
-    counts = _Counts(
-        neurons=n_out,
-        synapses=n_out * n_in,
-        nonzero=int(mask.sum()),
-        fan_in=n_in,
-        weight_copies=copies,
-    )
-    if layer.kind == "dense_rec":
-        rec = layer.numbers("weight_rec")
-        if rec.ndim == 1:
-            rec = rec.reshape(n_out, -1)
-        if rec.shape != (n_out, n_out):
-            raise layer.error(f"dataset 'weight_rec' must be ({n_out}, {n_out}), got {list(rec.shape)}")
-        counts.synapses += n_out * n_out
-        counts.nonzero += int(np.count_nonzero(rec))
-        counts.fan_in += n_out
-    return counts, (n_out,)
-
-
-def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[str]) -> None:
+def _neuron_checks(layer: NetxLayer, profile: NeuromorphicProfile, problems: list[str]) -> None:
     """Graded spikes of the layer's ``neuron`` group against the chip (registers: :mod:`.rules`)."""
-    if "neuron" not in layer.group or not isinstance(layer.group["neuron"], h5py.Group):
+    if "neuron" not in layer.group or not is_group(layer.group["neuron"]):
         return
     neuron = layer.group["neuron"]
     tag = f"layer {layer.index} ({layer.kind})"
@@ -449,24 +197,9 @@ def _neuron_checks(layer: _Layer, profile: NeuromorphicProfile, problems: list[s
         problems.append(f"{tag}: messageBits {bits} exceeds {name} graded_spike_payload_bits {payload}")
 
 
-def _is_sigma_delta(layer: _Layer) -> bool:
+def _is_sigma_delta(layer: NetxLayer) -> bool:
     """True for a layer whose ``neuron`` group is netx's sigma-delta neuron (``type`` SDNN)."""
     return "neuron/type" in layer.group and netx_text(layer.array("neuron/type")) == "SDNN"
-
-
-def _delay_bits(layer: _Layer, notes: list[str]) -> int:
-    if not layer.has("delay"):
-        return 0
-    delay = layer.numbers("delay")
-    if delay.size == 0:
-        return 0
-    largest = int(np.max(delay))
-    if largest > NETX_MAX_DELAY:
-        notes.append(
-            f"layer {layer.index} ({layer.kind}): delay up to {largest} steps; netx clamps to {NETX_MAX_DELAY}"
-        )
-        largest = NETX_MAX_DELAY
-    return max(largest, 0).bit_length()
 
 
 # -- the report ---------------------------------------------------------------------
@@ -485,7 +218,7 @@ def _as_profile(profile: Union[NeuromorphicProfile, str, Path]) -> NeuromorphicP
 
 
 def _map_layers(
-    f: h5py.File,
+    f: Group,
     path: Path,
     chip: NeuromorphicProfile,
     layers: list[LayerMap],
@@ -497,16 +230,16 @@ def _map_layers(
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     max_fan_in = int(chip.max_fan_in.value)
     weight_bits = int(chip.weight_bits.value)
-    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+    if "layer" not in f or not is_group(f["layer"]):
         found = ", ".join(sorted(f.keys())) or "nothing"
         raise MappingError(
             f"{path}: not a netx network: no 'layer' group at the root (found: {found})"
         )
     group = f["layer"]
     in_shape: Optional[tuple[int, ...]] = None
-    for index in _layer_indices(group, path):
+    for index in layer_indices(group, path):
         node = group[str(index)]
-        if not isinstance(node, h5py.Group):
+        if not is_group(node):
             raise MappingError(f"{path}: layer {index}: expected a group, found a dataset")
         if "type" not in node:
             raise MappingError(f"{path}: layer {index}: missing dataset 'type'")
@@ -524,13 +257,13 @@ def _map_layers(
                 f"{path}: layer {index} has unknown type {kind!r}; netx loads "
                 f"{', '.join(NETX_LOADABLE_TYPES)}"
             )
-        layer = _Layer(node, path, index, kind)
+        layer = NetxLayer(node, path, index, kind)
 
         placement = "chip"
         if kind == "input":
             shape = layer.shape()
             has_neurons = "neuron" in node  # netx builds an Input block only then
-            counts = _Counts(neurons=int(np.prod(shape)) if has_neurons else 0)
+            counts = Counts(neurons=int(np.prod(shape)) if has_neurons else 0)
             out_shape = shape
             if has_neurons and _is_sigma_delta(layer):
                 placement = "host"
@@ -541,16 +274,16 @@ def _map_layers(
                 )
         elif kind == "flatten":
             shape = (int(np.prod(in_shape)),) if in_shape is not None else layer.shape()
-            counts, out_shape = _Counts(), shape
+            counts, out_shape = Counts(), shape
         elif kind == "conv":
-            counts, out_shape = _count_conv(layer, in_shape)
+            counts, out_shape = count_conv(layer, in_shape)
             shape = out_shape
         else:  # dense, dense_rec, dense_comp
-            counts, out_shape = _count_dense(layer, in_shape)
+            counts, out_shape = count_dense(layer, in_shape)
             shape = layer.shape()
 
         tag = f"layer {index} ({kind})"
-        delay_bits = _delay_bits(layer, notes) if counts.synapses else 0
+        delay_bits = synapse_delay_bits(layer, notes) if counts.synapses else 0
         bits_per_synapse = weight_bits * counts.weight_copies + delay_bits
         memory = counts.synapses * bits_per_synapse
         if counts.neurons and placement == "chip":
@@ -584,8 +317,8 @@ def _map_layers(
         in_shape = out_shape
 
 
-def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str, Path]) -> MappingReport:
-    """Size the netx HDF5 network at ``path`` against ``profile`` (a profile or its name).
+def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicProfile, str, Path]) -> MappingReport:
+    """Size the netx HDF5 network at ``path`` (or that file already read) against ``profile`` (a profile or its name).
 
     Raises :class:`MappingError` when the file is missing, not HDF5, not a netx
     network, holds a layer type netx cannot load, or is internally inconsistent.
@@ -593,7 +326,8 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
     (see :func:`check_fits`).
     """
     chip = _as_profile(profile)
-    path = Path(path)
+    model = path if isinstance(path, NetxFile) else None
+    path = model.path if model is not None else Path(path)
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     cores_per_chip = int(chip.cores_per_chip.value)
@@ -604,13 +338,11 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
     exponent = exponent_problem(chip)
     if exponent is not None:
         problems.append(exponent)
-    with _open(path) as f:
-        try:
-            _map_layers(f, path, chip, layers, problems, notes)
-        except (OSError, RuntimeError, KeyError) as err:
-            # h5py reports damaged object headers, B-trees and heaps this way.
-            detail = err.args[0] if isinstance(err, KeyError) and err.args else err
-            raise MappingError(f"{path}: cannot read HDF5 file (corrupt?): {detail}") from None
+    model = model if model is not None else read_network(path)
+    try:
+        _map_layers(model.root, path, chip, layers, problems, notes)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise unreadable(path, err) from None
 
     total_cores = sum(lm.cores for lm in layers)
     if total_cores > cores_per_chip:
@@ -634,24 +366,3 @@ def map_network(path: Union[str, Path], profile: Union[NeuromorphicProfile, str,
         host_neurons=sum(lm.neurons for lm in layers if lm.placement == "host"),
     )
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m spikereg.hardware NET.h5 [--profile loihi2] [--json]``.
-
-    Prints the report; exits 1 when the network does not fit or cannot be read.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m spikereg.hardware",
-        description="Size a lava-dl netx HDF5 network against a neuromorphic chip profile.",
-    )
-    parser.add_argument("network", help="netx HDF5 file exported by SLAYER")
-    parser.add_argument("--profile", default="loihi2", help="profile name or YAML path (default loihi2)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    try:
-        report = map_network(args.network, args.profile)
-    except (MappingError, ProfileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
-    return 1 if report.problems else 0

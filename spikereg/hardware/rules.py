@@ -32,10 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import h5py
 import numpy as np
 
 from spikereg.hardware.profiles import NeuromorphicProfile
+from spikereg.netx_file import Group, is_dataset
 
 #: Where a netx layer keeps its weights (complex dense layers: real and imag).
 WEIGHT_DATASETS: tuple[str, ...] = ("weight", "weight/real", "weight/imag", "weight_rec")
@@ -98,12 +98,12 @@ def exponent_problem(chip: NeuromorphicProfile) -> Optional[str]:
             f"range [{lo}, {hi}]")
 
 
-def layer_problems(layer: h5py.Group, chip: NeuromorphicProfile) -> list[str]:
+def layer_problems(layer: Group, chip: NeuromorphicProfile) -> list[str]:
     """One message per dataset of the netx layer group ``layer`` that a register cannot hold exactly."""
     problems = []
     for rule in register_rules(chip):
         for key in rule.datasets:
-            if key not in layer or not isinstance(layer[key], h5py.Dataset):
+            if key not in layer or not is_dataset(layer[key]):
                 continue
             message = rule.problem(key, layer[key][()], chip.name)
             if message is not None:

@@ -6,7 +6,7 @@ module charges it:
 
 * dynamic: the run's synops (effective and on zero weights) and spike messages
   at the profile's per-event energies, as the sequential estimate charges them
-  (:func:`spikereg.report.energy.neuromorphic_energy`); neuron updates =
+  (:func:`spikereg.hardware.energy.neuromorphic_energy`); neuron updates =
   copies x on-chip neurons of one copy x the steps the chips run (idle copies
   of a pass's last round and drain steps included); the host link's bits
   (the spikes the host sends in -- the encoded input, or the delta encoder's
@@ -28,6 +28,8 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from spikereg.hardware import Figure, MappingReport, NeuromorphicProfile
+from spikereg.hardware.activity import Activity, LayerCost
+from spikereg.hardware.energy import MW, PJ, US, EnergyBreakdown, EnergyTerm
 from spikereg.hardware.loihi2_schedule import (
     LayerLoad,
     OpTimes,
@@ -37,7 +39,6 @@ from spikereg.hardware.loihi2_schedule import (
     plan,
     schedule_figures,
 )
-from spikereg.report.energy import MW, PJ, US, Activity, EnergyBreakdown, EnergyTerm, LayerCost
 
 __all__ = ["ScheduleError", "has_schedule", "layer_loads", "link_spikes_in", "passes_of", "schedule_of",
            "streamed_energy", "streamed_rows"]

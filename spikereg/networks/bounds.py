@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from spikereg.networks.encoding import GRADED_LEVELS, GRADED_STEP
+from spikereg.networks.snn import SpikingRegNet
 
 SUMMED_INPUT_BITS = 24  # Lava's Conv output and Loihi 2's dendritic accumulator, signed
 MESSAGE_BITS = 16  # graded spikes between layers: netx's num_message_bits for sigma-delta layers
@@ -268,8 +269,6 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
     (a multiple of 1/64) that keeps the successor within ``margin`` of the
     limit. Same trained kernels; returns a new network (the readout gain, too).
     """
-    from spikereg.networks.snn import SpikingRegNet
-
     if net.input_block is None:
         raise ValueError("saturation applies to sigma-delta (sdnn) networks")
     kernels = {name: value for name, value in net.state_dict().items() if name.endswith("original")}

@@ -31,11 +31,10 @@ import torch
 from torch.nn.utils import parametrize
 
 from spikereg import compat
-from spikereg.config import ModelConfig
+from spikereg.config import ModelConfig, config_from_dict
 from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
 from spikereg.networks.folding import DepthFold, FoldedKernel
-
-METADATA_ATTR = "spikereg"  # root attribute of the netx file (JSON); netx ignores it
+from spikereg.netx_file import METADATA_ATTR, ModelFileError, NetxFile, load_model
 
 
 def graded_spike_scale(spike_exp: int) -> int:
@@ -319,7 +318,7 @@ class SpikingRegNet(torch.nn.Module):
                     group.create_dataset("bias", data=bias_mantissa(block))
 
     @classmethod
-    def from_netx(cls, path: str | Path) -> "SpikingRegNet":
+    def from_netx(cls, source: str | Path | NetxFile) -> "SpikingRegNet":
         """The network of an exported netx file, carrying the file's quantized weights.
 
         Rebuilt from the file's metadata; each block's weight is the 8-bit
@@ -327,35 +326,33 @@ class SpikingRegNet(torch.nn.Module):
         SLAYER on it computes what Lava's fixed-point models compute. The 3-D
         kernel is recovered through the fold's right inverse, exactly: every
         copy of a kernel slice in the folded weight holds the same value.
+        ``source`` is the file's path, or the file already read (:func:`spikereg.netx_file.load_model`).
         """
-        from lava_export.netx import ModelFileError, read_metadata
-        from spikereg.config import config_from_dict
-
-        meta = read_metadata(path)
+        model = load_model(source)
+        path, meta = model.path, model.metadata
         net = cls(config_from_dict({"model": meta["model"]}, source=f"model {path}").model)
-        with h5py.File(path, "r") as handle:
-            layers = handle["layer"]
-            if len(layers) != len(net.blocks) + 1:
-                raise ModelFileError(f"model {path}: {len(layers) - 1} layers, but its metadata describes "
-                                     f"{len(net.blocks)}")
-            for index, block in enumerate(net.blocks, start=1):
-                layer = layers[str(index)]
-                weight = torch.as_tensor(np.asarray(layer["weight"][()]), dtype=torch.float32)
-                expected = tuple(block.synapse.weight.shape[:-1])
-                if tuple(weight.shape) != expected:
-                    raise ModelFileError(f"model {path}: layer {index} weight has shape {tuple(weight.shape)}, "
-                                         f"its metadata implies {expected}")
-                for key, value in block.neuron.device_params.items():
-                    if key in ("vThMant", "iDecay", "vDecay") and int(np.asarray(layer["neuron"][key])) != int(value):
-                        raise ModelFileError(f"model {path}: layer {index} neuron {key} is "
-                                             f"{int(np.asarray(layer['neuron'][key]))}, "
-                                             f"its metadata implies {int(value)}")
-                expected_bias = bias_mantissa(block) if getattr(block.neuron, "bias_is_set", False) else None
-                bias = np.asarray(layer["bias"][()]) if "bias" in layer else None
-                if (bias is None) != (expected_bias is None) or (
-                        bias is not None and (bias.shape != expected_bias.shape or (bias != expected_bias).any())):
-                    raise ModelFileError(f"model {path}: layer {index} bias does not match the saturation "
-                                         f"(model.clamp {net.config.clamp}) its metadata describes")
-                with torch.no_grad():
-                    block.synapse.weight = (weight / block.neuron.w_scale).unsqueeze(-1)
+        layers = model.layers
+        if len(layers) != len(net.blocks) + 1:
+            raise ModelFileError(f"model {path}: {len(layers) - 1} layers, but its metadata describes "
+                                 f"{len(net.blocks)}")
+        for index, block in enumerate(net.blocks, start=1):
+            layer = layers[str(index)]
+            weight = torch.as_tensor(np.asarray(layer["weight"][()]), dtype=torch.float32)
+            expected = tuple(block.synapse.weight.shape[:-1])
+            if tuple(weight.shape) != expected:
+                raise ModelFileError(f"model {path}: layer {index} weight has shape {tuple(weight.shape)}, "
+                                     f"its metadata implies {expected}")
+            for key, value in block.neuron.device_params.items():
+                if key in ("vThMant", "iDecay", "vDecay") and int(np.asarray(layer["neuron"][key])) != int(value):
+                    raise ModelFileError(f"model {path}: layer {index} neuron {key} is "
+                                         f"{int(np.asarray(layer['neuron'][key]))}, "
+                                         f"its metadata implies {int(value)}")
+            expected_bias = bias_mantissa(block) if getattr(block.neuron, "bias_is_set", False) else None
+            bias = np.asarray(layer["bias"][()]) if "bias" in layer else None
+            if (bias is None) != (expected_bias is None) or (
+                    bias is not None and (bias.shape != expected_bias.shape or (bias != expected_bias).any())):
+                raise ModelFileError(f"model {path}: layer {index} bias does not match the saturation "
+                                     f"(model.clamp {net.config.clamp}) its metadata describes")
+            with torch.no_grad():
+                block.synapse.weight = (weight / block.neuron.w_scale).unsqueeze(-1)
         return net.eval()

@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from spikereg.data import Volume
+from spikereg.data.itk import to_sitk
+from spikereg.data.world import resample_like
 from spikereg.errors import SpikeRegError
 
-LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS, its own inverse
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 HISTOGRAM_BINS = 32
 SAMPLING = 0.25  # fraction of the voxels the metric samples, at random (fixed seed)
@@ -57,36 +58,6 @@ class AffineError(SpikeRegError, RuntimeError):
 
 
 # ----------------------------------------------------------------------------- volumes and transforms
-
-def to_sitk(volume: Volume):
-    """``volume`` (nibabel: array (i, j, k), RAS affine) as a float32 ``sitk.Image`` with LPS geometry.
-
-    ITK index (i, j, k) is array element ``data[i, j, k]``; its physical point
-    is ``LPS @ affine @ (i, j, k, 1)``.
-    """
-    import SimpleITK as sitk
-
-    affine = np.asarray(volume.affine, dtype=np.float64)
-    linear = affine[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.data.transpose(2, 1, 0), dtype=np.float32))
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(v) for v in LPS @ affine[:3, 3]])
-    image.SetDirection([float(v) for v in (LPS @ linear / spacing).ravel()])
-    return image
-
-
-def from_sitk(image, path: Path | None = None) -> Volume:
-    """A ``sitk.Image`` as a :class:`Volume` (array (i, j, k), RAS affine): :func:`to_sitk`'s inverse."""
-    import SimpleITK as sitk
-
-    data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = LPS @ direction @ np.diag(image.GetSpacing())
-    affine[:3, 3] = LPS @ np.asarray(image.GetOrigin(), dtype=np.float64)
-    return Volume(data=np.ascontiguousarray(data), affine=affine, path=path)
-
 
 def matrix_lps(transform) -> np.ndarray:
     """The 4x4 matrix of a linear ITK transform (LPS, fixed -> moving points), probed; AffineError if not linear."""
@@ -180,8 +151,6 @@ def levels(spacing: tuple[float, ...], shape: tuple[int, ...]) -> tuple[list[int
 
 def coarsened(volume: Volume, spacing: float) -> Volume:
     """``volume`` on a grid of its own box and axes with voxels of at least ``spacing`` mm (anti-aliased)."""
-    from spikereg.data.world import resample_like
-
     current = np.asarray(volume.spacing)
     if np.all(current >= 0.75 * spacing):
         return volume

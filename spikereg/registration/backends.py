@@ -26,16 +26,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lava_export.netx import read_metadata
+from lava_export.chip import run_config
+from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
 from spikereg.networks.encoding import PatchCodec
 from spikereg.networks.snn import SpikingRegNet, stream_patches
-from spikereg.registration.pipeline import LAVA_CHUNK
+from spikereg.netx_file import NetxFile, load_model
+from spikereg.registration.counts import CountError, SpikeCounter
 from spikereg.registration.range_guard import RangeGuard, RangeOverflowError, lava_series
 from spikereg.registration.register import BackendStats
-from spikereg.report.counts import CountError, SpikeCounter
 
 BACKENDS = ("torch", "sim", "loihi2")
+LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
 # Per-chunk streams: SDNN patches stream back to back, but each predict() call (one chunk of
 # LAVA_CHUNK patches) is a stream of its own, from rest, on every backend. Why: Lava's sigma-delta neurons truncate
 # every graded spike to its grid and the residue does not keep what was cut, so the loss grows
@@ -61,6 +63,7 @@ class TorchBackend:
     """SLAYER forward pass in PyTorch, batched. A context manager like the Lava backends."""
 
     name = "torch"
+    model: NetxFile | None = None  # the file the network came from, read once (open_backend sets it)
 
     def __init__(self, net: SpikingRegNet, batch_size: int = 32, device: str = "cpu", range_stop: bool = True) -> None:
         if batch_size < 1:
@@ -187,19 +190,18 @@ class LavaBackend:
 
     chunk_size = LAVA_CHUNK  # patches per stream: bounds the host's buffers; each costs < 1 window of drain
 
-    def __init__(self, model_path: str | Path, backend: str = "sim", precision: str = "fixed",
+    def __init__(self, model_path: str | Path | NetxFile, backend: str = "sim", precision: str = "fixed",
                  range_stop: bool = True) -> None:
-        from lava_export.runner import LavaNetwork
-
-        self.meta = read_metadata(model_path)
+        self.model = load_model(model_path)  # read once: the twin, the Lava network and the counts share it
+        self.meta = self.model.metadata
         self.codec = PatchCodec.from_metadata(self.meta)
         self.name = backend
         self.patch_size = self.meta["model"]["patch_size"]
         self.reduction = self.meta["reduction"]
         # The file's own SLAYER twin: its bounds, and (not proven) the host's re-run of each layer's synapses.
-        self.twin = SpikingRegNet.from_netx(model_path)
+        self.twin = SpikingRegNet.from_netx(self.model)
         self.guard = open_guard(self.twin, range_stop)
-        self._open = lambda: LavaNetwork(model_path, window=self.codec.window, backend=backend, precision=precision)
+        self._open = lambda: LavaNetwork(self.model, window=self.codec.window, backend=backend, precision=precision)
         self.network = self._open()
         self.stats = BackendStats()
 
@@ -212,8 +214,6 @@ class LavaBackend:
         return self
 
     def __exit__(self, exc_type, error, traceback) -> None:
-        from lava_export.runner import STOPPED_NOTE
-
         if self.network.stop() and isinstance(error, KeyboardInterrupt):
             note(error, STOPPED_NOTE)
 
@@ -241,8 +241,6 @@ class LavaBackend:
         counter = self.stats.counter
         run = self.network.run(spikes, progress=progress, keep_layers=counter is not None or self._watch)
         if self._watch:
-            from lava_export.runner import from_lava
-
             series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values])
             self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
@@ -265,8 +263,6 @@ class LavaBackend:
         convention, see :meth:`LavaNetwork.run`); the stream's last ``len(counter.fans)``
         elements are the netx layers counted. A graded layer's messages are its nonzero values.
         """
-        from lava_export.runner import from_lava
-
         count, window = len(inputs), self.codec.window
         values = run.layer_values
         first_lag = int(getattr(self.network, "first_lag", 0))
@@ -308,12 +304,10 @@ def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -
         return
     if device != "cpu":
         raise ValueError(f"--device {device}: applies to --backend torch only (Lava runs on its own hardware)")
-    from lava_export.runner import run_config
-
     run_config(backend, precision)  # a missing lava-loihi or a bad precision fails here
 
 
-def open_backend(model_path: str | Path, backend: str = "sim", precision: str = "fixed",
+def open_backend(model_path: str | Path | NetxFile, backend: str = "sim", precision: str = "fixed",
                  device: str = "cpu", batch_size: int = 32, range_stop: bool = True) -> TorchBackend | LavaBackend:
     """The exported network at ``model_path`` on ``backend`` ('torch', 'sim' or 'loihi2').
 
@@ -324,17 +318,21 @@ def open_backend(model_path: str | Path, backend: str = "sim", precision: str = 
     Unknown backends, a missing lava-loihi, or an unusable device raise at once.
     ``range_stop``: a layer reaching the chip's range stops the run
     (:class:`~spikereg.registration.range_guard.RangeOverflowError`); False records it in
-    ``engine.guard`` instead (``--keep-failed``).
+    ``engine.guard`` instead (``--keep-failed``). The file is read once, into ``engine.model``
+    (:class:`~spikereg.netx_file.NetxFile`), which the network, the spike counter and the run's
+    energy report share.
     """
     check_backend(backend, precision, device)
+    model = load_model(model_path)
     if backend == "torch":
-        engine = TorchBackend(SpikingRegNet.from_netx(model_path), batch_size=batch_size, device=device,
+        engine = TorchBackend(SpikingRegNet.from_netx(model), batch_size=batch_size, device=device,
                               range_stop=range_stop)
+        engine.model = model
     else:
-        engine = LavaBackend(model_path, backend=backend, precision=precision, range_stop=range_stop)
-    # spikes, synaptic operations and a raster, counted neuron by neuron (spikereg.report.counts)
+        engine = LavaBackend(model, backend=backend, precision=precision, range_stop=range_stop)
+    # spikes, synaptic operations and a raster, counted neuron by neuron (spikereg.registration.counts)
     try:
-        engine.stats.counter = SpikeCounter(model_path)
+        engine.stats.counter = SpikeCounter(model)
     except CountError:  # e.g. an SDNN input layer on chip: no per-neuron counts, energy uses mean fan-out
         engine.stats.counter = None
     return engine

@@ -30,8 +30,12 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from spikereg.data.io import staged_folder, write_text_atomic
 from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.errors import SpikeRegError
+from spikereg.netx_file import read_metadata
+from spikereg.options import check_bound
+from spikereg.registration.pipeline import declared_shape, preflight, run_registration
 
 ENGINES = ("local", "dask")
 CONNECT_TIMEOUT_S = 5.0  # an unreachable scheduler is reported after this long
@@ -139,7 +143,6 @@ def check_engine(engine: str, address: str | None, workers: int) -> None:
         raise CohortError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if address is not None and engine != "dask":
         raise CohortError(f"--address {address}: applies to --engine dask only")
-    from spikereg.options import check_bound
 
     check_bound("--workers", workers)
 
@@ -201,9 +204,6 @@ def _let_lava_set_its_start_method() -> None:
 
 def register_pair(spec: PairFiles, model: Path, out: Path, options: dict) -> dict:
     """``spikereg run`` on one pair into ``out / spec.name``; its row of ``cohort.csv``."""
-    from lava_export.netx import read_metadata
-    from spikereg.registration.pipeline import declared_shape, preflight, run_registration
-
     if options.get("backend", "sim") != "torch":
         _let_lava_set_its_start_method()
     meta = read_metadata(model)
@@ -330,8 +330,6 @@ def register_cohort(
     keeps the pairs an earlier run there registered with the same files, model
     and options (see :func:`_done_before`) and registers the rest in place.
     """
-    from spikereg.data.io import staged_folder, write_text_atomic
-
     check_engine(engine, address, workers)  # before anything, even when --resume leaves nothing to run
     where = pairs.where if isinstance(pairs, PairsFile) else str
     specs, out, model = [_absolute(spec) for spec in pairs], Path(out).resolve(), Path(model).resolve()

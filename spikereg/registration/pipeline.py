@@ -28,14 +28,17 @@ from spikereg.data.loaders import PairFiles, load_pair
 from spikereg.data.world import describe_grid, resample_like, same_grid, sample_world
 from spikereg.errors import SpikeRegError
 from spikereg.hardware import load_profile
+from spikereg.hardware.energy import DEFAULT_PROFILES
 from spikereg.hardware.energy_section import energy_section
 from spikereg.interrupts import on_interrupt_note
 from spikereg.options import check_bound, check_bounds, check_out_folder
+from spikereg.registration.affine import affine_stage, save_transform
+from spikereg.registration.backends import LAVA_CHUNK, open_backend
+from spikereg.registration.counts import RASTER_NAME, save_raster
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
+from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
-from spikereg.report.counts import RASTER_NAME, save_raster
-from spikereg.report.energy import DEFAULT_PROFILES
-from spikereg.report.summary import CHIP_PROFILE, chip_profile_section, layer_table, write_report
+from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, working_grid
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 ITK_DDF = "ddf_itk.nii.gz"  # --ddf-format itk: the same field as ITK reads it (mm, LPS)
@@ -187,8 +190,6 @@ def registration_grid(fixed: Volume, meta: dict, use_working_grid: bool = True
     fixed image's voxels differ from the model's training spacing
     (``spacing_mm``) by more than 25 % on some axis, and ``use_working_grid``.
     """
-    from spikereg.registration.working_grid import needs_working_grid, working_grid
-
     spacing = meta.get("spacing_mm")
     if use_working_grid and needs_working_grid(fixed.spacing, spacing):
         shape, affine = working_grid(fixed.shape, fixed.affine, float(spacing))
@@ -224,7 +225,6 @@ class MemoryBudgetError(SpikeRegError, ValueError):
 # should refuse a little early rather than let a run be killed).
 VOLUME_COPIES = 30
 BASE_BYTES = {"torch": 700 * 2**20, "sim": 1100 * 2**20, "loihi2": 1100 * 2**20}
-LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
 
 
 def estimate_peak_bytes(shape: tuple[int, ...], meta: dict, backend: str, batch_size: int = 32) -> int:
@@ -313,10 +313,6 @@ def run_registration(
     warp`` with it alone reproduces ``warped.nii.gz``. ``percentiles``,
     ``histogram_match`` and ``n4``: :mod:`spikereg.data.intensity`.
     """
-    from spikereg.registration.affine import affine_stage, save_transform
-    from spikereg.registration.backends import open_backend
-    from spikereg.registration.working_grid import field_onto_grid
-
     check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
@@ -342,6 +338,7 @@ def run_registration(
         stats: BackendStats = engine.stats
         window = engine.codec.window
         guard = engine.guard
+        model = engine.model  # the file as the backend read it: the energy report reads no other
     del fixed_g, moving_g
     network_ddf = (field_onto_grid(result.ddf, grid_affine, fixed.shape, fixed.affine) if on_working_grid
                    else result.ddf)
@@ -428,7 +425,7 @@ def run_registration(
             report["counts"] = stats.counter.section(stats.layer_neurons)
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
-        report["energy"] = energy_section(report, model_path, profiles)
+        report["energy"] = energy_section(report, model, profiles)
         report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
         report["range"] = guard.section()
         report["reach_voxels"] = limit

@@ -52,7 +52,7 @@ class BackendStats:
     network_seconds: float = 0.0
     compile_seconds: float = 0.0
     step_spikes: list[np.ndarray] = field(default_factory=list)  # per call: (layers, steps)
-    counter: Any = None  # a spikereg.report.counts.SpikeCounter: per-neuron counts, synops, raster
+    counter: Any = None  # a spikereg.registration.counts.SpikeCounter: per-neuron counts, synops, raster
     chip_profile: dict | None = None  # loihi2: lava-loihi's power and time probes (LavaRun.chip_profile), latest
 
     def add(self, layer_spikes: np.ndarray, steps: int, patches: int, seconds: float) -> None:

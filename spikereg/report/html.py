@@ -24,10 +24,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from spikereg.data import VolumeError
 from spikereg.data.io import write_text_atomic
+from spikereg.registration.counts import RASTER_NAME, load_raster
 from spikereg.report import figures
-from spikereg.report.counts import RASTER_NAME, load_raster
 from spikereg.report.summary import chip_profile_line, read_report
+from spikereg.report.vis import load_inputs, registration_figures
 
 FIGURES_DIR = "figures"
 MD_NAME = "report.md"
@@ -94,9 +96,6 @@ def _energy_plots(report: dict[str, Any]) -> list[Plot]:
 
 
 def _registration_plots(folder: Path, report: dict[str, Any], notes: list[str]) -> list[Plot]:
-    from spikereg.data import VolumeError
-    from spikereg.report.vis import load_inputs, registration_figures
-
     inputs, outputs = report.get("inputs", {}), report.get("outputs", {})
     fixed, moving = inputs.get("fixed"), inputs.get("moving")
     warped = folder / outputs["warped"] if "warped" in outputs else None

@@ -44,14 +44,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spikereg.config import Config, config_from_dict, save_config
-from spikereg.data import load_mni, make_pair, tissue_labels
-from spikereg.data.synth import tissue_classes_from_template
+from spikereg.data.sampling import PatchBatch, PatchSampler, synthetic_pairs
 from spikereg.losses import (
     RegistrationLoss,
-    displacement_loss,
     layer_rates,
     summed_input_bound_loss,
     summed_input_range_loss,
@@ -66,112 +63,14 @@ from spikereg.training.distributed import Workers
 from spikereg.training.logs import TrainLog
 from spikereg.training.optim import make_optimizer, make_scheduler
 
-__all__ = ["PatchBatch", "PatchSampler", "check_twin_from", "displacement_loss", "evaluate", "load_checkpoint",
-           "load_twin", "pretrain_twin", "resume_config", "retrain_twin", "synthetic_pairs", "train"]
+__all__ = ["check_twin_from", "evaluate", "load_checkpoint", "load_twin", "pretrain_twin", "resume_config",
+           "retrain_twin", "train"]
 
 CALIBRATION_PATCHES = 256  # patches whose values set an SDNN's weight balancing (AnnTwin.balanced_kernels)
-BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
 CHECKPOINT_FORMAT = "spikereg-checkpoint/1"
 #: What last.pt's ``training_state`` holds (all of it plain dicts, numbers and tensors: see _read_checkpoint).
 TRAINING_STATE = ("optimizer", "scheduler", "sampler_rng", "torch_rng", "best_val_error", "seconds")
 Progress = Callable[[int, int, dict], None]
-
-
-@dataclass
-class PatchBatch:
-    fixed: torch.Tensor  # (N, 1, P, P, P)
-    moving: torch.Tensor
-    target: torch.Tensor  # (N, 3, g, g, g) ground-truth displacement per control cell, voxels
-    fixed_labels: torch.Tensor | None = None  # (N, 1, P, P, P) class indices, where the pairs have labels
-    moving_labels: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.fixed)
-
-    def to(self, device: torch.device) -> "PatchBatch":
-        moved = {name: None if value is None else value.to(device) for name, value in vars(self).items()}
-        return PatchBatch(**moved)
-
-
-class PatchSampler:
-    """Random brain patches, with control-grid targets, from a set of synthetic pairs."""
-
-    def __init__(self, pairs: list, patch: int, reduction: int, rng: np.random.Generator) -> None:
-        self.pairs, self.patch, self.reduction, self.rng = pairs, patch, reduction, rng
-        self.origins = [self._brain_origins(pair.fixed) for pair in pairs]
-
-    def _brain_origins(self, image: np.ndarray) -> np.ndarray:
-        """Origins of all patches (every voxel) whose mean intensity says they hold brain."""
-        p = self.patch
-        # Box sums from a summed-area table: the mean of every p^3 patch at once.
-        table = np.pad(image.astype(np.float64), ((1, 0), (1, 0), (1, 0))).cumsum(0).cumsum(1).cumsum(2)
-        sums = (table[p:, p:, p:] - table[:-p, p:, p:] - table[p:, :-p, p:] - table[p:, p:, :-p]
-                + table[:-p, :-p, p:] + table[:-p, p:, :-p] + table[p:, :-p, :-p] - table[:-p, :-p, :-p])
-        return np.argwhere(sums / p**3 >= BRAIN_FRACTION)
-
-    def sample(self, count: int, share: slice | None = None, rng: np.random.Generator | None = None) -> PatchBatch:
-        """``count`` random patches; with ``share``, only those patches are cut.
-
-        The random draws are the same whatever ``share`` is, so processes that
-        each take a share of one sample see together exactly the whole sample.
-        ``rng`` draws instead of the sampler's own stream (which it leaves as it is).
-        """
-        p = self.patch
-        rng = rng or self.rng
-        chosen = []
-        for _ in range(count):
-            index = int(rng.integers(len(self.pairs)))
-            z, y, x = self.origins[index][int(rng.integers(len(self.origins[index])))]
-            chosen.append((self.pairs[index], np.s_[z:z + p, y:y + p, x:x + p]))
-        chosen = chosen[share] if share is not None else chosen
-        to = lambda arrays: torch.from_numpy(np.stack(arrays))  # noqa: E731
-        batch = PatchBatch(
-            fixed=to([pair.fixed[cut] for pair, cut in chosen])[:, None],
-            moving=to([pair.moving[cut] for pair, cut in chosen])[:, None],
-            target=F.avg_pool3d(to([pair.ddf[(slice(None),) + cut] for pair, cut in chosen]), self.reduction),
-        )
-        if all(pair.fixed_labels is not None for pair, _ in chosen):
-            batch.fixed_labels = to([pair.fixed_labels[cut] for pair, cut in chosen])[:, None]
-            batch.moving_labels = to([pair.moving_labels[cut] for pair, cut in chosen])[:, None]
-        return batch
-
-
-def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False) -> list:
-    """``count`` training pairs at the configured spacing, magnitudes varied per pair.
-
-    ``labels`` adds tissue label maps (warped by the same fields; the images
-    and random draws are the same either way).
-    """
-    data = config.data
-    rng = np.random.default_rng(seed)
-    base = load_mni("t1", data.spacing).data
-    base_labels = tissue_labels(data.spacing).data if labels else None
-    tissue = None
-    if data.synth_fraction > 0:
-        tissue = tissue_classes_from_template(base, load_mni("gm", data.spacing).data,
-                                              load_mni("wm", data.spacing).data)
-    pairs = []
-    for _ in range(count):
-        scale = float(rng.uniform(0.25, 1.0))
-        # Extra draws only for options in use, so configs without them get the pairs they always had.
-        coarse = data.coarse_displacement * float(rng.uniform(0.0, 1.0)) if data.coarse_displacement > 0 else 0.0
-        synthesized = data.synth_fraction > 0 and float(rng.uniform()) < data.synth_fraction
-        pairs.append(make_pair(
-            base, rng,
-            max_displacement=data.max_displacement * scale,
-            control_spacing=data.control_spacing,
-            noise_std=data.noise_std,
-            base_labels=base_labels,
-            deformation=data.deformation,
-            bias_field=data.bias_field,
-            gamma_std=data.gamma_std,
-            coarse_displacement=coarse,
-            coarse_control_spacing=data.coarse_control_spacing,
-            affine=(data.affine_rotation, data.affine_scale, data.affine_shift),
-            tissue=tissue if synthesized else None,
-            contrast_jitter=data.contrast_jitter,
-        ))
-    return pairs
 
 
 @dataclass

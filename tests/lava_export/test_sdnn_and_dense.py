@@ -18,8 +18,9 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
+from lava_export.chip import BackendUnavailable, loihi2_available
 from lava_export.netx import export_netx, sidecar
-from lava_export.runner import BackendUnavailable, LavaNetwork, loihi2_available
+from lava_export.runner import LavaNetwork
 from lava_export.verify import SDNN_TOLERANCE, compare_on_lava
 from spikereg import compat
 from spikereg.config import load_config
@@ -239,7 +240,7 @@ def test_map_counts_the_sdnn_input_as_host_io_and_exactly_what_lava_builds_as_ch
     neurons the blocks netx builds with the input layer skipped, as the runner
     builds the network for both backends; energy charges neuron updates for the chip's only.
     """
-    from spikereg.report.energy import activity, costs_from_mapping
+    from spikereg.hardware.activity import activity, costs_from_mapping
 
     _, path = sdnn_file
     report = map_network(path, "loihi2")
@@ -288,7 +289,7 @@ def test_loihi2_backend_without_lava_loihi_stops_before_building(sdnn_file):
 
 
 def test_mistyped_loihi_generation_is_one_clear_error(monkeypatch):
-    from lava_export.runner import use_loihi2_host
+    from lava_export.chip import use_loihi2_host
 
     monkeypatch.setenv("LOIHI_GEN", "N9")
     with pytest.raises(ValueError, match=r"LOIHI_GEN='N9': not a Loihi chip generation; choose one of .*N3B3"):

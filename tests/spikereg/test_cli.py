@@ -59,7 +59,7 @@ def test_run_sim_writes_nifti_outputs_and_report(cli, tiny_export, small_pair, t
 
 
 def test_loihi2_backend_without_lava_loihi_says_what_is_missing(cli, tiny_export, small_pair, tmp_path):
-    from lava_export.runner import loihi2_available
+    from lava_export.chip import loihi2_available
 
     if loihi2_available():
         pytest.skip("lava-loihi is installed here")

@@ -20,7 +20,7 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
-from spikereg.hardware.mapping import _taps_in_bounds, main
+from spikereg.hardware.synapses import taps_in_bounds
 
 # -- writing netx files the way SLAYER's export_hdf5 does ------------------------------
 
@@ -199,11 +199,11 @@ def test_conv_counts_match_torch(
 
 def test_taps_in_bounds_by_hand() -> None:
     # 4 inputs, 3-tap kernel, stride 1, padding 1: the outer taps miss one output each
-    assert _taps_in_bounds(4, 4, 3, 1, 1, 1).tolist() == [3, 4, 3]
+    assert taps_in_bounds(4, 4, 3, 1, 1, 1).tolist() == [3, 4, 3]
     # stride 2, padding 1 over 8 inputs -> 4 outputs; tap 0 of output 0 reads index -1
-    assert _taps_in_bounds(8, 4, 3, 2, 1, 1).tolist() == [3, 4, 4]
+    assert taps_in_bounds(8, 4, 3, 2, 1, 1).tolist() == [3, 4, 4]
     # no padding: every tap is in bounds
-    assert _taps_in_bounds(6, 4, 3, 1, 0, 1).tolist() == [4, 4, 4]
+    assert taps_in_bounds(6, 4, 3, 1, 0, 1).tolist() == [4, 4, 4]
 
 
 def test_fan_in_beyond_loihi1_is_named(tmp_path: Path) -> None:
@@ -268,12 +268,17 @@ def test_report_serialises(small_net: Path) -> None:
     assert len(text.splitlines()) == 3 + 4 + 3 + 1  # header lines, 4 layers, rule/total/verdict, problems
 
 
-def test_command_line(small_net: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(small_net), "--profile", "loihi1"]) == 0
-    assert "onto loihi1" in capsys.readouterr().out
+def test_command_line(small_net: Path, tmp_path: Path) -> None:
+    """``spikereg map`` is the one command line of the mapping."""
+    from typer.testing import CliRunner
+
+    from spikereg.cli import app
+
+    result = CliRunner().invoke(app, ["map", str(small_net), "--profile", "loihi1"])
+    assert result.exit_code == 0 and "onto loihi1" in result.output
     tiny = profile_copy(tmp_path, "loihi2", "tiny", neurons_per_core=1)
-    assert main([str(small_net), "--profile", str(tiny), "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["cores"] == 197
+    result = CliRunner().invoke(app, ["map", str(small_net), "--profile", str(tiny), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["cores"] == 197
 
 
 # -- files netx could not load ----------------------------------------------------------

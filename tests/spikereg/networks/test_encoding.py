@@ -13,7 +13,7 @@ from spikereg.networks.encoding import (
     latency_encode,
     rate_encode,
 )
-from spikereg.networks.snn import METADATA_ATTR
+from spikereg.netx_file import METADATA_ATTR
 from spikereg.pretrained import DEMO_MODEL
 
 VALUES = torch.tensor([0.0, 0.04, 0.25, 0.5, 0.96, 1.0])  # floor(x*8) = 0, 0, 2, 4, 7, 8

@@ -8,7 +8,8 @@ import torch
 
 from spikereg.config import ConfigError, load_config
 from spikereg.networks.ann import AnnTwin
-from spikereg.networks.snn import METADATA_ATTR, SpikingRegNet
+from spikereg.networks.snn import SpikingRegNet
+from spikereg.netx_file import METADATA_ATTR
 from spikereg.pretrained import DEMO_MODEL
 
 TINY = ["model.patch_size=8", "model.channels=[4]", "model.strides=[2]", "model.time_steps=5",
@@ -139,7 +140,9 @@ def test_readout_gain_is_for_graded_readouts_only():
 
 def test_sdnn_summed_inputs_are_each_layers_sigma_and_fine_tuning_keeps_them_in_range():
     """The summed inputs are what Lava carries in 24 bits; the training term sees exactly them."""
-    from spikereg.training.trainer import BALANCED_MAX_VALUE, PatchBatch, _snn_outputs
+    from spikereg.data.sampling import PatchBatch
+    from spikereg.networks.ann import BALANCED_MAX_VALUE
+    from spikereg.training.trainer import _snn_outputs
 
     config = load_config(None, ["model.neuron.type=sdnn", "model.spike_code=delta", "model.patch_size=8",
                                 "model.channels=[4]", "model.strides=[2]"])

@@ -5,6 +5,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from spikereg.data import Volume, load_mni
+from spikereg.data.itk import from_sitk, to_sitk
 from spikereg.data.world import sample_world
 from spikereg.registration import affine as affine_module
 from spikereg.registration.affine import (
@@ -12,11 +13,9 @@ from spikereg.registration.affine import (
     affine_stage,
     check_plausible,
     estimate_affine,
-    from_sitk,
     matrix_ras,
     read_transform,
     save_transform,
-    to_sitk,
     transform_from_ras,
 )
 

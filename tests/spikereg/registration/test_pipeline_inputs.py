@@ -87,8 +87,8 @@ def test_a_missing_image_names_its_option(cli, labelled_crop, tmp_path):
 
 
 def test_images_far_from_the_models_voxel_size_get_a_note_not_an_error(cli, labelled_crop, tmp_path):
-    from lava_export.netx import read_metadata
     from spikereg.data import load_volume
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import spacing_note
 

@@ -48,7 +48,8 @@ def test_the_accurate_sdnn_model_is_shipped_verified_and_registers_on_lava(cli, 
     """sdnn-2mm: its checkpoint exports its netx file, Lava verified it, and it registers a 2 mm crop on Lava."""
     import h5py
 
-    from lava_export.netx import chip_ready, read_metadata
+    from lava_export.netx import chip_ready
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import SHIPPED
     from spikereg.training.trainer import load_checkpoint, load_twin
 

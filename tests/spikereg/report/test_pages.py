@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from spikereg.data import load_mni, random_ddf, save_ddf, save_volume, warp
-from spikereg.report.counts import Raster, save_raster
-from spikereg.report.energy import energy_report
+from spikereg.hardware.energy import energy_report
+from spikereg.registration.counts import Raster, save_raster
+from spikereg.registration.run_report import write_report
 from spikereg.report.html import FIGURES_DIR, write_pages
-from spikereg.report.summary import ReportError, write_report
+from spikereg.report.summary import ReportError
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +123,10 @@ def test_cli_report_prints_the_summary_and_writes_the_pages(cli, run_folder: Pat
 
 def test_a_real_run_writes_counts_and_a_raster_that_the_report_draws(tiny_export, anatomy, tmp_path: Path) -> None:
     """spikereg run's library call on the torch backend: counts and raster.npz in the folder, drawn by the report."""
-    from lava_export.netx import read_metadata
     from spikereg.data import load_volume
+    from spikereg.netx_file import read_metadata
+    from spikereg.registration.counts import load_raster
     from spikereg.registration.pipeline import run_registration
-    from spikereg.report.counts import load_raster
 
     _, model = tiny_export
     source, _, _ = anatomy

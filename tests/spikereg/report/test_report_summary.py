@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from spikereg.report.energy import energy_report
-from spikereg.report.summary import read_report, render, write_report
+from spikereg.hardware.energy import energy_report
+from spikereg.registration.run_report import write_report
+from spikereg.report.summary import read_report, render
 
 
 def _energy_section() -> dict:
@@ -70,10 +71,10 @@ def test_chip_profile_carries_the_profile_and_on_the_chip_its_measurements(run_r
     """
     from types import SimpleNamespace
 
-    from lava_export.runner import ChipProfile
+    from lava_export.chip import ChipProfile
     from spikereg.hardware import load_profile
+    from spikereg.registration.run_report import chip_profile_section
     from spikereg.report.html import summary_rows
-    from spikereg.report.summary import chip_profile_section
 
     loihi2 = load_profile("loihi2")
     probes = ChipProfile(power=SimpleNamespace(total_power=[1.25, 1.35], static_total_power=1.0),

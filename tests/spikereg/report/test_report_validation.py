@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from spikereg.report.summary import REPORT_FORMAT, ReportError, read_report, write_report
+from spikereg.registration.run_report import REPORT_FORMAT, write_report
+from spikereg.report.summary import ReportError, read_report
 
 ENERGY = {"per": "registration", "counts": {"synops": 10.0, "input_spikes": 4},
           "neuromorphic": {"chip": {"dynamic_j": 1e-6, "static_j": 2e-6, "total_j": 3e-6, "kind": "estimated",

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from spikereg.config import save_config
+from spikereg.data.sampling import PatchSampler
 from spikereg.data.synth import SyntheticPair
 from spikereg.training.distributed import Workers
-from spikereg.training.trainer import PatchSampler, train
+from spikereg.training.trainer import train
 
 # batch 3 over 2 processes: shares of 2 and 1, so the loss weighting by share size matters. Plain SGD
 # with large rates (Adam would hide a wrongly scaled gradient): a gradient twice too large moves these

@@ -92,7 +92,7 @@ def test_train_bad_inputs_give_one_line_and_no_outputs(cli, tmp_path):
 def test_training_pairs_follow_the_data_keys(tiny_config):
     from dataclasses import replace
 
-    from spikereg.training.trainer import synthetic_pairs
+    from spikereg.data.sampling import synthetic_pairs
 
     plain = synthetic_pairs(tiny_config, 1, seed=4)[0]
     labelled = synthetic_pairs(tiny_config, 1, seed=4, labels=True)[0]

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from spikereg.cli import app
 from spikereg.config import ConfigError, load_config, save_config
+from spikereg.data.sampling import PatchSampler, synthetic_pairs
 from spikereg.training import trainer
-from spikereg.training.trainer import PatchSampler, load_checkpoint, load_twin, retrain_twin, synthetic_pairs, train
+from spikereg.training.trainer import load_checkpoint, load_twin, retrain_twin, train
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -105,7 +106,7 @@ def test_sdnn_conversion_balances_the_weights_and_lava_agrees(tiny_config, tmp_p
     net, saved = load_checkpoint(best)
     twin = trained[0].eval()
     pairs = synthetic_pairs(config, config.data.pairs + 2, config.train.seed)[:config.data.pairs]
-    calibration = trainer.PatchSampler(pairs, config.model.patch_size, 2, None).sample(
+    calibration = PatchSampler(pairs, config.model.patch_size, 2, None).sample(
         trainer.CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
     kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
     assert saved.model.readout_gain == pytest.approx(gain) and gain > 1

@@ -1,4 +1,4 @@
-"""Hand-built netx files and toy profiles for the energy tests, with every count worked by hand.
+"""Hand-built netx files and toy profiles for the counts, energy and report tests, with every count worked by hand.
 
 The network (written the way SLAYER's ``export_hdf5`` writes it, no Lava needed):
 

@@ -10,36 +10,10 @@ cited profiles in ``hardware_profiles/``.
 The model (deliberately simple, and stated so that every number can be checked
 by hand):
 
-* **Fan-out.** A spike of a presynaptic neuron is delivered over its outgoing
-  synapses. Runs that counted spikes neuron by neuron (report.json's ``counts``
-  section, :mod:`spikereg.report.counts`) charge each spike the exact fan-out of
-  the neuron that sent it, split into nonzero and zero weights. Otherwise only
-  per-layer totals are known, and each presynaptic neuron is given the *mean*
-  fan-out of its population: the synapses of layer ``l`` divided by the neurons
-  of layer ``l-1`` (for layer 1, by the input size). That is exact for the total
-  when spikes are spread evenly over a population; border neurons of a padded
-  convolution have fewer synapses, and in a depth-folded convolution the
-  neurons of the border depth slices have fewer nonzero blocks, so spikes that
-  crowd there are miscounted.
-* **Synaptic operations** of layer ``l`` = spikes arriving at it (the host's
-  input spikes for layer 1, layer ``l-1``'s spikes otherwise) x that mean
-  fan-out. They are split with the mapping's counts into *effective* synops
-  (nonzero weights) and *structural zeros* (zero weights: the zero depth blocks
-  of depth folding, plus any weight that quantised to zero). Both are charged:
-  the mapping stores a conv or dense weight matrix whole, zeros included, so the
-  chip reads every stored synapse. The structural-zero share is reported apart
-  so the cost of folding a 3-D convolution into Lava's 2-D one is visible.
-* **Neuron updates** = neurons on chip x time steps run: Loihi updates every
-  compartment of a core on every step. All are charged at the profile's
-  *active* update energy, an upper bound for this term (idle neurons cost
-  ``energy_per_idle_neuron_update_pj``; per-step activity per neuron is not
-  recorded). Input neurons count only when the netx file puts them on chip; a
-  sigma-delta input layer runs on the host (the mapping's ``host`` placement:
-  a delta encoder feeding the chip through embedded I/O), so its neurons are
-  not charged, while its spikes, the messages into the chip, are.
-* **Spikes** = input spikes + every layer's spikes, one within-tile spike
-  message each (``energy_per_spike_pj``); extra mesh hops and the host link are
-  not modelled.
+* **Activity** (:mod:`spikereg.hardware.activity`): synaptic operations (exact
+  per-neuron fan-out where the run counted it, else each layer's mean fan-out),
+  split into effective ones and structural zeros, neuron updates and spike
+  messages; every one of them is charged.
 * **Static** = chip static power x chips the mapping needs x run time, the run
   time being time steps x the profile's ``time_per_step_us`` (a workload-specific
   figure), or the network time measured on the chip itself when the run was on
@@ -71,19 +45,20 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from spikereg.config import ModelConfig, config_from_dict
-from spikereg.errors import SpikeRegError
-from spikereg.hardware import (
+from spikereg.hardware.activity import Activity, EnergyError, activity, check_count, costs_from_mapping, exact_activity
+from spikereg.hardware.device import device_profile_names
+from spikereg.hardware.mapping import map_network
+from spikereg.hardware.netx_layers import read_network
+from spikereg.hardware.profiles import (
     ConventionalProfile,
     Figure,
-    MappingReport,
     NeuromorphicProfile,
     Profile,
     ProfileError,
     load_profile,
-    map_network,
 )
-from spikereg.hardware.device import device_profile_names
 from spikereg.networks.encoding import READOUT_CHANNELS
+from spikereg.netx_file import NetxFile, load_model
 
 #: The profiles ``spikereg run`` costs a registration on: the chips, the 45 nm bounds, and every
 #: shipped device profile (a measured one, hardware_profiles/gpu_measured.yaml, when it exists).
@@ -102,10 +77,6 @@ FLOAT_BYTES = 4  # the host and the ANN twin use float32
 MAC_FIGURE = {"fp32": "energy_per_mac_pj", "fp16": "energy_per_mac_fp16_pj", "int8": "energy_per_mac_int8_pj"}
 
 
-class EnergyError(SpikeRegError, ValueError):
-    """Counts that do not fit the network or the profile; the message is one line."""
-
-
 def weakest_kind(kinds: Iterable[str]) -> str:
     """The weakest of ``kinds`` (``estimated`` beats ``pre-silicon`` beats ``measured``)."""
     kinds = list(kinds)
@@ -119,171 +90,6 @@ def weakest_kind(kinds: Iterable[str]) -> str:
 
 def _figure_dict(figure: Figure) -> dict[str, Any]:
     return {"value": figure.value, "unit": figure.unit, "source": figure.source, "kind": figure.kind}
-
-
-# -- fan-out and synaptic operations ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """One spiking layer of a netx network and the synapses that feed it.
-
-    ``index`` is the netx layer index (layer 0 is the input). ``source_neurons``
-    is the size of the population whose spikes arrive here (the previous layer,
-    or the network input for the first layer).
-    """
-
-    index: int
-    type: str
-    neurons: int
-    source_neurons: int
-    synapses: int
-    nonzero_synapses: int
-    on_chip: bool = True  # False: run on the host (an SDNN input's delta encoder), no neuron updates charged
-
-    @property
-    def fanout(self) -> float:
-        """Mean synapses per presynaptic neuron, zero weights included."""
-        return self.synapses / self.source_neurons
-
-    @property
-    def effective_fanout(self) -> float:
-        """Mean nonzero-weight synapses per presynaptic neuron."""
-        return self.nonzero_synapses / self.source_neurons
-
-
-def costs_from_mapping(mapping: MappingReport) -> list[LayerCost]:
-    """One :class:`LayerCost` per layer with neurons on chip, in order.
-
-    These are exactly the layers netx builds as blocks (and so the rows of the
-    report's layer table): ``flatten`` and an input without a ``neuron`` group
-    hold no neurons and only pass their size on.
-    """
-    costs: list[LayerCost] = []
-    source: Optional[int] = None
-    for layer in mapping.layers:
-        size = 1
-        for s in layer.shape:
-            size *= int(s)
-        if layer.neurons:
-            costs.append(LayerCost(
-                index=layer.index,
-                type=layer.type,
-                neurons=layer.neurons,
-                # an on-chip input block is driven by bias, not synapses: its own size is its source
-                source_neurons=source if source is not None else size,
-                synapses=layer.synapses,
-                nonzero_synapses=layer.nonzero_synapses,
-                on_chip=layer.placement == "chip",
-            ))
-        source = size
-    if not costs:
-        raise EnergyError(f"{mapping.path or 'network'}: no layer holds neurons, nothing to cost")
-    return costs
-
-
-def layer_fanout(path: Union[str, Path], profile: Union[str, Path, NeuromorphicProfile] = "loihi2") -> list[LayerCost]:
-    """Per-layer synapse counts and mean fan-out of the netx network at ``path``.
-
-    The counts do not depend on the profile; ``map_network`` needs one only to
-    size memory and cores, so any neuromorphic profile gives the same answer.
-    """
-    return costs_from_mapping(map_network(path, profile))
-
-
-@dataclass(frozen=True)
-class LayerSynops:
-    """Synaptic operations into one layer: arriving spikes x mean fan-out."""
-
-    index: int
-    events: int
-    effective: float
-    structural_zeros: float
-
-    @property
-    def total(self) -> float:
-        return self.effective + self.structural_zeros
-
-
-def _count(value: Any, what: str) -> int:
-    try:
-        ok = not isinstance(value, bool) and int(value) == value and value >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise EnergyError(f"{what} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def synaptic_ops(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence[LayerCost]) -> list[LayerSynops]:
-    """Synops per layer: the input spikes drive layer 1, layer ``l``'s spikes drive layer ``l+1``.
-
-    The last layer's spikes leave the chip (the readout) and drive no synapses.
-    """
-    if len(spikes_per_layer) != len(costs):
-        raise EnergyError(
-            f"{len(spikes_per_layer)} layer spike counts for a network of {len(costs)} spiking layers"
-        )
-    events = [_count(input_spikes, "input spikes")]
-    events += [_count(s, f"spikes of layer {i}") for i, s in enumerate(spikes_per_layer[:-1], start=1)]
-    return [
-        LayerSynops(
-            index=cost.index,
-            events=n,
-            effective=n * cost.effective_fanout,
-            structural_zeros=n * (cost.fanout - cost.effective_fanout),
-        )
-        for n, cost in zip(events, costs)
-    ]
-
-
-@dataclass(frozen=True)
-class Activity:
-    """What the spiking network did in one registration, in the units energies are charged in."""
-
-    synops: list[LayerSynops]
-    neurons: int  # on chip, all layers
-    spikes: int  # spike messages: input spikes + every layer's spikes
-    layer_neurons: int = 0  # every layer's neurons, on chip or host (the spike rate's denominator)
-
-    @property
-    def effective_synops(self) -> float:
-        return sum(s.effective for s in self.synops)
-
-    @property
-    def structural_zero_synops(self) -> float:
-        return sum(s.structural_zeros for s in self.synops)
-
-
-def activity(spikes_per_layer: Sequence[int], input_spikes: int, costs: Sequence[LayerCost]) -> Activity:
-    """Synops, neurons and spike messages of a run (see the module docstring)."""
-    synops = synaptic_ops(spikes_per_layer, input_spikes, costs)
-    spikes = int(input_spikes) + sum(int(s) for s in spikes_per_layer)
-    return Activity(synops=synops, neurons=sum(c.neurons for c in costs if c.on_chip), spikes=spikes,
-                    layer_neurons=sum(c.neurons for c in costs))
-
-
-def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[LayerCost]) -> Activity:
-    """``mean`` with its synops replaced by those counted per neuron during the run.
-
-    ``measured`` is report.json's ``counts`` section (:mod:`spikereg.report.counts`):
-    every spike times the exact fan-out of the neuron that sent it, rather than
-    the layer's mean fan-out. Its events must be the ones the energy is charged
-    for, so a section that disagrees with the report's spike totals is refused.
-    """
-    rows = measured.get("layers", [])
-    if len(rows) != len(costs):
-        raise EnergyError(f"report counts have {len(rows)} layers, the network {len(costs)} spiking layers")
-    synops = []
-    for row, cost, approx in zip(rows, costs, mean.synops):
-        if _count(row.get("events"), f"counted events of layer {row.get('layer')}") != approx.events:
-            raise EnergyError(f"report counts: layer {row.get('layer')} received {row.get('events')} events, "
-                              f"the report's spike totals say {approx.events}")
-        synops.append(LayerSynops(index=cost.index, events=approx.events,
-                                  effective=float(_count(row.get("synops_effective"), "effective synops")),
-                                  structural_zeros=float(_count(row.get("synops_structural_zeros"),
-                                                                "structural-zero synops"))))
-    return Activity(synops=synops, neurons=mean.neurons, spikes=mean.spikes, layer_neurons=mean.layer_neurons)
 
 
 # -- energy ---------------------------------------------------------------------------
@@ -383,8 +189,8 @@ def neuromorphic_energy(
     when given (measured on that chip) else ``time_steps`` x the profile's time per step.
     """
     chip = _neuromorphic(profile)
-    time_steps = _count(time_steps, "time steps")
-    chips = _count(chips, "chips")
+    time_steps = check_count(time_steps, "time steps")
+    chips = check_count(chips, "chips")
     def term(count: float, unit: str, name: str) -> EnergyTerm:
         figure: Figure = getattr(chip, name)
         return EnergyTerm(count, unit, count * float(figure.value) * PJ, {name: figure})
@@ -432,14 +238,14 @@ def ann_macs(model_config: ModelConfig, patch_count: int) -> int:
     """MACs of the ANN twin on ``patch_count`` patches: sum of out_voxels x c_out x c_in x k^3."""
     k3 = model_config.kernel_size ** 3
     per_patch = sum(side ** 3 * c_out * c_in * k3 for side, c_out, c_in in _twin_layers(model_config))
-    return per_patch * _count(patch_count, "patch count")
+    return per_patch * check_count(patch_count, "patch count")
 
 
 def ann_io_bytes(model_config: ModelConfig, patch_count: int) -> int:
     """Host bytes per registration: fixed + moving patches in, 3 x g^3 control grids out, float32."""
     grid = _twin_layers(model_config)[-1][0]
     per_patch = (2 * model_config.patch_size ** 3 + 3 * grid ** 3) * FLOAT_BYTES
-    return per_patch * _count(patch_count, "patch count")
+    return per_patch * check_count(patch_count, "patch count")
 
 
 def conventional_energy(
@@ -455,8 +261,8 @@ def conventional_energy(
     if precision == proc.default_precision.value:
         figures["default_precision"] = proc.default_precision  # why this MAC figure was chosen
     dram = proc.energy_per_dram_word_pj
-    words = _count(io_bytes, "I/O bytes") / WORD_BYTES
-    macs = _count(macs, "MACs")
+    words = check_count(io_bytes, "I/O bytes") / WORD_BYTES
+    macs = check_count(macs, "MACs")
     dynamic = {
         "macs": EnergyTerm(macs, f"{precision} MACs", macs * float(mac.value) * PJ, figures),
         "dram": EnergyTerm(words, "32-bit words", words * float(dram.value) * PJ, {"energy_per_dram_word_pj": dram}),
@@ -468,11 +274,9 @@ def conventional_energy(
 # -- the report section ---------------------------------------------------------------
 
 
-def _model_config(model_path: Path) -> ModelConfig:
-    # lava_export.netx imports torch; import it only when a report is built.
-    from lava_export.netx import read_metadata
-
-    model = read_metadata(model_path).get("model")
+def _model_config(network: NetxFile) -> ModelConfig:
+    model_path = network.path
+    model = load_model(network).metadata.get("model")
     if not isinstance(model, dict):
         raise EnergyError(f"model {model_path}: metadata has no 'model' section, cannot size the ANN twin")
     # config_from_dict validates a whole Config; a run.patch_stride of one patch is
@@ -493,45 +297,47 @@ def _field(report: dict[str, Any], key: str) -> Any:
 
 def energy_report(
     report: dict[str, Any],
-    model_path: Union[str, Path],
+    model_path: Union[str, Path, NetxFile],
     profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES,
 ) -> dict[str, Any]:
-    """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``.
+    """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``
+    (or that file already read: a run shares the one its backend read).
 
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
     ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are
     names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration.
     """
-    model_path = Path(model_path)
     loaded = [_load(p) for p in profiles]
     chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
     procs = [p for p in loaded if isinstance(p, ConventionalProfile)]
     if not chips:
         raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
 
-    mappings = {chip.name: map_network(model_path, chip) for chip in chips}
+    network = model_path if isinstance(model_path, NetxFile) else read_network(model_path)
+    model_path = network.path
+    mappings = {chip.name: map_network(network, chip) for chip in chips}
     costs = costs_from_mapping(next(iter(mappings.values())))
     rows = _field(report, "layers")
-    spikes = [_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
+    spikes = [check_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
     if len(rows) != len(costs) or any(row["neurons"] != c.neurons for row, c in zip(rows, costs)):
         raise EnergyError(
             f"report layers (neurons {[row['neurons'] for row in rows]}) do not match the spiking layers of "
             f"{model_path} (neurons {[c.neurons for c in costs]})"
         )
-    input_spikes = _count(_field(report, "input_spikes"), "input spikes")
-    time_steps = _count(_field(report, "time_steps"), "time steps")
+    input_spikes = check_count(_field(report, "input_spikes"), "input spikes")
+    time_steps = check_count(_field(report, "time_steps"), "time steps")
     if "patches" in report:  # every patch the network ran, over all pyramid levels and iterations
-        patches = _count(report["patches"], "patches")
+        patches = check_count(report["patches"], "patches")
     else:  # reports written before pyramids: one level, the same patches every iteration
-        patches = _count(_field(report, "iterations"), "iterations") * _count(
+        patches = check_count(_field(report, "iterations"), "iterations") * check_count(
             _field(report, "patches_per_iteration"), "patches per iteration")
     counts = activity(spikes, input_spikes, costs)
     counted = report.get("counts")
     if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean
         counts = exact_activity(counts, counted, costs)
 
-    config = _model_config(model_path)
+    config = _model_config(network)
     macs = ann_macs(config, patches)
     io_bytes = ann_io_bytes(config, patches)
     conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
@@ -559,7 +365,7 @@ def energy_report(
     return {
         "per": "registration",
         "model": "counts measured on the backend x per-event energies from hardware profiles "
-                 "(see spikereg/report/energy.py); an estimate, not a power measurement",
+                 "(see spikereg/hardware/energy.py); an estimate, not a power measurement",
         "counts": {
             "patches": patches,
             "time_steps": time_steps,

@@ -33,6 +33,7 @@ class StandInLava:
 
     def __init__(self, model_path, backend="sim", precision="fixed", range_stop=True) -> None:
         StandInLava.started += 1
+        self.model = model_path  # the file as open_backend read it (spikereg.netx_file.NetxFile)
         self.guard = RangeGuard(proven=True, worst_case=[], limit=None)
         self.name, self.patch_size, self.reduction = backend, 4, 2
         self.codec = SimpleNamespace(window=8)

@@ -33,8 +33,9 @@ import torch
 
 from spikereg import compat
 from spikereg.data import load_mni
-from spikereg.report.counts import CountError, count_patches, fanouts, load_raster, save_raster
-from spikereg.report.energy import EnergyError, energy_report
+from spikereg.hardware.activity import EnergyError
+from spikereg.hardware.energy import energy_report
+from spikereg.registration.counts import CountError, count_patches, fanouts, load_raster, save_raster
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_counts_refuse_spikes_that_do_not_fit(hand_net) -> None:
 
 
 def test_raster_round_trip(tmp_path: Path) -> None:
-    from spikereg.report.counts import Raster
+    from spikereg.registration.counts import Raster
 
     layers = {"input": np.eye(4, 6, dtype=bool), "layer 1": np.zeros((4, 3), bool)}
     save_raster(tmp_path / "r.npz", Raster(layers, patch=7, origin=[0, 8, 16], backend="sim"))

@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import h5py
 import numpy as np
 import torch
 
 from spikereg.errors import SpikeRegError
-from spikereg.hardware.mapping import netx_text
+from spikereg.hardware.activity import layer_fanout
+from spikereg.hardware.netx_layers import read_network
+from spikereg.netx_file import Group, NetxFile, is_dataset, netx_text
 
 RASTER_NAME = "raster.npz"
 BRAIN_THRESHOLD = 0.1  # a patch shows brain where a normalized intensity exceeds this
@@ -72,7 +73,7 @@ class Fanout:
         return int(self.total.size)
 
 
-def _pair(group: h5py.Group, name: str) -> tuple[int, int]:
+def _pair(group: Group, name: str) -> tuple[int, int]:
     values = np.asarray(group[name][()]).reshape(-1).astype(int)
     return (int(values[0]), int(values[0])) if values.size == 1 else (int(values[0]), int(values[1]))
 
@@ -92,48 +93,46 @@ def conv_fanout(weight: np.ndarray, in_shape: Sequence[int], stride: tuple[int, 
     return result[0], result[1]
 
 
-def fanouts(path: str | Path) -> list[Fanout]:
-    """One :class:`Fanout` per spiking layer of the netx file at ``path``, in order.
+def fanouts(source: str | Path | NetxFile) -> list[Fanout]:
+    """One :class:`Fanout` per spiking layer of the netx file at ``source`` (or that file already read), in order.
 
     The file is first checked and sized by :func:`spikereg.hardware.map_network`
     (clear errors for files netx cannot load); the synapse totals here must equal
     its per-layer counts.
     """
-    from spikereg.report.energy import layer_fanout
-
-    path = Path(path)
-    costs = layer_fanout(path)  # validates the file; per-layer synapse totals to check against
+    model = source if isinstance(source, NetxFile) else read_network(source)
+    path = model.path
+    costs = layer_fanout(model)  # validates the file; per-layer synapse totals to check against
     result: list[Fanout] = []
-    with h5py.File(path, "r") as handle:
-        layers = handle["layer"]
-        shape: Optional[tuple[int, ...]] = None
-        for index in range(len(layers)):
-            group = layers[str(index)]
-            kind = netx_text(group["type"][()])
-            if kind == "input":
-                shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
-                if "neuron" in group:
-                    raise CountError(f"{path}: an input layer with neurons (an on-chip input block, or a "
-                                     "sigma-delta input delta-encoded on the host) is not supported by the "
-                                     "per-neuron counts")
-                continue
-            if kind == "flatten":
-                shape = (int(np.prod(shape)),)
-                continue
-            out_shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
-            weight = np.asarray(group["weight"][()]) if isinstance(group.get("weight"), h5py.Dataset) else None
-            if kind == "conv" and weight is not None:
-                total, nonzero = conv_fanout(weight, shape, _pair(group, "stride"), _pair(group, "padding"),
-                                             _pair(group, "dilation"), int(np.asarray(group["groups"][()])))
-            elif kind == "dense" and weight is not None:
-                weight = weight.reshape(int(np.prod(out_shape)), -1)
-                total = np.full(weight.shape[1], weight.shape[0], dtype=np.int64)
-                nonzero = (weight != 0).sum(axis=0).astype(np.int64)
-            else:
-                raise CountError(f"{path}: layer {index} ({kind}): per-neuron counts support conv and dense "
-                                 "layers with real weights only")
-            result.append(Fanout(index, kind, int(np.prod(out_shape)), total, nonzero))
-            shape = out_shape
+    layers = model.layers
+    shape: Optional[tuple[int, ...]] = None
+    for index in range(len(layers)):
+        group = layers[str(index)]
+        kind = netx_text(group["type"][()])
+        if kind == "input":
+            shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
+            if "neuron" in group:
+                raise CountError(f"{path}: an input layer with neurons (an on-chip input block, or a "
+                                 "sigma-delta input delta-encoded on the host) is not supported by the "
+                                 "per-neuron counts")
+            continue
+        if kind == "flatten":
+            shape = (int(np.prod(shape)),)
+            continue
+        out_shape = tuple(int(s) for s in np.asarray(group["shape"][()]).reshape(-1))
+        weight = np.asarray(group["weight"][()]) if is_dataset(group.get("weight")) else None
+        if kind == "conv" and weight is not None:
+            total, nonzero = conv_fanout(weight, shape, _pair(group, "stride"), _pair(group, "padding"),
+                                         _pair(group, "dilation"), int(np.asarray(group["groups"][()])))
+        elif kind == "dense" and weight is not None:
+            weight = weight.reshape(int(np.prod(out_shape)), -1)
+            total = np.full(weight.shape[1], weight.shape[0], dtype=np.int64)
+            nonzero = (weight != 0).sum(axis=0).astype(np.int64)
+        else:
+            raise CountError(f"{path}: layer {index} ({kind}): per-neuron counts support conv and dense "
+                             "layers with real weights only")
+        result.append(Fanout(index, kind, int(np.prod(out_shape)), total, nonzero))
+        shape = out_shape
     for fan, cost in zip(result, costs):
         if int(fan.total.sum()) != cost.synapses or int(fan.nonzero.sum()) != cost.nonzero_synapses:
             raise CountError(f"{path}: layer {fan.index}: fan-out sums ({int(fan.total.sum())}, "
@@ -334,8 +333,8 @@ class SpikeCounter:
     :meth:`record_raster` with the same spikes, which keeps one patch with brain in full.
     """
 
-    def __init__(self, model_path: str | Path) -> None:
-        self.fans = fanouts(model_path)
+    def __init__(self, model: str | Path | NetxFile) -> None:
+        self.fans = fanouts(model)
         self.labels: list[str] = []
         self.iterations: list[list[PatchCounts]] = []
         self.raster: Optional[Raster] = None

@@ -19,22 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from lava_export.netx import ModelFileError
 from spikereg.config import ConfigError, ModelConfig
 from spikereg.hardware import ProfileError, load_profile
-from spikereg.hardware.energy_section import energy_section
-from spikereg.report.energy import (
-    EnergyError,
-    activity,
+from spikereg.hardware.activity import EnergyError, activity, layer_fanout, synaptic_ops
+from spikereg.hardware.energy import (
     ann_io_bytes,
     ann_macs,
     conventional_energy,
     energy_report,
-    layer_fanout,
     neuromorphic_energy,
-    synaptic_ops,
     weakest_kind,
 )
+from spikereg.hardware.energy_section import energy_section
+from spikereg.netx_file import ModelFileError
 
 DYNAMIC_J = 6367e-12
 STATIC_J = 0.1 * 10 * 10e-6
