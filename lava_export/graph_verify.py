@@ -16,6 +16,8 @@ node's worst case over every input against the chip's range
 from __future__ import annotations
 
 import functools
+import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,8 +26,14 @@ import numpy as np
 import torch
 
 from lava_export.graph_builder import LavaGraph
-from lava_export.verify import graded_quantum
+from lava_export.graph_file import export_graph
+from lava_export.netx import sidecar
+from lava_export.verify import graded_quantum, stress_patches
+from spikereg.data import load_mni
+from spikereg.data.io import write_text_atomic
 from spikereg.errors import SpikeRegError
+from spikereg.networks.encoding import hold_encode, input_features, rate_encode
+from spikereg.networks.folding import fold_volume
 from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
 
 
@@ -160,8 +168,6 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
 
 @functools.lru_cache(maxsize=2)
 def _template_t1(spacing: float) -> torch.Tensor:
-    from spikereg.data import load_mni
-
     return torch.as_tensor(np.asarray(load_mni("t1", spacing).data, dtype=np.float32))
 
 
@@ -170,10 +176,6 @@ def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: in
     """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
     plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`: SDNN, graded levels held
     ``window`` steps; CUBA, a rate code over ``time_steps`` (default ``window // 2``) then silence."""
-    from lava_export.verify import stress_patches
-    from spikereg.networks.encoding import hold_encode, input_features, rate_encode
-    from spikereg.networks.folding import fold_volume
-
     rng = np.random.default_rng(seed)
     volume = _template_t1(float(spacing))
     size, margin = net.config.patch_size, 2
@@ -230,13 +232,6 @@ def export_graph_verified(net, out: str | Path, *, patches: int = 3, window: int
     the stress pairs) through both. Nothing appears at ``out`` unless every
     check passed.
     """
-    import json
-    import os
-
-    from lava_export.graph_file import export_graph
-    from lava_export.netx import sidecar
-    from spikereg.data.io import write_text_atomic
-
     if range_mode not in ("proven", "guarded"):
         raise ValueError(f"range_mode {range_mode!r}: choose proven or guarded")
     out = Path(out)

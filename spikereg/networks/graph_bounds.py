@@ -21,7 +21,15 @@ from __future__ import annotations
 
 import torch
 
-from spikereg.networks.bounds import INPUT_MAX, RangeCheck, message_limit, summed_input_limit
+from spikereg.networks.bounds import (
+    ACTIVATION_SHIFT,
+    INPUT_MAX,
+    UV_LIMIT,
+    RangeCheck,
+    _geometric,
+    message_limit,
+    summed_input_limit,
+)
 
 
 def edge_weight(net, edge, differentiable: bool = False) -> torch.Tensor:
@@ -110,8 +118,6 @@ def graph_cuba_table(net, window: int) -> list[RangeCheck]:
     ``iDecay / 4096`` and is reset every window; the rows per edge give each
     edge's share.
     """
-    from spikereg.networks.bounds import ACTIVATION_SHIFT, UV_LIMIT, _geometric
-
     rows = []
     for node in net.nodes[1:]:
         layer = net.index[node.name]

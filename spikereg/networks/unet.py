@@ -38,8 +38,9 @@ Lava then needs delay buffers on those edges (relays).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
@@ -47,6 +48,7 @@ from spikereg import compat
 from spikereg.networks.encoding import READOUT_CHANNELS
 from spikereg.networks.folding import DepthFold, FoldedKernel
 from spikereg.networks.snn import graded_spike_scale
+from spikereg.netx_file import read_edges, read_netx
 
 
 class DepthFoldT:
@@ -362,38 +364,25 @@ class SpikingGraph(torch.nn.Module):
         is not reproduced, which verification then shows); delays are the
         file's ``/graph/edge/<k>/delay``.
         """
-        import json
-        from dataclasses import replace
-
-        import h5py
-        import numpy as np
-
-        from spikereg.networks.snn import METADATA_ATTR
-
-        with h5py.File(path, "r") as handle:
-            meta = json.loads(handle.attrs[METADATA_ATTR])
-            model = dict(meta["model"], channels=tuple(meta["model"]["channels"]), align_delays=False)
-            config = UNetConfig(**model)
-            topology = meta["topology"]
-            nodes = [Node(n["name"], n["channels"], n["size"]) for n in topology["nodes"]]
-            edges = [Edge(**e) for e in topology["edges"]]
-            names = [n.name for n in nodes]
-            groups = {}
-            for k in handle["graph/edge"]:
-                group = handle[f"graph/edge/{k}"]
-                src, dst = names[int(group["source"][()])], names[int(group["destination"][()])]
-                primary = bool(group["primary"][()])
-                groups[(src, dst)] = (int(group["delay"][()]),
-                                      np.asarray(handle[f"layer/{names.index(dst)}/weight" if primary
-                                                        else f"graph/edge/{k}/weight"][()]))
-            edges = [replace(e, delay=groups[(e.source, e.destination)][0]) for e in edges]
-            net = cls(config, nodes, edges, architecture=meta.get("architecture", "graph"))
-            for edge in net.edges:
-                weight = torch.as_tensor(groups[(edge.source, edge.destination)][1], dtype=torch.float32)
-                synapse = net.edge_synapse(edge)
-                scale = net.blocks[edge.destination].neuron.w_scale
-                with torch.no_grad():
-                    synapse.weight = (weight / scale).unsqueeze(-1)
+        netx = read_netx(path)
+        _, file_edges = read_edges(path)
+        meta = netx.metadata
+        model = dict(meta["model"], channels=tuple(meta["model"]["channels"]), align_delays=False)
+        config = UNetConfig(**model)
+        topology = meta["topology"]
+        nodes = [Node(n["name"], n["channels"], n["size"]) for n in topology["nodes"]]
+        edges = [Edge(**e) for e in topology["edges"]]
+        names = [n.name for n in nodes]
+        groups = {(names[e.source], names[e.destination]): (e.delay, np.asarray(netx.root[f"{e.group}/weight"]))
+                  for e in file_edges}
+        edges = [replace(e, delay=groups[(e.source, e.destination)][0]) for e in edges]
+        net = cls(config, nodes, edges, architecture=meta.get("architecture", "graph"))
+        for edge in net.edges:
+            weight = torch.as_tensor(groups[(edge.source, edge.destination)][1], dtype=torch.float32)
+            synapse = net.edge_synapse(edge)
+            scale = net.blocks[edge.destination].neuron.w_scale
+            with torch.no_grad():
+                synapse.weight = (weight / scale).unsqueeze(-1)
         return net.eval()
 
 
