@@ -221,7 +221,7 @@ def run(args, argv, meter, device: str, sync: Callable[[], None]) -> int:
     ``meter`` is :class:`Nvml` on a GPU; the CPU tests hand in a meter of their own and ``device="cpu"``
     to run the same steps, writing to a temporary folder.
     """
-    from lava_export.netx import read_metadata
+    from spikereg.netx_file import read_metadata
     from spikereg.data import load_mni, make_pair
     from spikereg.hardware.device import idle_power_w, measured_profile, write_profile
     from spikereg.hardware.energy import ann_macs

@@ -175,7 +175,11 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         if method in done and not args.redo and (run_out / "report.json").exists():
             runs[backend] = run_out
             continue
-        result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out)
+        if not args.redo and (run_out / "report.json").exists():  # an earlier run of this command finished it
+            report = json.loads((run_out / "report.json").read_text())
+            result = {"exit": 0, "seconds": report["timing"]["total_seconds"], "report": report}
+        else:
+            result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out)
         if result["exit"] != 0:
             record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
             continue
@@ -231,7 +235,7 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
 def load_volume_ddf(path: Path) -> np.ndarray:
     from spikereg.data import load_ddf
 
-    return load_ddf(path)
+    return load_ddf(path)[0]
 
 
 def table(rows: dict) -> list[str]:

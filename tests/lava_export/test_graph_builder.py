@@ -222,7 +222,7 @@ def test_verified_export_writes_verify_json_per_layer_and_edge(tmp_path):
 
 
 def test_sequential_commands_refuse_a_graph_file_in_one_line(unet_file):
-    from lava_export.netx import ModelFileError, read_metadata
+    from spikereg.netx_file import ModelFileError, read_metadata
 
     _, path, _ = unet_file
     with pytest.raises(ModelFileError, match="a graph netx file"):
