@@ -221,10 +221,10 @@ def run(args, argv, meter, device: str, sync: Callable[[], None]) -> int:
     ``meter`` is :class:`Nvml` on a GPU; the CPU tests hand in a meter of their own and ``device="cpu"``
     to run the same steps, writing to a temporary folder.
     """
-    from spikereg.netx_file import read_metadata
     from spikereg.data import load_mni, make_pair
     from spikereg.hardware.device import idle_power_w, measured_profile, write_profile
     from spikereg.hardware.energy import ann_macs
+    from spikereg.netx_file import read_metadata
     from spikereg.pretrained import resolve_checkpoint, resolve_model
     from spikereg.registration.backends import open_backend
     from spikereg.registration.pipeline import run_options
