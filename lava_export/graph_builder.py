@@ -40,10 +40,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from lava_export.graph_file import GraphEdge, read_edges
-from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, spike_exp_of, to_lava
+from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, to_lava
 from spikereg import compat
 from spikereg.errors import SpikeRegError
 from spikereg.networks.snn import graded_spike_scale
+from spikereg.netx_file import read_netx, spike_exp_of
 
 MESSAGE_BITS = 16  # graded spikes between sigma-delta layers (netx's default for SDNN)
 
@@ -125,7 +126,7 @@ class LavaGraph:
         if not self.graded and not window:
             raise GraphBuildError(f"model {self.path}: a CUBA graph resets every window; give its window")
         self.path_lengths = self._path_lengths()
-        self.spike_exp = spike_exp_of(self.path)
+        self.spike_exp = spike_exp_of(read_netx(self.path))
         self.spike_scale = graded_spike_scale(self.spike_exp)
         self.encoder = None
         self.neurons: list = []  # per layer >= 1
