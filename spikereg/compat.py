@@ -96,6 +96,15 @@ Two more are about stopping (:func:`lava_workers_follow_parent`, :func:`stop_lav
    interrupts the wait, it kills the remaining workers, shuts the shared-memory
    manager down (which unlinks its segments, else they are unlinked here) and
    marks the runtime stopped so that Lava's ``__del__`` does not wait again.
+
+And one for Python 3.12 and 3.13, whose torch here comes from PyPI as a CUDA build
+(:func:`quiet_cuda_home_warning`):
+
+6. **torch's CUDA_HOME warning.** lava-dl's SLAYER imports
+   ``torch.utils.cpp_extension``, which, in a CUDA build of torch on a machine
+   with ``nvcc`` but no GPU, logs ``No CUDA runtime is found, using
+   CUDA_HOME=...`` at import: one stray line in every command's stderr. A
+   logging filter drops that record only.
 """
 from __future__ import annotations
 
@@ -103,6 +112,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import re
 import signal
@@ -204,10 +214,44 @@ class _StubLoader(importlib.abc.Loader):
 _FINDER = _LavaFinder()
 
 
+# -- a CUDA torch on a machine without a GPU (fix 6) -------------------------------------
+
+CPP_EXTENSION_LOGGER = "torch.utils.cpp_extension"
+NO_CUDA_RUNTIME = "No CUDA runtime is found"
+
+
+class _NoCudaRuntimeFilter(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." record, and nothing else (fix 6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NO_CUDA_RUNTIME)
+
+
+_NO_CUDA_FILTER = _NoCudaRuntimeFilter()
+
+
+def quiet_cuda_home_warning() -> None:
+    """Keep torch's CUDA_HOME warning out of every command's output (idempotent; fix 6).
+
+    lava-dl's SLAYER imports ``torch.utils.cpp_extension`` when it is imported
+    (for CUDA kernels it compiles on first use on a GPU, which SpikeReg never
+    asks for), and that module, loaded from a CUDA build of torch on a machine
+    with an ``nvcc`` but no GPU, logs ``No CUDA runtime is found, using
+    CUDA_HOME='/usr/local'`` at import. PyPI's torch for Python 3.12 and 3.13
+    is such a build (only 3.11 has a CPU wheel here), so every command printed
+    that line to stderr, e.g. before ``interrupted (SIGINT): ...``. The
+    logger exists before torch does, so the filter is in place in time.
+    """
+    logger = logging.getLogger(CPP_EXTENSION_LOGGER)
+    if _NO_CUDA_FILTER not in logger.filters:
+        logger.addFilter(_NO_CUDA_FILTER)
+
+
 def install() -> None:
     """Install the import fixes (idempotent). Must run before Lava is imported."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+    quiet_cuda_home_warning()
 
 
 def import_lava(name: str) -> types.ModuleType:

@@ -1,5 +1,6 @@
 """The Lava fixes in compat: each does its job, and nothing where its problem is absent."""
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -74,6 +75,33 @@ def test_without_compat_lava_fails_on_this_python():
 def test_finder_ignores_other_modules():
     assert compat._FINDER.find_spec("json") is None
     assert importlib.import_module("json")
+
+
+# -- fix 6: torch's CUDA_HOME warning --------------------------------------------------------
+
+def test_cuda_home_warning_is_dropped_and_nothing_else(caplog):
+    compat.install()
+    compat.install()  # idempotent
+    logger = logging.getLogger(compat.CPP_EXTENSION_LOGGER)
+    assert logger.filters.count(compat._NO_CUDA_FILTER) == 1
+    with caplog.at_level(logging.WARNING, logger=compat.CPP_EXTENSION_LOGGER):
+        logger.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        logger.warning("Error checking compiler version for %s", "c++")
+    assert [record.getMessage() for record in caplog.records] == ["Error checking compiler version for c++"]
+
+
+def test_importing_slayer_prints_no_cuda_home_warning():
+    code = "import spikereg.compat as c; c.slayer(); c.netx()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert compat.NO_CUDA_RUNTIME not in result.stderr, result.stderr
+    # the fix is needed where torch is a CUDA build on a machine without a GPU (PyPI's torch on 3.12/3.13 here)
+    plain = subprocess.run([sys.executable, "-c", "import torch.utils.cpp_extension"], capture_output=True, text=True,
+                           timeout=300)
+    import torch
+    from torch.utils import cpp_extension
+    if torch.version.cuda and not torch.cuda.is_available() and cpp_extension.CUDA_HOME:
+        assert compat.NO_CUDA_RUNTIME in plain.stderr, plain.stderr
 
 
 # -- fix 3: Lava's conv on torch ---------------------------------------------------------
