@@ -105,6 +105,14 @@ And one for Python 3.12 and 3.13, whose torch here comes from PyPI as a CUDA bui
    with ``nvcc`` but no GPU, logs ``No CUDA runtime is found, using
    CUDA_HOME=...`` at import: one stray line in every command's stderr. A
    logging filter drops that record only.
+
+And one for numpy 2 (Python 3.13 here: numpy 1.x has no wheels for it), :func:`fix_reshape_port`:
+
+7. **np.reshape(newshape=...)**. Lava's ``ReshapePort`` (a port's
+   ``reshape``/``flatten``: netx's conv -> flatten -> dense) calls
+   ``np.reshape(..., newshape=...)``, which newer numpy 2 rejects; the worker
+   that receives through it dies and the run waits forever. Where numpy takes
+   ``shape=`` (>= 2.1) the port's two transforms use it.
 """
 from __future__ import annotations
 
@@ -257,7 +265,57 @@ def install() -> None:
 def import_lava(name: str) -> types.ModuleType:
     """Import a Lava module (e.g. ``lava.magma.core.run_configs``) with the fixes in place."""
     install()
-    return importlib.import_module(name)
+    module = importlib.import_module(name)
+    fix_reshape_port()
+    return module
+
+
+# -- numpy 2: np.reshape(newshape=...) (fix 7) -------------------------------------------
+
+LAVA_PORTS = "lava.magma.core.process.ports.ports"
+
+
+def numpy_reshape_takes_shape() -> bool:
+    """True on numpy >= 2.1, whose ``np.reshape`` takes ``shape=`` (and deprecates, later removes, ``newshape=``)."""
+    try:
+        np.reshape(np.zeros(1), shape=(1,))
+    except TypeError:
+        return False
+    return True
+
+
+def fix_reshape_port() -> bool:
+    """Make Lava's ``ReshapePort`` call ``np.reshape(shape=...)`` where numpy has it (fix 7; idempotent).
+
+    lava-nc 0.10.0's ``ReshapePort`` (``lava/magma/core/process/ports/ports.py``:
+    ``OutPort.reshape``/``flatten``, which netx uses between a conv and a dense
+    layer) builds its transforms as ``functools.partial(np.reshape,
+    newshape=...)``. numpy 2.1 deprecated ``newshape`` and the numpy 2 that
+    Python 3.13 gets (no numpy 1.x wheels) rejects it: ``TypeError: reshape()
+    got an unexpected keyword argument 'newshape'`` in the receiving worker,
+    which dies, and the main process then waits for its output forever. The
+    same transforms with ``shape=`` (numpy >= 2.1) are what Lava would write.
+    Applied only where numpy takes ``shape=``, once the ports module is
+    loaded (every Lava network imports it); returns True when the class is fixed.
+    """
+    ports = sys.modules.get(LAVA_PORTS)
+    if ports is None or not numpy_reshape_takes_shape():
+        return False
+    reshape_port = ports.ReshapePort
+    if getattr(reshape_port, "_spikereg_reshape_fixed", False):
+        return True
+    import functools
+
+    def get_transform_func_fwd(self) -> functools.partial:
+        return functools.partial(np.reshape, shape=self.shape)
+
+    def get_transform_func_bwd(self) -> functools.partial:
+        return functools.partial(np.reshape, shape=self.old_shape)
+
+    reshape_port.get_transform_func_fwd = get_transform_func_fwd
+    reshape_port.get_transform_func_bwd = get_transform_func_bwd
+    reshape_port._spikereg_reshape_fixed = True
+    return True
 
 
 def slayer() -> types.ModuleType:

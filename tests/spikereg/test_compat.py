@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -102,6 +103,31 @@ def test_importing_slayer_prints_no_cuda_home_warning():
     from torch.utils import cpp_extension
     if torch.version.cuda and not torch.cuda.is_available() and cpp_extension.CUDA_HOME:
         assert compat.NO_CUDA_RUNTIME in plain.stderr, plain.stderr
+
+
+# -- fix 7: np.reshape(newshape=...) under numpy 2 ---------------------------------------------
+
+def test_reshape_port_transforms_work_on_this_numpy_without_warnings():
+    ports = compat.import_lava(compat.LAVA_PORTS)
+    port = ports.ReshapePort(new_shape=(2, 3), old_shape=(6,))
+    data = np.arange(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy 2.1-2.3 only deprecate newshape=
+        forward = port.get_transform_func_fwd()(data)
+        assert forward.shape == (2, 3) and np.array_equal(port.get_transform_func_bwd()(forward), data)
+    assert compat.fix_reshape_port() == compat.numpy_reshape_takes_shape()  # applied exactly where numpy has shape=
+    assert getattr(ports.ReshapePort, "_spikereg_reshape_fixed", False) == compat.numpy_reshape_takes_shape()
+
+
+def test_reshape_port_fix_is_needed_where_it_applies():
+    """Lava's own transform, np.reshape(newshape=...), is deprecated or gone where the fix applies."""
+    if not compat.numpy_reshape_takes_shape():
+        assert np.reshape(np.arange(6), newshape=(2, 3)).shape == (2, 3)  # numpy < 2.1: Lava's call is fine
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises((TypeError, DeprecationWarning)):
+            np.reshape(np.arange(6), newshape=(2, 3))
 
 
 # -- fix 3: Lava's conv on torch ---------------------------------------------------------
