@@ -96,6 +96,23 @@ Two more are about stopping (:func:`lava_workers_follow_parent`, :func:`stop_lav
    interrupts the wait, it kills the remaining workers, shuts the shared-memory
    manager down (which unlinks its segments, else they are unlinked here) and
    marks the runtime stopped so that Lava's ``__del__`` does not wait again.
+
+And one for Python 3.12 and 3.13, whose torch here comes from PyPI as a CUDA build
+(:func:`quiet_cuda_home_warning`):
+
+6. **torch's CUDA_HOME warning.** lava-dl's SLAYER imports
+   ``torch.utils.cpp_extension``, which, in a CUDA build of torch on a machine
+   with ``nvcc`` but no GPU, logs ``No CUDA runtime is found, using
+   CUDA_HOME=...`` at import: one stray line in every command's stderr. A
+   logging filter drops that record only.
+
+And one for numpy 2 (Python 3.13 here: numpy 1.x has no wheels for it), :func:`fix_reshape_port`:
+
+7. **np.reshape(newshape=...)**. Lava's ``ReshapePort`` (a port's
+   ``reshape``/``flatten``: netx's conv -> flatten -> dense) calls
+   ``np.reshape(..., newshape=...)``, which newer numpy 2 rejects; the worker
+   that receives through it dies and the run waits forever. Where numpy takes
+   ``shape=`` (>= 2.1) the port's two transforms use it.
 """
 from __future__ import annotations
 
@@ -103,6 +120,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import re
 import signal
@@ -206,16 +224,100 @@ class _StubLoader(importlib.abc.Loader):
 _FINDER = _LavaFinder()
 
 
+# -- a CUDA torch on a machine without a GPU (fix 6) -------------------------------------
+
+CPP_EXTENSION_LOGGER = "torch.utils.cpp_extension"
+NO_CUDA_RUNTIME = "No CUDA runtime is found"
+
+
+class _NoCudaRuntimeFilter(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." record, and nothing else (fix 6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NO_CUDA_RUNTIME)
+
+
+_NO_CUDA_FILTER = _NoCudaRuntimeFilter()
+
+
+def quiet_cuda_home_warning() -> None:
+    """Keep torch's CUDA_HOME warning out of every command's output (idempotent; fix 6).
+
+    lava-dl's SLAYER imports ``torch.utils.cpp_extension`` when it is imported
+    (for CUDA kernels it compiles on first use on a GPU, which SpikeReg never
+    asks for), and that module, loaded from a CUDA build of torch on a machine
+    with an ``nvcc`` but no GPU, logs ``No CUDA runtime is found, using
+    CUDA_HOME='/usr/local'`` at import. PyPI's torch for Python 3.12 and 3.13
+    is such a build (only 3.11 has a CPU wheel here), so every command printed
+    that line to stderr, e.g. before ``interrupted (SIGINT): ...``. The
+    logger exists before torch does, so the filter is in place in time.
+    """
+    logger = logging.getLogger(CPP_EXTENSION_LOGGER)
+    if _NO_CUDA_FILTER not in logger.filters:
+        logger.addFilter(_NO_CUDA_FILTER)
+
+
 def install() -> None:
     """Install the import fixes (idempotent). Must run before Lava is imported."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+    quiet_cuda_home_warning()
 
 
 def import_lava(name: str) -> types.ModuleType:
     """Import a Lava module (e.g. ``lava.magma.core.run_configs``) with the fixes in place."""
     install()
-    return importlib.import_module(name)
+    module = importlib.import_module(name)
+    fix_reshape_port()
+    return module
+
+
+# -- numpy 2: np.reshape(newshape=...) (fix 7) -------------------------------------------
+
+LAVA_PORTS = "lava.magma.core.process.ports.ports"
+
+
+def numpy_reshape_takes_shape() -> bool:
+    """True on numpy >= 2.1, whose ``np.reshape`` takes ``shape=`` (and deprecates, later removes, ``newshape=``)."""
+    try:
+        np.reshape(np.zeros(1), shape=(1,))
+    except TypeError:
+        return False
+    return True
+
+
+def fix_reshape_port() -> bool:
+    """Make Lava's ``ReshapePort`` call ``np.reshape(shape=...)`` where numpy has it (fix 7; idempotent).
+
+    lava-nc 0.10.0's ``ReshapePort`` (``lava/magma/core/process/ports/ports.py``:
+    ``OutPort.reshape``/``flatten``, which netx uses between a conv and a dense
+    layer) builds its transforms as ``functools.partial(np.reshape,
+    newshape=...)``. numpy 2.1 deprecated ``newshape`` and the numpy 2 that
+    Python 3.13 gets (no numpy 1.x wheels) rejects it: ``TypeError: reshape()
+    got an unexpected keyword argument 'newshape'`` in the receiving worker,
+    which dies, and the main process then waits for its output forever. The
+    same transforms with ``shape=`` (numpy >= 2.1) are what Lava would write.
+    Applied only where numpy takes ``shape=``, once the ports module is
+    loaded (every Lava network imports it); returns True when the class is fixed.
+    """
+    ports = sys.modules.get(LAVA_PORTS)
+    if ports is None or not numpy_reshape_takes_shape():
+        return False
+    reshape_port = ports.ReshapePort
+    if getattr(reshape_port, "_spikereg_reshape_fixed", False):
+        return True
+    import functools
+
+    def get_transform_func_fwd(self) -> functools.partial:
+        return functools.partial(np.reshape, shape=self.shape)
+
+    def get_transform_func_bwd(self) -> functools.partial:
+        return functools.partial(np.reshape, shape=self.old_shape)
+
+    reshape_port.get_transform_func_fwd = get_transform_func_fwd
+    reshape_port.get_transform_func_bwd = get_transform_func_bwd
+    reshape_port._spikereg_reshape_fixed = True
+    return True
 
 
 def slayer() -> types.ModuleType:
@@ -533,7 +635,8 @@ def stop_lava(runtime: Any, stop: Callable[[], None], timeout: float = LAVA_STOP
 
     Where it blocks, raises, leaves a worker alive, or a signal interrupts the
     wait (re-raised after), :func:`end_lava` ends the runtime. Returns True
-    when Lava stopped by itself. ``stop``'s own exception is re-raised.
+    when Lava stopped by itself. ``stop``'s own exception is re-raised when it ended in time (one it
+    hits after the timeout, while :func:`end_lava` ends its workers, is not).
     """
     if runtime is not None and not runtime._is_started:
         # Interrupted while Lava built its workers: its stop would join workers that wait for a
@@ -558,11 +661,16 @@ def stop_lava(runtime: Any, stop: Callable[[], None], timeout: float = LAVA_STOP
     except BaseException:  # a second Ctrl-C or SIGTERM: no more waiting
         end_lava(runtime)
         raise
-    clean = finished and not failure and not any(_alive(a) for a in lava_workers(runtime))
+    # Only a stop that ended in time reports its own error: past the timeout, end_lava kills and
+    # joins the workers while Lava's stop may still be joining them in the helper thread (measured on
+    # a loaded machine, Python 3.12: its join returned on a reaped pid and close() raised "Cannot
+    # close a process while it is still running"), a consequence of ending it, not news.
+    errors = list(failure) if finished else []  # a copy: the helper may still append to failure
+    clean = finished and not errors and not any(_alive(a) for a in lava_workers(runtime))
     if not clean:
         end_lava(runtime)
-    if failure and isinstance(failure[0], Exception):
-        raise failure[0]
+    if errors and isinstance(errors[0], Exception):
+        raise errors[0]
     return clean
 
 

@@ -1,9 +1,12 @@
 """The Lava fixes in compat: each does its job, and nothing where its problem is absent."""
 import importlib
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -74,6 +77,58 @@ def test_without_compat_lava_fails_on_this_python():
 def test_finder_ignores_other_modules():
     assert compat._FINDER.find_spec("json") is None
     assert importlib.import_module("json")
+
+
+# -- fix 6: torch's CUDA_HOME warning --------------------------------------------------------
+
+def test_cuda_home_warning_is_dropped_and_nothing_else(caplog):
+    compat.install()
+    compat.install()  # idempotent
+    logger = logging.getLogger(compat.CPP_EXTENSION_LOGGER)
+    assert logger.filters.count(compat._NO_CUDA_FILTER) == 1
+    with caplog.at_level(logging.WARNING, logger=compat.CPP_EXTENSION_LOGGER):
+        logger.warning("No CUDA runtime is found, using CUDA_HOME='%s'", "/usr/local")
+        logger.warning("Error checking compiler version for %s", "c++")
+    assert [record.getMessage() for record in caplog.records] == ["Error checking compiler version for c++"]
+
+
+def test_importing_slayer_prints_no_cuda_home_warning():
+    code = "import spikereg.compat as c; c.slayer(); c.netx()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert compat.NO_CUDA_RUNTIME not in result.stderr, result.stderr
+    # the fix is needed where torch is a CUDA build on a machine without a GPU (PyPI's torch on 3.12/3.13 here)
+    plain = subprocess.run([sys.executable, "-c", "import torch.utils.cpp_extension"], capture_output=True, text=True,
+                           timeout=300)
+    import torch
+    from torch.utils import cpp_extension
+    if torch.version.cuda and not torch.cuda.is_available() and cpp_extension.CUDA_HOME:
+        assert compat.NO_CUDA_RUNTIME in plain.stderr, plain.stderr
+
+
+# -- fix 7: np.reshape(newshape=...) under numpy 2 ---------------------------------------------
+
+def test_reshape_port_transforms_work_on_this_numpy_without_warnings():
+    ports = compat.import_lava(compat.LAVA_PORTS)
+    port = ports.ReshapePort(new_shape=(2, 3), old_shape=(6,))
+    data = np.arange(6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy 2.1-2.3 only deprecate newshape=
+        forward = port.get_transform_func_fwd()(data)
+        assert forward.shape == (2, 3) and np.array_equal(port.get_transform_func_bwd()(forward), data)
+    assert compat.fix_reshape_port() == compat.numpy_reshape_takes_shape()  # applied exactly where numpy has shape=
+    assert getattr(ports.ReshapePort, "_spikereg_reshape_fixed", False) == compat.numpy_reshape_takes_shape()
+
+
+def test_reshape_port_fix_is_needed_where_it_applies():
+    """Lava's own transform, np.reshape(newshape=...), is deprecated or gone where the fix applies."""
+    if not compat.numpy_reshape_takes_shape():
+        assert np.reshape(np.arange(6), newshape=(2, 3)).shape == (2, 3)  # numpy < 2.1: Lava's call is fine
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises((TypeError, DeprecationWarning)):
+            np.reshape(np.arange(6), newshape=(2, 3))
 
 
 # -- fix 3: Lava's conv on torch ---------------------------------------------------------
@@ -380,3 +435,19 @@ def test_stop_lava_of_a_runtime_never_started_does_not_wait(tiny_export):
     finally:
         compat.end_lava(lava._net.runtime)
     assert not any(_live(pid) for pid in pids)
+
+
+def test_stop_lava_does_not_raise_what_lavas_stop_hits_after_the_timeout(monkeypatch):
+    """Past the timeout end_lava takes over: what Lava's stop hits meanwhile (workers end_lava reaped) is not raised."""
+    import threading
+    failed = threading.Event()
+
+    def late_failing_stop():
+        time.sleep(0.2)
+        failed.set()
+        raise ValueError("Cannot close a process while it is still running.")
+
+    monkeypatch.setattr(compat, "end_lava", lambda runtime: failed.wait(10))  # the helper fails while we end it
+    assert compat.stop_lava(None, late_failing_stop, timeout=0.05) is False
+    with pytest.raises(ValueError, match="in time"):  # a stop that fails in time still raises its own error
+        compat.stop_lava(None, lambda: (_ for _ in ()).throw(ValueError("in time")), timeout=5)

@@ -74,7 +74,11 @@ def refused(done: subprocess.CompletedProcess, file: Path | str) -> str:
 REFUSAL = "not a SpikeReg checkpoint or it contains Python objects that SpikeReg refuses to unpickle"
 
 
-@pytest.mark.parametrize("payload, named", [("os.system", "posix.system"), ("io.open", "io.open")])
+# pickle names a function by its __module__: io.open is _io.open from Python 3.12 on
+IO_OPEN = f"{io.open.__module__}.open"
+
+
+@pytest.mark.parametrize("payload, named", [("os.system", "posix.system"), ("io.open", IO_OPEN)])
 def test_export_refuses_a_checkpoint_whose_pickle_runs_code(tmp_path, payload, named):
     marker = tmp_path / "marker"
     evil = malicious_checkpoint(tmp_path / "evil.pt", marker, payload)
