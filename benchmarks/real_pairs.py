@@ -57,7 +57,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import AnnBackend, ants_syn, demons  # noqa: E402
 from colin27_pair import ensure_colin, tissue_classes  # noqa: E402
 
-from spikereg.data import TEMPLATE_FILES, Volume, load_volume, save_volume, template_dir, warp  # noqa: E402
+from spikereg.data import (  # noqa: E402
+    TEMPLATE_FILES,
+    Volume,
+    load_volume,
+    normalize_intensity,
+    save_volume,
+    template_dir,
+    warp,
+)
 from spikereg.metrics import dice, hausdorff95, log_jacobian_std, nonpositive_jacobian_percent  # noqa: E402
 from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, resample_to_grid, working_grid  # noqa: E402
 
@@ -202,7 +210,8 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         record("affine only", scores(aligned_labels, fixed_labels, fixed.spacing, None, 0.0))
     if "SimpleITK demons" not in done or args.redo:
         tick = time.perf_counter()
-        ddf = demons(fixed.data, aligned / max(float(aligned.max()), 1e-6))
+        # demons compares intensities directly: both images on one scale (percentiles, as the run does)
+        ddf = demons(normalize_intensity(fixed.data), normalize_intensity(aligned))
         seconds = time.perf_counter() - tick
         record("SimpleITK demons", scores(warp(aligned_labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
                                           fixed.spacing, ddf, seconds))
