@@ -290,6 +290,7 @@ def run(
     """Register MOVING onto FIXED (or every row of --pairs) with the exported network."""
     with _cli_errors():
         from spikereg.data.intensity import parse_percentiles
+        from spikereg.data.io import DDF_FORMATS
         from spikereg.netx_file import read_metadata
         from spikereg.registration.backends import check_backend
         from spikereg.registration.pipeline import (
@@ -306,7 +307,7 @@ def run(
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,
                       "--workers": workers})
         lohi = parse_percentiles(percentiles)
-        if ddf_format not in ("voxels", "itk"):
+        if ddf_format not in DDF_FORMATS:
             raise ValueError(f"--ddf-format {ddf_format!r}: choose 'voxels' (ddf.nii.gz only) or 'itk' "
                              "(also ddf_itk.nii.gz)")
         if affine not in ("auto", "none"):

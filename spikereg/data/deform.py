@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from spikereg.data.io import load_ddf, load_itk_displacement, save_volume
+from spikereg.data.io import DDF_FORMATS, load_ddf, load_itk_displacement, save_volume
 from spikereg.data.loaders import load_source
 from spikereg.data.world import check_overlap, same_grid, sample_world
 
@@ -278,7 +278,7 @@ def warp_file(image: str | Path, ddf: str | Path, out: str | Path, *, labels: bo
     e.g. ``spikereg run --ddf-format itk``'s or one ANTs wrote.
     """
     volume = load_source(Path(image), "image", labels=labels)
-    if ddf_format not in ("voxels", "itk"):
+    if ddf_format not in DDF_FORMATS:
         raise ValueError(f"--ddf-format {ddf_format!r}: choose 'voxels' (spikereg's ddf.nii.gz) or 'itk'")
     field, affine = load_ddf(ddf) if ddf_format == "voxels" else load_itk_displacement(ddf, what="ddf")
     if same_grid(volume, (field.shape[1:], affine)):

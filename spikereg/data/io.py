@@ -99,6 +99,7 @@ class Volume:
 
 # What SimpleITK reads for us: NRRD and MetaImage, the formats 3D Slicer, ITK-SNAP and MITK hand over.
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+DDF_FORMATS = ("voxels", "itk")  # spikereg's ddf.nii.gz (voxels, array axes) or an ITK displacement field (mm, LPS)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
@@ -389,7 +390,7 @@ def load_ddf(path: str | Path, *, what: str = "displacement field",
     return np.ascontiguousarray(np.moveaxis(data, -1, 0)), affine
 
 
-def _itk_geometry(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
+def itk_geometry(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
     """(spacing, direction, origin) of the ITK image whose RAS affine is ``affine``."""
     lps = _LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)  # the flip is its own inverse
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
@@ -416,7 +417,7 @@ def save_itk_displacement(path: str | Path, ddf: np.ndarray, affine: np.ndarray)
     ras = np.tensordot(np.asarray(affine, dtype=np.float64)[:3, :3], ddf, axes=1)
     lps = ras * np.array([-1.0, -1.0, 1.0]).reshape(3, 1, 1, 1)
     image = sitk.GetImageFromArray(np.ascontiguousarray(lps.transpose(3, 2, 1, 0)), isVector=True)  # (z, y, x, 3)
-    spacing, direction, origin = _itk_geometry(affine)
+    spacing, direction, origin = itk_geometry(affine)
     image.SetSpacing(spacing)
     image.SetDirection(direction)
     image.SetOrigin(origin)

@@ -11,26 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
-from spikereg.data.io import Volume
+from spikereg.data.io import Volume, itk_affine, itk_geometry
 
-LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS, its own inverse
 
 
 def to_sitk(volume: Volume):
     """``volume`` (nibabel: array (i, j, k), RAS affine) as a float32 ``sitk.Image`` with LPS geometry.
 
     ITK index (i, j, k) is array element ``data[i, j, k]``; its physical point
-    is ``LPS @ affine @ (i, j, k, 1)``.
+    is the RAS point ``affine @ (i, j, k, 1)`` with x and y negated.
     """
     import SimpleITK as sitk
 
-    affine = np.asarray(volume.affine, dtype=np.float64)
-    linear = affine[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
+    spacing, direction, origin = itk_geometry(volume.affine)
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.data.transpose(2, 1, 0), dtype=np.float32))
     image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([float(v) for v in LPS @ affine[:3, 3]])
-    image.SetDirection([float(v) for v in (LPS @ linear / spacing).ravel()])
+    image.SetOrigin([float(v) for v in origin])
+    image.SetDirection([float(v) for v in direction])
     return image
 
 
@@ -39,8 +36,5 @@ def from_sitk(image, path: Path | None = None) -> Volume:
     import SimpleITK as sitk
 
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = LPS @ direction @ np.diag(image.GetSpacing())
-    affine[:3, 3] = LPS @ np.asarray(image.GetOrigin(), dtype=np.float64)
+    affine = itk_affine(image.GetSpacing(), image.GetDirection(), image.GetOrigin())
     return Volume(data=np.ascontiguousarray(data), affine=affine, path=path)

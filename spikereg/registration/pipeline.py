@@ -42,7 +42,6 @@ from spikereg.registration.working_grid import field_onto_grid, needs_working_gr
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 ITK_DDF = "ddf_itk.nii.gz"  # --ddf-format itk: the same field as ITK reads it (mm, LPS)
-DDF_FORMATS = ("voxels", "itk")
 
 
 def _similarity(fixed: np.ndarray, moving: np.ndarray, warped: np.ndarray) -> dict[str, float]:
