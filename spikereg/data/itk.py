@@ -14,7 +14,6 @@ import numpy as np
 from spikereg.data.io import Volume, itk_affine, itk_geometry
 
 
-
 def to_sitk(volume: Volume):
     """``volume`` (nibabel: array (i, j, k), RAS affine) as a float32 ``sitk.Image`` with LPS geometry.
 
