@@ -109,8 +109,7 @@ def train(
             # their checkpoints and logs
             check_out_folder(out, hint=f"give a new folder, or continue that run with --resume {out}")
             cfg = load_config(config, overrides)
-            if cfg.train.twin_from:  # a bad file is one line before the progress bar starts
-                check_twin_from(cfg)
+            check_twin_from(cfg)  # a bad twin_from/twin_init is one line before the progress bar starts
         if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 shows progress and writes
             run_training(cfg, out, resume=resume is not None)
             return

@@ -146,6 +146,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     ann_steps: int = 0  # pre-train the ANN twin this many steps and start the SNN from its kernels
     twin_from: str = ""  # or start from the ANN twin stored in this checkpoint (ann_steps is then not run)
+    # or train the twin ann_steps more from the one stored in this checkpoint (on this config's pairs)
+    twin_init: str = ""
     ann_learning_rate: float = 1e-3
     # sdnn twins: weight of spikereg.losses.summed_input_range_loss (keeps negative summed inputs
     # within each layer's positive range, so conversion keeps the 8-bit weights fine); 0 = off
@@ -318,8 +320,10 @@ def load_config(
     validate(config, source)
     # Checked here, for a run about to start, not in validate(): a checkpoint's config records
     # the file its twin came from, which need not exist where the checkpoint is used.
-    if config.train.twin_from and not Path(config.train.twin_from).is_file():
-        raise ConfigError(f"{source}: 'train.twin_from' {config.train.twin_from}: file not found")
+    for key in ("twin_from", "twin_init"):
+        value = getattr(config.train, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{source}: 'train.{key}' {value}: file not found")
     return config
 
 
@@ -445,6 +449,12 @@ def _validate_train(config: Config, source: str) -> None:
     for key, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{source}: '{key}' must be >= 0, got {value}")
+    if train.twin_init and train.twin_from:
+        raise ConfigError(f"{source}: 'train.twin_init' and 'train.twin_from' exclude each other (twin_from takes a "
+                          "twin as it is, twin_init trains one further); give one")
+    if train.twin_init and not train.ann_steps > 0:
+        raise ConfigError(f"{source}: 'train.twin_init' trains the stored twin further: it needs train.ann_steps > 0, "
+                          f"got {train.ann_steps} (to take the twin as it is, use train.twin_from)")
     if not any(asdict(train.loss).values()):
         raise ConfigError(f"{source}: every train.loss weight is 0; give at least one term a positive weight")
     if not 0 <= train.target_spike_rate <= 1:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from spikereg.data.io import DDF_FORMATS, load_ddf, load_itk_displacement, save_volume
 from spikereg.data.loaders import load_source
-from spikereg.data.world import check_overlap, same_grid, sample_world
+from spikereg.data.world import check_overlap, same_grid, sample_world, zoom_sample
 
 _NUMPY_MODES = {"linear": "bilinear", "nearest": "nearest"}
 
@@ -70,16 +69,8 @@ def smooth_random_field(
     for k in range(channels):
         # prefilter=False: the random values are B-spline coefficients (not
         # samples), which gives a smoother field without overshoot.
-        ndimage.affine_transform(
-            coeffs[k],
-            np.full(3, 1.0 / control_spacing),
-            offset=1.0,
-            output_shape=shape,
-            output=field[k],
-            order=3,
-            prefilter=False,
-            mode="nearest",
-        )
+        zoom_sample(coeffs[k], 1.0 / control_spacing, 1.0, shape, output=field[k], order=3, prefilter=False,
+                    mode="nearest")
     largest = float(np.sqrt((field * field).sum(axis=0)).max())
     if largest == 0.0:
         return np.zeros_like(field)

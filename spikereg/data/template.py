@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from .io import Volume, VolumeError, normalize_intensity
+from .world import zoom_sample
 
 TEMPLATE_FILES: dict[str, str] = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -77,15 +78,7 @@ def _resample(data: np.ndarray, affine: np.ndarray, spacing: float) -> tuple[np.
         src = ndimage.gaussian_filter(data, sigma=(factor - 1.0) / 2.0, mode="nearest")
     # Output voxel i samples input index i*factor + (factor-1)/2: voxel corners coincide.
     offset = (factor - 1.0) / 2.0
-    out = ndimage.affine_transform(
-        src,
-        np.full(3, factor),
-        offset=offset,
-        output_shape=out_shape,
-        order=1,
-        mode="nearest",
-        output=np.float32,
-    )
+    out = zoom_sample(src, factor, offset, out_shape, order=1, mode="nearest", output=np.float32)
     new_affine = np.array(affine, dtype=np.float64)
     new_affine[:3, :3] = affine[:3, :3] * factor
     new_affine[:3, 3] = affine[:3, :3] @ np.full(3, offset) + affine[:3, 3]

@@ -19,6 +19,8 @@ one line that gives the overlap.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
@@ -88,6 +90,20 @@ def check_overlap(volume, reference, what: str, reference_what: str, *, source: 
             f"{100 * fraction:.1f} % of the smaller box, at least {100 * minimum:g} % needed); "
             "check both files' affines (sform/qform)")
     return fraction
+
+
+def zoom_sample(data: np.ndarray, step: float, offset: float, output_shape, **options) -> np.ndarray | None:
+    """``data`` sampled at ``step * i + offset`` along every axis (scipy's affine_transform, diagonal matrix).
+
+    The 1-D (diagonal) matrix is meant: SciPy's note that its meaning changed
+    in 0.18 concerns this very form, so it is silenced rather than the call
+    changed (a 3x3 matrix takes another code path, with other rounding, and
+    would change every synthetic pair and the template's resampled grids).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The behavior of affine_transform with a 1-D array",
+                                category=UserWarning)
+        return ndimage.affine_transform(data, np.full(3, step), offset=offset, output_shape=output_shape, **options)
 
 
 def _antialias(data: np.ndarray, to_source: np.ndarray) -> np.ndarray:

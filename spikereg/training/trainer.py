@@ -19,7 +19,8 @@ SDNN neurons, whose twin is their steady state: close where
 ``model.neuron.threshold`` is small against the layer values, since
 sigma-delta changes below it are never sent), and the step-0 checkpoints
 hold it. ``train.twin_from`` takes the twin from an earlier run's checkpoint
-instead of training one. An SDNN's twin is converted with its layers
+instead of training one; ``train.twin_init`` trains that twin ``ann_steps``
+further, on this run's pairs. An SDNN's twin is converted with its layers
 rescaled for the chip's number formats (:meth:`AnnTwin.balanced_kernels`,
 calibrated on training patches), and ``train.ann_range_weight`` shapes the
 twin so that rescaling keeps its weights fine; ``train.snn_range_weight``
@@ -209,8 +210,7 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             raise ValueError(f"--resume {out_dir}: checkpoints/last.pt holds no training state "
                              "(written by an older SpikeReg); start the run again")
     elif workers.is_main:
-        if config.train.twin_from:  # a bad twin_from fails before the folder exists
-            check_twin_from(config)
+        check_twin_from(config)  # a bad twin_from/twin_init fails before the folder exists
         checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
     torch.manual_seed(config.train.seed)
@@ -380,10 +380,14 @@ def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | No
     """Train the ANN twin (same kernels, rate units) with the SNN's loss, to initialise the SNN.
 
     The same optimiser kind as the SNN at ``train.ann_learning_rate``, with
-    no schedule and no gradient clipping.
+    no schedule and no gradient clipping. With ``train.twin_init`` the twin
+    starts from the one stored in that checkpoint instead of at random.
     """
     workers = workers or Workers()
-    twin = AnnTwin(config.model).to(workers.device)
+    twin = AnnTwin(config.model)
+    if config.train.twin_init:  # trained further on this config's pairs, from an earlier run's twin
+        twin.load_state_dict(twin_for(config, "twin_init").state_dict())
+    twin = twin.to(workers.device)
     if objective is None:  # the control grid's cell is the product of the strides
         objective = RegistrationLoss(config.train, config.model.max_displacement, math.prod(config.model.strides))
     parameters = list(twin.parameters())
@@ -428,31 +432,39 @@ def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
 
 
 def check_twin_from(config: Config) -> None:
-    """``train.twin_from`` is a checkpoint (read safely) whose stored twin has ``config``'s topology.
+    """``train.twin_from`` and ``train.twin_init`` (where given) are checkpoints whose twin has ``config``'s topology.
 
-    Builds no network (so it draws nothing from torch's random stream): run
-    before the output folder is made, so a bad file leaves nothing behind.
+    Each is read safely. Builds no network (so it draws nothing from torch's
+    random stream): run before the output folder is made, so a bad file leaves
+    nothing behind.
     """
-    path = Path(config.train.twin_from)
+    for key in ("twin_from", "twin_init"):
+        if getattr(config.train, key):
+            _check_stored_twin(config, key)
+
+
+def _check_stored_twin(config: Config, key: str) -> None:
+    option = f"train.{key}"
+    path = Path(getattr(config.train, key))
     try:
         state = _read_checkpoint(path)
     except (FileNotFoundError, ValueError) as error:
-        raise type(error)(f"train.twin_from {error}") from None
+        raise type(error)(f"{option} {error}") from None
     if "twin_state" not in state:
-        raise ValueError(f"train.twin_from {path}: the checkpoint holds no ANN twin "
+        raise ValueError(f"{option} {path}: the checkpoint holds no ANN twin "
                          "(train it with train.ann_steps > 0)")
     keys = ("patch_size", "encoding", "channels", "strides", "kernel_size")
     stored = config_from_dict(state["config"], source=str(path)).model
     theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (stored, config.model))
     if theirs != ours:
         differing = ", ".join(f"model.{k} {theirs[k]} vs {ours[k]}" for k in theirs if theirs[k] != ours[k])
-        raise ValueError(f"train.twin_from {path}: its twin has another topology ({differing})")
+        raise ValueError(f"{option} {path}: its twin has another topology ({differing})")
 
 
-def twin_for(config: Config) -> AnnTwin:
-    """The stored twin of ``train.twin_from``, checked to have ``config``'s topology."""
-    check_twin_from(config)
-    return load_twin(Path(config.train.twin_from))
+def twin_for(config: Config, key: str = "twin_from") -> AnnTwin:
+    """The stored twin of ``train.twin_from`` (or ``train.twin_init``), checked to have ``config``'s topology."""
+    _check_stored_twin(config, key)
+    return load_twin(Path(getattr(config.train, key)))
 
 
 def load_twin(path: str | Path) -> AnnTwin | None:

@@ -156,3 +156,39 @@ def test_twin_from_starts_the_snn_from_a_stored_twin_without_pretraining(tiny_co
     with pytest.raises(ValueError, match="holds no ANN twin"):
         train(replace(config, train=replace(config.train, twin_from=str(ROOT / "spikereg/pretrained/demo.pt"))),
               tmp_path / "none")
+
+
+def test_twin_init_trains_the_stored_twin_further_and_is_checked(tiny_config, tiny_checkpoint, tmp_path):
+    from dataclasses import replace
+
+    stored = load_twin(tiny_checkpoint)
+    pairs = synthetic_pairs(tiny_config, 2, seed=7)
+    sampler = PatchSampler(pairs, tiny_config.model.patch_size, 2, np.random.default_rng(3))
+    # one step at a vanishing rate: the twin is (all but) the stored one, not a fresh random draw
+    train_cfg = replace(tiny_config.train, ann_steps=1, ann_learning_rate=1e-9, twin_init=str(tiny_checkpoint))
+    continued = trainer.pretrain_twin(replace(tiny_config, train=train_cfg), sampler)
+    for mine, theirs in zip(continued.kernels, stored.kernels):
+        assert torch.allclose(mine.detach(), theirs, atol=1e-6)
+    fresh = trainer.pretrain_twin(replace(tiny_config, train=replace(train_cfg, twin_init="")), sampler)
+    assert not all(torch.allclose(a.detach(), b, atol=1e-3) for a, b in zip(fresh.kernels, stored.kernels))
+    # trained for real, it moves away from the stored twin
+    moved = trainer.pretrain_twin(replace(tiny_config, train=replace(train_cfg, ann_steps=3, ann_learning_rate=1e-2)),
+                                  sampler)
+    assert not all(torch.equal(a.detach(), b) for a, b in zip(moved.kernels, stored.kernels))
+
+    with pytest.raises(ConfigError, match=r"'train.twin_init' .*missing.pt: file not found"):
+        load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_init={tmp_path / 'missing.pt'}"])
+    with pytest.raises(ConfigError, match=r"'train.twin_init' trains the stored twin further: it needs "
+                                          r"train.ann_steps > 0, got 0"):
+        load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_init={tiny_checkpoint}", "train.ann_steps=0"])
+    with pytest.raises(ConfigError, match="exclude each other"):
+        load_config(ROOT / "configs" / "demo.yaml", [f"train.twin_init={tiny_checkpoint}", "train.ann_steps=5",
+                                                     f"train.twin_from={tiny_checkpoint}"])
+    other = replace(tiny_config, model=replace(tiny_config.model, channels=[6]),
+                    train=replace(train_cfg, tensorboard=False))
+    with pytest.raises(ValueError, match=r"train.twin_init .*: its twin has another topology"):
+        train(other, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ValueError, match=r"train.twin_init .*holds no ANN twin"):
+        trainer.pretrain_twin(replace(tiny_config, train=replace(
+            train_cfg, twin_init=str(ROOT / "spikereg/pretrained/demo.pt"))), sampler)
