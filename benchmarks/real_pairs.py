@@ -16,8 +16,9 @@ Rows, on the same pair in one run:
   moving one (benchmarks/accuracy.py's settings);
 * ANTs SyN (antspyx defaults: its own affine, then SyN) on the fixed image and
   the moving one resampled onto its grid;
-* the ANN twin of the model's checkpoint, on the same affinely aligned moving
-  image, working grid and run settings as the run;
+* the ANN twin of the model's checkpoint, through the run's own input and
+  output path (``network_input``: intensities, the run's affine.tfm, working
+  grid; the field composed and applied as the run does) and its settings;
 * the SNN on the netx file: ``spikereg run --backend torch`` and ``--backend sim``
   (Lava's fixed-point simulator), as a user runs them (subprocesses).
 
@@ -67,7 +68,7 @@ from spikereg.data import (  # noqa: E402
     warp,
 )
 from spikereg.metrics import dice, hausdorff95, log_jacobian_std, nonpositive_jacobian_percent  # noqa: E402
-from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, resample_to_grid, working_grid  # noqa: E402
+from spikereg.registration.working_grid import resample_to_grid, working_grid  # noqa: E402
 
 SECTION = "## Real pairs: Colin27 <-> MNI"
 METHODS = ["identity", "affine only", "SimpleITK demons", "ANTs SyN", "ANN twin", "SNN torch", "SNN Lava"]
@@ -136,18 +137,27 @@ def affine_resample(moving: Path, fixed: Path, transform: Path, labels: bool) ->
     return np.ascontiguousarray(sitk.GetArrayFromImage(out).transpose(2, 1, 0))
 
 
-def twin_field(twin, meta: dict, fixed: Volume, aligned: np.ndarray, settings: dict) -> np.ndarray:
-    """The ANN twin's field on the fixed grid, registered as the run registers (working grid, settings)."""
+def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path, report: dict) -> np.ndarray:
+    """The ANN twin's field on the fixed grid, through the run's own input and output path.
+
+    ``spikereg run``'s :func:`network_input` (intensities, the run's affine read
+    back from ``transform``, the working grid) and :meth:`NetworkInput.field`,
+    with the run's settings from its ``report``: the twin and the SNN differ in
+    the network alone.
+    """
+    from spikereg.registration.pipeline import network_input
     from spikereg.registration.register import register
 
-    model_spacing = meta.get("spacing_mm")
+    preparation = report["preparation"]
+    inputs = network_input(fixed, moving, meta, affine=transform, use_working_grid=preparation["use_working_grid"],
+                           percentiles=tuple(preparation["percentiles"]),
+                           histogram_match=preparation["histogram_match"], n4=preparation["n4"])
+    pyramid = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
     backend = AnnBackend(twin, meta["model"]["patch_size"], meta["reduction"])
-    if not needs_working_grid(fixed.spacing, model_spacing):
-        return register(fixed.data, aligned, backend, **settings).ddf
-    shape, affine = working_grid(fixed.shape, fixed.affine, model_spacing)
-    f = resample_to_grid(fixed, shape, affine).data
-    m = resample_to_grid(Volume(data=aligned, affine=fixed.affine), shape, affine).data
-    return field_onto_grid(register(f, m, backend, **settings).ddf, affine, fixed.shape, fixed.affine)
+    result = register(inputs.fixed, inputs.moving, backend, iterations=report["iterations"],
+                      patch_stride=report["patch_stride"], pyramid=pyramid, smoothing=report["smoothing"],
+                      percentiles=tuple(preparation["percentiles"]))
+    return inputs.field(result.ddf, fixed)
 
 
 def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str, rows: dict, save) -> None:
@@ -230,15 +240,14 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         if twin is None:
             record("ANN twin", {"error": f"no ANN twin stored in {checkpoint}"})
         else:
+            from spikereg.registration.pipeline import warp_onto_fixed
+
             report = json.loads((runs["torch"] / "report.json").read_text())
-            settings = {k: report[k] for k in ("iterations", "patch_stride", "smoothing")}
-            settings["pyramid"] = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
             tick = time.perf_counter()
-            ddf = twin_field(twin, read_metadata(model_path), fixed, aligned / max(float(aligned.max()), 1e-6),
-                             settings)
+            ddf = twin_field(twin, read_metadata(model_path), fixed, load_volume(moving_path), transform, report)
+            warped = warp_onto_fixed(moving_labels, ddf, fixed.affine, labels=True).astype(np.int16)
             seconds = time.perf_counter() - tick
-            record("ANN twin", scores(warp(aligned_labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
-                                      fixed.spacing, ddf, seconds))
+            record("ANN twin", scores(warped, fixed_labels, fixed.spacing, ddf, seconds))
 
 
 def load_volume_ddf(path: Path) -> np.ndarray:

@@ -7,7 +7,9 @@ stderr and exit code 1, with no partial outputs left behind.
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -67,8 +69,49 @@ def _cli_errors() -> Iterator[None]:
         raise typer.Exit(1)
 
 
+class LoggedProgress(Progress):
+    """rich's bar on a terminal; where stderr is a file or a pipe (batch jobs, CI logs), a plain line now and then.
+
+    A redirected rich bar shows nothing until it ends, so a 10-minute training
+    run in a log file would say nothing at all: there, every ``every_s``
+    seconds (and when a task that ran longer completes), one line with the
+    bar's own fields.
+    """
+
+    every_s = 30.0
+
+    def __init__(self, *columns, **options) -> None:
+        super().__init__(*columns, **options)
+        self._logged: dict = {}
+
+    def add_task(self, *args, **fields):
+        task_id = super().add_task(*args, **fields)
+        self._logged[task_id] = time.monotonic()
+        return task_id
+
+    def update(self, task_id, **fields) -> None:
+        super().update(task_id, **fields)
+        if self.console.is_terminal:
+            return
+        with self._lock:
+            task = self._tasks[task_id]
+            now = time.monotonic()
+            # the end of a task that already logged (short work stays as quiet as before)
+            finished = (task.total is not None and task.completed >= task.total
+                        and (task.elapsed or 0) >= self.every_s)
+            last = self._logged.get(task_id, now)
+            if last == math.inf or (now - last < self.every_s and not finished):
+                return
+            self._logged[task_id] = math.inf if finished else now  # a finished task says so once
+            count = f"{task.completed:g}/{task.total:g}" if task.total is not None else f"{task.completed:g}"
+            line = f"{task.description}: {count}  {task.fields.get('info', '')}".rstrip()
+            elapsed = int(task.elapsed or 0)
+        self.console.print(f"{line}  [{elapsed // 60}:{elapsed % 60:02d}]", markup=False, highlight=False,
+                           soft_wrap=True)
+
+
 def _progress() -> Progress:
-    return Progress(
+    return LoggedProgress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console, transient=True,
     )

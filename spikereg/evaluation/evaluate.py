@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from spikereg.data import Dataset, warp
-from spikereg.data.intensity import prepare
 from spikereg.data.io import staged_folder
 from spikereg.evaluation.l2r import field_name, save_l2r_field
 from spikereg.evaluation.measure import PairMetrics, measure_pair
 from spikereg.netx_file import read_metadata
 from spikereg.registration.backends import open_backend
-from spikereg.registration.pipeline import run_options, save_registration
+from spikereg.registration.pipeline import network_input, run_options, save_registration
 from spikereg.registration.register import register
 
 EVALUATION_FILES = {"metrics": "metrics.csv", "per_label": "metrics_per_label.csv",
@@ -132,7 +131,10 @@ def evaluate(
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded; an existing non-empty ``out`` is refused
     unless ``overwrite``, which replaces it whole. Pairs on different grids
-    were resampled onto the fixed grid by the loader; ``percentiles``,
+    were resampled onto the fixed grid by the loader; as ``spikereg run``
+    (:func:`~spikereg.registration.pipeline.network_input`, no affine), the
+    network registers on the model's working grid where the pair's spacing is
+    far from the model's, and the field is brought back; ``percentiles``,
     ``histogram_match`` and ``n4`` prepare the intensities the network reads
     (:mod:`spikereg.data.intensity`). ``l2r``: a folder that receives every
     pair's field as Learn2Reg's evaluation reads it (:mod:`spikereg.evaluation.l2r`),
@@ -154,12 +156,16 @@ def evaluate(
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
-            fixed_in, moving_in, _ = prepare(pair.fixed, pair.moving, histogram_match=histogram_match, n4=n4)
-            registration = register(fixed_in.data, moving_in.data, net, iterations=iterations,
+            # as spikereg run reads a pair (no affine: a dataset's pairs are aligned), on the model's working
+            # grid where the pair's spacing is far from the model's, the field brought back onto the fixed grid
+            network = network_input(pair.fixed, pair.moving, meta, percentiles=percentiles,
+                                   histogram_match=histogram_match, n4=n4)
+            registration = register(network.fixed, network.moving, net, iterations=iterations,
                                     patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                                     percentiles=percentiles)
-            if moving_in is not pair.moving:  # the output is the moving image as given, warped
-                registration.warped = warp(pair.moving.data, registration.ddf)
+            if network.on_working_grid or network.moving_prepared is not pair.moving:
+                registration.ddf = network.field(registration.ddf, pair.fixed)
+                registration.warped = warp(pair.moving.data, registration.ddf)  # the moving image as given
             seconds = time.perf_counter() - tick
             labels = {k: getattr(pair, k).data if getattr(pair, k) is not None else None
                       for k in ("fixed_labels", "moving_labels")}

@@ -7,6 +7,7 @@ leaves no half-written files.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -196,6 +197,54 @@ def registration_grid(fixed: Volume, meta: dict, use_working_grid: bool = True
     return fixed.shape, fixed.affine, False
 
 
+@dataclass
+class NetworkInput:
+    """The pair as the network reads it, and the way back from its field to the fixed grid.
+
+    ``fixed`` and ``moving`` lie on the registration grid (``grid_shape``,
+    ``grid_affine``: :func:`registration_grid`), the moving image through the
+    affine pre-alignment ``aligned`` (None: no affine). Any engine with the
+    backends' interface registers them (:func:`register`); :meth:`field`
+    turns its field into the run's saved one. ``spikereg run`` and the
+    benchmarks that compare other engines on the same input use this alone.
+    """
+    fixed: np.ndarray
+    moving: np.ndarray
+    grid_shape: tuple[int, int, int]
+    grid_affine: np.ndarray
+    on_working_grid: bool
+    aligned: object | None  # an affine.AffineResult
+    intensity: dict
+    moving_prepared: Volume  # the moving image after intensity preparation, on its own grid
+
+    @property
+    def world(self) -> np.ndarray | None:
+        return self.aligned.matrix if self.aligned is not None else None
+
+    def field(self, network_ddf: np.ndarray, fixed: Volume) -> np.ndarray:
+        """The saved field on ``fixed``'s grid: the network's ``network_ddf`` (registration grid), then the affine."""
+        on_fixed = (field_onto_grid(network_ddf, self.grid_affine, fixed.shape, fixed.affine) if self.on_working_grid
+                    else network_ddf)
+        return total_field(on_fixed, fixed.affine, self.world)
+
+
+def network_input(fixed: Volume, moving: Volume, meta: dict, *, affine: str | Path | None = None,
+                  use_working_grid: bool = True, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                  histogram_match: bool = False, n4: bool = False) -> NetworkInput:
+    """Prepare intensities, pre-align (an AffineError before any network work) and resample onto the network's grid."""
+    grid_shape, grid_affine, on_working_grid = registration_grid(fixed, meta, use_working_grid)
+    fixed_in, moving_in, intensity = prepare(fixed, moving, histogram_match=histogram_match, n4=n4)
+    intensity["percentiles"] = [float(p) for p in percentiles]
+    aligned = affine_stage(affine, fixed_in, moving_in)
+    world = aligned.matrix if aligned is not None else None
+    fixed_g = resample_like(fixed_in, (grid_shape, grid_affine)).data if on_working_grid else fixed_in.data
+    if world is None and same_grid(moving, (grid_shape, grid_affine)):
+        moving_g = moving_in.data
+    else:
+        moving_g = sample_world(moving_in, grid_shape, grid_affine, world=world)
+    return NetworkInput(fixed_g, moving_g, grid_shape, grid_affine, on_working_grid, aligned, intensity, moving_in)
+
+
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
                 smoothing: float | None = None) -> tuple[int, int, float]:
     """Iterations, patch stride and residual smoothing: the given ones, else the model's defaults; checked."""
@@ -315,34 +364,26 @@ def run_registration(
     check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
-    grid_shape, grid_affine, on_working_grid = registration_grid(fixed, meta, use_working_grid)
+    grid_shape, _, _ = registration_grid(fixed, meta, use_working_grid)
     memory_estimate = preflight(grid_shape, meta, backend, pyramid, memory_budget_gb, batch_size)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
-    fixed_in, moving_in, intensity = prepare(fixed, moving, histogram_match=histogram_match, n4=n4)
-    intensity["percentiles"] = [float(p) for p in percentiles]
-    aligned = affine_stage(affine, fixed_in, moving_in)  # an AffineError before any network work
-    world = aligned.matrix if aligned is not None else None
+    inputs = network_input(fixed, moving, meta, affine=affine, use_working_grid=use_working_grid,
+                           percentiles=percentiles, histogram_match=histogram_match, n4=n4)
+    grid_shape, grid_affine, on_working_grid = inputs.grid_shape, inputs.grid_affine, inputs.on_working_grid
+    aligned, world, intensity = inputs.aligned, inputs.world, inputs.intensity
     moving_on_fixed = same_grid(moving, fixed)
-    # what the network reads: both images on the registration grid, the moving one through the affine
-    fixed_g = resample_like(fixed_in, (grid_shape, grid_affine)).data if on_working_grid else fixed_in.data
-    if world is None and same_grid(moving, (grid_shape, grid_affine)):
-        moving_g = moving_in.data
-    else:
-        moving_g = sample_world(moving_in, grid_shape, grid_affine, world=world)
     with open_backend(model_path, backend=backend, precision=precision, device=device,
                       batch_size=batch_size, range_stop=not keep_failed) as engine:
-        result = register(fixed_g, moving_g, engine, iterations=iterations, patch_stride=patch_stride,
+        result = register(inputs.fixed, inputs.moving, engine, iterations=iterations, patch_stride=patch_stride,
                           pyramid=pyramid, smoothing=smoothing, progress=progress, percentiles=percentiles)
         stats: BackendStats = engine.stats
         window = engine.codec.window
         guard = engine.guard
         model = engine.model  # the file as the backend read it: the energy report reads no other
-    del fixed_g, moving_g
-    network_ddf = (field_onto_grid(result.ddf, grid_affine, fixed.shape, fixed.affine) if on_working_grid
-                   else result.ddf)
-    ddf = total_field(network_ddf, fixed.affine, world)
-    if world is None and moving_on_fixed and not on_working_grid and moving_in is moving:
+    inputs.fixed = inputs.moving = None  # the registration grid's copies are done with
+    ddf = inputs.field(result.ddf, fixed)
+    if world is None and moving_on_fixed and not on_working_grid and inputs.moving_prepared is moving:
         warped = result.warped  # register() warped these very voxels with this very field
     else:
         warped = warp_onto_fixed(moving, ddf, fixed.affine)

@@ -108,3 +108,21 @@ def test_export_rejects_a_non_checkpoint(cli, tmp_path):
     line = cli.one_error_line("export", bad, "--to", "netx", "--out", tmp_path / "m.net")
     assert "best.pt" in line and "not a SpikeReg checkpoint" in line
     assert not (tmp_path / "m.net").exists()
+
+
+def test_long_work_logs_plain_progress_lines_where_stderr_is_not_a_terminal(cli, tmp_path, monkeypatch):
+    from spikereg import cli as cli_module
+
+    # CliRunner's stderr is not a terminal: rich's bar would show nothing until the end
+    monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 0.0)
+    result = cli.invoke("data", "synth", "--out", str(tmp_path / "data"), "--pairs", "2", "--spacing", "4",
+                        "--seed", "3")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("pairs: ")]
+    assert lines and lines[-1].startswith("pairs: 2/2") and lines[-1].endswith("]"), result.output
+    assert sum(line.startswith("pairs: 2/2") for line in lines) == 1  # the end is said once
+
+    monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 3600.0)  # short work: as quiet as before
+    result = cli.invoke("data", "synth", "--out", str(tmp_path / "data2"), "--pairs", "2", "--spacing", "4",
+                        "--seed", "3")
+    assert result.exit_code == 0 and not any(line.startswith("pairs: ") for line in result.output.splitlines())
