@@ -278,6 +278,39 @@ def table(rows: dict) -> list[str]:
     return lines
 
 
+def _paired_means(rows: dict, a: str, b: str) -> tuple[float, float, int] | None:
+    """Mean tissue Dice of methods ``a`` and ``b`` over the pairs where both have one."""
+    both = [(m[a]["tissue_dice"], m[b]["tissue_dice"]) for m in rows.values()
+            if "tissue_dice" in m.get(a, {}) and "tissue_dice" in m.get(b, {})]
+    if not both:
+        return None
+    return float(np.mean([x for x, _ in both])), float(np.mean([y for _, y in both])), len(both)
+
+
+def targets(rows: dict) -> list[str]:
+    """Issue 16's targets, each on the pairs where both of its methods ran."""
+    lines = []
+    for snn in ("SNN Lava", "SNN torch"):
+        for other, want in (("ANTs SyN", ">="), ("SimpleITK demons", ">="), ("ANN twin", "within 0.01 of")):
+            means = _paired_means(rows, snn, other)
+            if means is None:
+                continue
+            mine, theirs, count = means
+            met = abs(mine - theirs) <= 0.01 if want.startswith("within") else mine >= theirs
+            lines.append(f"- {snn} {want} {other} (mean tissue Dice over the {count} pairs both ran): "
+                         f"{mine:.4f} vs {theirs:.4f} ({mine - theirs:+.4f}): **{'met' if met else 'missed'}**")
+    folding = [m[k]["folding_percent"] for m in rows.values() for k in ("SNN torch", "SNN Lava")
+               if "folding_percent" in m.get(k, {})]
+    if folding:
+        lines.append(f"- % J<=0 < 0.1 for the SNN: largest {max(folding):.3f}: "
+                     f"**{'met' if max(folding) < 0.1 else 'missed'}**")
+    same = [m["SNN Lava"]["equals_torch"] for m in rows.values() if "equals_torch" in m.get("SNN Lava", {})]
+    if same:
+        lines.append(f"- `--backend sim` wrote the same field as `--backend torch`, bit for bit, on "
+                     f"{sum(same)} of {len(same)} pairs")
+    return ["", "Targets (issue 16, this run):", ""] + lines if lines else []
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder: images, labels, runs, rows.json")
@@ -303,7 +336,7 @@ def main(argv=None) -> int:
         for direction in args.directions:
             moving_name, fixed_name = direction.split("->")
             run_pair(args, args.out, spacing, moving_name, fixed_name, rows, save)
-    lines = table(rows)
+    lines = table(rows) + targets(rows)
     print("\n".join(lines))
     if args.write:
         from sections import write_section

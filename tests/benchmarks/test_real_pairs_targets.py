@@ -1,0 +1,39 @@
+"""The real-pair benchmark's target lines: each comparison on the pairs where both of its methods ran."""
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+_spec = importlib.util.spec_from_file_location("real_pairs", ROOT / "benchmarks" / "real_pairs.py")
+real_pairs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(real_pairs)
+
+
+def row(dice, folding=None, **extra):
+    out = {"tissue_dice": dice, **extra}
+    if folding is not None:
+        out.update(folding_percent=folding, sdlogj=0.2)
+    return out
+
+
+def test_targets_compare_on_shared_pairs_and_say_met_or_missed():
+    rows = {
+        "A, 2 mm": {"SimpleITK demons": row(0.80, 0.0), "ANTs SyN": row(0.70, 0.0), "ANN twin": row(0.78, 0.0),
+                    "SNN torch": row(0.79, 0.0), "SNN Lava": row(0.79, 0.0, equals_torch=True)},
+        # no Lava row here: the Lava comparisons must leave this pair out, the torch ones count it
+        "A, 1 mm": {"SimpleITK demons": row(0.70, 0.0), "ANTs SyN": row(0.90, 0.0), "ANN twin": row(0.70, 0.0),
+                    "SNN torch": row(0.75, 0.2)},
+    }
+    lines = "\n".join(real_pairs.targets(rows))
+    assert "SNN Lava >= ANTs SyN (mean tissue Dice over the 1 pairs both ran): 0.7900 vs 0.7000 (+0.0900): **met**" \
+        in lines
+    assert "SNN Lava >= SimpleITK demons (mean tissue Dice over the 1 pairs both ran): 0.7900 vs 0.8000 " \
+           "(-0.0100): **missed**" in lines
+    assert "SNN torch >= ANTs SyN (mean tissue Dice over the 2 pairs both ran): 0.7700 vs 0.8000 (-0.0300): " \
+           "**missed**" in lines
+    assert "SNN torch within 0.01 of ANN twin (mean tissue Dice over the 2 pairs both ran): 0.7700 vs 0.7400 " \
+           "(+0.0300): **missed**" in lines
+    assert "% J<=0 < 0.1 for the SNN: largest 0.200: **missed**" in lines
+    assert "bit for bit, on 1 of 1 pairs" in lines
+    assert real_pairs.targets({}) == []
