@@ -1,10 +1,16 @@
 """Shared fixtures: the command line run in process, a tiny network trained for a few SLAYER steps, its netx export."""
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from spikereg.config import load_config
+
+# Plain progress lines (where stderr is not a terminal, as under pytest) would come between a
+# command's output and its one error line on a slow machine: off for the suite and the commands
+# it starts; tests/spikereg/test_cli.py turns them on where it tests them.
+os.environ["SPIKEREG_PROGRESS_SECONDS"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -114,7 +114,7 @@ def test_long_work_logs_plain_progress_lines_where_stderr_is_not_a_terminal(cli,
     from spikereg import cli as cli_module
 
     # CliRunner's stderr is not a terminal: rich's bar would show nothing until the end
-    monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 0.0)
+    monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 1e-9)
     result = cli.invoke("data", "synth", "--out", str(tmp_path / "data"), "--pairs", "2", "--spacing", "4",
                         "--seed", "3")
     assert result.exit_code == 0, result.output
@@ -124,5 +124,9 @@ def test_long_work_logs_plain_progress_lines_where_stderr_is_not_a_terminal(cli,
 
     monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 3600.0)  # short work: as quiet as before
     result = cli.invoke("data", "synth", "--out", str(tmp_path / "data2"), "--pairs", "2", "--spacing", "4",
+                        "--seed", "3")
+    assert result.exit_code == 0 and not any(line.startswith("pairs: ") for line in result.output.splitlines())
+    monkeypatch.setattr(cli_module.LoggedProgress, "every_s", 0.0)  # SPIKEREG_PROGRESS_SECONDS=0: off
+    result = cli.invoke("data", "synth", "--out", str(tmp_path / "data3"), "--pairs", "2", "--spacing", "4",
                         "--seed", "3")
     assert result.exit_code == 0 and not any(line.startswith("pairs: ") for line in result.output.splitlines())
