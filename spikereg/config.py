@@ -46,8 +46,13 @@ class NeuronConfig:
 
 @dataclass
 class ModelConfig:
-    """The spiking registration network (a stack of 3-D convolutions, folded for Lava)."""
+    """The spiking registration network: 3-D convolutions (folded for Lava) in a chain or a U-Net."""
 
+    # "chain": strided convs down to a control grid (model.strides), then the readout
+    # (spikereg.networks.snn); "unet": an encoder-decoder with a skip from every level and a
+    # readout per voxel (spikereg.networks.unet), model.channels the widths of its levels,
+    # finest first, and model.strides empty; sdnn only
+    architecture: str = "chain"
     patch_size: int = 16  # cubic patch the exported network processes
     # "intensity": fixed, moving, (fixed - moving)+, (fixed - moving)-   (4 channels)
     # "intensity+force": also the +/- parts of (fixed - moving) * grad(moving) per axis (10)
@@ -82,7 +87,16 @@ class ModelConfig:
     def in_channels(self) -> int:
         return ENCODINGS[self.encoding]
 
+    @property
+    def reduction(self) -> int:
+        """Voxels per control point along each axis (a U-Net reads out every voxel)."""
+        reduction = 1
+        for stride in self.strides if self.architecture == "chain" else ():
+            reduction *= stride
+        return reduction
 
+
+ARCHITECTURES = ("chain", "unet")
 ENCODINGS = {"intensity": 4, "intensity+force": 10}
 SPIKE_CODES = {"cuba": ("rate", "latency"), "sdnn": ("delta",)}  # neuron type -> input codes it takes
 
@@ -350,7 +364,7 @@ def validate(config: Config, source: str = "config") -> None:
     if model.clamp:
         if model.neuron.type != "sdnn":
             raise ConfigError(f"{source}: 'model.clamp' applies to model.neuron.type sdnn only")
-        if len(model.clamp) != len(model.channels):
+        if model.architecture == "chain" and len(model.clamp) != len(model.channels):
             raise ConfigError(f"{source}: 'model.clamp' needs one value per hidden layer ({len(model.channels)}, "
                               f"as model.channels), got {len(model.clamp)}")
         for value in model.clamp:
@@ -360,11 +374,14 @@ def validate(config: Config, source: str = "config") -> None:
                                   f"(0: no saturation), got {value}")
     if model.neuron.threshold <= 0:
         raise ConfigError(f"{source}: 'model.neuron.threshold' must be positive, got {model.neuron.threshold}")
-    if len(model.channels) != len(model.strides):
+    if model.architecture not in ARCHITECTURES:
+        raise ConfigError(f"{source}: 'model.architecture' must be one of {', '.join(ARCHITECTURES)}, "
+                          f"got {model.architecture!r}")
+    if model.architecture == "unet":
+        _validate_unet(model, source)
+    elif len(model.channels) != len(model.strides):
         raise ConfigError(f"{source}: model.channels and model.strides must have the same length")
-    reduction = 1
-    for stride in model.strides:
-        reduction *= stride
+    reduction = model.reduction
     if model.patch_size % reduction:
         raise ConfigError(
             f"{source}: model.patch_size {model.patch_size} must be a multiple of the "
@@ -393,6 +410,29 @@ def validate(config: Config, source: str = "config") -> None:
         )
     _validate_data(config, source)
     _validate_train(config, source)
+
+
+def _validate_unet(model: ModelConfig, source: str) -> None:
+    """A U-Net halves the patch once per level below the first; it is a sigma-delta graph."""
+    if model.neuron.type != "sdnn":
+        raise ConfigError(f"{source}: 'model.architecture' unet is built for model.neuron.type sdnn, "
+                          f"got {model.neuron.type!r}")
+    if model.strides:
+        raise ConfigError(f"{source}: 'model.strides' applies to architecture chain; a U-Net's levels halve the "
+                          f"patch (give strides: []), got {model.strides}")
+    levels = len(model.channels)
+    if levels < 2:
+        raise ConfigError(f"{source}: 'model.channels' of a U-Net needs one width per level, at least 2, "
+                          f"got {model.channels}")
+    if model.patch_size % (1 << (levels - 1)) or model.patch_size >> (levels - 1) < 2:
+        raise ConfigError(f"{source}: 'model.patch_size' {model.patch_size} must be a multiple of "
+                          f"{1 << (levels - 1)} (halved {levels - 1} times) and leave at least 2 voxels "
+                          "at the coarsest level")
+    if model.kernel_size != 3:
+        raise ConfigError(f"{source}: 'model.kernel_size' of a U-Net is 3, got {model.kernel_size}")
+    if model.clamp and len(model.clamp) != 2 * levels + 1:
+        raise ConfigError(f"{source}: 'model.clamp' of a U-Net needs one value per hidden node "
+                          f"({2 * levels + 1}: encoders, bottleneck, decoders), got {len(model.clamp)}")
 
 
 def _validate_data(config: Config, source: str) -> None:

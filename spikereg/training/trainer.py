@@ -56,6 +56,7 @@ from spikereg.losses import (
     worst_case_bound_loss,
 )
 from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
+from spikereg.networks.graph_twin import GraphTwin
 from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.snn import SpikingRegNet
@@ -342,7 +343,12 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.
     return net.decode(outputs[-1]), layer_rates(outputs), extra
 
 
-def _twin_outputs(twin: AnnTwin, batch: PatchBatch, range_weight: float = 0.0
+def make_twin(model) -> AnnTwin | GraphTwin:
+    """The ANN twin of ``model`` (a :class:`~spikereg.config.ModelConfig`): a chain's or a U-Net's."""
+    return GraphTwin(model) if model.architecture == "unet" else AnnTwin(model)
+
+
+def _twin_outputs(twin: AnnTwin | GraphTwin, batch: PatchBatch, range_weight: float = 0.0
                   ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
     """Control grid (decoded as ``AnnTwin.predict`` does), per-layer rates and extra terms of the ANN twin."""
     summed, rates = twin.layers(batch.fixed, batch.moving)
@@ -384,12 +390,12 @@ def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | No
     starts from the one stored in that checkpoint instead of at random.
     """
     workers = workers or Workers()
-    twin = AnnTwin(config.model)
+    twin = make_twin(config.model)
     if config.train.twin_init:  # trained further on this config's pairs, from an earlier run's twin
         twin.load_state_dict(twin_for(config, "twin_init").state_dict())
     twin = twin.to(workers.device)
-    if objective is None:  # the control grid's cell is the product of the strides
-        objective = RegistrationLoss(config.train, config.model.max_displacement, math.prod(config.model.strides))
+    if objective is None:
+        objective = RegistrationLoss(config.train, config.model.max_displacement, config.model.reduction)
     parameters = list(twin.parameters())
     optimizer = make_optimizer(parameters, config.train, config.train.ann_learning_rate)
     batch_size = config.train.batch_size
@@ -453,7 +459,7 @@ def _check_stored_twin(config: Config, key: str) -> None:
     if "twin_state" not in state:
         raise ValueError(f"{option} {path}: the checkpoint holds no ANN twin "
                          "(train it with train.ann_steps > 0)")
-    keys = ("patch_size", "encoding", "channels", "strides", "kernel_size")
+    keys = ("architecture", "patch_size", "encoding", "channels", "strides", "kernel_size")
     stored = config_from_dict(state["config"], source=str(path)).model
     theirs, ours = ({k: getattr(c, k) for k in keys} | {"neuron": c.neuron.type} for c in (stored, config.model))
     if theirs != ours:
@@ -479,7 +485,7 @@ def load_twin(path: str | Path) -> AnnTwin | None:
     if "twin_state" not in state:
         return None
     config = config_from_dict(state["config"], source=str(path))
-    twin = AnnTwin(config.model)
+    twin = make_twin(config.model)
     twin.load_state_dict(state["twin_state"])
     twin.val_error_voxels = float(state["twin_val_error_voxels"])
     twin.eval()
