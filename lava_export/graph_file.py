@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 import torch
 
+from spikereg.networks.snn import bias_mantissa
 from spikereg.netx_file import GRAPH_FORMAT, METADATA_ATTR, GraphEdge, GraphFileError, is_graph_file, read_edges
 
 
@@ -77,7 +78,10 @@ def export_graph(net, path: str | Path, extra: dict | None = None) -> None:
             group.create_dataset("shape", data=np.array([size * net.config.in_channels, size, size]))
             first = 1
         for index, block in enumerate(net.chip_layers, start=first):
-            block.export_hdf5(layers.create_group(str(index)))
+            group = layers.create_group(str(index))
+            block.export_hdf5(group)
+            if getattr(block.neuron, "bias_is_set", False):  # a saturated node's offsets, a mantissa like vThMant
+                group.create_dataset("bias", data=bias_mantissa(block))
         graph = handle.create_group("graph")
         graph.attrs["format"] = GRAPH_FORMAT
         graph.create_dataset("names", data=np.array([n.name.encode("ascii") for n in net.nodes]))

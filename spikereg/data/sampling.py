@@ -20,6 +20,9 @@ from spikereg.data.synth import make_pair, tissue_classes_from_template
 from spikereg.data.template import load_mni, tissue_labels
 
 BRAIN_FRACTION = 0.15  # a training patch must be at least this much brain (mean intensity)
+# ... or, in an image where no patch is (SynthMorph-style images with dark classes: seen with 32^3
+# patches), at least this share of its brightest patch's mean
+RELATIVE_BRAIN_FRACTION = 0.3
 
 
 @dataclass
@@ -52,7 +55,11 @@ class PatchSampler:
         table = np.pad(image.astype(np.float64), ((1, 0), (1, 0), (1, 0))).cumsum(0).cumsum(1).cumsum(2)
         sums = (table[p:, p:, p:] - table[:-p, p:, p:] - table[p:, :-p, p:] - table[p:, p:, :-p]
                 + table[:-p, :-p, p:] + table[:-p, p:, :-p] + table[p:, :-p, :-p] - table[:-p, :-p, :-p])
-        return np.argwhere(sums / p**3 >= BRAIN_FRACTION)
+        means = sums / p**3
+        origins = np.argwhere(means >= BRAIN_FRACTION)
+        if not len(origins) and means.max() > 0:  # a dark synthesized image: brain relative to its brightest patch
+            origins = np.argwhere(means >= RELATIVE_BRAIN_FRACTION * means.max())
+        return origins
 
     def sample(self, count: int, share: slice | None = None, rng: np.random.Generator | None = None) -> PatchBatch:
         """``count`` random patches; with ``share``, only those patches are cut.

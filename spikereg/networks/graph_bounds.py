@@ -46,6 +46,40 @@ def edge_weight(net, edge, differentiable: bool = False) -> torch.Tensor:
     return weight.reshape(weight.shape[0], weight.shape[1], -1)
 
 
+def node_pairs(node) -> tuple[torch.Tensor, torch.Tensor]:
+    """A saturated node's pairs in the folded layout ``d * 2C + c``: units ``(d, c)`` and ``(d, C + c)``."""
+    first = torch.tensor([d * 2 * node.channels + c for d in range(node.size) for c in range(node.channels)])
+    return first, first + node.channels
+
+
+def saturating_credit(net, edge, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """The saturated source's pairs that really deliver ``clamp(x, 0, c)`` over ``edge``, or None.
+
+    Credit only for what the file's numbers hold: both units of every pair
+    get the same weights on every edge into the source, the second a bias
+    lower by ``c > 0`` (the first none), and ``edge`` takes them with ``w``
+    and ``-w``. Anything else is bounded unit by unit (true, only looser).
+    """
+    source = net.nodes[net.index[edge.source]]
+    if not source.paired:
+        return None
+    first, second = node_pairs(source)
+    if not bool((weight[:, second] == -weight[:, first]).all()):
+        return None
+    for e in source.inputs:
+        into = edge_weight(net, net.edges[e])
+        if not bool((into[first] == into[second]).all()):
+            return None
+    neuron = net.blocks[source.name].neuron
+    if not getattr(neuron, "bias_is_set", False):
+        return None
+    bias = neuron.bias.detach().reshape(-1)
+    levels = bias[first] - bias[second]
+    if not bool((bias[first] == 0).all()) or not bool((levels > 0).all()) or len(set(levels.tolist())) != 1:
+        return None
+    return first, second, float(levels[0])
+
+
 def graph_bounds(net, input_max: float = INPUT_MAX, differentiable: bool = False) -> tuple[dict, dict]:
     """Per node and per edge worst cases (largest over the units), SLAYER's units.
 
@@ -72,6 +106,13 @@ def graph_bounds(net, input_max: float = INPUT_MAX, differentiable: bool = False
                                  f"{src_hi.shape[0]}")
             w_abs = weight.abs().sum(dim=-1)
             sent_hi, sent_lo, step = src_hi + src_vth, torch.full_like(src_hi, -src_vth), src_hi + 2 * src_vth
+            credit = saturating_credit(net, edge, weight)
+            if credit is not None:  # a saturated source's pairs deliver clamp(x, 0, c) minus two residues
+                first, second, level = credit
+                sent_hi, sent_lo, step = sent_hi.clone(), sent_lo.clone(), step.clone()
+                sent_hi[first], sent_lo[first], step[first] = level + 2 * src_vth, -2 * src_vth, level + 4 * src_vth
+                for tensor in (sent_hi, sent_lo, step):
+                    tensor[second] = 0.0
             e_syn = w_abs @ step
             e_sum = w_abs @ torch.maximum(sent_hi, -sent_lo)
             e_up = weight.clamp(min=0).sum(dim=-1) @ sent_hi + weight.clamp(max=0).sum(dim=-1) @ sent_lo

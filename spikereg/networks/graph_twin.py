@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from spikereg.config import ModelConfig
 from spikereg.networks.encoding import decode_displacement, graded_levels, input_features
-from spikereg.networks.unet import Edge, Node, UNetConfig, edge_key, unet_topology
+from spikereg.networks.unet import Edge, Node, UNetConfig, apply_edge, edge_key, unet_topology
 
 
 def unet_config(model: ModelConfig) -> UNetConfig:
@@ -43,13 +43,6 @@ def kernel_shape(edge: Edge, source: Node, destination: Node) -> tuple[int, ...]
     if edge.kind == "convT":
         return (source.channels, destination.channels) + (edge.kernel,) * 3
     return (destination.channels, source.channels) + (edge.kernel,) * 3
-
-
-def apply_edge(edge: Edge, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The edge's 3-D convolution of ``x`` ``(N, C, D, H, W)``."""
-    if edge.kind == "convT":
-        return F.conv_transpose3d(x, kernel, stride=edge.stride, padding=edge.padding)
-    return F.conv3d(x, kernel, stride=edge.stride, padding=edge.padding)
 
 
 class GraphTwin(torch.nn.Module):
@@ -114,6 +107,6 @@ class GraphTwin(torch.nn.Module):
         for node in self.nodes[1:]:
             for position, e in enumerate(self.into[node.name]):
                 edge = self.edges[e]
-                name = (f"blocks.{node.name}" if position == 0 else f"synapses.{edge_key(edge)}")
+                name = f"blocks.{node.name}.synapse" if position == 0 else f"synapses.{edge_key(edge)}"
                 state[f"{name}.parametrizations.weight.original"] = kernels[edge_key(edge)].detach().clone()
         return state

@@ -95,17 +95,32 @@ class DepthFoldT:
 
 
 class FoldedKernelT(torch.nn.Module):
-    """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight."""
+    """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight.
 
-    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int) -> None:
+    Saturated nodes' pairs as in :class:`~spikereg.networks.folding.FoldedKernel`:
+    ``paired_in`` takes a pair with ``K`` and ``-K``, ``paired_out`` feeds both populations.
+    """
+
+    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int, paired_in: bool = False,
+                 paired_out: bool = False) -> None:
         super().__init__()
         self.fold, self.c_in, self.c_out = fold, c_in, c_out
+        self.paired_in, self.paired_out = paired_in, paired_out
+
+    def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        if self.paired_in:
+            kernel3d = torch.cat([kernel3d, -kernel3d], dim=0)
+        if self.paired_out:
+            kernel3d = torch.cat([kernel3d, kernel3d], dim=1)
+        return kernel3d
 
     def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        return self.fold.fold_weight(kernel3d).unsqueeze(-1)
+        return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.fold.unfold_weight(weight.squeeze(-1), self.c_in, self.c_out)
+        c_in = self.c_in * (2 if self.paired_in else 1)
+        c_out = self.c_out * (2 if self.paired_out else 1)
+        return self.fold.unfold_weight(weight.squeeze(-1), c_in, c_out)[:self.c_in, :self.c_out]
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,10 @@ class UNetConfig:
     align_delays: bool = True
     gain: float = 1.0  # weight init scale (x He's; cuba x 3 / sqrt(2) of it, as snn.py)
     seed: int = 0
+    # sdnn only: per hidden node (the nodes between input and readout, in topological order) the
+    # value it saturates at, 0 for a plain ReLU; a saturated node is two populations relu(x) and
+    # relu(x - c) that every successor takes with K and -K (spikereg.networks.folding.FoldedKernel)
+    clamp: tuple[float, ...] = ()
 
     @property
     def graded(self) -> bool:
@@ -153,11 +172,28 @@ class Node:
     channels: int
     size: int  # spatial side (depth = height = width)
     inputs: list[int] = field(default_factory=list)  # indices into the edge list, primary first
+    clamp: float = 0.0  # > 0: saturated at this value, as a pair of populations
+
+    @property
+    def paired(self) -> bool:
+        return self.clamp > 0
+
+    @property
+    def populations(self) -> int:
+        """Channels on the chip: a saturated node holds two populations of its units."""
+        return self.channels * (2 if self.paired else 1)
 
     @property
     def features(self) -> int:
-        """Folded features ``D*C``."""
-        return self.size * self.channels
+        """Folded features ``D*C`` (populations included)."""
+        return self.size * self.populations
+
+
+def apply_edge(edge: Edge, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The edge's 3-D convolution of ``x`` ``(N, C, D, H, W)`` (torch's kernel layouts)."""
+    if edge.kind == "convT":
+        return torch.nn.functional.conv_transpose3d(x, kernel, stride=edge.stride, padding=edge.padding)
+    return torch.nn.functional.conv3d(x, kernel, stride=edge.stride, padding=edge.padding)
 
 
 def _step_delay(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -233,6 +269,14 @@ class SpikingGraph(torch.nn.Module):
             neuron = dict(threshold=config.threshold or 1.0, current_decay=config.current_decay,
                           voltage_decay=config.voltage_decay, requires_grad=False)
         self.neuron_params = neuron
+        clamps = [0.0] * len(nodes)
+        if config.clamp:
+            if not config.graded:
+                raise ValueError("clamp (saturated nodes) applies to sdnn graphs")
+            if len(config.clamp) != len(nodes) - 2:
+                raise ValueError(f"clamp: one value per hidden node ({len(nodes) - 2}), got {len(config.clamp)}")
+            clamps[1:-1] = [float(c) for c in config.clamp]
+        nodes = [replace(node, inputs=[], clamp=c) for node, c in zip(nodes, clamps)]  # this graph's own
         self.nodes = nodes
         self.index = {node.name: i for i, node in enumerate(nodes)}
         if config.align_delays:
@@ -268,6 +312,11 @@ class SpikingGraph(torch.nn.Module):
                 synapses[edge_key(edge)] = syn
         self.blocks = torch.nn.ModuleDict(blocks)
         self.synapses = torch.nn.ModuleDict(synapses)
+        for node in nodes[1:]:
+            if node.paired:  # the second population computes relu(x - c)
+                offsets = torch.tensor([0.0] * node.channels + [-node.clamp] * node.channels).repeat(node.size)
+                self.blocks[node.name].neuron.bias.data = offsets.reshape(-1, 1, 1)
+                self.blocks[node.name].neuron.bias_is_set = True
         if config.graded:
             scale = graded_spike_scale(config.spike_exp)  # graded spikes on netx's spike_exp grid
             for block in self.chip_layers:
@@ -279,12 +328,14 @@ class SpikingGraph(torch.nn.Module):
             fold = DepthFold(src.size, edge.kernel, edge.stride, edge.padding)
             if fold.depth_out != dst.size:
                 raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
-            parametrize.register_parametrization(synapse, "weight", FoldedKernel(fold, dst.channels, src.channels))
+            parametrize.register_parametrization(synapse, "weight", FoldedKernel(
+                fold, dst.channels, src.channels, paired_out=dst.paired, paired_in=src.paired))
         else:
             fold = DepthFoldT(src.size, edge.kernel, edge.stride, edge.padding)
             if fold.depth_out != dst.size:
                 raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
-            parametrize.register_parametrization(synapse, "weight", FoldedKernelT(fold, src.channels, dst.channels))
+            parametrize.register_parametrization(synapse, "weight", FoldedKernelT(
+                fold, src.channels, dst.channels, paired_in=src.paired, paired_out=dst.paired))
         with torch.no_grad():  # He's gain on the 3-D kernel's fan-in, shared between a node's edges
             std = self.config.gain * (2.0 / (src.channels * edge.kernel**3 * fan)) ** 0.5
             if not self.config.graded:  # a gain that makes binary layers spike (snn.py: 3 / sqrt(fan-in))
@@ -333,6 +384,74 @@ class SpikingGraph(torch.nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.node_outputs(frames)[-1]
 
+    # -- from rest, in one pass --------------------------------------------------
+    def kernel3d(self, edge: Edge) -> torch.Tensor:
+        """``edge``'s 8-bit kernel in SLAYER's units over the chip's populations, as a 3-D conv's weight.
+
+        SLAYER quantizes the folded weight element by element, and folding only
+        copies the 3-D kernel's taps (and adds zeros), so this is the folded
+        weight the chip holds, unfolded; gradients pass straight through.
+        """
+        synapse = self.edge_synapse(edge)
+        parametrization = synapse.parametrizations.weight[0]
+        kernel = parametrization.populations(synapse.parametrizations.weight.original)
+        return self.blocks[edge.destination].neuron.quantize_8bit(kernel)
+
+    def from_rest(self, levels: torch.Tensor, keep: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """SDNN: every node's graded spikes for input ``levels`` ``(N, C_in, P, P, P)`` held from rest.
+
+        Why one pass is exact: from rest, with the input held and every path
+        into a node equally long (``align_delays``), each node's inputs all
+        arrive in one step, so each unit sends at most one graded spike -- its
+        activation floored to the spike grid, or nothing below the delta
+        threshold -- and never again (its residue stays below the threshold).
+        That is what SLAYER's blocks and Lava's processes compute over the
+        window; here each edge is one 3-D convolution of the 8-bit kernel
+        (:meth:`kernel3d`) and each node SLAYER's own neuron on that one step,
+        so the values are equal bit for bit (sums of multiples of the graded
+        quantum stay exact in float32 within the chip's proven range). Batched;
+        the cost of one ANN forward pass instead of a window of folded steps.
+        Differentiable (SLAYER's straight-through quantizers): fine-tuning trains
+        exactly what the chip computes. Returns the readout's graded spikes
+        ``(N, 6, P, P, P)`` (its value), or with ``keep`` every node's spikes
+        ``(N, populations, D, H, W)``, the input first.
+        """
+        if not self.config.graded:
+            raise ValueError("from_rest applies to sigma-delta (sdnn) graphs: CUBA spikes live in time")
+        length = self.path_lengths
+        if any(edge.delay != length[edge.destination] - length[edge.source] - 1 for edge in self.edges):
+            raise ValueError("from_rest needs every path into a node equally long (align_delays)")
+        last_read = {edge.source: max(self.index[e.destination] for e in self.edges if e.source == edge.source)
+                     for edge in self.edges}
+        values = {self.nodes[0].name: self._neuron_step(self.input_block.neuron, levels)}
+        outputs = [values[self.nodes[0].name]]
+        for position, node in enumerate(self.nodes[1:], start=1):
+            z = None
+            for e in node.inputs:
+                edge = self.edges[e]
+                part = apply_edge(edge, self.kernel3d(edge), values[edge.source])
+                z = part if z is None else z + part
+            values[node.name] = self._neuron_step(self.blocks[node.name].neuron, z)
+            outputs.append(values[node.name])
+            if not keep:  # a 1 mm brain's batches: hold only what a later node still reads
+                for name in [name for name, last in last_read.items() if last == position]:
+                    values.pop(name, None)
+                    outputs[self.index[name]] = None
+        return outputs if keep else outputs[-1]
+
+    @staticmethod
+    def _neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
+        """SLAYER's sigma-delta neuron on one step of ``z`` ``(N, C, D, H, W)``, from rest (folded and back)."""
+        n, c, d = z.shape[:3]
+        folded = z.transpose(1, 2).reshape(n, d * c, *z.shape[3:]).unsqueeze(-1)
+        persistent = neuron.persistent_state
+        neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = False
+        try:
+            out = neuron(folded)[..., 0]
+        finally:
+            neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = persistent
+        return out.reshape(n, d, c, *z.shape[3:]).transpose(1, 2)
+
     def summed_inputs(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Every node's summed input (its sigma state, before the ReLU)."""
         summed: list[torch.Tensor] = []
@@ -365,25 +484,56 @@ class SpikingGraph(torch.nn.Module):
         file's ``/graph/edge/<k>/delay``.
         """
         netx = read_netx(path)
-        _, file_edges = read_edges(path)
         meta = netx.metadata
-        model = dict(meta["model"], channels=tuple(meta["model"]["channels"]), align_delays=False)
-        config = UNetConfig(**model)
+        config = replace(graph_config_of(meta), align_delays=False)
         topology = meta["topology"]
         nodes = [Node(n["name"], n["channels"], n["size"]) for n in topology["nodes"]]
         edges = [Edge(**e) for e in topology["edges"]]
-        names = [n.name for n in nodes]
-        groups = {(names[e.source], names[e.destination]): (e.delay, np.asarray(netx.root[f"{e.group}/weight"]))
-                  for e in file_edges}
-        edges = [replace(e, delay=groups[(e.source, e.destination)][0]) for e in edges]
+        delays = file_delays(path, [n.name for n in nodes])
+        edges = [replace(e, delay=delays[(e.source, e.destination)]) for e in edges]
         net = cls(config, nodes, edges, architecture=meta.get("architecture", "graph"))
-        for edge in net.edges:
-            weight = torch.as_tensor(groups[(edge.source, edge.destination)][1], dtype=torch.float32)
-            synapse = net.edge_synapse(edge)
-            scale = net.blocks[edge.destination].neuron.w_scale
+        return net.load_file_weights(netx)
+
+    def load_file_weights(self, netx) -> "SpikingGraph":
+        """Every edge's weight from a graph file already read (:func:`spikereg.netx_file.read_netx`)."""
+        _, file_edges = read_edges(netx.path)
+        names = [n.name for n in self.nodes]
+        groups = {(names[e.source], names[e.destination]): np.asarray(netx.root[f"{e.group}/weight"])
+                  for e in file_edges}
+        for edge in self.edges:
+            weight = torch.as_tensor(groups[(edge.source, edge.destination)], dtype=torch.float32)
+            synapse = self.edge_synapse(edge)
+            if tuple(weight.shape) != tuple(synapse.weight.shape[:-1]):
+                raise ValueError(f"model {netx.path}: edge {edge.name} weight has shape {tuple(weight.shape)}, "
+                                 f"its metadata implies {tuple(synapse.weight.shape[:-1])}")
+            scale = self.blocks[edge.destination].neuron.w_scale
             with torch.no_grad():
                 synapse.weight = (weight / scale).unsqueeze(-1)
-        return net.eval()
+        for index, node in enumerate(self.nodes[1:], start=1):  # saturated nodes: the file's own offsets
+            group = netx.root[f"layer/{index}"]
+            neuron = self.blocks[node.name].neuron
+            if ("bias" in group) != node.paired:
+                raise ValueError(f"model {netx.path}: layer {index} ({node.name}) "
+                                 f"{'has a bias' if 'bias' in group else 'has no bias'}, but its metadata says it "
+                                 f"is {'' if node.paired else 'not '}saturated")
+            if node.paired:
+                bias = torch.as_tensor(np.asarray(group["bias"]), dtype=torch.float32) / neuron.w_scale
+                neuron.bias.data = bias.reshape(neuron.bias.shape)
+        return self.eval()
+
+
+def graph_config_of(meta: dict) -> UNetConfig:
+    """The graph shape a graph file's metadata records (``graph``; plain graph files: ``model``)."""
+    graph = dict(meta.get("graph", meta["model"]))
+    graph["channels"] = tuple(graph["channels"])
+    graph["clamp"] = tuple(graph.get("clamp", ()))
+    return UNetConfig(**graph)
+
+
+def file_delays(path, names: list[str]) -> dict[tuple[str, str], int]:
+    """Each edge's extra delay as the file says, by (source, destination) name."""
+    _, file_edges = read_edges(path)
+    return {(names[e.source], names[e.destination]): e.delay for e in file_edges}
 
 
 class SpikingUNet(SpikingGraph):

@@ -19,6 +19,7 @@ import torch
 
 from spikereg.errors import SpikeRegError
 from spikereg.networks.bounds import summed_input_limit, worst_case_table
+from spikereg.networks.graph_bounds import graph_worst_case_table
 
 
 class RangeOverflowError(SpikeRegError, RuntimeError):
@@ -52,6 +53,13 @@ class RangeGuard:
         return cls(proven=all(row.ok for row in table), worst_case=[asdict(row) for row in table],
                    limit=summed_input_limit(net.config.spike_exp) if graded else None, stop=stop,
                    peaks=[[0.0, 0.0] for _ in net.blocks])
+
+    @classmethod
+    def for_graph(cls, net, stop: bool = True) -> "RangeGuard":
+        """A graph file's guard: its every edge and node against the chip's range (a graph must be proven)."""
+        table = graph_worst_case_table(net)
+        return cls(proven=all(row.ok for row in table), worst_case=[asdict(row) for row in table],
+                   limit=summed_input_limit(net.config.spike_exp), stop=stop, peaks=[[0.0, 0.0] for _ in net.blocks])
 
     def restart(self) -> None:
         """A new registration: forget the peaks and events seen (the bounds are the file's, and stay)."""

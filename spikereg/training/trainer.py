@@ -56,9 +56,11 @@ from spikereg.losses import (
     worst_case_bound_loss,
 )
 from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
-from spikereg.networks.graph_twin import GraphTwin
 from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
 from spikereg.networks.encoding import decode_displacement
+from spikereg.networks.graph_convert import convert_twin, project_into_range
+from spikereg.networks.graph_model import GraphRegNet
+from spikereg.networks.graph_twin import GraphTwin
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.training import distributed
 from spikereg.training.distributed import Workers
@@ -219,7 +221,10 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     device, batch_size = workers.device, config.train.batch_size
     snn_range_weight = config.train.snn_range_weight if config.model.neuron.type == "sdnn" else 0.0
 
-    net = SpikingRegNet(config.model)
+    net = make_net(config.model)
+    graph = isinstance(net, GraphRegNet)
+    if graph:  # a U-Net stays provable by projection after every step (project_into_range), not by a penalty
+        snn_range_weight = 0.0
     objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
     held_out = max(2, config.data.pairs // 8)
     pairs = synthetic_pairs(config, config.data.pairs + held_out, config.train.seed, labels=objective.needs_labels)
@@ -234,7 +239,15 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             twin = twin_for(config)
         else:
             twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
-        if config.model.neuron.type == "sdnn":
+        if graph:  # every node saturated and scaled into the chip's proven range, calibrated as below
+            draws = np.random.default_rng(config.train.seed + 2)
+            calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws)
+            net = convert_twin(twin.cpu(), calibration.fixed, calibration.moving).net
+            config = replace(config, model=net.model)
+            twin.to(device)
+            if workers.is_main:
+                save_config(config, out_dir / "config.yaml")
+        elif config.model.neuron.type == "sdnn":
             # ReLU layers rescale freely: use the 8-bit weights' range, decode with the gain.
             # Calibrated on training patches drawn apart from the training stream.
             draws = np.random.default_rng(config.train.seed + 2)
@@ -304,8 +317,12 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             net.train()
             learning_rate = optimizer.param_groups[0]["lr"]
             batch = sampler.sample(batch_size, workers.share(batch_size)).to(device)
-            row = _train_step(lambda b: _snn_outputs(net, b, snn_range_weight, keep_proven), batch, objective,
-                              optimizer, parameters, workers, config.train.grad_clip, batch_size)
+            outputs = (lambda b: _graph_outputs(net, b)) if graph else (
+                lambda b: _snn_outputs(net, b, snn_range_weight, keep_proven))
+            row = _train_step(outputs, batch, objective, optimizer, parameters, workers, config.train.grad_clip,
+                              batch_size)
+            if graph:
+                project_into_range(net)
             schedule.step()
             log.scalars(step, {f"train/{name}": value for name, value in row.items()} | {"lr": learning_rate})
             if step % config.train.checkpoint_every == 0 or step == config.train.steps:
@@ -346,6 +363,18 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.
 def make_twin(model) -> AnnTwin | GraphTwin:
     """The ANN twin of ``model`` (a :class:`~spikereg.config.ModelConfig`): a chain's or a U-Net's."""
     return GraphTwin(model) if model.architecture == "unet" else AnnTwin(model)
+
+
+def _graph_outputs(net: GraphRegNet, batch: PatchBatch
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+    """A U-Net's field from rest, with its nodes' mean message payloads as the activity term's rates."""
+    values = net.from_rest(net.levels(batch.fixed, batch.moving), keep=True)
+    return net.decode(values[-1]), layer_rates(values[1:]), {}
+
+
+def make_net(model) -> SpikingRegNet | GraphRegNet:
+    """The spiking network of ``model``: a chain of SLAYER blocks or the registration U-Net."""
+    return GraphRegNet(model) if model.architecture == "unet" else SpikingRegNet(model)
 
 
 def _twin_outputs(twin: AnnTwin | GraphTwin, batch: PatchBatch, range_weight: float = 0.0
@@ -417,7 +446,7 @@ def retrain_twin(config: Config) -> AnnTwin:
     there, so its initialisation is replayed before the twin's).
     """
     torch.manual_seed(config.train.seed)
-    net = SpikingRegNet(config.model)  # consumes the torch draws it consumes in train()
+    net = make_net(config.model)  # consumes the torch draws it consumes in train()
     objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
     pairs = synthetic_pairs(config, config.data.pairs, config.train.seed, labels=objective.needs_labels)
     sampler = PatchSampler(pairs, config.model.patch_size, net.reduction, np.random.default_rng(config.train.seed))
@@ -426,9 +455,22 @@ def retrain_twin(config: Config) -> AnnTwin:
 
 
 @torch.no_grad()
-def evaluate(net: SpikingRegNet, batch: PatchBatch) -> tuple[float, float]:
-    """Mean control-point end-point error (voxels) and mean spike rate over all layers."""
+def evaluate(net: SpikingRegNet | GraphRegNet, batch: PatchBatch) -> tuple[float, float]:
+    """Mean control-point end-point error (voxels) and mean spike rate over all layers.
+
+    A U-Net's rate: its graded spikes (at most one per unit and patch, from rest) per unit and step
+    of its window.
+    """
     net.eval()
+    if isinstance(net, GraphRegNet):
+        errors, messages, units = [], 0, 0
+        for first in range(0, len(batch), 16):
+            cut = slice(first, first + 16)
+            values = net.from_rest(net.levels(batch.fixed[cut], batch.moving[cut]), keep=True)
+            errors.append((net.decode(values[-1]) - batch.target[cut]).norm(dim=1).flatten(1).mean(dim=1))
+            messages += sum(int((v != 0).sum()) for v in values)
+            units += sum(v.numel() for v in values)
+        return float(torch.cat(errors).mean()), messages / (units * net.window)
     outputs = net.layer_outputs(net.encode(batch.fixed, batch.moving))
     predicted = net.decode(outputs[-1])
     error = float((predicted - batch.target).norm(dim=1).mean())
@@ -492,12 +534,12 @@ def load_twin(path: str | Path) -> AnnTwin | None:
     return twin
 
 
-def load_checkpoint(path: str | Path) -> tuple[SpikingRegNet, Config]:
+def load_checkpoint(path: str | Path) -> tuple[SpikingRegNet | GraphRegNet, Config]:
     """Rebuild the network from a checkpoint written by :func:`train`."""
     path = Path(path)
     state = _read_checkpoint(path)
     config = config_from_dict(state["config"], source=str(path))
-    net = SpikingRegNet(config.model)
+    net = make_net(config.model)
     net.load_state_dict(state["state_dict"])
     net.eval()
     return net, config
