@@ -231,9 +231,11 @@ def read_metadata(path: str | Path) -> dict:
         with h5py.File(path, "r") as handle:
             _check_model(handle, handle.attrs, path)
             meta = json.loads(handle.attrs[METADATA_ATTR])
-            if meta.get("format") == "spikereg-graph/1":  # lava_export.graph_file
-                raise ModelFileError(f"model {path}: a graph netx file (skip connections), which only "
-                                     "lava_export.graph_builder runs so far (and spikereg map), not this command")
+            if meta.get("format") == "spikereg-graph/1" and meta.get("model", {}).get("architecture") != "unet":
+                # a bare graph (lava_export.graph_file): no registration model to drive it
+                raise ModelFileError(f"model {path}: a graph netx file without a registration model (exported "
+                                     "from a bare SpikingGraph); 'spikereg export' of a U-Net checkpoint writes one "
+                                     "that runs")
             return meta
     except (OSError, KeyError) as error:
         raise _unreadable(path, error) from None
