@@ -222,7 +222,10 @@ def export_netx(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}})
+        # SDNN files run every patch from rest on every backend (SpikingRegNet.from_rest): no stream, so no
+        # truncation drift from one patch to the next, and a patch's answer never depends on the ones before
+        net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {},
+                                    "from_rest": net.input_block is not None})
         # The chip check reads the file netx will read, and comes before the
         # (slow) verification: a network that cannot be placed is refused in seconds.
         mapping = check_hardware(tmp, chip, label=out) if chip is not None else None

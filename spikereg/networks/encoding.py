@@ -166,12 +166,15 @@ class PatchCodec:
             return fold_volume(hold_encode(features, self.span))
         return fold_volume(rate_encode(features, self.time_steps, self.span))
 
+    def decode_values(self, values: torch.Tensor) -> torch.Tensor:
+        """A graded readout's values ``(N, 6, g, g, g)`` (unfolded, summed over time) -> ``(N, 3, g, g, g)`` voxels."""
+        return decode_displacement(values, 1 if self.graded else self.time_steps,
+                                   self.max_displacement / self.readout_gain)
+
     def decode(self, readout: torch.Tensor) -> torch.Tensor:
         """Folded readout spikes ``(N, g*6, g, g, T)`` -> ``(N, 3, g, g, g)`` voxels.
 
         The readout's sum over time is a spike count (CUBA, divided by the
         ``T`` code steps) or, for graded spikes, the readout neurons' value.
         """
-        counts = unfold_volume(readout.sum(dim=-1), READOUT_CHANNELS)
-        return decode_displacement(counts, 1 if self.graded else self.time_steps,
-                                   self.max_displacement / self.readout_gain)
+        return self.decode_values(unfold_volume(readout.sum(dim=-1), READOUT_CHANNELS))

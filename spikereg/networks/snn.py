@@ -89,6 +89,24 @@ def stream_patches(blocks, frames: torch.Tensor) -> tuple[list[torch.Tensor], to
     return outputs, ends
 
 
+def neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
+    """SLAYER's sigma-delta neuron on one step of ``z`` ``(N, C, D, H, W)``, from rest (folded and back).
+
+    From rest, a unit whose input arrives in one step sends its activation
+    floored to the spike grid, or nothing below the delta threshold, and
+    never again: the one message SLAYER's block and Lava's process send.
+    """
+    n, c, d = z.shape[:3]
+    folded = z.transpose(1, 2).reshape(n, d * c, *z.shape[3:]).unsqueeze(-1)
+    persistent = neuron.persistent_state
+    neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = False
+    try:
+        out = neuron(folded)[..., 0]
+    finally:
+        neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = persistent
+    return out.reshape(n, d, c, *z.shape[3:]).transpose(1, 2)
+
+
 class SpikingRegNet(torch.nn.Module):
     """Predicts a control-point displacement grid for one cubic patch pair."""
 
@@ -197,6 +215,33 @@ class SpikingRegNet(torch.nn.Module):
             for hook in hooks:
                 hook.remove()
         return summed, outputs
+
+    def from_rest(self, levels: torch.Tensor, keep: bool = False,
+                  summed: list | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """SDNN: every layer's graded spikes for input ``levels`` ``(N, C_in, P, P, P)`` held from rest, one pass.
+
+        As :meth:`spikereg.networks.unet.SpikingGraph.from_rest` (the argument
+        and the exactness are the same: a chain's paths are all equally long):
+        each block one 3-D convolution of its 8-bit kernel over the chip's
+        populations, then SLAYER's own neuron on that one step. Returns the
+        readout's graded spikes ``(N, 6, g, g, g)`` (its value), or with ``keep``
+        every layer's, the input's first. ``summed`` (a list) receives each
+        block's summed input: from rest, its one step's synaptic input.
+        """
+        if self.input_block is None:
+            raise ValueError("from_rest applies to sigma-delta (sdnn) networks: CUBA spikes live in time")
+        values = [neuron_step(self.input_block.neuron, levels)]
+        for block, fold in zip(self.blocks, self.folds):
+            parametrization = block.synapse.parametrizations.weight[0]
+            kernel = block.neuron.quantize_8bit(parametrization.populations(
+                block.synapse.parametrizations.weight.original))
+            z = torch.nn.functional.conv3d(values[-1], kernel, stride=fold.stride, padding=fold.padding)
+            if summed is not None:
+                summed.append(z)
+            values.append(neuron_step(block.neuron, z))
+            if not keep:
+                values = values[-1:]
+        return values if keep else values[-1]
 
     def set_streaming(self, on: bool) -> None:
         """SDNN: let successive forward calls run as one stream, the way Lava runs the exported file.

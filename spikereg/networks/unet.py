@@ -47,7 +47,7 @@ from torch.nn.utils import parametrize
 from spikereg import compat
 from spikereg.networks.encoding import READOUT_CHANNELS
 from spikereg.networks.folding import DepthFold, FoldedKernel
-from spikereg.networks.snn import graded_spike_scale
+from spikereg.networks.snn import graded_spike_scale, neuron_step
 from spikereg.netx_file import read_edges, read_netx
 
 
@@ -423,7 +423,7 @@ class SpikingGraph(torch.nn.Module):
             raise ValueError("from_rest needs every path into a node equally long (align_delays)")
         last_read = {edge.source: max(self.index[e.destination] for e in self.edges if e.source == edge.source)
                      for edge in self.edges}
-        values = {self.nodes[0].name: self._neuron_step(self.input_block.neuron, levels)}
+        values = {self.nodes[0].name: neuron_step(self.input_block.neuron, levels)}
         outputs = [values[self.nodes[0].name]]
         for position, node in enumerate(self.nodes[1:], start=1):
             z = None
@@ -431,26 +431,13 @@ class SpikingGraph(torch.nn.Module):
                 edge = self.edges[e]
                 part = apply_edge(edge, self.kernel3d(edge), values[edge.source])
                 z = part if z is None else z + part
-            values[node.name] = self._neuron_step(self.blocks[node.name].neuron, z)
+            values[node.name] = neuron_step(self.blocks[node.name].neuron, z)
             outputs.append(values[node.name])
             if not keep:  # a 1 mm brain's batches: hold only what a later node still reads
                 for name in [name for name, last in last_read.items() if last == position]:
                     values.pop(name, None)
                     outputs[self.index[name]] = None
         return outputs if keep else outputs[-1]
-
-    @staticmethod
-    def _neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
-        """SLAYER's sigma-delta neuron on one step of ``z`` ``(N, C, D, H, W)``, from rest (folded and back)."""
-        n, c, d = z.shape[:3]
-        folded = z.transpose(1, 2).reshape(n, d * c, *z.shape[3:]).unsqueeze(-1)
-        persistent = neuron.persistent_state
-        neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = False
-        try:
-            out = neuron(folded)[..., 0]
-        finally:
-            neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = persistent
-        return out.reshape(n, d, c, *z.shape[3:]).transpose(1, 2)
 
     def summed_inputs(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Every node's summed input (its sigma state, before the ReLU)."""

@@ -29,7 +29,7 @@ import torch
 from lava_export.chip import run_config
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
-from spikereg.networks.encoding import PatchCodec
+from spikereg.networks.encoding import PatchCodec, graded_levels, input_features
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.snn import SpikingRegNet, stream_patches
 from spikereg.netx_file import NetxFile, is_graph_file, load_model
@@ -66,20 +66,24 @@ class TorchBackend:
     name = "torch"
     model: NetxFile | None = None  # the file the network came from, read once (open_backend sets it)
 
-    def __init__(self, net: SpikingRegNet, batch_size: int = 32, device: str = "cpu", range_stop: bool = True) -> None:
+    def __init__(self, net: SpikingRegNet, batch_size: int = 32, device: str = "cpu", range_stop: bool = True,
+                 from_rest: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"--batch-size {batch_size}: must be at least 1")
         self.device = torch_device(device)
         self.net = net.eval().to(self.device)
         self.guard = open_guard(net, range_stop)
-        if net.input_block is not None:  # wrap as Lava wraps, and watch every layer's range
+        self.from_rest = from_rest and net.input_block is not None
+        if net.input_block is not None and not self.from_rest:  # wrap as Lava wraps, and watch every layer's range
             net.mirror_chip(True)
         self.codec = net.codec
         self.patch_size = net.config.patch_size
         self.reduction = net.reduction
         self.batch_size = batch_size
-        self.streaming = self.codec.graded
-        if self.streaming:  # SDNN: patches back to back in one stream, cut where Lava's streams are cut
+        self.streaming = self.codec.graded and not self.from_rest
+        if self.from_rest:  # SDNN, every patch from rest: one batched pass (SpikingRegNet.from_rest)
+            self.chunk_size = max(256, batch_size)
+        elif self.streaming:  # SDNN: patches back to back in one stream, cut where Lava's streams are cut
             self.net.set_streaming(True)
             self.chunk_size = LAVA_CHUNK
         else:
@@ -105,6 +109,8 @@ class TorchBackend:
     @torch.no_grad()
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+        if self.from_rest:
+            return self._predict_from_rest(fixed, moving, progress)
         if self.streaming:
             self._restart_stream()  # one stream per chunk, as on Lava (see 'Per-chunk streams' above)
             return self._predict_stream(fixed, moving, progress)
@@ -131,6 +137,39 @@ class TorchBackend:
                 done = min(first + self.batch_size, len(fixed))
                 progress(done, done * window, int(spikes.sum()))
         self._record(spikes, series, input_spikes, len(fixed), tick)
+        return np.concatenate(controls)
+
+    def _predict_from_rest(self, fixed: torch.Tensor, moving: torch.Tensor,
+                           progress: Callable[[int, int, int], None] | None) -> np.ndarray:
+        """SDNN patches each from rest, batched: one graded spike per unit at most, at its layer's delay.
+
+        A file not proven in range is watched as on Lava: each block's summed
+        input is its one step's synaptic input here.
+        """
+        tick = time.perf_counter()
+        count, window = len(fixed), self.net.window
+        layers = len(self.net.chip_layers)
+        spikes = np.zeros(layers, dtype=np.int64)
+        series = np.zeros((layers, count * window + layers), dtype=np.int64)
+        controls = []
+        for first in range(0, count, self.batch_size):
+            cut = slice(first, first + self.batch_size)
+            summed = [] if not self.guard.proven else None
+            levels = graded_levels(input_features(fixed[cut].to(self.device), moving[cut].to(self.device),
+                                                  force=self.codec.encoding == "intensity+force"))
+            values = self.net.from_rest(levels, keep=True, summed=summed)
+            if summed is not None:
+                peaks = [z.abs().flatten(1).amax(dim=1, keepdim=True) for z in summed]  # (batch, 1 step)
+                self.guard.observe([[p, p] for p in peaks], window, self.stats.patches + first, len(peaks[0]))
+            for layer, value in enumerate(values):
+                per_patch = (value != 0).flatten(1).sum(dim=1).cpu().numpy().astype(np.int64)
+                spikes[layer] += per_patch.sum()
+                series[layer, np.arange(first, first + len(per_patch)) * window + layer] += per_patch
+            controls.append(self.net.codec.decode_values(values[-1]).cpu().numpy())
+            if progress is not None:
+                done = min(first + self.batch_size, count)
+                progress(done, done * window, int(spikes.sum()))
+        self._record(spikes, series, int(spikes[0]), count, tick)
         return np.concatenate(controls)
 
     def _record(self, spikes: np.ndarray, series: np.ndarray, input_spikes: int, count: int, tick: float) -> None:
@@ -413,7 +452,7 @@ def open_backend(model_path: str | Path | NetxFile, backend: str = "sim", precis
         raise ValueError(f"--backend {backend}: graph (U-Net) models run on --backend torch here for now")
     if backend == "torch":
         engine = TorchBackend(SpikingRegNet.from_netx(model), batch_size=batch_size, device=device,
-                              range_stop=range_stop)
+                              range_stop=range_stop, from_rest=bool(model.metadata.get("from_rest")))
         engine.model = model
     else:
         engine = LavaBackend(model, backend=backend, precision=precision, range_stop=range_stop)

@@ -167,3 +167,24 @@ def test_sdnn_summed_inputs_are_each_layers_sigma_and_fine_tuning_keeps_them_in_
     assert _snn_outputs(net, batch, 0.0)[2] == {}
     with pytest.raises(ValueError, match="sigma-delta"):
         SpikingRegNet(load_config(None, []).model).summed_inputs(spikes)
+
+
+@pytest.mark.parametrize("extra", [[], ["model.spike_exp=0", "model.clamp=[1.5]"]])
+def test_chain_from_rest_equals_slayer_blocks_bit_for_bit(extra):
+    """One batched pass per patch (what every backend runs for an SDNN file) == SLAYER's blocks from rest."""
+    from spikereg.networks.encoding import graded_levels, input_features
+    from spikereg.networks.folding import unfold_volume
+
+    net = SpikingRegNet(load_config(None, SDNN + extra).model).eval()
+    torch.manual_seed(0)
+    fixed = torch.rand(3, 1, 8, 8, 8)
+    moving = (fixed + 0.2 * torch.rand_like(fixed)).clamp(0, 1)
+    with torch.no_grad():
+        summed = []
+        fast = net.from_rest(graded_levels(input_features(fixed, moving)), keep=True, summed=summed)
+        slow = net.layer_outputs(net.encode(fixed, moving))
+    assert len(summed) == len(net.blocks)
+    for one_pass, blocks in zip(fast, slow):
+        assert int((blocks != 0).sum(dim=-1).max()) <= 1  # one graded spike per unit, at most
+        assert torch.equal(one_pass, unfold_volume(blocks.sum(dim=-1), one_pass.shape[1]))
+    assert torch.equal(net.codec.decode_values(fast[-1]), net.decode(slow[-1]))
