@@ -166,20 +166,13 @@ def _ratio(value: float) -> str:
     return f"{value:.3g}x" if value >= 0.01 else f"{value:.2e}x"
 
 
-def more_chips(counts: Sequence[int], report: dict, model: Path, mapping) -> dict:
+def more_chips(counts: Sequence[int], report: dict, model: Path) -> dict:
     """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
     from spikereg.hardware import load_profile
-    from spikereg.hardware.activity import activity, costs_from_mapping, exact_activity
-    from spikereg.hardware.streamed import streamed_rows
+    from spikereg.hardware.energy_section import chain_streamed_rows
 
-    costs = costs_from_mapping(mapping)
-    spikes = [int(row["spikes"]) for row in report["layers"]]
-    events = activity(spikes, int(report["input_spikes"]), costs)
-    if report.get("counts"):  # counted per neuron: exact fan-out, as energy_report charges it
-        events = exact_activity(events, report["counts"], costs)
     chip = load_profile("loihi2")
-    return {n: streamed_rows(report, costs, events, chip, mapping, spikes, int(report["input_spikes"]), chips=n)[""]
-            for n in counts if n > 1}
+    return {n: chain_streamed_rows(report, model, chip, chips=n)[""] for n in counts if n > 1}
 
 
 def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict, mapping) -> str:
@@ -208,7 +201,7 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
             latency = row["terms"]["static"]["count"]
         rows.append(f"| {labels[name]} | {_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
                     f"{latency:.4g} | {row['total_j'] * latency:.3e} | {kind} |")
-    for count, row in more_chips(args.chips, run["report"], model, mapping).items():
+    for count, row in more_chips(args.chips, run["report"], model).items():
         rows.append(f"| Loihi 2: the same streamed schedule on {count} chips ({row['schedule']['copies']} copies) | "
                     f"{_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
                     f"{row['latency_s']:.4g} | {row['edp_js']:.3e} | {row['kind']} |")

@@ -37,6 +37,12 @@ costed on the run we would do there (copies in parallel, patches streamed:
 as ``<chip>_sequential``), and whole conventional devices (measured with their
 own energy counter, or from a data sheet: :mod:`spikereg.hardware.device_energy`)
 beside the 45 nm rows, a measured one first and named in ``conventional_preferred``.
+
+All of this is a sequential netx file's (synapses charged as netx's Conv holds
+them, zero weights included: :data:`~spikereg.hardware.rules.DENSE`). A graph
+file's run (a U-Net) is costed edge by edge, nonzero synapses only, by
+:mod:`spikereg.hardware.graph_energy` with the same rows (:func:`priced`,
+:func:`run_counts`).
 """
 from __future__ import annotations
 
@@ -57,6 +63,7 @@ from spikereg.hardware.profiles import (
     ProfileError,
     load_profile,
 )
+from spikereg.hardware.rules import DENSE
 from spikereg.networks.encoding import READOUT_CHANNELS
 from spikereg.netx_file import NetxFile, load_model
 
@@ -289,10 +296,82 @@ def _load(profile: Union[str, Path, Profile]) -> Profile:
     return profile if isinstance(profile, (NeuromorphicProfile, ConventionalProfile)) else load_profile(profile)
 
 
-def _field(report: dict[str, Any], key: str) -> Any:
+def report_field(report: dict[str, Any], key: str) -> Any:
+    """``report[key]``; a report without it cannot be costed, and the error says which field it lacks."""
     if key not in report:
         raise EnergyError(f"report has no {key!r}, needed for the energy estimate")
     return report[key]
+
+
+def split_profiles(profiles: Sequence[Union[str, Path, Profile]]
+                   ) -> tuple[list[NeuromorphicProfile], list[ConventionalProfile]]:
+    """The chips and the 45 nm profiles among ``profiles`` (names, paths or loaded); at least one chip."""
+    loaded = [_load(p) for p in profiles]
+    chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
+    if not chips:
+        raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
+    return chips, [p for p in loaded if isinstance(p, ConventionalProfile)]
+
+
+def run_patches(report: dict[str, Any]) -> int:
+    """Every patch the network ran, over all pyramid levels and iterations."""
+    if "patches" in report:
+        return check_count(report["patches"], "patches")
+    # reports written before pyramids: one level, the same patches every iteration
+    return check_count(report_field(report, "iterations"), "iterations") * check_count(
+        report_field(report, "patches_per_iteration"), "patches per iteration")
+
+
+def priced(report: dict[str, Any], counts: Activity, time_steps: int, chips: Sequence[NeuromorphicProfile],
+           chips_needed: dict[str, int], procs: Sequence[ConventionalProfile], macs: int, io_bytes: int
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(neuromorphic, conventional)`` rows of the section: ``counts`` on each chip one patch after another
+    (``chips_needed[chip]`` chips of static power), the ANN twin's MACs and host bytes on each 45 nm profile."""
+    conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
+    # Only the chip the run itself was on has a measured run time; any other chip's
+    # run time comes from its profile's time per step.
+    measured = report.get("timing", {}).get("network_seconds")
+    neuromorphic = {}
+    for chip in chips:
+        seconds = measured if report.get("backend") == chip.name else None
+        energy = neuromorphic_energy(counts, chip, time_steps, seconds=seconds, chips=chips_needed[chip.name])
+        entry = energy.to_dict()
+        entry["chips"] = chips_needed[chip.name]
+        entry["snn_over_ann"] = {
+            name: {
+                "total": energy.total_j / ann.total_j if ann.total_j else None,
+                "dynamic": energy.dynamic_j / ann.total_j if ann.total_j else None,
+                "kind": weakest_kind([energy.kind, ann.kind]),
+            }
+            for name, ann in conventional.items()
+        }
+        neuromorphic[chip.name] = entry
+    return neuromorphic, {name: e.to_dict() for name, e in conventional.items()}
+
+
+def run_counts(counts: Activity, *, patches: int, time_steps: int, input_spikes: int, layer_spikes: int,
+               macs: int, io_bytes: int) -> dict[str, Any]:
+    """The section's ``counts`` every model has (a chain's and a graph's add their own rows)."""
+    return {
+        "patches": patches,
+        "time_steps": time_steps,
+        "input_spikes": input_spikes,
+        "layer_spikes": layer_spikes,
+        "spike_messages": counts.spikes,
+        "neurons": counts.neurons,
+        "neuron_updates": counts.neurons * time_steps,
+        "mean_spike_rate": layer_spikes / (counts.layer_neurons * time_steps) if time_steps else 0.0,
+        "synops_effective": counts.effective_synops,
+        "synops_structural_zeros": counts.structural_zero_synops,
+        "synops": counts.effective_synops + counts.structural_zero_synops,
+        "ann_macs": macs,
+        "ann_io_bytes": io_bytes,
+    }
+
+
+#: The section's one-line account of itself.
+SECTION_MODEL = ("counts measured on the backend x per-event energies from hardware profiles "
+                 "(see spikereg/hardware/energy.py); an estimate, not a power measurement")
 
 
 def energy_report(
@@ -306,32 +385,24 @@ def energy_report(
     ``report`` needs ``layers`` (spikes per layer), ``input_spikes``, ``time_steps``,
     ``patches`` (or, in older reports, ``iterations`` x ``patches_per_iteration``) and ``backend``. Profiles are
     names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
-    at least one must be neuromorphic. Every joule is per registration.
+    at least one must be neuromorphic. Every joule is per registration. A sequential netx file:
+    graph files are :func:`spikereg.hardware.graph_energy.graph_energy_report`'s.
     """
-    loaded = [_load(p) for p in profiles]
-    chips = [p for p in loaded if isinstance(p, NeuromorphicProfile)]
-    procs = [p for p in loaded if isinstance(p, ConventionalProfile)]
-    if not chips:
-        raise EnergyError("energy report: no neuromorphic profile among " + ", ".join(p.name for p in loaded))
-
+    chips, procs = split_profiles(profiles)
     network = model_path if isinstance(model_path, NetxFile) else read_network(model_path)
     model_path = network.path
     mappings = {chip.name: map_network(network, chip) for chip in chips}
     costs = costs_from_mapping(next(iter(mappings.values())))
-    rows = _field(report, "layers")
+    rows = report_field(report, "layers")
     spikes = [check_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
     if len(rows) != len(costs) or any(row["neurons"] != c.neurons for row, c in zip(rows, costs)):
         raise EnergyError(
             f"report layers (neurons {[row['neurons'] for row in rows]}) do not match the spiking layers of "
             f"{model_path} (neurons {[c.neurons for c in costs]})"
         )
-    input_spikes = check_count(_field(report, "input_spikes"), "input spikes")
-    time_steps = check_count(_field(report, "time_steps"), "time steps")
-    if "patches" in report:  # every patch the network ran, over all pyramid levels and iterations
-        patches = check_count(report["patches"], "patches")
-    else:  # reports written before pyramids: one level, the same patches every iteration
-        patches = check_count(_field(report, "iterations"), "iterations") * check_count(
-            _field(report, "patches_per_iteration"), "patches per iteration")
+    input_spikes = check_count(report_field(report, "input_spikes"), "input spikes")
+    time_steps = check_count(report_field(report, "time_steps"), "time steps")
+    patches = run_patches(report)
     counts = activity(spikes, input_spikes, costs)
     counted = report.get("counts")
     if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean
@@ -340,44 +411,15 @@ def energy_report(
     config = _model_config(network)
     macs = ann_macs(config, patches)
     io_bytes = ann_io_bytes(config, patches)
-    conventional = {p.name: conventional_energy(macs, p, io_bytes) for p in procs}
-
-    # Only the chip the run itself was on has a measured run time; any other chip's
-    # run time comes from its profile's time per step.
-    measured = report.get("timing", {}).get("network_seconds")
-    neuromorphic = {}
-    for chip in chips:
-        seconds = measured if report.get("backend") == chip.name else None
-        energy = neuromorphic_energy(counts, chip, time_steps, seconds=seconds, chips=mappings[chip.name].chips)
-        entry = energy.to_dict()
-        entry["chips"] = mappings[chip.name].chips
-        entry["snn_over_ann"] = {
-            name: {
-                "total": energy.total_j / ann.total_j if ann.total_j else None,
-                "dynamic": energy.dynamic_j / ann.total_j if ann.total_j else None,
-                "kind": weakest_kind([energy.kind, ann.kind]),
-            }
-            for name, ann in conventional.items()
-        }
-        neuromorphic[chip.name] = entry
-
-    layer_spikes = sum(spikes)
+    neuromorphic, conventional = priced(report, counts, time_steps, chips,
+                                        {name: m.chips for name, m in mappings.items()}, procs, macs, io_bytes)
     return {
         "per": "registration",
-        "model": "counts measured on the backend x per-event energies from hardware profiles "
-                 "(see spikereg/hardware/energy.py); an estimate, not a power measurement",
+        "model": SECTION_MODEL,
+        "synapse_accounting": DENSE.to_dict(),
         "counts": {
-            "patches": patches,
-            "time_steps": time_steps,
-            "input_spikes": input_spikes,
-            "layer_spikes": layer_spikes,
-            "spike_messages": counts.spikes,
-            "neurons": counts.neurons,
-            "neuron_updates": counts.neurons * time_steps,
-            "mean_spike_rate": layer_spikes / (counts.layer_neurons * time_steps) if time_steps else 0.0,
-            "synops_effective": counts.effective_synops,
-            "synops_structural_zeros": counts.structural_zero_synops,
-            "synops": counts.effective_synops + counts.structural_zero_synops,
+            **run_counts(counts, patches=patches, time_steps=time_steps, input_spikes=input_spikes,
+                         layer_spikes=sum(spikes), macs=macs, io_bytes=io_bytes),
             "synops_method": (counted.get("method", "counted per neuron") if counted
                               else "layer spikes x mean fan-out of the layer's synapses"),
             "layers": [
@@ -388,13 +430,11 @@ def energy_report(
                  "synops_structural_zeros": s.structural_zeros}
                 for c, s in zip(costs, counts.synops)
             ],
-            "ann_macs": macs,
-            "ann_io_bytes": io_bytes,
             # what crosses the host link for the SNN (its energy is not modelled): encoded input
             # spikes in, readout spikes out
             "snn_host_spikes_in": input_spikes,
             "snn_host_spikes_out": spikes[-1],
         },
         "neuromorphic": neuromorphic,
-        "conventional": {name: e.to_dict() for name, e in conventional.items()},
+        "conventional": conventional,
     }

@@ -13,6 +13,10 @@ patch after another and the ANN twin at 45 nm; this adds
   ``energy.conventional`` (a measured one at the very front, named in
   ``energy.conventional_preferred``), with every chip row's ratio to them.
 
+A graph file (``spikereg-graph/1``) takes the same rows from
+:mod:`spikereg.hardware.graph_energy`: every edge costed, nonzero synapses only,
+every patch from rest.
+
 Kept apart from ``energy_report`` so that the streamed and device models, which
 build on its terms, are not imported by it.
 """
@@ -25,7 +29,10 @@ from spikereg.hardware import DeviceProfile, NeuromorphicProfile, Profile, load_
 from spikereg.hardware.activity import activity, costs_from_mapping, exact_activity
 from spikereg.hardware.device_energy import device_rows
 from spikereg.hardware.energy import DEFAULT_PROFILES, energy_report, weakest_kind
+from spikereg.hardware.graph_energy import graph_energy_report, graph_streamed_rows
+from spikereg.hardware.graph_mapping import is_graph
 from spikereg.hardware.streamed import ScheduleError, has_schedule, streamed_rows
+from spikereg.netx_file import NetxFile
 
 
 def _ratios(entry: dict[str, Any], conventional: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -35,12 +42,29 @@ def _ratios(entry: dict[str, Any], conventional: dict[str, dict[str, Any]]) -> d
             for name, ann in conventional.items()}
 
 
-def energy_section(report: dict[str, Any], model_path: Union[str, Path],
+def chain_streamed_rows(report: dict[str, Any], model_path, chip: NeuromorphicProfile,
+                        chips: int = 1) -> dict[str, dict[str, Any]]:
+    """The streamed rows of a sequential netx file's run on ``chips`` chips
+    (:func:`~spikereg.hardware.streamed.streamed_rows`)."""
+    mapping = map_network(model_path, chip)
+    costs = costs_from_mapping(mapping)
+    spikes = [int(row["spikes"]) for row in report["layers"]]
+    counts = activity(spikes, int(report["input_spikes"]), costs)
+    if report.get("counts"):  # counted per neuron: exact fan-out, as energy_report charges it
+        counts = exact_activity(counts, report["counts"], costs)
+    return streamed_rows(report, costs, counts, chip, mapping, spikes, int(report["input_spikes"]), chips=chips)
+
+
+def energy_section(report: dict[str, Any], model_path: Union[str, Path, NetxFile],
                    profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES) -> dict[str, Any]:
-    """:func:`~spikereg.hardware.energy.energy_report` with the streamed chip rows and the device rows."""
+    """:func:`~spikereg.hardware.energy.energy_report` (a graph file's: :func:`graph_energy_report`) with the
+    streamed chip rows and the device rows."""
     loaded = [p if not isinstance(p, (str, Path)) else load_profile(p) for p in profiles]
     devices = [p for p in loaded if isinstance(p, DeviceProfile)]
-    energy = energy_report(report, model_path, [p for p in loaded if not isinstance(p, DeviceProfile)])
+    graph = is_graph(model_path)
+    estimate, streamed_for = ((graph_energy_report, graph_streamed_rows) if graph
+                              else (energy_report, chain_streamed_rows))
+    energy = estimate(report, model_path, [p for p in loaded if not isinstance(p, DeviceProfile)])
 
     rows = {name: b.to_dict() for name, b in device_rows(devices, int(energy["counts"]["ann_macs"])).items()}
     conventional = {**rows, **energy["conventional"]}
@@ -53,14 +77,8 @@ def energy_section(report: dict[str, Any], model_path: Union[str, Path],
         if not has_schedule(chip) or report.get("backend") == chip.name:
             neuromorphic[chip.name] = sequential
             continue
-        mapping = map_network(model_path, chip)
-        costs = costs_from_mapping(mapping)
-        spikes = [int(row["spikes"]) for row in report["layers"]]
-        counts = activity(spikes, int(report["input_spikes"]), costs)
-        if report.get("counts"):  # counted per neuron: exact fan-out, as energy_report charges it
-            counts = exact_activity(counts, report["counts"], costs)
         try:
-            streamed = streamed_rows(report, costs, counts, chip, mapping, spikes, int(report["input_spikes"]))
+            streamed = streamed_for(report, model_path, chip)
         except ScheduleError as error:
             sequential.setdefault("notes", []).append(f"no streamed schedule: {error}")
             neuromorphic[chip.name] = sequential

@@ -9,10 +9,17 @@ and an upsampling edge land on the same neurons):
   inputs ``i`` whose output ``i*stride - padding + a`` lies inside the
   destination; its fan-in is ``in_channels x ceil(k_h / s_h) x ceil(k_w / s_w)``
   (the most taps that reach one output);
+* **synaptic memory holds the nonzero synapses only** (:data:`~spikereg.hardware.rules.NONZERO`):
+  every edge is a sparse synapse list, so the zero depth blocks of depth
+  folding and the weights that quantize to zero take none; ``synapses``
+  (every in-bounds connection) is listed beside ``nonzero_synapses``;
 * an edge with ``delay`` ``d > 0`` stores ``bit_length(d)`` delay bits per
-  synapse (Loihi 2 synaptic delays; Lava's simulator runs it as ``d`` identity
-  relays, :mod:`lava_export.graph_builder`, which a chip does not need).
+  synapse (Loihi 2 synaptic delays, at most the profile's
+  ``max_synaptic_delay_steps``; Lava's simulator runs it as ``d`` identity
+  relays, :mod:`lava_export.graph_builder`, which a chip does not need:
+  :data:`~spikereg.hardware.rules.DELAY_RELAYS`).
 
+The energy report charges the same edges (:mod:`spikereg.hardware.graph_energy`).
 Nothing here imports Lava.
 """
 from __future__ import annotations
@@ -25,8 +32,16 @@ import h5py
 import numpy as np
 
 from spikereg.hardware.mapping import LayerMap, MappingError, MappingReport, _as_profile, map_network, netx_text
-from spikereg.hardware.rules import exponent_problem, layer_problems
-from spikereg.netx_file import read_edges
+from spikereg.hardware.rules import (
+    DELAY_RELAYS,
+    NONZERO,
+    delay_bits,
+    delay_problem,
+    exponent_problem,
+    layer_problems,
+)
+from spikereg.hardware.synapses import taps_in_bounds
+from spikereg.netx_file import NetxFile, read_edges
 
 
 @dataclass
@@ -39,15 +54,18 @@ class EdgeMap:
     name: str
     type: str
     delay: int
-    synapses: int
-    nonzero_synapses: int
+    synapses: int  # every in-bounds connection, zero weights included
+    nonzero_synapses: int  # the ones the chip stores and charges
     fan_in: int
-    synaptic_memory_bits: int
+    synaptic_memory_bits: int  # nonzero synapses x (weight bits + delay bits)
+    source_neurons: int = 0  # the source population (its spikes are what the edge's synapses receive)
 
 
 @dataclass
 class GraphMappingReport(MappingReport):
     edges: list[EdgeMap] = field(default_factory=list)
+    synapse_accounting: str = NONZERO.name
+    names: list[str] = field(default_factory=list)  # node names, by layer index
 
     def to_dict(self) -> dict:
         data = super().to_dict()
@@ -68,12 +86,6 @@ def _pair(group: h5py.Group, name: str) -> tuple[int, int]:
     return (int(value[0]), int(value[0])) if value.size == 1 else (int(value[0]), int(value[1]))
 
 
-def conv_taps(n_in: int, n_out: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> np.ndarray:
-    """Per tap, the output positions it connects to an input (``o*s - p + k*d`` inside the input)."""
-    index = np.arange(n_out)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation
-    return ((index >= 0) & (index < n_in)).sum(axis=0)
-
-
 def conv_transpose_taps(n_in: int, n_out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
     """Per tap ``a``, the inputs ``i`` whose output ``i*s - p + a`` lies inside the destination."""
     index = np.arange(n_in)[:, None] * stride - padding + np.arange(kernel)[None, :]
@@ -92,7 +104,7 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
         dh, dw = _pair(group, "dilation")
         k_h, k_w = weight.shape[-2:]
         groups = int(np.asarray(group["groups"][()]))
-        taps = np.outer(conv_taps(h_in, h_out, k_h, sh, ph, dh), conv_taps(w_in, w_out, k_w, sw, pw, dw))
+        taps = np.outer(taps_in_bounds(h_in, h_out, k_h, sh, ph, dh), taps_in_bounds(w_in, w_out, k_w, sw, pw, dw))
         per_pair = (weight != 0).sum(axis=(0, 1))
         return (int(weight.shape[0] * weight.shape[1] * taps.sum()), int((per_pair * taps).sum()),
                 int(c_in // groups * k_h * k_w))
@@ -105,10 +117,11 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
     raise MappingError(f"edge type {kind!r}: graph files hold conv and convT edges")
 
 
-def map_graph(path: str | Path, profile) -> GraphMappingReport:
-    """Size the graph file at ``path`` against ``profile``: one row per layer, one per edge."""
+def map_graph(path: str | Path | NetxFile, profile) -> GraphMappingReport:
+    """Size the graph file at ``path`` (or that file already read) against ``profile``: one row per layer,
+    one per edge."""
     chip = _as_profile(profile)
-    path = Path(path)
+    path = Path(path.path if isinstance(path, NetxFile) else path)
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     cores_per_chip = int(chip.cores_per_chip.value)
@@ -125,13 +138,14 @@ def map_graph(path: str | Path, profile) -> GraphMappingReport:
         for edge in edges:
             synapses, nonzero, fan_in = _edge_counts(edge.kind, handle[edge.group], shapes[edge.source],
                                                      shapes[edge.destination])
-            bits = weight_bits + max(edge.delay, 0).bit_length()
-            edge_maps.append(EdgeMap(edge.index, edge.source, edge.destination,
-                                     f"{names[edge.source]}->{names[edge.destination]}", edge.kind, edge.delay,
-                                     synapses, nonzero, fan_in, synapses * bits))
-            if not edge.primary:
-                problems.extend(f"edge {edge.index} ({names[edge.source]}->{names[edge.destination]}): {p}"
-                                for p in layer_problems(handle[edge.group], chip))
+            bits = weight_bits + delay_bits(edge.delay)
+            name = f"{names[edge.source]}->{names[edge.destination]}"
+            edge_maps.append(EdgeMap(edge.index, edge.source, edge.destination, name, edge.kind, edge.delay,
+                                     synapses, nonzero, fan_in, NONZERO.stored(synapses, nonzero) * bits,
+                                     int(np.prod(shapes[edge.source]))))
+            edge_problems = [] if edge.primary else layer_problems(handle[edge.group], chip)
+            edge_problems += [p for p in [delay_problem(edge.delay, chip)] if p is not None]
+            problems.extend(f"edge {edge.index} ({name}): {p}" for p in edge_problems)
         for index, name in enumerate(names):
             group = handle[f"layer/{index}"]
             kind = netx_text(group["type"][()])
@@ -151,9 +165,9 @@ def map_graph(path: str | Path, profile) -> GraphMappingReport:
                                    nonzero_synapses=sum(e.nonzero_synapses for e in mine), fan_in=fan_in,
                                    synaptic_memory_bits=memory, cores=cores, shape=shapes[index],
                                    placement="host" if host else "chip"))
+    notes.append(f"synapses stored: {NONZERO.name} only ({NONZERO.rule})")
     if any(e.delay for e in edge_maps):
-        notes.append("delayed edges: Loihi 2 synaptic delays (bit_length(delay) bits per synapse); Lava's "
-                     "simulator runs them as identity relays")
+        notes.append(DELAY_RELAYS)
     total_cores = sum(layer.cores for layer in layers)
     if total_cores > cores_per_chip:
         problems.append(f"network needs {total_cores} cores, {chip.name} has {cores_per_chip} per chip")
@@ -164,12 +178,13 @@ def map_graph(path: str | Path, profile) -> GraphMappingReport:
         profile_name=chip.name, problems=problems,
         total_synaptic_memory_bits=sum(e.synaptic_memory_bits for e in edge_maps), notes=notes, path=str(path),
         neurons_per_core=npc, synaptic_memory_bits_per_core=mem_per_core, cores_per_chip=cores_per_chip,
-        host_neurons=sum(la.neurons for la in layers if la.placement == "host"), edges=edge_maps)
+        host_neurons=sum(la.neurons for la in layers if la.placement == "host"), edges=edge_maps,
+        names=list(names))
 
 
-def is_graph(path: str | Path) -> bool:
+def is_graph(path: str | Path | NetxFile) -> bool:
     """True for an HDF5 file with a ``spikereg-graph/1`` graph group (anything else: False, no error)."""
-    path = Path(path)
+    path = Path(path.path if isinstance(path, NetxFile) else path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
     try:

@@ -4,13 +4,19 @@ The run SpikeReg would do on a chip, not one patch after another on one copy:
 
 * **Copies.** The mapping (``spikereg map``) says how many cores one copy of the
   network needs; ``copies = floor(cores_per_chip / cores_per_copy) x chips``
-  copies run side by side, each on patches of its own.
+  copies run side by side, each on patches of its own. A copy larger than a
+  chip is refused, unless the caller lets it span chips (``span_chips``: a
+  graph file's U-Net): then it takes ``ceil(cores_per_copy / cores_per_chip)``
+  chips, and its spikes between chips are charged as any other message (the
+  extra inter-chip hops' energy and time are not modelled).
 * **Streaming.** Each copy takes its patches back to back, a new patch every
   ``window`` time steps, as netx streams a sigma-delta network: layer ``l``
   answers patch ``k`` in steps ``[k*window + l, (k+1)*window + l)``, so the
   layers overlap (pipelined) and a stream of ``n`` patches takes
   ``n*window + layers - 1`` steps (``layers - 1`` drain steps at its end).
-  SpikeReg restarts a stream every ``stream_patches`` (64) patches.
+  SpikeReg restarts a stream every ``stream_patches`` (64) patches. A model
+  whose every patch runs from rest and ends within its own window (a graph
+  file) has no drain steps (``drain_steps=0``): the caller states its reset.
 * **Passes.** A registration's refinement passes run one after another (each
   needs the field of the one before); within a pass the patches are dealt
   round robin over the copies, so a pass takes
@@ -145,9 +151,12 @@ class Schedule:
     input_bytes: float  # over the registration, host -> chip
     output_bytes: float  # chip -> host
     notes: list[str] = field(default_factory=list)
+    chips_per_copy: int = 1  # > 1: one copy spans chips (copies_per_chip is then 0)
 
     @property
     def copies(self) -> int:
+        if self.chips_per_copy > 1:
+            return self.chips // self.chips_per_copy
         return self.copies_per_chip * self.chips
 
     @property
@@ -176,6 +185,7 @@ class Schedule:
     def to_dict(self) -> dict:
         return {
             "copies_per_chip": self.copies_per_chip, "chips": self.chips, "copies": self.copies,
+            "chips_per_copy": self.chips_per_copy,
             "cores_per_copy": self.cores_per_copy, "window": self.window, "drain_steps": self.drain_steps,
             "patches_per_pass": list(self.patches_per_pass), "steps": self.steps,
             "compute_window_s": self.compute_window_s, "link_window_s": self.link_window_s,
@@ -214,12 +224,15 @@ def plan(
     link_bit_s: Optional[float] = None,
     stream: int = STREAM_PATCHES,
     step_seconds: Optional[float] = None,
+    drain_steps: Optional[int] = None,
+    span_chips: bool = False,
 ) -> Schedule:
     """The schedule of a registration (module docstring).
 
     ``step_seconds`` replaces the workload's time per step by one fixed figure
     (a sensitivity row: PilotNet's measured step); ``link_bit_s`` None means the
-    host link is not a limit.
+    host link is not a limit; ``drain_steps`` None means ``layers - 1`` per
+    stream; ``span_chips`` lets one copy take several chips.
     """
     if chips < 1:
         raise ScheduleError(f"chips must be at least 1, got {chips}")
@@ -227,10 +240,16 @@ def plan(
         raise ScheduleError(f"window must be at least 1 step, got {window}")
     per_chip = copies_per_chip(cores_per_copy, cores_per_chip)
     notes = []
+    chips_per_copy = 1
     if per_chip == 0:
-        raise ScheduleError(f"one copy needs {cores_per_copy} cores, more than a chip's {cores_per_chip}: "
-                            "a copy spanning chips is not modelled")
-    drain = max(0, len(layers) - 1)
+        if not span_chips:
+            raise ScheduleError(f"one copy needs {cores_per_copy} cores, more than a chip's {cores_per_chip}: "
+                                "a copy spanning chips is not modelled")
+        chips_per_copy = math.ceil(cores_per_copy / cores_per_chip)
+        chips = max(chips, chips_per_copy) // chips_per_copy * chips_per_copy
+        notes.append(f"one copy needs {cores_per_copy} cores: it spans {chips_per_copy} chips; spikes between "
+                     "chips are charged as messages within a tile (inter-chip hops' energy and time not modelled)")
+    drain = max(0, len(layers) - 1) if drain_steps is None else int(drain_steps)
     if step_seconds is None:
         steps_s = window_seconds(layers, window, times)
         drain_s = drain_seconds(layers, times)
@@ -240,10 +259,10 @@ def plan(
         notes.append(f"time per step fixed at {step_seconds / US:.4g} us, not derived from the workload")
     compute_window = sum(steps_s)
     link_window = 0.0
-    if link_bit_s:
-        link_window = per_chip * (input_bytes_per_patch + output_bytes_per_patch) * 8 / link_bit_s
+    if link_bit_s:  # one link per chip; a copy spanning chips has one chip's link
+        link_window = max(per_chip, 1) * (input_bytes_per_patch + output_bytes_per_patch) * 8 / link_bit_s
     window_s = max(compute_window, link_window)
-    copies = per_chip * chips
+    copies = per_chip * chips if per_chip else chips // chips_per_copy
     pass_seconds, pass_steps = [], []
     for patches in patches_per_pass:
         if patches < 0:
@@ -257,5 +276,6 @@ def plan(
         copies_per_chip=per_chip, chips=chips, cores_per_copy=cores_per_copy, window=window, drain_steps=drain,
         patches_per_pass=list(patches_per_pass), compute_window_s=compute_window, link_window_s=link_window,
         drain_step_s=drain_s, pass_seconds=pass_seconds, pass_steps=pass_steps,
-        input_bytes=total * input_bytes_per_patch, output_bytes=total * output_bytes_per_patch, notes=notes)
+        input_bytes=total * input_bytes_per_patch, output_bytes=total * output_bytes_per_patch, notes=notes,
+        chips_per_copy=chips_per_copy)
 

@@ -117,6 +117,8 @@ class NeuromorphicProfile:
     host_link_gbit_s: Optional[Figure] = None
     energy_per_host_bit_pj: Optional[Figure] = None
     host_bytes_per_spike: Optional[Figure] = None
+    # optional: the longest synaptic delay a synapse holds (graph files' delayed edges)
+    max_synaptic_delay_steps: Optional[Figure] = None
 
     @property
     def category(self) -> str:
@@ -312,6 +314,7 @@ _OPTIONAL: dict[str, dict[str, _Spec]] = {
         "host_link_gbit_s": _Spec("Gbit/s", _positive_number),
         "energy_per_host_bit_pj": _Spec("pJ", _nonneg_number),
         "host_bytes_per_spike": _Spec("bytes", _positive_number),
+        "max_synaptic_delay_steps": _Spec("steps", _nonneg_int),
     },
     "conventional": {},
     "device": {

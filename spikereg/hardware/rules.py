@@ -111,6 +111,66 @@ def layer_problems(layer: Group, chip: NeuromorphicProfile) -> list[str]:
     return problems
 
 
+# -- what the chip stores and charges -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynapseAccounting:
+    """Which synapses the chip stores (synaptic memory) and reads on each spike (synops)."""
+
+    name: str  # "dense" | "nonzero": report.json's energy.synapse_accounting.name
+    zero_weights: bool  # True: synapses on zero weights are stored and charged like any other
+    rule: str  # why, as the report says it
+
+    def stored(self, synapses: int, nonzero: int) -> int:
+        """The synapses that take synaptic memory."""
+        return synapses if self.zero_weights else nonzero
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "zero_weights_charged": self.zero_weights, "rule": self.rule}
+
+
+#: Sequential netx files: as netx builds them, Lava's Conv holds each layer's folded weight whole.
+DENSE = SynapseAccounting(
+    "dense", True,
+    "sequential netx file: netx builds each conv layer as Lava's Conv process, which holds the depth-folded 2-D "
+    "weight whole, zero depth blocks included, and reads every stored synapse on a spike; synops on zero weights "
+    "are charged and reported apart (structural zeros)")
+#: Graph files: every edge is a synapse list the builder makes itself (spikereg.hardware.graph_mapping).
+NONZERO = SynapseAccounting(
+    "nonzero", False,
+    "graph file (spikereg-graph/1): each edge is stored as a sparse synapse list (Loihi 2 stores sparse "
+    "synapses; Lava's Sparse/DelaySparse processes), so the zero depth blocks of depth folding and weights that "
+    "quantize to zero take no synaptic memory and no synaptic operation; synops on zero weights are reported "
+    "apart, not charged; the sparse format's index bits are not counted")
+
+
+def synapse_accounting(graph: bool) -> SynapseAccounting:
+    """:data:`NONZERO` for a graph file, :data:`DENSE` for a sequential netx file."""
+    return NONZERO if graph else DENSE
+
+
+#: How an edge's delay is charged (report.json says it in these words).
+DELAY_RELAYS = (
+    "delayed edges: Lava's simulator runs an edge's delay d as d identity Sparse relays (lava_export.graph_builder); "
+    "Loihi 2 holds it as a synaptic delay (Lava's DelaySparse: bit_length(d) delay bits stored with each synapse, "
+    "the weighted input waits d steps in the destination's dendritic accumulator), so relays are charged nothing: "
+    "no neurons, no neuron updates, no messages, no synops; the delay bits are in the synaptic memory")
+
+
+def delay_bits(delay: int) -> int:
+    """Bits each synapse of an edge with ``delay`` extra steps stores for it (0 for none)."""
+    return max(int(delay), 0).bit_length()
+
+
+def delay_problem(delay: int, chip: NeuromorphicProfile) -> Optional[str]:
+    """The message when a synaptic delay is longer than the chip's ``max_synaptic_delay_steps``, or None."""
+    limit = chip.max_synaptic_delay_steps
+    if limit is None or delay <= int(limit.value):
+        return None
+    return f"delay {delay} steps exceeds {chip.name}'s max_synaptic_delay_steps {int(limit.value)}"
+
+
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> str:
     """``'300 at (2, 0, 1, 1)'``: the first offending element, for the error message."""
     index = tuple(int(i) for i in np.argwhere(~ok)[0])

@@ -25,7 +25,7 @@ sequential figure (one copy, patch after patch, PilotNet's step).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from spikereg.hardware import Figure, MappingReport, NeuromorphicProfile
 from spikereg.hardware.activity import Activity, LayerCost
@@ -41,7 +41,7 @@ from spikereg.hardware.loihi2_schedule import (
 )
 
 __all__ = ["ScheduleError", "has_schedule", "layer_loads", "link_spikes_in", "passes_of", "schedule_of",
-           "streamed_energy", "streamed_rows"]
+           "schedule_rows", "streamed_energy", "streamed_rows"]
 
 
 def passes_of(report: dict[str, Any]) -> list[int]:
@@ -143,11 +143,22 @@ def streamed_energy(counts: Activity, chip: NeuromorphicProfile, schedule: Sched
     static = {"static": EnergyTerm(schedule.busy_seconds, "s",
                                    float(power.value) * MW * schedule.chips * schedule.busy_seconds,
                                    {"static_power_mw": power, **timing})}
-    notes = [f"{schedule.copies} copies ({schedule.copies_per_chip} per chip x {schedule.chips} chip(s), "
+    layout = (f"{schedule.chips_per_copy} chips each" if schedule.chips_per_copy > 1
+              else f"{schedule.copies_per_chip} per chip")
+    notes = [f"{schedule.copies} copies ({layout}, {schedule.chips} chip(s), "
              f"{schedule.cores_per_copy} cores each), patches streamed a window of {schedule.window} steps apart; "
              f"static power charged for the {schedule.busy_seconds:.4g} s the chips are busy; "
              f"pace set by the {schedule.bottleneck}", *schedule.notes]
     return EnergyBreakdown(profile=chip.name, category=chip.category, dynamic=dynamic, static=static, notes=notes)
+
+
+def _copies(schedule: Schedule) -> str:
+    """``4 copies in parallel`` or, for a copy that spans chips, ``1 copy on 2 chips``."""
+    if schedule.chips_per_copy == 1:
+        return f"{schedule.copies} copies in parallel"
+    if schedule.copies == 1:
+        return f"1 copy on {schedule.chips_per_copy} chips"
+    return f"{schedule.copies} copies in parallel, on {schedule.chips_per_copy} chips each"
 
 
 def _entry(energy: EnergyBreakdown, schedule: Schedule, model: str, label: str) -> dict[str, Any]:
@@ -167,15 +178,22 @@ def streamed_rows(report: dict[str, Any], costs: Sequence[LayerCost], counts: Ac
     network does not fit a chip.
     """
     args = (report, costs, counts, chip, mapping, spikes_per_layer, input_spikes)
+    return schedule_rows(counts, chip, lambda step: schedule_of(*args, chips=chips, step_seconds=step))
+
+
+def schedule_rows(counts: Activity, chip: NeuromorphicProfile,
+                  schedule_for: Callable[[Optional[float]], Schedule]) -> dict[str, dict[str, Any]]:
+    """:func:`streamed_rows` for any workload: ``schedule_for(step_seconds)`` builds its schedule (None: the
+    time per step from the workload), ``counts`` its events."""
     figures = schedule_figures(chip)
     timing = {name: figures[name] for name in ("time_per_synop_ns", "time_per_neuron_update_ns",
                                                "time_per_spike_ns", "step_sync_us", "host_link_gbit_s")}
-    derived = schedule_of(*args, chips=chips)
+    derived = schedule_for(None)
     step = chip.time_per_step_us
-    fixed = schedule_of(*args, chips=chips, step_seconds=float(step.value) * US)
+    fixed = schedule_for(float(step.value) * US)
     return {
         "": _entry(streamed_energy(counts, chip, derived, timing), derived, "streamed",
-                   f"{derived.copies} copies in parallel, patches streamed, time per step from the workload "
+                   f"{_copies(derived)}, patches streamed, time per step from the workload "
                    f"(mean {derived.mean_step_us:.3g} us)"),
         "_pilotnet_step": _entry(
             streamed_energy(counts, chip, fixed, {"time_per_step_us": step,

@@ -28,7 +28,7 @@ from spikereg.data import VolumeError
 from spikereg.data.io import write_text_atomic
 from spikereg.registration.counts import RASTER_NAME, load_raster
 from spikereg.report import figures
-from spikereg.report.summary import chip_profile_line, read_report
+from spikereg.report.summary import accounting_line, chip_profile_line, read_report
 from spikereg.report.vis import load_inputs, registration_figures
 
 FIGURES_DIR = "figures"
@@ -171,9 +171,13 @@ def layer_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["layer", "neurons", "spikes", "spike rate"]
     if counted:
         head += ["events in", "synops (nonzero w)", "synops (zero w)", "neuron updates"]
+    # a graph file's nodes by name (report layer k is the file's layer k - 1)
+    nodes = (report.get("energy") or {}).get("counts", {}).get("layers", [])
+    names = {node["index"] + 1: node["name"] for node in nodes if "name" in node}
     rows = []
     for row in report["layers"]:
-        line = [str(row["layer"]), _fmt(row["neurons"]), _fmt(row["spikes"]), f"{row['spike_rate']:.4f}"]
+        label = f"{row['layer']} {names[row['layer']]}" if row["layer"] in names else str(row["layer"])
+        line = [label, _fmt(row["neurons"]), _fmt(row["spikes"]), f"{row['spike_rate']:.4f}"]
         if counted:
             c = counted.get(row["layer"], {})
             line += [_fmt(c.get("events")), _fmt(c.get("synops_effective")),
@@ -229,12 +233,43 @@ def figure_sources(energy: dict[str, Any]) -> list[str]:
     return lines
 
 
+def edge_rows(energy: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A graph file's edges (skip and upsampling edges included): synapses, memory, messages, synops, twin MACs."""
+    head = ["edge", "type", "delay", "synapses", "nonzero", "memory KiB", "messages in", "nonzero fan-out",
+            "synops (charged)", "synops on zero w (not charged)", "ANN twin MACs"]
+    rows = [[f"{e['index']} {e['name']}", e["type"], str(e["delay"]), _fmt(e["synapses"]),
+             _fmt(e["nonzero_synapses"]), _fmt(e["synaptic_memory_bits"] / 8192, ".1f"), _fmt(e["events"]),
+             _fmt(e["nonzero_fanout"], ".1f"), _fmt(e["synops_effective"], ".4g"),
+             _fmt(e["synops_zero_weights_not_charged"], ".4g"), _fmt(e.get("ann_macs"))]
+            for e in energy.get("counts", {}).get("edges", [])]
+    return head, rows
+
+
+def accounting_lines(energy: dict[str, Any]) -> list[str]:
+    """Which synapses the chip rows store and charge, and how delays are charged (graph files)."""
+    lines = []
+    if energy.get("synapse_accounting"):
+        accounting = energy["synapse_accounting"]
+        lines.append(f"Synapses stored and charged: {accounting_line(accounting)}: {accounting.get('rule', '')}")
+    if energy.get("delays"):
+        delays = energy["delays"]
+        limits = "; ".join(f"{chip}: at most {fig['value']} {fig['unit']} ({fig['kind']}: {fig['source']})"
+                           for chip, fig in delays.get("limits", {}).items())
+        lines.append(f"Delays (up to {delays.get('longest')} steps): {delays.get('rule', '')}"
+                     + (f". Limits: {limits}" if limits else ""))
+    return lines
+
+
 def energy_counts_line(energy: dict[str, Any]) -> str:
     c = energy.get("counts", {})
+    zeros = (f"{_fmt(c.get('synops_structural_zeros'))} on zero weights"
+             if "synops_zero_weights_not_charged" not in c else
+             f"none on zero weights ({_fmt(c['synops_zero_weights_not_charged'], '.4g')} would be: not stored, "
+             "not charged)")
     return (f"per {energy.get('per', 'registration')}: {_fmt(c.get('patches'))} patches, "
             f"{_fmt(c.get('time_steps'))} time steps, {_fmt(c.get('input_spikes'))} input spikes, "
             f"{_fmt(c.get('layer_spikes'))} layer spikes (mean rate {c.get('mean_spike_rate', 0.0):.4f}), "
-            f"{_fmt(c.get('synops'))} synops of which {_fmt(c.get('synops_structural_zeros'))} on zero weights, "
+            f"{_fmt(c.get('synops'))} synops of which {zeros}, "
             f"{_fmt(c.get('neuron_updates'))} neuron updates; ANN twin {_fmt(c.get('ann_macs'))} MACs, "
             f"{_fmt(c.get('ann_io_bytes'))} host bytes; the SNN's host link carries "
             f"{_fmt(c.get('snn_host_spikes_in'))} "
@@ -265,7 +300,11 @@ def render_markdown(report: dict[str, Any], plots: list[Plot], notes: list[str])
     energy = report.get("energy")
     if energy:
         lines += ["", "## Energy (estimate)", "", energy.get("model", ""), "", energy_counts_line(energy), ""]
+        lines += [line for text in accounting_lines(energy) for line in (text, "")]
         lines += _md_table(*energy_rows(energy))
+        head, rows = edge_rows(energy)
+        if rows:
+            lines += ["", "Edge by edge (chip rows charge the nonzero synops):", ""] + _md_table(head, rows)
         lines += [""] + [f"![{p.title}]({FIGURES_DIR}/{p.name}.png)" for p in plots if p.section == "Energy"]
         lines += ["", "Figures used:", ""] + [f"- {s}" for s in figure_sources(energy)]
     registration = [p for p in plots if p.section == "Registration"]
@@ -320,7 +359,12 @@ def render_html(report: dict[str, Any], plots: list[Plot], notes: list[str]) -> 
     energy = report.get("energy")
     if energy:
         parts += ["<h2>Energy (estimate)</h2>", f"<p>{html.escape(energy.get('model', ''))}</p>",
-                  f"<p>{html.escape(energy_counts_line(energy))}</p>", _html_table(*energy_rows(energy))]
+                  f"<p>{html.escape(energy_counts_line(energy))}</p>"]
+        parts += [f'<p class="note">{html.escape(text)}</p>' for text in accounting_lines(energy)]
+        parts.append(_html_table(*energy_rows(energy)))
+        head, rows = edge_rows(energy)
+        if rows:
+            parts += ["<p>Edge by edge (chip rows charge the nonzero synops):</p>", _html_table(head, rows)]
         parts += [_html_figure(p) for p in plots if p.section == "Energy"]
         parts += ["<p>Figures used:</p><ul>"]
         parts += [f'<li class="source">{html.escape(s)}</li>' for s in figure_sources(energy)] + ["</ul>"]

@@ -290,6 +290,12 @@ def _joules(value: Any) -> str:
     return f"{value:.3e}" if isinstance(value, (int, float)) else "-"
 
 
+def accounting_line(accounting: dict[str, Any]) -> str:
+    """``nonzero only`` or ``every connection, zero weights included``: which synapses the chip rows charge."""
+    what = "every connection, zero weights included" if accounting.get("zero_weights_charged") else "nonzero only"
+    return f"{what} ({accounting.get('name', '-')})"
+
+
 def energy_lines(energy: dict[str, Any]) -> list[str]:
     """The energy table: per profile dynamic / static / total joules per registration, SNN/ANN ratios.
 
@@ -303,10 +309,14 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
         f"energy per {energy.get('per', 'registration')} (estimate: counts x per-event energies of "
         "hardware_profiles/; SNN/ANN = SNN total | dynamic-only over ANN twin total)",
         f"synops {counts.get('synops', 0):.4g} (effective {counts.get('synops_effective', 0):.4g}, "
-        f"structural zeros {counts.get('synops_structural_zeros', 0):.4g}), "
+        f"structural zeros {counts.get('synops_structural_zeros', 0):.4g}"
+        + (f"; on zero weights, not charged: {counts['synops_zero_weights_not_charged']:.4g}"
+           if "synops_zero_weights_not_charged" in counts else "") + "), "
         f"input spikes {counts.get('input_spikes', 0)}, mean spike rate {counts.get('mean_spike_rate', 0.0):.4f}, "
         f"ANN twin {counts.get('ann_macs', 0):.4g} MACs",
     ]
+    if energy.get("synapse_accounting"):  # reports written before it: dense
+        lines.append(f"synapses stored and charged: {accounting_line(energy['synapse_accounting'])}")
     width = max([8] + [len(name) for name in {**chips, **procs}])  # loihi2_pilotnet_step, jetson_orin_nano
     header = f"{'profile':<{width}} {'dynamic J':>10} {'static J':>10} {'total J':>10}"
     header += "".join(f" {'SNN/ANN ' + name:>19}" for name in procs)

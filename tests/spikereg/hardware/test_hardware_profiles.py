@@ -66,8 +66,8 @@ def test_shipped_profile_loads_with_cited_figures(name: str, cls: type) -> None:
     assert profile.name == name
     figures = profile.figures()
     # every Figure field of the dataclass is present (figures() finds them all)
-    # loihi2 also has the streamed schedule's 7 optional figures
-    assert len(figures) == {"loihi2": 27, "loihi1": 20}.get(name, 7)
+    # loihi2 also has the streamed schedule's 7 optional figures and max_synaptic_delay_steps
+    assert len(figures) == {"loihi2": 28, "loihi1": 20}.get(name, 7)
     for key, figure in figures.items():
         assert figure.kind in KINDS, key
         assert len(figure.source) > 20, f"{name}.{key} needs a real citation"
