@@ -28,6 +28,10 @@ A neuron process computes in the step it receives, so a node answers one step
 after its sources, as a SLAYER block with ``delay_shift`` does; the host's
 delta encoder adds one step in front of everything (the runner's
 ``first_lag``).
+
+:meth:`LavaGraph.run` streams one long input through the graph;
+:meth:`LavaGraph.run_patches` runs a batch of patches each from rest
+(:mod:`lava_export.rest`), as SLAYER runs each patch alone.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ import h5py
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from lava_export import rest
 from lava_export.graph_file import GraphEdge, read_edges
 from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, to_lava
 from spikereg import compat
@@ -79,31 +84,35 @@ def conv_transpose_matrix(weight: np.ndarray, in_shape: tuple, out_shape: tuple,
         raise GraphBuildError(f"convT weight {weight.shape} does not join {in_shape} to {out_shape}")
     s_h, s_w = (int(v) for v in np.broadcast_to(np.asarray(stride), (2,)))
     p_h, p_w = (int(v) for v in np.broadcast_to(np.asarray(padding), (2,)))
-    ih, iw, c, o = np.meshgrid(np.arange(y_in), np.arange(x_in), np.arange(c_in), np.arange(c_out), indexing="ij")
-    rows, cols, vals = [], [], []
-    for a in range(k_h):
-        for b in range(k_w):
-            oh, ow = ih * s_h - p_h + a, iw * s_w - p_w + b
-            value = weight[c, o, a, b]
-            keep = (oh >= 0) & (oh < y_out) & (ow >= 0) & (ow < x_out) & (value != 0)
-            rows.append(((ow * y_out + oh) * f_out + o)[keep])
-            cols.append(((iw * y_in + ih) * f_in + c)[keep])
-            vals.append(value[keep])
+    # one column per nonzero weight (a folded kernel is mostly the zeros of its depth band), one row per
+    # input position: the work and memory go with the matrix's entries, not with C_in x C_out
+    c, o, a, b = np.nonzero(weight)
+    value = weight[c, o, a, b]
+    ih, iw = (v.reshape(-1, 1) for v in np.meshgrid(np.arange(y_in), np.arange(x_in), indexing="ij"))
+    oh, ow = ih * s_h - p_h + a, iw * s_w - p_w + b
+    keep = (oh >= 0) & (oh < y_out) & (ow >= 0) & (ow < x_out)
+    rows = ((ow * y_out + oh) * f_out + o)[keep]
+    cols = ((iw * y_in + ih) * f_in + c)[keep]
+    vals = np.broadcast_to(value, keep.shape)[keep]
     size = (x_out * y_out * f_out, x_in * y_in * f_in)
-    matrix = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=size)
+    matrix = csr_matrix((vals, (rows, cols)), shape=size)
     matrix.sum_duplicates()
     return matrix
 
 
 @dataclass
 class GraphRun:
-    """Every node's graded output at every step of one stream (SLAYER units and layout)."""
+    """Every node's graded output at every step of one stream, or of each patch (SLAYER units and layout)."""
 
-    values: list[np.ndarray]  # per layer (the input's delta encoder first): (*SLAYER shape, steps)
+    # per layer (the input's delta encoder first): a stream (*SLAYER shape, steps);
+    # patches from rest (window set) (P, *SLAYER shape, window)
+    values: list[np.ndarray]
     names: list[str]
     time_steps: int
     compile_seconds: float
     run_seconds: float
+    window: int | None = None  # patches from rest: steps per patch
+    reset_seconds: float = 0.0  # patches from rest by "vars": Var.set between patches
 
     @property
     def messages(self) -> list[int]:
@@ -134,6 +143,8 @@ class LavaGraph:
         self._injector = None
         self._extractors: list = []
         self._anchor = None
+        self._run_cfg = None
+        self.rest_window: int | None = None  # built to return to rest every this many steps
         self._started = False
         self._built = False
 
@@ -166,8 +177,12 @@ class LavaGraph:
         return MESSAGE_BITS if self.graded else 0
 
     # -- building --------------------------------------------------------------
-    def build(self) -> None:
-        """Make every process and connect them (no compilation yet)."""
+    def build(self, rest_window: int | None = None) -> None:
+        """Make every process and connect them (no compilation yet).
+
+        ``rest_window``: every process returns to rest on the first step of
+        every ``rest_window`` steps (:func:`lava_export.rest.rest_every`).
+        """
         netx = compat.netx()
         network = netx.hdf5.Network
         sdn = compat.import_lava("lava.proc.sdn.process")
@@ -228,7 +243,16 @@ class LavaGraph:
             port.connect(extractor.in_port)
         self._anchor = self.neurons[0]
         self._shapes = shapes
+        self._run_cfg = run_config("sim", self.precision)
+        if rest_window:
+            rest.rest_every(self.processes, rest_window, self._run_cfg)
+        self.rest_window = rest_window
         self._built = True
+
+    @property
+    def processes(self) -> list:
+        """Every leaf process of the built graph (host I/O included)."""
+        return rest.leaf_processes(self._anchor)
 
     def _connect(self, edge: GraphEdge, group: h5py.Group, shapes, outs, conv_mod, sparse_mod) -> list:
         source, shape_in, shape_out = outs[edge.source], shapes[edge.source], shapes[edge.destination]
@@ -272,33 +296,97 @@ class LavaGraph:
         first), in SLAYER's units and layout. Lava's layer ``l`` at step
         ``t + 1`` is SLAYER's at step ``t`` (the host's delta encoder).
         """
-        conditions = compat.import_lava("lava.magma.core.run_conditions")
         if not self._built:
             self.build()
-        cfg = run_config("sim", self.precision)
         total = stream.shape[-1]
-        values = [np.zeros(tuple(s) + (total,), dtype=np.float64) for s in self._shapes]
-        compile_seconds = run_seconds = 0.0
+        values, compile_seconds, run_seconds, _ = self._stream(lambda t: stream[..., t], total, chunk)
+        return GraphRun(values=[from_lava(np.moveaxis(v, 0, -1)) for v in values], names=self.names,
+                        time_steps=total, compile_seconds=compile_seconds, run_seconds=run_seconds)
+
+    def run_patches(self, frames: np.ndarray, window: int, rest_by: str = "models") -> GraphRun:
+        """Run each patch of ``frames`` ``(P, *input SLAYER shape)`` (graded levels) from rest, held ``window`` steps.
+
+        Returns every layer's output per patch, ``(P, *SLAYER shape, window)``
+        (the input's delta encoder first), in SLAYER's units. Step ``t + 1`` of
+        a patch is SLAYER's step ``t`` on that patch alone from rest (the
+        host's delta encoder adds one step; step 0 is SLAYER's step -1), so a
+        layer whose longest path is ``L`` answers at step ``L + 1``, and the
+        window must exceed the readout's ``L + 1`` for it to answer at all.
+
+        ``rest_by``: ``"models"`` (every process returns to rest itself on each
+        window's first step, one stream, no pause: :func:`lava_export.rest.rest_every`)
+        or ``"vars"`` (Lava's API: pause after each window, ``Var.set`` every
+        state Var; slow, :func:`lava_export.rest.reset_state_vars`). Both are
+        exact; a graph runs one way only.
+        """
+        if not self.graded:
+            raise GraphBuildError(f"model {self.path}: a CUBA graph resets every window already (run)")
+        if rest_by not in ("models", "vars"):
+            raise ValueError(f"rest_by {rest_by!r}: choose models or vars")
+        if window < 2:
+            raise ValueError(f"window {window}: a patch needs at least 2 steps (the host's encoder adds one)")
+        if not self._built:
+            self.build(rest_window=window if rest_by == "models" else None)
+        if self.rest_window != (window if rest_by == "models" else None):
+            built = f"to rest every {self.rest_window} steps" if self.rest_window else "without resting models"
+            raise GraphBuildError(f"model {self.path}: built {built}; asked for patches of {window} steps "
+                                  f"from rest by {rest_by}")
+        count = len(frames)
+        between = None
+        chunk = max(1, 64 // window) * window
+        if rest_by == "vars":
+            processes = self.processes
+            chunk = window  # one blocking window per patch, then the reset
+
+            def between(step: int) -> None:
+                if step < count * window:
+                    rest.reset_state_vars(processes)
+
+        values, compile_seconds, run_seconds, reset_seconds = self._stream(
+            lambda t: frames[t // window], count * window, chunk, between)
+        # (P*window, x, y, f) -> (P, f, y, x, window): SLAYER's layout, a view
+        per_patch = [np.transpose(v.reshape(count, window, *v.shape[1:]), (0, 4, 3, 2, 1)) for v in values]
+        return GraphRun(values=per_patch, names=self.names, time_steps=count * window,
+                        compile_seconds=compile_seconds, run_seconds=run_seconds, window=window,
+                        reset_seconds=reset_seconds)
+
+    def _stream(self, frame_at, total: int, chunk: int, between=None) -> tuple[list, float, float, float]:
+        """Send ``frame_at(t)`` (SLAYER layout, no time axis) for ``total`` steps in runs of ``chunk``; stop Lava.
+
+        Returns every layer's values (Lava layout, SLAYER units, ``(total, *shape)``: a step's
+        frame is one contiguous block), the seconds to compile (with the first chunk's start), to
+        run and in ``between(step)``, which is called after each chunk with the steps done.
+        """
+        conditions = compat.import_lava("lava.magma.core.run_conditions")
+        values = [np.zeros((total,) + tuple(s), dtype=np.float64) for s in self._shapes]
+        compile_seconds = run_seconds = between_seconds = 0.0
         step = 0
+        scale = GRADED_INPUT_SCALE if self.graded else 1
         try:
             while step < total:
                 steps = min(chunk, total - step)
                 tick = time.perf_counter()
                 self._started = True
-                self._anchor.run(condition=conditions.RunSteps(num_steps=steps, blocking=False), run_cfg=cfg)
+                self._anchor.run(condition=conditions.RunSteps(num_steps=steps, blocking=False),
+                                 run_cfg=self._run_cfg)
                 if not compile_seconds:
                     compile_seconds = time.perf_counter() - tick
                     tick = time.perf_counter()
                 for t in range(step, step + steps):
-                    frame = to_lava(stream[..., t, None])[..., 0] * (GRADED_INPUT_SCALE if self.graded else 1)
-                    self._injector.send(frame)
+                    frame = frame_at(t)
+                    self._injector.send(to_lava(frame[..., None])[..., 0] * scale)
                     for store, extractor in zip(values, self._extractors):
-                        store[..., t] = extractor.receive()
+                        store[t] = extractor.receive()
                 self._anchor.wait()
                 run_seconds += time.perf_counter() - tick
                 step += steps
+                if between is not None:
+                    tick = time.perf_counter()
+                    between(step)
+                    between_seconds += time.perf_counter() - tick
         finally:
             self.stop()
-        scaled = [from_lava(v / self.spike_scale if self.graded else v) for v in values]
-        return GraphRun(values=scaled, names=self.names, time_steps=total, compile_seconds=compile_seconds,
-                        run_seconds=run_seconds)
+        if self.graded:
+            for v in values:
+                v /= self.spike_scale
+        return values, compile_seconds, run_seconds, between_seconds

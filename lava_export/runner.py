@@ -19,6 +19,13 @@ layer, the propagation delay.
   readout window is handed back *re-based*, its first step carrying the sum
   before the window, so that summing it gives the value at the window's end
   -- what SLAYER gives for that patch.
+* **SDNN, each patch from rest** (``from_rest=True``, the simulator): every
+  process returns to rest on the first step of each window
+  (:func:`lava_export.rest.rest_every`), so patch ``k`` runs in steps
+  ``[k*window, (k+1)*window)`` exactly as on a fresh network: its step ``t + 1``
+  is SLAYER's step ``t`` on that patch alone (the host's delta encoder adds
+  one step). No drain, no re-basing: the readout window is what the readout
+  sent in the patch's own window, and it sums to the readout's value.
 
 Spikes of every layer are read by a sink on that layer's output, so the run
 reports per-layer spike counts (graded: messages, i.e. nonzero values)
@@ -39,6 +46,7 @@ from typing import Callable
 
 import numpy as np
 
+from lava_export import rest
 from lava_export.chip import ChipProfile, attach_chip_io, io_modules, run_config, use_loihi2_host
 from spikereg import compat
 from spikereg.interrupts import note
@@ -89,6 +97,7 @@ class LavaNetwork:
 
     ``with LavaNetwork(path, window=16) as net: run = net.run(patches)``; the
     Lava runtime is stopped on leaving the block, also on errors and Ctrl-C.
+    ``from_rest`` (SDNN, simulator): every patch runs from rest (module docstring).
     """
 
     def __init__(
@@ -99,6 +108,7 @@ class LavaNetwork:
         precision: str = "fixed",
         patches_per_chunk: int = 8,
         profile_chip: bool = True,
+        from_rest: bool = False,
     ) -> None:
         self.model = model if isinstance(model, NetxFile) else read_netx(model)  # the file, read once
         self.path = self.model.path
@@ -116,6 +126,12 @@ class LavaNetwork:
             if precision == "float":
                 raise ValueError(f"--precision float: model {self.path} is a sigma-delta (SDNN) network, whose "
                                  "graded spikes Lava's floating-point models scale differently; use --precision fixed")
+        self.from_rest = from_rest
+        if from_rest and not self.graded:
+            raise ValueError(f"model {self.path}: a CUBA network starts every window from rest already "
+                             "(netx's reset_interval); from_rest is for sigma-delta (SDNN) networks")
+        if from_rest and backend != "sim":
+            raise ValueError(f"--backend {backend}: patches from rest run on the simulator (sim) only")
         self._profile: ChipProfile | None = None
         run_config(backend, precision)  # fails early if the backend is missing
         if backend == "loihi2":
@@ -161,8 +177,8 @@ class LavaNetwork:
 
     @property
     def has_run(self) -> bool:
-        """Whether patches have streamed through (a sigma-delta network then holds their residues)."""
-        return self._steps_done > 0 or self._started
+        """Whether patches have streamed through (a sigma-delta network then holds their residues, unless from rest)."""
+        return not self.from_rest and (self._steps_done > 0 or self._started)
 
     @property
     def first_lag(self) -> int:
@@ -218,6 +234,8 @@ class LavaNetwork:
                 layer.out.connect(extractor.in_port)
         self._run_cfg = run_config(self.backend, self.precision,
                                    self._profile.callbacks if self._profile is not None else None)
+        if self.from_rest:
+            rest.rest_every(rest.leaf_processes(net), self.window, self._run_cfg)
 
     def _choose_conv(self, net) -> None:
         """Lava's conv steps on torch where float32 sums are exact (``compat.use_lava_torch_conv``).
@@ -310,6 +328,9 @@ class LavaNetwork:
         ``[k*window + l - 1, (k+1)*window + l - 1)`` -- its reset comes
         ``l - 1`` steps after the patch starts -- so the stream runs ``layers - 1``
         silent steps after the last patch to drain the pipeline.
+        With ``from_rest`` every layer answers patch ``k`` within its own steps
+        ``[k*window, (k+1)*window)``: no drain, and the window must exceed the
+        readout's lag (``layers``: the encoder's step and one per netx layer).
         ``progress(patches_done, steps_done, spikes_so_far)`` is called after each chunk.
         ``keep_layers`` keeps every layer's values at every step (``LavaRun.layer_values``).
         """
@@ -322,10 +343,13 @@ class LavaNetwork:
             self._build(count * window + 64)
         layers = len(self.layers)
         lag = self.first_lag + layers - 1  # the readout's
+        if self.from_rest and window <= lag:
+            raise ValueError(f"model {self.path}: the readout answers {lag} steps into a patch; a window of "
+                             f"{window} from rest ends before it")
         # CUBA patches must start on a reset boundary; a previous stream's drain left us past one.
-        # (SDNN has no reset: its stream simply continues.)
+        # (SDNN has no reset: its stream simply continues; from rest, every window is its own.)
         lead = 0 if self.graded else (-self._steps_done) % window
-        total = lead + count * window + lag
+        total = lead + count * window + (0 if self.from_rest else lag)
         silence = np.zeros(self._injector.out_port.shape, dtype=np.float32)
         series = np.zeros((layers, total), dtype=np.int64)
         values = [np.zeros(tuple(self._out(layer).shape) + (total,), dtype=np.float32)
@@ -382,7 +406,7 @@ class LavaNetwork:
                 sent = steps = 0  # the chunk is complete: nothing to drain
                 received = [0] * len(self._extractors)
                 if progress is not None:
-                    patches_done = min(count, max(0, (step - lead - lag) // window))
+                    patches_done = min(count, max(0, (step - lead - (0 if self.from_rest else lag)) // window))
                     progress(patches_done, step, int(series.sum()))
         except BaseException as error:
             # A half-run stream cannot be resumed; never leave Lava running. The
@@ -400,15 +424,15 @@ class LavaNetwork:
         if self.graded:
             readout_all = readout_all / self.spike_scale
             values = [v / self.spike_scale for v in values] if values is not None else None
-        offset = self.first_lag
-        layer_spikes = np.stack([
-            series[layer, layer + offset:layer + offset + count * window].reshape(count, window).sum(axis=1)
-            for layer in range(layers)
-        ])
+        # the step at which layer i's answers to the patches start: from rest, each patch's own window
+        starts = [0 if self.from_rest else i + self.first_lag for i in range(layers)]
+        layer_spikes = np.stack([series[i, s:s + count * window].reshape(count, window).sum(axis=1)
+                                 for i, s in enumerate(starts)])
+        first = starts[-1]  # the readout's (lag)
         readout = np.stack([
-            from_lava(readout_all[..., k * window + lag:(k + 1) * window + lag]) for k in range(count)
+            from_lava(readout_all[..., k * window + first:(k + 1) * window + first]) for k in range(count)
         ])
-        if self.graded:
+        if self.graded and not self.from_rest:
             readout = self._rebase(readout_all, readout, lag)
         return LavaRun(
             readout=readout,

@@ -62,6 +62,12 @@ A third switch is about speed, not packaging (:func:`use_lava_torch_conv`):
    * **Once per kernel.** The float32 kernel and its bound are made once per
      weight array and reused on every step while that array lives with the
      same values (an in-place ``Var.set`` or a new array makes them afresh).
+   * **Silent steps.** A step whose input is all zero gives an all-zero
+     output, exactly, whatever the (integer) weights: :func:`torch_conv`
+     returns zeros of the output's shape and dtype before anything else (no
+     kernel lookup, which compares the weights, no float work). From rest with
+     held inputs a sigma-delta layer sends on one step of a patch's window,
+     so nearly every conv step is silent.
    * **The risk** is a torch or Lava release that changes any of this; every
      export's verification (SLAYER vs Lava, spike for spike) runs through the
      same path and catches it.
@@ -435,13 +441,13 @@ def torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):
     utils = sys.modules[LAVA_CONV]
     if weight.dtype.kind not in "iu" or input_.dtype.kind not in "iub":
         return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
-    peak = int(np.abs(input_).max(initial=0)) if input_.dtype.kind != "b" else int(input_.any())
+    if not input_.any():  # a silent step: the sum of nothing is exactly zero (module docstring, fix 3)
+        return np.zeros(utils.output_shape(input_.shape, weight.shape[0], kernel_size, stride, padding, dilation),
+                        dtype=weight.dtype)
+    peak = int(np.abs(input_).max()) if input_.dtype.kind != "b" else 1
     kernel = _kernel(weight)
     if peak * kernel.bound >= FLOAT64_EXACT:
         return utils.conv_scipy(input_, weight, kernel_size, stride, padding, dilation, groups).astype(weight.dtype)
-    if peak == 0:  # a silent step (most of a patch's drain): nothing to sum
-        return np.zeros(utils.output_shape(input_.shape, weight.shape[0], kernel_size, stride, padding, dilation),
-                        dtype=weight.dtype)
     torch = _single_threaded_torch()
     w = _torch_kernel(kernel, torch)
     # Graded steps past float32's exact integers sum in float64, exact to 2**53 as conv_scipy is

@@ -158,6 +158,27 @@ def test_torch_conv_equals_lavas_conv_scipy(case, graded):
     assert silent.shape == expected.shape and not silent.any()
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_torch_conv_skips_a_silent_step_with_the_full_convs_result(case, monkeypatch):
+    """An all-zero input step: zeros of the full conv's shape and dtype, with no kernel lookup and no float work."""
+    utils = compat.import_lava(compat.LAVA_CONV)
+    c_in, c_out, kernel, stride, padding, dilation, groups = case
+    weight = np.random.default_rng(3).integers(-128, 128, size=(c_out, *kernel, c_in // groups)).astype(np.int32)
+    for silent in (np.zeros((9, 7, c_in), dtype=bool), np.zeros((9, 7, c_in), dtype=np.int32)):
+        expected = utils.conv_scipy(silent, weight, kernel, stride, padding, dilation, groups).astype(np.int32)
+        with monkeypatch.context() as patch:
+            patch.setattr(compat, "_kernel", lambda *a: pytest.fail("kernel looked up on a silent step"))
+            patch.setattr(compat, "_single_threaded_torch", lambda: pytest.fail("torch ran on a silent step"))
+            patch.setattr(utils, "conv_scipy", lambda *a: pytest.fail("conv_scipy ran on a silent step"))
+            got = compat.torch_conv(silent, weight, kernel, stride, padding, dilation, groups)
+        assert got.dtype == weight.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    one = np.zeros((9, 7, c_in), dtype=np.int32)
+    one[4, 3, 0] = 5  # one message: the full conv runs again
+    np.testing.assert_array_equal(compat.torch_conv(one, weight, kernel, stride, padding, dilation, groups),
+                                  utils.conv_scipy(one, weight, kernel, stride, padding, dilation, groups))
+
+
 def test_torch_conv_is_exact_only_below_float32s_integers(monkeypatch):
     utils = compat.import_lava(compat.LAVA_CONV)
     weight = np.full((1, 3, 3, 1), 127, dtype=np.int32)  # one output: sum |w| = 1143
