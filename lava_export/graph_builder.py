@@ -116,8 +116,8 @@ class GraphRun:
 
     @property
     def messages(self) -> list[int]:
-        """Graded spikes (nonzero values) each layer sent over the stream."""
-        return [int(np.count_nonzero(v)) for v in self.values]
+        """Graded spikes each layer sent over the stream (nonzero values; a layer not kept: its counts)."""
+        return [int(v.sum()) if v.dtype.kind == "i" else int(np.count_nonzero(v)) for v in self.values]
 
 
 class LavaGraph:
@@ -303,7 +303,8 @@ class LavaGraph:
         return GraphRun(values=[from_lava(np.moveaxis(v, 0, -1)) for v in values], names=self.names,
                         time_steps=total, compile_seconds=compile_seconds, run_seconds=run_seconds)
 
-    def run_patches(self, frames: np.ndarray, window: int, rest_by: str = "models") -> GraphRun:
+    def run_patches(self, frames: np.ndarray, window: int, rest_by: str = "models", keep=None,
+                    stop: bool = True) -> GraphRun:
         """Run each patch of ``frames`` ``(P, *input SLAYER shape)`` (graded levels) from rest, held ``window`` steps.
 
         Returns every layer's output per patch, ``(P, *SLAYER shape, window)``
@@ -317,7 +318,9 @@ class LavaGraph:
         window's first step, one stream, no pause: :func:`lava_export.rest.rest_every`)
         or ``"vars"`` (Lava's API: pause after each window, ``Var.set`` every
         state Var; slow, :func:`lava_export.rest.reset_state_vars`). Both are
-        exact; a graph runs one way only.
+        exact; a graph runs one way only. ``keep`` and ``stop``: :meth:`_stream` (a layer not
+        kept gives its graded spikes per patch and step, ``(P, window)``; with ``stop`` False
+        the network stays compiled for the next call, by ``"models"`` only).
         """
         if not self.graded:
             raise GraphBuildError(f"model {self.path}: a CUBA graph resets every window already (run)")
@@ -342,26 +345,38 @@ class LavaGraph:
                 if step < count * window:
                     rest.reset_state_vars(processes)
 
+        if not stop and rest_by != "models":
+            raise ValueError("stop=False keeps the network for the next call: rest_by models only")
         values, compile_seconds, run_seconds, reset_seconds = self._stream(
-            lambda t: frames[t // window], count * window, chunk, between)
-        # (P*window, x, y, f) -> (P, f, y, x, window): SLAYER's layout, a view
-        per_patch = [np.transpose(v.reshape(count, window, *v.shape[1:]), (0, 4, 3, 2, 1)) for v in values]
+            lambda t: frames[t // window], count * window, chunk, between, keep=keep, stop=stop)
+        # (P*window, x, y, f) -> (P, f, y, x, window): SLAYER's layout, a view; counts (P, window)
+        per_patch = [np.transpose(v.reshape(count, window, *v.shape[1:]), (0, 4, 3, 2, 1)) if v.ndim > 1
+                     else v.reshape(count, window) for v in values]
         return GraphRun(values=per_patch, names=self.names, time_steps=count * window,
                         compile_seconds=compile_seconds, run_seconds=run_seconds, window=window,
                         reset_seconds=reset_seconds)
 
-    def _stream(self, frame_at, total: int, chunk: int, between=None) -> tuple[list, float, float, float]:
-        """Send ``frame_at(t)`` (SLAYER layout, no time axis) for ``total`` steps in runs of ``chunk``; stop Lava.
+    def _stream(self, frame_at, total: int, chunk: int, between=None, keep=None, stop: bool = True
+                ) -> tuple[list, float, float, float]:
+        """Send ``frame_at(t)`` (SLAYER layout, no time axis) for ``total`` steps in runs of ``chunk``.
 
         Returns every layer's values (Lava layout, SLAYER units, ``(total, *shape)``: a step's
         frame is one contiguous block), the seconds to compile (with the first chunk's start), to
         run and in ``between(step)``, which is called after each chunk with the steps done.
+        ``keep`` (layer indices; None: all) are the layers whose values are kept; the others
+        give their graded spikes per step instead (``(total,)`` counts: a 32^3 U-Net's every
+        value at every step would not fit in memory). ``stop``: stop Lava at the end (else it
+        stays paused, and the next call goes on from the step it reached: a network that
+        returns to rest every window keeps its windows aligned across calls).
         """
         conditions = compat.import_lava("lava.magma.core.run_conditions")
-        values = [np.zeros((total,) + tuple(s), dtype=np.float64) for s in self._shapes]
+        kept = range(len(self._shapes)) if keep is None else set(keep)
+        values = [np.zeros((total,) + tuple(s), dtype=np.float64) if i in kept else np.zeros(total, dtype=np.int64)
+                  for i, s in enumerate(self._shapes)]
         compile_seconds = run_seconds = between_seconds = 0.0
         step = 0
         scale = GRADED_INPUT_SCALE if self.graded else 1
+        first_run = not self._started
         try:
             while step < total:
                 steps = min(chunk, total - step)
@@ -369,14 +384,17 @@ class LavaGraph:
                 self._started = True
                 self._anchor.run(condition=conditions.RunSteps(num_steps=steps, blocking=False),
                                  run_cfg=self._run_cfg)
-                if not compile_seconds:
+                if first_run and not compile_seconds:
                     compile_seconds = time.perf_counter() - tick
                     tick = time.perf_counter()
                 for t in range(step, step + steps):
                     frame = frame_at(t)
                     self._injector.send(to_lava(frame[..., None])[..., 0] * scale)
-                    for store, extractor in zip(values, self._extractors):
-                        store[t] = extractor.receive()
+                    for index, (store, extractor) in enumerate(zip(values, self._extractors)):
+                        if index in kept:
+                            store[t] = extractor.receive()
+                        else:
+                            store[t] = np.count_nonzero(extractor.receive())
                 self._anchor.wait()
                 run_seconds += time.perf_counter() - tick
                 step += steps
@@ -384,9 +402,12 @@ class LavaGraph:
                     tick = time.perf_counter()
                     between(step)
                     between_seconds += time.perf_counter() - tick
-        finally:
+        except BaseException:
+            self.stop()
+            raise
+        if stop:
             self.stop()
         if self.graded:
-            for v in values:
-                v /= self.spike_scale
+            for index in kept:
+                values[index] /= self.spike_scale
         return values, compile_seconds, run_seconds, between_seconds

@@ -28,13 +28,15 @@ import torch
 from lava_export.graph_builder import LavaGraph
 from lava_export.graph_file import export_graph
 from lava_export.netx import sidecar
-from lava_export.verify import graded_quantum, stress_patches
+from lava_export.verify import STRESS_KINDS, graded_quantum, stress_patches
 from spikereg.data import load_mni
 from spikereg.data.io import write_text_atomic
 from spikereg.errors import SpikeRegError
+from spikereg.hardware.graph_mapping import map_graph
 from spikereg.networks.encoding import hold_encode, input_features, rate_encode
 from spikereg.networks.folding import fold_volume
 from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
+from spikereg.networks.graph_model import GraphRegNet
 
 
 class GraphVerificationError(SpikeRegError, RuntimeError):
@@ -256,6 +258,161 @@ def export_graph_verified(net, out: str | Path, *, patches: int = 3, window: int
                                          f"layers {', '.join(bad) or '-'} and in {result.readout_mismatches} "
                                          f"readout values (see {report})")
         tmp.replace(out)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- the registration U-Net: export, proof and verification from rest ------------------------
+
+VERIFY_BATCH = 2  # patches per Lava call in verification: every node's every step comes back (memory)
+
+
+@dataclass
+class RestVerification:
+    """Lava's from-rest run of a graph file against SLAYER's one pass (:meth:`SpikingGraph.from_rest`)."""
+
+    patches: int
+    window: int
+    layers: list[str]
+    path_lengths: list[int]
+    max_error: list[float]  # per layer: largest |Lava - SLAYER| over units, patches and the answering step
+    stray_messages: list[int]  # per layer: Lava messages on any other step of a patch's window
+    messages_slayer: list[int]
+    messages_lava: list[int]
+    readout_elements: int
+    readout_mismatches: int
+    tolerance: float
+    kinds: list[str]  # what each patch is: template, or a stress kind
+    seconds: float
+    lava_compile_seconds: float
+    lava_run_seconds: float
+    worst_case: list[dict]
+
+    @property
+    def matched(self) -> bool:
+        return self.readout_mismatches == 0 and not any(self.stray_messages) and \
+            all(e <= self.tolerance for e in self.max_error)
+
+    @property
+    def provably_in_range(self) -> bool:
+        return all(row["bound"] < row["limit"] for row in self.worst_case)
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), matched=self.matched, provably_in_range=self.provably_in_range,
+                    mode="every patch from rest: Lava's step L + 1 against SLAYER's one pass, L the node's "
+                         "longest path (the host's delta encoder adds one step)")
+
+
+def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: torch.Tensor,
+                     kinds: list[str]) -> RestVerification:
+    """Each patch pair through Lava from rest (:meth:`LavaGraph.run_patches`) and through ``net.from_rest``.
+
+    ``net`` is the file's own :class:`~spikereg.networks.graph_model.GraphRegNet`.
+    Every node must send, on Lava, exactly SLAYER's graded spikes at step
+    ``L + 1`` of the patch's window and nothing on any other step.
+    """
+    start = time.perf_counter()
+    window = net.window
+    lengths = [net.path_lengths[node.name] for node in net.nodes]
+    tolerance = graded_quantum(net.chip_layers)
+    layers = len(net.nodes)
+    max_error, stray = [0.0] * layers, [0] * layers
+    sent_slayer, sent_lava = [0] * layers, [0] * layers
+    readout_elements = readout_mismatches = 0
+    compile_seconds = run_seconds = 0.0
+    with LavaGraph(model_path) as graph:
+        for first in range(0, len(fixed), VERIFY_BATCH):
+            cut = slice(first, first + VERIFY_BATCH)
+            with torch.no_grad():
+                levels = net.levels(fixed[cut], moving[cut])
+                slayer = [fold_volume(v).double().numpy() for v in net.from_rest(levels, keep=True)]
+            run = graph.run_patches(fold_volume(levels).numpy(), window, stop=False)
+            compile_seconds += run.compile_seconds
+            run_seconds += run.run_seconds
+            for i, (lava, ours) in enumerate(zip(run.values, slayer)):
+                answer = lava[..., lengths[i] + 1]
+                others = np.delete(lava, lengths[i] + 1, axis=-1)
+                max_error[i] = max(max_error[i], float(np.abs(answer - ours).max()))
+                stray[i] += int(np.count_nonzero(others))
+                sent_slayer[i] += int(np.count_nonzero(ours))
+                sent_lava[i] += int(np.count_nonzero(lava))
+                if i == layers - 1:
+                    readout_elements += int(answer.size)
+                    readout_mismatches += int((np.abs(answer - ours) > tolerance).sum())
+    return RestVerification(
+        patches=len(fixed), window=window, layers=[node.name for node in net.nodes], path_lengths=lengths,
+        max_error=max_error, stray_messages=stray, messages_slayer=sent_slayer, messages_lava=sent_lava,
+        readout_elements=readout_elements, readout_mismatches=readout_mismatches, tolerance=tolerance,
+        kinds=kinds, seconds=time.perf_counter() - start, lava_compile_seconds=compile_seconds,
+        lava_run_seconds=run_seconds, worst_case=[asdict(row) for row in graph_worst_case_table(net)])
+
+
+def verification_patches(net, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """``count`` template patch pairs (the MNI T1 against itself shifted 1-2 voxels) and one of each stress kind."""
+    rng = np.random.default_rng(seed)
+    volume = _template_t1(float(spacing))
+    size, margin = net.patch_size, 2
+    fixed, moving = [], []
+    while len(fixed) < count:
+        corner = [int(rng.integers(margin, s - size - margin)) for s in volume.shape]
+        shift = [int(v) for v in rng.integers(-margin, margin + 1, 3)]
+        f = volume[tuple(slice(c, c + size) for c in corner)]
+        if float(f.mean()) < 0.2:  # mostly background: draw again
+            continue
+        fixed.append(f)
+        moving.append(volume[tuple(slice(c + s, c + s + size) for c, s in zip(corner, shift))])
+    fixed, moving = torch.stack(fixed)[:, None], torch.stack(moving)[:, None]
+    extra_f, extra_m = stress_patches(fixed, moving, seed=seed)
+    kinds = ["template"] * count + list(STRESS_KINDS)
+    return torch.cat([fixed, extra_f]), torch.cat([moving, extra_m]), kinds
+
+
+def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | None = None,
+                verify_patches: int = 4, profile=None) -> RestVerification | None:
+    """Write a registration U-Net (:class:`~spikereg.networks.graph_model.GraphRegNet`) as a graph netx file.
+
+    The file must be proven in range for every input (every edge and node,
+    :func:`~spikereg.networks.graph_bounds.graph_worst_case_table` on the file's
+    own integers: refused otherwise, naming the quantity and the figure), and,
+    unless ``verify_patches`` is 0, Lava must reproduce SLAYER on it from rest
+    (:func:`verify_from_rest`) on template patches and one of each stress kind
+    (:data:`lava_export.verify.STRESS_KINDS`). ``profile`` (a neuromorphic
+    profile or None): ``<model>.map.json`` sizes it on that chip, edge by edge
+    (several chips allowed: a 32^3 U-Net does not fit one). Nothing appears at
+    ``out`` unless every check passed.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        export_graph(net, tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}})
+        again = GraphRegNet.from_file(tmp)  # the file's own numbers
+        bad = [row for row in graph_worst_case_table(again) if not row.ok]
+        if bad:
+            worst = max(bad, key=lambda row: row.bound / row.limit)
+            raise GraphVerificationError(f"export {out}: {worst.describe()} for some input: not proven in the "
+                                         "chip's range (train it with model.architecture unet, whose conversion "
+                                         "and fine-tuning keep it there)")
+        mapping = map_graph(tmp, profile) if profile is not None else None
+        result = None
+        if verify_patches:
+            fixed, moving, kinds = verification_patches(again, spacing, verify_patches)
+            result = verify_from_rest(again, tmp, fixed, moving, kinds)
+            report = sidecar(out, "verify")
+            write_text_atomic(report, json.dumps(result.to_dict(), indent=2))
+            if not result.matched:
+                bad = [f"{name} ({e:g}, {s} stray)" for name, e, s in
+                       zip(result.layers, result.max_error, result.stray_messages) if e > result.tolerance or s]
+                raise GraphVerificationError(f"export {out}: Lava differs from SLAYER from rest in {', '.join(bad)}"
+                                             f" and {result.readout_mismatches} readout values (see {report}); "
+                                             "use --no-verify to keep it anyway")
+        tmp.replace(out)
+        map_json = sidecar(out, "map")
+        if mapping is not None:
+            write_text_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
+        else:
+            map_json.unlink(missing_ok=True)
         return result
     finally:
         tmp.unlink(missing_ok=True)

@@ -162,7 +162,6 @@ def rest_every(processes, window: int, run_cfg) -> int:
     if window < 1:
         raise RestError(f"window {window}: must be at least one step")
     stateful = [(process, names) for process in processes if (names := state_var_names(process))]  # all known?
-    graphs = compat.import_lava("lava.magma.compiler.compiler_graphs")
     models = run_cfg.exception_proc_model_map
     for process, names in stateful:
         process.proc_params.overwrite(REST_WINDOW, int(window))
@@ -170,6 +169,6 @@ def rest_every(processes, window: int, run_cfg) -> int:
         chosen = models.get(kind)
         if chosen is None or not issubclass(chosen, _ReturnsToRest):
             if chosen is None:
-                chosen = run_cfg.select(process, graphs.ProcGroupDiGraphs._find_proc_models(process))
+                chosen = run_cfg.select(process, compat.process_models(process))
             models[kind] = resting_model(chosen, names)
     return len(stateful)

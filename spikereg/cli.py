@@ -241,6 +241,9 @@ def export(
         chip = None if profile.lower() == "none" else resolve_profile(profile)  # a bad name fails first
         checkpoint = resolve_checkpoint(checkpoint)
         net, cfg = load_checkpoint(checkpoint)
+        if cfg.model.architecture == "unet":
+            _export_unet(net, cfg, checkpoint, to, out, verify_patches if verify else 0, chip, range_mode, spike_exp)
+            return
         if to == "nir":
             _export_nir(net, cfg, out, verify_patches if verify else 0, range_mode)
             return
@@ -269,6 +272,38 @@ def export(
                 f"{result.readout_elements} readout values and every layer's spike counts "
                 f"({sum(result.layer_spikes_lava)} spikes)"
             )
+
+
+def _export_unet(net, cfg, checkpoint: Path, to: str, out: Path, verify_patches: int, chip, range_mode: str,
+                 spike_exp: Optional[int]) -> None:
+    """``spikereg export`` of a U-Net checkpoint: a graph netx file, proven in range, verified on Lava from rest."""
+    from lava_export.graph_verify import export_unet
+    from lava_export.netx import sidecar
+
+    if to != "netx":
+        raise ValueError(f"--to {to}: a U-Net exports to netx (a graph file); NIR 1.0 has no node for its "
+                         "upsampling edges, nor for sigma-delta neurons")
+    if range_mode != "proven":
+        raise ValueError(f"--range {range_mode}: a U-Net is always exported proven in range (its conversion "
+                         "saturated every node at spike_exp 0)")
+    if spike_exp is not None and spike_exp != cfg.model.spike_exp:
+        raise ValueError(f"--spike-exp {spike_exp}: a U-Net keeps the spike_exp its conversion proved "
+                         f"({cfg.model.spike_exp})")
+    console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava, every patch from rest)"
+                                                       if verify_patches else ""))
+    result = export_unet(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
+                         verify_patches=verify_patches, profile=chip)
+    console.print(f"wrote {out}: a graph netx file ({len(net.nodes)} layers, {len(net.edges)} edges), proven in "
+                  "the chip's range for every input", highlight=False, soft_wrap=True)
+    if chip is not None:
+        mapping = json.loads(sidecar(out, "map").read_text())
+        console.print(f"{chip.name}: {mapping['cores']} cores on {mapping['chips']} chip(s), nonzero synapses "
+                      f"{mapping['total_nonzero']:,} of {mapping['total_synapses']:,}", highlight=False)
+    if result is not None:
+        console.print(f"verified: {result.patches} patches from rest ({', '.join(sorted(set(result.kinds)))}), "
+                      f"Lava == SLAYER on every layer (largest difference {max(result.max_error):g}, "
+                      f"{sum(result.messages_lava):,} graded spikes, none off their step)", highlight=False,
+                      soft_wrap=True)
 
 
 @app.command()

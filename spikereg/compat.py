@@ -278,6 +278,18 @@ def import_lava(name: str) -> types.ModuleType:
     return module
 
 
+def process_models(process: Any) -> list[type]:
+    """The process models lava-nc finds for ``process`` (what a run config's ``select`` chooses among).
+
+    Lava has no public call for this: its compiler finds them with the private
+    ``ProcGroupDiGraphs._find_proc_models`` (lava-nc 0.10.0). Needed to subclass
+    the model a run would pick (:func:`lava_export.rest.rest_every`); kept here
+    so that a Lava release that renames it breaks one function, with a test.
+    """
+    graphs = import_lava("lava.magma.compiler.compiler_graphs")
+    return list(graphs.ProcGroupDiGraphs._find_proc_models(process))
+
+
 # -- numpy 2: np.reshape(newshape=...) (fix 7) -------------------------------------------
 
 LAVA_PORTS = "lava.magma.core.process.ports.ports"

@@ -163,6 +163,10 @@ class TrainConfig:
     # or train the twin ann_steps more from the one stored in this checkpoint (on this config's pairs)
     twin_init: str = ""
     ann_learning_rate: float = 1e-3
+    ann_scheduler: str = "none"  # none | cosine (from ann_learning_rate to 5 % of it over ann_steps)
+    # every this many twin steps: its validation error in twin_log.csv and the twin in checkpoints/twin.pt
+    # (a checkpoint train.twin_from takes); 0 = only at the end
+    ann_checkpoint_every: int = 0
     # sdnn twins: weight of spikereg.losses.summed_input_range_loss (keeps negative summed inputs
     # within each layer's positive range, so conversion keeps the 8-bit weights fine); 0 = off
     ann_range_weight: float = 0.0
@@ -463,6 +467,7 @@ def _validate_data(config: Config, source: str) -> None:
 def _validate_train(config: Config, source: str) -> None:
     train = config.train
     choices = {"train.optimizer": (train.optimizer, OPTIMIZERS), "train.scheduler": (train.scheduler, SCHEDULERS),
+               "train.ann_scheduler": (train.ann_scheduler, ("none", "cosine")),
                "train.device": (train.device, DEVICES)}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -474,6 +479,7 @@ def _validate_train(config: Config, source: str) -> None:
         "train.lncc_kernel_size": train.lncc_kernel_size,
     }
     non_negative = {"train.ann_steps": train.ann_steps, "train.ann_range_weight": train.ann_range_weight,
+                    "train.ann_checkpoint_every": train.ann_checkpoint_every,
                     "train.snn_range_weight": train.snn_range_weight,
                     "train.weight_decay": train.weight_decay,
                     "train.momentum": train.momentum}

@@ -60,8 +60,12 @@ class GraphRegNet(SpikingUNet):
 
     @property
     def window(self) -> int:
-        """Steps one patch occupies on the chip: the longest path, the host's encoder step and the readout's."""
-        return next_power_of_two(max(self.path_lengths.values()) + 2 + self.model.time_steps)
+        """Steps one patch occupies on the chip: its longest path, the host's encoder step and the readout's.
+
+        From rest every unit sends at most once, at its path length (Lava: one
+        step later, the host's delta encoder), so nothing is left to wait for.
+        """
+        return max(self.path_lengths.values()) + 2
 
     @property
     def codec(self) -> GraphCodec:
@@ -104,8 +108,4 @@ class GraphRegNet(SpikingUNet):
         return net.load_file_weights(model_file)
 
 
-def next_power_of_two(n: int) -> int:
-    return 1 << (int(n) - 1).bit_length()
-
-
-__all__ = ["GraphRegNet", "NetxFile", "READOUT_CHANNELS", "next_power_of_two"]
+__all__ = ["GraphCodec", "GraphRegNet", "NetxFile", "READOUT_CHANNELS"]

@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from lava_export.chip import run_config
+from lava_export.graph_builder import LavaGraph
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
-from spikereg.networks.encoding import PatchCodec, graded_levels, input_features
+from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec, graded_levels, input_features
+from spikereg.networks.folding import fold_volume, unfold_volume
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.snn import SpikingRegNet, stream_patches
 from spikereg.netx_file import NetxFile, is_graph_file, load_model
@@ -292,6 +294,68 @@ class GraphTorchBackend:
         return np.concatenate(controls)
 
 
+class GraphLavaBackend:
+    """A U-Net graph file on Lava's simulator, built once; every patch from rest (:mod:`lava_export.rest`).
+
+    The processes return to rest on the first step of every window, so the
+    patches of a whole registration stream through one compiled network. Only
+    the readout's values come back whole; the other nodes give their graded
+    spikes per step. Use as a context manager: Lava is stopped on leaving.
+    """
+
+    def __init__(self, model: NetxFile, backend: str = "sim", precision: str = "fixed",
+                 range_stop: bool = True) -> None:
+        if backend != "sim":
+            raise ValueError(f"--backend {backend}: a graph (U-Net) model runs on Lava's simulator (sim) or torch; "
+                             "its return to rest between patches is built from Lava's Python process models, which "
+                             "a Loihi 2 chip does not run (see README, 'Running on Loihi 2')")
+        self.name = backend
+        self.model = model
+        self.net = GraphRegNet.from_file(model)  # the file's own twin: its bounds, its encoding and decoding
+        self.guard = open_graph_guard(self.net, model, range_stop)
+        self.codec = self.net.codec
+        self.patch_size = self.net.patch_size
+        self.reduction = self.net.reduction
+        self.chunk_size = 8  # patches per call: the readout of each, every step, comes back to the host
+        self.lengths = [self.net.path_lengths[node.name] for node in self.net.nodes]
+        self.graph = LavaGraph(model.path, precision=precision)
+        self.stats = BackendStats()
+
+    def __enter__(self) -> "GraphLavaBackend":
+        return self
+
+    def __exit__(self, exc_type, error, traceback) -> None:
+        if self.graph.stop() and isinstance(error, KeyboardInterrupt):
+            note(error, STOPPED_NOTE)
+
+    def reset(self) -> None:
+        self.guard.restart()  # every patch starts from rest anyway
+
+    def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
+                progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+        count, window = len(fixed), self.codec.window
+        with torch.no_grad():
+            frames = fold_volume(self.net.levels(fixed, moving)).numpy()
+        readout = len(self.net.nodes) - 1
+        run = self.graph.run_patches(frames, window, keep=[readout], stop=False)
+        values = torch.from_numpy(run.values[readout].sum(axis=-1)).float()  # (P, D*6, H, W): each unit's one spike
+        controls = self.net.decode(unfold_volume(values, READOUT_CHANNELS)).numpy()
+        # Lava's step t + 1 is SLAYER's t: each node's messages land one step after its path length
+        per_layer = [run.values[i] if i != readout else (run.values[i] != 0).reshape(count, -1, window).sum(axis=1)
+                     for i in range(len(run.values))]
+        spikes = np.array([int(v.sum()) for v in per_layer], dtype=np.int64)
+        series = np.stack([v.reshape(-1) for v in per_layer]).astype(np.int64)
+        self.stats.input_spikes += int(spikes[0])
+        self.stats.step_spikes.append(series)
+        self.stats.compile_seconds += run.compile_seconds
+        self.stats.add(spikes, count * window, count, run.run_seconds)
+        if not self.stats.layer_neurons:
+            self.stats.layer_neurons = [node.populations * node.size**3 for node in self.net.nodes]
+        if progress is not None:
+            progress(count, count * window, int(spikes.sum()))
+        return controls
+
+
 def open_graph_guard(net: GraphRegNet, model: NetxFile, stop: bool = True) -> RangeGuard:
     """A graph file's range record; a graph not proven in range for every input is refused before any work."""
     guard = RangeGuard.for_graph(net, stop)
@@ -449,7 +513,7 @@ def open_backend(model_path: str | Path | NetxFile, backend: str = "sim", precis
     if is_graph_file(model.path):  # a U-Net: every patch from rest
         if backend == "torch":
             return GraphTorchBackend(model, batch_size=batch_size, device=device, range_stop=range_stop)
-        raise ValueError(f"--backend {backend}: graph (U-Net) models run on --backend torch here for now")
+        return GraphLavaBackend(model, backend=backend, precision=precision, range_stop=range_stop)
     if backend == "torch":
         engine = TorchBackend(SpikingRegNet.from_netx(model), batch_size=batch_size, device=device,
                               range_stop=range_stop, from_rest=bool(model.metadata.get("from_rest")))

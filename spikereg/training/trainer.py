@@ -238,7 +238,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         if config.train.twin_from:
             twin = twin_for(config)
         else:
-            twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective)
+            twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective,
+                                 checkpoint=_twin_checkpoints(config, out_dir, val, workers))
         if graph:  # every node saturated and scaled into the chip's proven range, calibrated as below
             draws = np.random.default_rng(config.train.seed + 2)
             calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws)
@@ -344,6 +345,37 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
     return checkpoints / "best.pt"
 
 
+def _twin_checkpoints(config: Config, out_dir: Path, val: PatchBatch, workers: Workers):
+    """The twin stage's record: its validation error in ``twin_log.csv``, the twin in ``checkpoints/twin.pt``.
+
+    ``twin.pt`` is a checkpoint that ``train.twin_from`` takes (its SNN state is empty), so a long twin
+    run can be converted and fine-tuned from any of its records.
+    """
+    if not workers.is_main:
+        return None
+    start = time.perf_counter()
+    log = out_dir / "twin_log.csv"
+    log.write_text("step,loss,val_error_voxels,seconds\n")
+
+    def record(step: int, loss: float, twin) -> None:
+        twin.eval()
+        with torch.no_grad():
+            errors = [(twin.predict(val.fixed[i:i + 16], val.moving[i:i + 16]) - val.target[i:i + 16])
+                      .norm(dim=1).flatten(1).mean(dim=1) for i in range(0, len(val), 16)]
+        twin.train()
+        error = float(torch.cat(errors).mean())
+        with log.open("a") as handle:
+            handle.write(f"{step},{loss:.5f},{error:.4f},{time.perf_counter() - start:.1f}\n")
+        state = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "state_dict": {}, "step": 0,
+                 "val_error_voxels": error, "twin_state": {k: v.detach().cpu() for k, v in twin.state_dict().items()},
+                 "twin_val_error_voxels": error}
+        tmp = out_dir / "checkpoints" / "twin.tmp"
+        torch.save(state, tmp)
+        tmp.replace(out_dir / "checkpoints" / "twin.pt")
+
+    return record
+
+
 def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.0, keep_proven: bool = False
                  ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
     """Decoded control grid, per-layer spike rates (the readout decodes the same spikes as ``net.predict``)
@@ -411,12 +443,15 @@ def _train_step(outputs, batch: PatchBatch, objective: RegistrationLoss, optimiz
 
 
 def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | None = None, *,
-                  workers: Workers | None = None, objective: RegistrationLoss | None = None) -> AnnTwin:
+                  workers: Workers | None = None, objective: RegistrationLoss | None = None,
+                  checkpoint: Callable[[int, float, AnnTwin | GraphTwin], None] | None = None) -> AnnTwin:
     """Train the ANN twin (same kernels, rate units) with the SNN's loss, to initialise the SNN.
 
-    The same optimiser kind as the SNN at ``train.ann_learning_rate``, with
-    no schedule and no gradient clipping. With ``train.twin_init`` the twin
-    starts from the one stored in that checkpoint instead of at random.
+    The same optimiser kind as the SNN at ``train.ann_learning_rate``,
+    ``train.ann_scheduler`` (default none) and no gradient clipping. With
+    ``train.twin_init`` the twin starts from the one stored in that checkpoint
+    instead of at random. ``checkpoint(step, loss, twin)`` is called every
+    ``train.ann_checkpoint_every`` steps and after the last.
     """
     workers = workers or Workers()
     twin = make_twin(config.model)
@@ -429,12 +464,19 @@ def pretrain_twin(config: Config, sampler: PatchSampler, progress: Progress | No
     optimizer = make_optimizer(parameters, config.train, config.train.ann_learning_rate)
     batch_size = config.train.batch_size
     range_weight = config.train.ann_range_weight if config.model.neuron.type == "sdnn" else 0.0
-    for step in range(1, config.train.ann_steps + 1):
+    steps, every = config.train.ann_steps, config.train.ann_checkpoint_every
+    for step in range(1, steps + 1):
+        if config.train.ann_scheduler == "cosine":
+            fraction = 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps))
+            for group in optimizer.param_groups:
+                group["lr"] = config.train.ann_learning_rate * fraction
         batch = sampler.sample(batch_size, workers.share(batch_size)).to(workers.device)
         row = _train_step(lambda b: _twin_outputs(twin, b, range_weight), batch, objective, optimizer, parameters,
                           workers, None, batch_size)
+        if checkpoint is not None and ((every and step % every == 0) or step == steps):
+            checkpoint(step, row["loss"], twin)
         if progress is not None:
-            progress(0, config.train.steps, {"loss": row["loss"], "stage": f"ANN twin {step}/{config.train.ann_steps}"})
+            progress(0, config.train.steps, {"loss": row["loss"], "stage": f"ANN twin {step}/{steps}"})
     return twin
 
 

@@ -472,3 +472,12 @@ def test_stop_lava_does_not_raise_what_lavas_stop_hits_after_the_timeout(monkeyp
     assert compat.stop_lava(None, late_failing_stop, timeout=0.05) is False
     with pytest.raises(ValueError, match="in time"):  # a stop that fails in time still raises its own error
         compat.stop_lava(None, lambda: (_ for _ in ()).throw(ValueError("in time")), timeout=5)
+
+
+def test_process_models_lists_lavas_own_models_for_a_process():
+    """lava_export.rest subclasses the model a run would pick; Lava finds them through a private call."""
+    from spikereg import compat
+
+    sdn = compat.import_lava("lava.proc.sdn.process")
+    names = {model.__name__ for model in compat.process_models(sdn.SigmaDelta(shape=(2,), vth=1))}
+    assert {"PySigmaDeltaModelFixed", "PySigmaDeltaModelFloat"} <= names
