@@ -239,7 +239,8 @@ def export_netx(
             if net.input_block is not None:  # SLAYER computes what the chip computes, past its range too
                 net.mirror_chip(True)
             try:
-                result = verify(net, tmp, torch.cat([fixed, stress_f]), torch.cat([moving, stress_m]), precision)
+                result = verify(net, tmp, torch.cat([fixed, stress_f]), torch.cat([moving, stress_m]), precision,
+                                from_rest=net.input_block is not None)
             finally:
                 if net.input_block is not None:
                     net.mirror_chip(False)

@@ -190,7 +190,7 @@ def _events(x: np.ndarray) -> np.ndarray:
 
 
 def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window: int,
-                    precision: str = "fixed") -> Verification:
+                    precision: str = "fixed", from_rest: bool = False) -> Verification:
     """Stream ``frames`` ``(P, *input, window)`` through the exported file on Lava and through SLAYER.
 
     ``blocks`` are the SLAYER blocks the file was exported from, in order (a
@@ -208,11 +208,15 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
       delta encoder's step) within one graded quantum; so is each patch's
       readout value at the end of its window (the sum of the readout's graded
       spikes since the stream began).
+    * SDNN ``from_rest`` (files that run every patch from rest): Lava returns
+      to rest every window (:mod:`lava_export.rest`); each patch's steps
+      ``1 .. window-1`` on Lava against SLAYER's ``0 .. window-2`` on that patch
+      alone from rest, and Lava's first step of each window silent.
     """
     start = time.perf_counter()
     graded = _is_graded(blocks)
     count = len(frames)
-    with LavaNetwork(model_path, window=window, precision=precision) as lava:
+    with LavaNetwork(model_path, window=window, precision=precision, from_rest=from_rest and graded) as lava:
         run = lava.run(frames.numpy(), keep_layers=graded)
     layers = len(run.layer_spikes)
     # SLAYER on each patch alone, from rest, long enough for the last layer to answer:
@@ -237,8 +241,10 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
             precision=precision,
             seconds=time.perf_counter() - start,
         )
-    # SDNN: SLAYER on the same stream, batch of one, time concatenated.
     tolerance = graded_quantum(blocks)
+    if from_rest:
+        return _compare_from_rest(run, alone, count, window, tolerance, precision, start)
+    # SDNN: SLAYER on the same stream, batch of one, time concatenated.
     outputs, ends = stream_patches(blocks, frames)
     outputs = [o.numpy() for o in outputs]
     steps = outputs[0].shape[-1]
@@ -284,12 +290,49 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
     )
 
 
+def _compare_from_rest(run, alone, count: int, window: int, tolerance: float, precision: str,
+                       start: float) -> Verification:
+    """SDNN patches each from rest: Lava's window ``k`` (one step late) against SLAYER on patch ``k`` alone."""
+    lava = [np.moveaxis(from_lava(v).reshape(*from_lava(v).shape[:-1], count, window), -2, 0)
+            for v in run.layer_values]  # (P, *shape, window) per layer
+    slayer = [o[..., :window - 1].numpy() for o in alone]
+    errors = [np.abs(v[..., 1:] - o) for v, o in zip(lava, slayer)]
+    stray = sum(int(np.count_nonzero(v[..., 0])) for v in lava)  # a window's first step: nothing has arrived
+    slayer_layers = np.stack([_events(o) for o in slayer])
+    lava_values = run.readout.sum(axis=-1)
+    slayer_values = slayer[-1].sum(axis=-1)
+    difference = np.abs(lava_values - slayer_values)
+    return Verification(
+        patches=count,
+        time_steps_per_patch=window,
+        alignment=(f"every patch from rest in its own {window} steps (the network returns to rest at each window's "
+                   "first step); Lava layer l at step t+1 == SLAYER layer l at step t on that patch alone"),
+        layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
+        layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
+        layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
+        readout_elements=int(difference.size),
+        readout_mismatches=int((difference > tolerance).sum()) + stray,
+        max_abs_error=float(difference.max()),
+        precision=precision,
+        seconds=time.perf_counter() - start,
+        neuron="sdnn",
+        tolerance=tolerance,
+        tolerance_rule=f"SDNN from rest: graded values agree within {tolerance:g} (one graded-spike quantum)",
+        max_graded_error=max(float(e.max()) for e in errors),
+        graded_values_compared=int(sum(e.size for e in errors)),
+        graded_mismatches=int(sum((e > tolerance).sum() for e in errors)) + stray,
+        max_abs_value=float(max(np.abs(o.sum(axis=-1)).max() for o in slayer)),
+        max_abs_spike=float(max(np.abs(o).max() for o in slayer)),
+        per_patch_max_error=float(difference.max()),
+    )
+
+
 def verify(net: SpikingRegNet, model_path: Path, fixed: torch.Tensor, moving: torch.Tensor,
-           precision: str = "fixed") -> Verification:
+           precision: str = "fixed", from_rest: bool = False) -> Verification:
     """Run the same patches through SLAYER and through stock netx on Lava; compare (:func:`compare_on_lava`)."""
     with torch.no_grad():
         frames = net.encode(fixed, moving)[..., : net.window]
-    return compare_on_lava(net.chip_layers, model_path, frames, net.window, precision)
+    return compare_on_lava(net.chip_layers, model_path, frames, net.window, precision, from_rest=from_rest)
 
 
 def summed_input_peaks(net: SpikingRegNet, fixed: torch.Tensor, moving: torch.Tensor, batch: int = 64) -> list[float]:

@@ -387,7 +387,14 @@ class LavaBackend:
         # The file's own SLAYER twin: its bounds, and (not proven) the host's re-run of each layer's synapses.
         self.twin = SpikingRegNet.from_netx(self.model)
         self.guard = open_guard(self.twin, range_stop)
-        self._open = lambda: LavaNetwork(self.model, window=self.codec.window, backend=backend, precision=precision)
+        # an SDNN file marked from_rest: every patch from rest, one compiled network for the whole run
+        self.from_rest = self.codec.graded and bool(self.meta.get("from_rest"))
+        if self.from_rest and backend != "sim":
+            raise ValueError(f"--backend {backend}: model {self.model.path} runs every patch from rest, which "
+                             "SpikeReg builds from Lava's Python process models (lava_export.rest): --backend sim "
+                             "or torch (see README, 'Running on Loihi 2')")
+        self._open = lambda: LavaNetwork(self.model, window=self.codec.window, backend=backend, precision=precision,
+                                         from_rest=self.from_rest)
         self.network = self._open()
         self.stats = BackendStats()
 
@@ -416,7 +423,7 @@ class LavaBackend:
 
     def _restart_stream(self) -> None:
         """SDNN: a fresh network, at rest (netx never resets sigma-delta neurons; a rebuild compiles in < 1 s)."""
-        if self.codec.graded and self.network.has_run:
+        if self.codec.graded and self.network.has_run:  # (from rest, has_run stays False: nothing to forget)
             self.network.stop()
             self.network = self._open()
 
@@ -426,7 +433,12 @@ class LavaBackend:
         spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         counter = self.stats.counter
         run = self.network.run(spikes, progress=progress, keep_layers=counter is not None or self._watch)
-        if self._watch:
+        if self._watch and self.from_rest:  # each window its own stream from rest
+            window = self.codec.window
+            for k in range(len(fixed)):
+                cut = [from_lava(v[..., k * window:(k + 1) * window]) for v in run.layer_values]
+                self.guard.observe(lava_series(self.twin.blocks, cut), window, self.stats.patches + k, 1)
+        elif self._watch:
             series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values])
             self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
