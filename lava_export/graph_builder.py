@@ -193,6 +193,7 @@ class LavaGraph:
         extractor_mod = compat.import_lava("lava.proc.io.extractor")
         compat.lava_workers_follow_parent()
         compat.use_lava_torch_conv(True)  # graded inputs: checked step by step inside (compat.torch_conv)
+        compat.skip_silent_sparse(True)  # relays and upsampling matrices multiply zeros on most steps
         shapes, outs = [], []
         with h5py.File(self.path, "r") as handle:
             layers = handle["layer"]

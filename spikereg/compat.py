@@ -119,6 +119,17 @@ And one for numpy 2 (Python 3.13 here: numpy 1.x has no wheels for it), :func:`f
    ``np.reshape(..., newshape=...)``, which newer numpy 2 rejects; the worker
    that receives through it dies and the run waits forever. Where numpy takes
    ``shape=`` (>= 2.1) the port's two transforms use it.
+
+And a second switch about speed, :func:`skip_silent_sparse`:
+
+8. **Sparse connections on silent steps.** Lava's bit-accurate ``Sparse``
+   model multiplies its whole weight matrix by the step's input every step,
+   also when the input is all zeros (then the product is zero). A from-rest
+   U-Net sends each unit's one graded spike in one step of its window, so
+   its identity relays (delay buffers) and its upsampling matrices multiply
+   zeros on nearly every step: 95 of 244 ms per step for a 32^3 U-Net. With
+   the switch, a silent step's product is the zero vector itself, no float
+   work -- the model's output is unchanged, bit for bit (tested).
 """
 from __future__ import annotations
 
@@ -693,3 +704,42 @@ def stop_lava(runtime: Any, stop: Callable[[], None], timeout: float = LAVA_STOP
 
 
 install()
+
+
+# -- Sparse connections on silent steps (fix 8) --------------------------------------------
+
+LAVA_SPARSE = "lava.proc.sparse.models"
+
+
+def skip_silent_sparse(enabled: bool = True) -> bool:
+    """Make Lava's bit-accurate ``Sparse`` model skip the matrix product on an all-zero input step.
+
+    Call before the network is compiled: Lava's forked process models inherit
+    it. Returns whether the skip is now on.
+    """
+    models = import_lava(LAVA_SPARSE)
+    model = models.AbstractPySparseModelBitAcc
+    original = model.__dict__.get("_spikereg_original_run_spk") or model.run_spk
+    model._spikereg_original_run_spk = original
+    if not enabled:
+        model.run_spk = original
+        return False
+
+    def run_spk(self, _original=original):
+        # Lava's own step (lava-nc 0.10.0, AbstractPySparseModelBitAcc.run_spk) with one branch added.
+        # (Its PyInPortVectorDense.peek consumes the step's input, so the input is taken with recv here
+        # and the product written out rather than delegated.)
+        if not self.weights_set or self.num_message_bits.item() <= 0:
+            return _original(self)  # the first step scales the weights; binary input: as Lava does it
+        self.a_out.send(self.a_buff)
+        s_in = self.s_in.recv()
+        if not np.any(s_in):
+            self.a_buff = np.zeros_like(self.a_buff)
+            return
+        a_accum = self.weights.dot(s_in)
+        self.a_buff = (np.left_shift(a_accum, self.weight_exp) if self.weight_exp > 0
+                       else np.right_shift(a_accum, -self.weight_exp))
+
+    run_spk._spikereg_silent_skip = True
+    model.run_spk = run_spk
+    return True

@@ -481,3 +481,37 @@ def test_process_models_lists_lavas_own_models_for_a_process():
     sdn = compat.import_lava("lava.proc.sdn.process")
     names = {model.__name__ for model in compat.process_models(sdn.SigmaDelta(shape=(2,), vth=1))}
     assert {"PySigmaDeltaModelFixed", "PySigmaDeltaModelFloat"} <= names
+
+
+def test_silent_sparse_steps_skip_the_product_with_the_same_output():
+    """Fix 8: an all-zero step gives Lava's Sparse model's own output (zeros) without the product."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    from spikereg import compat
+
+    sparse = compat.import_lava("lava.proc.sparse.process")
+    source_mod = compat.import_lava("lava.proc.io.source")
+    sink_mod = compat.import_lava("lava.proc.io.sink")
+    conditions = compat.import_lava("lava.magma.core.run_conditions")
+    configs = compat.import_lava("lava.magma.core.run_configs")
+    rng = np.random.default_rng(0)
+    weights = csr_matrix(rng.integers(-20, 20, (5, 4)) * (rng.random((5, 4)) < 0.6))
+    data = rng.integers(-64, 64, (4, 8)) * (rng.random((4, 8)) < 0.5)
+    data[:, [1, 2, 5]] = 0  # silent steps between busy ones
+    outputs = []
+    for skip in (False, True):
+        compat.skip_silent_sparse(skip)
+        source = source_mod.RingBuffer(data=data)
+        conn = sparse.Sparse(weights=weights, num_message_bits=16)
+        sink = sink_mod.RingBuffer(shape=(5,), buffer=8)
+        source.s_out.connect(conn.s_in)
+        conn.a_out.connect(sink.a_in)
+        try:
+            conn.run(condition=conditions.RunSteps(num_steps=8), run_cfg=configs.Loihi2SimCfg(select_tag="fixed_pt"))
+            outputs.append(sink.data.get().copy())
+        finally:
+            conn.stop()
+    compat.skip_silent_sparse(False)
+    assert np.array_equal(outputs[0], outputs[1])
+    assert np.any(outputs[0]) and not np.any(outputs[0][:, 3])  # step 3 answers the silent step 2
