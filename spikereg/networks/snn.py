@@ -89,6 +89,16 @@ def stream_patches(blocks, frames: torch.Tensor) -> tuple[list[torch.Tensor], to
     return outputs, ends
 
 
+def wrap_24_bits(value: torch.Tensor, spike_exp: int) -> torch.Tensor:
+    """A synaptic input as Lava's ``Conv`` hands it on: a signed 24-bit integer of ``2**-(12 + spike_exp)``
+    (``lava.proc.conv.utils.signed_clamp``); values within the range come back unchanged."""
+    quantum = 2.0 ** -(12 + spike_exp)
+    half = 2 ** 23
+    integer = torch.round(value / quantum)
+    wrapped = torch.remainder(integer + half, 2 * half) - half
+    return torch.where(integer == wrapped, value, wrapped * quantum)
+
+
 def neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
     """SLAYER's sigma-delta neuron on one step of ``z`` ``(N, C, D, H, W)``, from rest (folded and back).
 
@@ -216,8 +226,8 @@ class SpikingRegNet(torch.nn.Module):
                 hook.remove()
         return summed, outputs
 
-    def from_rest(self, levels: torch.Tensor, keep: bool = False,
-                  summed: list | None = None) -> torch.Tensor | list[torch.Tensor]:
+    def from_rest(self, levels: torch.Tensor, keep: bool = False, summed: list | None = None,
+                  wrap: bool = False) -> torch.Tensor | list[torch.Tensor]:
         """SDNN: every layer's graded spikes for input ``levels`` ``(N, C_in, P, P, P)`` held from rest, one pass.
 
         As :meth:`spikereg.networks.unet.SpikingGraph.from_rest` (the argument
@@ -226,7 +236,10 @@ class SpikingRegNet(torch.nn.Module):
         populations, then SLAYER's own neuron on that one step. Returns the
         readout's graded spikes ``(N, 6, g, g, g)`` (its value), or with ``keep``
         every layer's, the input's first. ``summed`` (a list) receives each
-        block's summed input: from rest, its one step's synaptic input.
+        block's summed input: from rest, its one step's synaptic input (before
+        ``wrap``). ``wrap``: each synaptic input wrapped to the 24-bit integer
+        Lava's ``Conv`` hands on (:meth:`mirror_chip`), so that a file not proven
+        in range gives Lava's answer past it too.
         """
         if self.input_block is None:
             raise ValueError("from_rest applies to sigma-delta (sdnn) networks: CUBA spikes live in time")
@@ -238,6 +251,8 @@ class SpikingRegNet(torch.nn.Module):
             z = torch.nn.functional.conv3d(values[-1], kernel, stride=fold.stride, padding=fold.padding)
             if summed is not None:
                 summed.append(z)
+            if wrap:
+                z = wrap_24_bits(z, self.config.spike_exp)
             values.append(neuron_step(block.neuron, z))
             if not keep:
                 values = values[-1:]
@@ -281,9 +296,6 @@ class SpikingRegNet(torch.nn.Module):
         self.range_series = [[None, None] for _ in self.blocks]
         if not on:
             return
-        quantum = 2.0 ** -(12 + self.config.spike_exp)
-        half = 2 ** 23
-
         def record(index: int, slot: int, value: torch.Tensor) -> None:  # (batch, steps): largest |value|
             self.range_series[index][slot] = value.detach().abs().movedim(-1, 1).reshape(
                 value.shape[0], value.shape[-1], -1).amax(dim=-1)
@@ -291,9 +303,7 @@ class SpikingRegNet(torch.nn.Module):
         def synapse_hook(index: int):
             def hook(_module, _inputs, output):
                 record(index, 0, output)
-                integer = torch.round(output / quantum)
-                wrapped = torch.remainder(integer + half, 2 * half) - half
-                return torch.where(integer == wrapped, output, wrapped * quantum)
+                return wrap_24_bits(output, self.config.spike_exp)
             return hook
 
         def sigma_hook(index: int):

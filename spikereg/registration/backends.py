@@ -159,7 +159,7 @@ class TorchBackend:
             summed = [] if not self.guard.proven else None
             levels = graded_levels(input_features(fixed[cut].to(self.device), moving[cut].to(self.device),
                                                   force=self.codec.encoding == "intensity+force"))
-            values = self.net.from_rest(levels, keep=True, summed=summed)
+            values = self.net.from_rest(levels, keep=True, summed=summed, wrap=summed is not None)
             if summed is not None:
                 peaks = [z.abs().flatten(1).amax(dim=1, keepdim=True) for z in summed]  # (batch, 1 step)
                 self.guard.observe([[p, p] for p in peaks], window, self.stats.patches + first, len(peaks[0]))

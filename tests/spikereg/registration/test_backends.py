@@ -60,28 +60,67 @@ def sdnn_export(tmp_path_factory):
     return path
 
 
-def test_sdnn_torch_backend_streams_patches_as_lava_does(sdnn_export, brain_crop):
-    """netx never resets sigma-delta layers: each patch on Lava starts from the residues of the
-    ones before it. The torch backend streams the same way (same chunks, same drain steps), so
-    the fields are equal bit for bit; a second registration on the same backend starts from rest
-    again and repeats the first; SLAYER on each patch from rest gives another answer."""
-    fixed, moving = brain_crop
+def _registrations(path, fixed, moving, chunk: int = 10) -> dict:
     results = {}
     for name in ("torch", "sim"):
-        with open_backend(sdnn_export, name) as backend:
-            backend.chunk_size = 10  # 27 patches per iteration: three streams, each drained
+        with open_backend(path, name) as backend:
+            backend.chunk_size = chunk  # 27 patches per iteration: three calls
             results[name] = [register(fixed, moving, backend, iterations=2, patch_stride=4) for _ in range(2)]
             results[name + "_spikes"] = backend.stats.layer_spikes
+    return results
+
+
+def test_sdnn_patches_run_from_rest_on_every_backend(sdnn_export, brain_crop):
+    """An SDNN file exported now runs every patch from rest: the torch backend in one batched pass, Lava
+    returning to rest at every window. Same field bit for bit, a second registration repeats the first,
+    and both equal SLAYER's blocks on each patch alone from rest."""
+    import json
+
+    import h5py
+
+    from spikereg.netx_file import METADATA_ATTR
+
+    with h5py.File(sdnn_export, "r") as handle:
+        assert json.loads(handle.attrs[METADATA_ATTR])["from_rest"] is True
+    fixed, moving = brain_crop
+    results = _registrations(sdnn_export, fixed, moving)
     (torch_run, torch_again), (sim_run, sim_again) = results["torch"], results["sim"]
     assert np.abs(torch_run.ddf).max() > 0.05, "the tiny network predicted no motion: nothing was compared"
     np.testing.assert_array_equal(torch_run.ddf, sim_run.ddf)
     np.testing.assert_array_equal(torch_again.ddf, torch_run.ddf)
     np.testing.assert_array_equal(sim_again.ddf, sim_run.ddf)
     np.testing.assert_array_equal(results["torch_spikes"], results["sim_spikes"])
-    net = SpikingRegNet.from_netx(sdnn_export)  # every patch alone, from rest
+    net = SpikingRegNet.from_netx(sdnn_export)  # every patch alone, from rest, SLAYER's blocks over time
     with torch.no_grad():
         grid = register(fixed, moving, _FromRest(net), iterations=2, patch_stride=4)
-    assert np.abs(grid.ddf - torch_run.ddf).max() > 1e-4, "streaming made no difference: the test shows nothing"
+    np.testing.assert_array_equal(grid.ddf, torch_run.ddf)
+
+
+def test_sdnn_files_from_before_from_rest_still_stream(sdnn_export, brain_crop, tmp_path):
+    """A file without the from_rest mark (exported before it) streams as Lava streams it: the torch backend
+    streams the same way (same chunks, same drain steps), so torch and sim still agree bit for bit, and
+    the field differs from the from-rest one (the residues carried between patches)."""
+    import json
+    import shutil
+
+    import h5py
+
+    from spikereg.netx_file import METADATA_ATTR
+
+    old = tmp_path / "old.net"
+    shutil.copy(sdnn_export, old)
+    with h5py.File(old, "r+") as handle:
+        meta = json.loads(handle.attrs[METADATA_ATTR])
+        del meta["from_rest"]
+        handle.attrs[METADATA_ATTR] = json.dumps(meta)
+    fixed, moving = brain_crop
+    streamed = _registrations(old, fixed, moving)
+    np.testing.assert_array_equal(streamed["torch"][0].ddf, streamed["sim"][0].ddf)
+    np.testing.assert_array_equal(streamed["torch"][1].ddf, streamed["torch"][0].ddf)
+    net = SpikingRegNet.from_netx(old)
+    with torch.no_grad():
+        grid = register(fixed, moving, _FromRest(net), iterations=2, patch_stride=4)
+    assert np.abs(grid.ddf - streamed["torch"][0].ddf).max() > 1e-4, "streaming made no difference"
 
 
 class _FromRest:
