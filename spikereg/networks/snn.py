@@ -105,7 +105,12 @@ def neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
     From rest, a unit whose input arrives in one step sends its activation
     floored to the spike grid, or nothing below the delta threshold, and
     never again: the one message SLAYER's block and Lava's process send.
+    Without gradients the same arithmetic is done in place on ``z``'s layout
+    (:func:`neuron_step_inference`: SLAYER's call copies, folds and runs a
+    time loop of one step, half of a U-Net's inference time).
     """
+    if not torch.is_grad_enabled():
+        return neuron_step_inference(neuron, z)
     n, c, d = z.shape[:3]
     folded = z.transpose(1, 2).reshape(n, d * c, *z.shape[3:]).unsqueeze(-1)
     persistent = neuron.persistent_state
@@ -115,6 +120,23 @@ def neuron_step(neuron, z: torch.Tensor) -> torch.Tensor:
     finally:
         neuron.persistent_state = neuron.sigma.persistent_state = neuron.delta.persistent_state = persistent
     return out.reshape(n, d, c, *z.shape[3:]).transpose(1, 2)
+
+
+def neuron_step_inference(neuron, z: torch.Tensor) -> torch.Tensor:
+    """:func:`neuron_step` without gradients, in ``z``'s own ``(N, C, D, H, W)`` layout (``z`` is reused).
+
+    SLAYER's operations in SLAYER's order, so the result is the same bit for
+    bit (tested): ``relu(z + bias)`` (a saturated layer's per-feature offsets,
+    folded as ``d*C + c``), zeroed below the delta threshold, floored to the
+    spike grid ``1 / scale`` as ``floor(x / step) * step``.
+    """
+    if getattr(neuron, "bias_is_set", False):
+        c, d = z.shape[1], z.shape[2]
+        z = z.add_(neuron.bias.detach().reshape(d, c).t().reshape(1, c, d, 1, 1))
+    act = torch.relu_(z)
+    act = act.masked_fill_(act.abs() < neuron.delta.threshold.detach(), 0.0)
+    step = 1 / neuron.delta.scale
+    return act.div_(step).floor_().mul_(step)
 
 
 class SpikingRegNet(torch.nn.Module):

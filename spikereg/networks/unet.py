@@ -397,7 +397,8 @@ class SpikingGraph(torch.nn.Module):
         kernel = parametrization.populations(synapse.parametrizations.weight.original)
         return self.blocks[edge.destination].neuron.quantize_8bit(kernel)
 
-    def from_rest(self, levels: torch.Tensor, keep: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    def from_rest(self, levels: torch.Tensor, keep: bool = False,
+                  messages: list | None = None) -> torch.Tensor | list[torch.Tensor]:
         """SDNN: every node's graded spikes for input ``levels`` ``(N, C_in, P, P, P)`` held from rest.
 
         Why one pass is exact: from rest, with the input held and every path
@@ -414,7 +415,9 @@ class SpikingGraph(torch.nn.Module):
         Differentiable (SLAYER's straight-through quantizers): fine-tuning trains
         exactly what the chip computes. Returns the readout's graded spikes
         ``(N, 6, P, P, P)`` (its value), or with ``keep`` every node's spikes
-        ``(N, populations, D, H, W)``, the input first.
+        ``(N, populations, D, H, W)``, the input first. ``messages`` (a list)
+        receives each node's graded spikes per patch, ``(N,)``, the input first,
+        as they are made (so a run need not keep every node's values).
         """
         if not self.config.graded:
             raise ValueError("from_rest applies to sigma-delta (sdnn) graphs: CUBA spikes live in time")
@@ -423,15 +426,22 @@ class SpikingGraph(torch.nn.Module):
             raise ValueError("from_rest needs every path into a node equally long (align_delays)")
         last_read = {edge.source: max(self.index[e.destination] for e in self.edges if e.source == edge.source)
                      for edge in self.edges}
-        values = {self.nodes[0].name: neuron_step(self.input_block.neuron, levels)}
+        def made(value: torch.Tensor) -> torch.Tensor:
+            if messages is not None:
+                messages.append((value != 0).flatten(1).sum(dim=1))
+            return value
+
+        values = {self.nodes[0].name: made(neuron_step(self.input_block.neuron, levels))}
         outputs = [values[self.nodes[0].name]]
         for position, node in enumerate(self.nodes[1:], start=1):
             z = None
             for e in node.inputs:
                 edge = self.edges[e]
                 part = apply_edge(edge, self.kernel3d(edge), values[edge.source])
-                z = part if z is None else z + part
-            values[node.name] = neuron_step(self.blocks[node.name].neuron, z)
+                z = part if z is None else z.add_(part)
+                del part
+            values[node.name] = made(neuron_step(self.blocks[node.name].neuron, z))
+            del z
             outputs.append(values[node.name])
             if not keep:  # a 1 mm brain's batches: hold only what a later node still reads
                 for name in [name for name, last in last_read.items() if last == position]:

@@ -40,6 +40,7 @@ from spikereg.registration.range_guard import RangeGuard, RangeOverflowError, la
 from spikereg.registration.register import BackendStats
 
 BACKENDS = ("torch", "sim", "loihi2")
+GRAPH_BATCH_MAX = 4  # patches per pass of a graph (U-Net) model on torch (see GraphTorchBackend)
 LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
 # Per-chunk streams: SDNN patches stream back to back, but each predict() call (one chunk of
 # LAVA_CHUNK patches) is a stream of its own, from rest, on every backend. Why: Lava's sigma-delta neurons truncate
@@ -238,6 +239,8 @@ class GraphTorchBackend:
     def __init__(self, model: NetxFile, batch_size: int = 8, device: str = "cpu", range_stop: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"--batch-size {batch_size}: must be at least 1")
+        # a 32^3 U-Net's nodes hold tens of MB per patch: beyond a few patches per pass, memory only churns
+        batch_size = min(batch_size, GRAPH_BATCH_MAX)
         self.model = model
         self.device = torch_device(device)
         self.net = GraphRegNet.from_file(model).to(self.device)
@@ -273,14 +276,15 @@ class GraphTorchBackend:
         for first in range(0, count, self.batch_size):
             cut = slice(first, first + self.batch_size)
             levels = self.net.levels(fixed[cut].to(self.device), moving[cut].to(self.device))
-            values = self.net.from_rest(levels, keep=True)
-            for layer, value in enumerate(values):
-                per_patch = (value != 0).flatten(1).sum(dim=1).cpu().numpy().astype(np.int64)
+            messages = []
+            readout = self.net.from_rest(levels, messages=messages)  # each node dropped once read
+            for layer, sent in enumerate(messages):
+                per_patch = sent.cpu().numpy().astype(np.int64)
                 spikes[layer] += per_patch.sum()
                 steps = (np.arange(first, first + len(per_patch)) * window + self.lengths[layer])
                 series[layer, steps] += per_patch
-            controls.append(self.net.decode(values[-1]).cpu().numpy())
-            del values
+            controls.append(self.net.decode(readout).cpu().numpy())
+            del readout
             if progress is not None:
                 done = min(first + self.batch_size, count)
                 progress(done, done * window, int(spikes.sum()))

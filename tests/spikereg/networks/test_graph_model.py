@@ -168,3 +168,22 @@ def test_graph_regnet_shapes():
     assert field.shape == (2, 3, 8, 8, 8)
     assert net.reduction == 1 and net.grid_size == 8
     assert net.window >= max(net.path_lengths.values()) + 2
+
+
+def test_inference_neuron_step_equals_slayers_neuron():
+    """Without gradients the one-step neuron is computed in place; it must equal SLAYER's call bit for bit."""
+    from spikereg.networks.snn import neuron_step
+
+    net = SpikingUNet(UNetConfig(patch_size=8, in_channels=4, channels=(4, 6), spike_exp=0,
+                                 clamp=(1.0, 0.5, 2.0, 0.75, 1.5), threshold=1 / 64))
+    torch.manual_seed(3)
+    for node in net.nodes[1:]:
+        neuron = net.blocks[node.name].neuron
+        z = torch.randn(2, node.populations, node.size, node.size, node.size) * 3
+        z = torch.round(z * 4096) / 4096  # on the grid synaptic sums lie on
+        with torch.enable_grad():
+            slayer = neuron_step(neuron, z.clone().requires_grad_(True)).detach()
+        with torch.no_grad():
+            fast = neuron_step(neuron, z.clone())
+        assert torch.equal(fast, slayer), node.name
+        assert bool((fast != 0).any())

@@ -48,7 +48,8 @@ def test_shipped_checkpoint_exports_the_shipped_netx_file_unchanged(tmp_path):
         assert any(name.endswith("/weight") for name in compared)
         old, new = json.loads(shipped.attrs[METADATA_ATTR]), json.loads(again.attrs[METADATA_ATTR])
     assert new["layers"] == old["layers"] and new["window"] == old["window"]
-    added_since = {"spike_code": "rate", "readout_gain": 1.0, "spike_exp": 6, "clamp": []}  # newer keys, at defaults
+    added_since = {"spike_code": "rate", "readout_gain": 1.0, "spike_exp": 6, "clamp": [],
+                   "architecture": "chain"}  # newer keys, at defaults
     assert {k: new["model"][k] for k in added_since} == added_since
     assert {k: v for k, v in new["model"].items() if k not in added_since} == {
         **old["model"], "neuron": {**old["model"]["neuron"], "type": "cuba"}}
