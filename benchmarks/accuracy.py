@@ -22,6 +22,13 @@ the field), SDlogJ and % voxels with Jacobian <= 0, over the fixed brain mask.
     .venv/bin/python benchmarks/accuracy.py --spacing 2 --pairs 20 --lava-pairs 0 --write   # 2 mm
     .venv/bin/python benchmarks/accuracy.py --checkpoint runs/x/checkpoints/best.pt --model runs/x/x.net \
         --spacing 2 --pairs 20 --lava-pairs 20 --iterations 3 --pyramid 2 --csv runs/x/accuracy.csv
+    # a U-Net (model.architecture unet: its GraphTwin, its graph file), as its own section
+    .venv/bin/python benchmarks/accuracy.py --checkpoint runs/unet/checkpoints/best.pt --model runs/unet/U.net \
+        --spacing 2 --pairs 20 --lava-pairs 2 --section "## Registration accuracy: the spiking U-Net" --write
+
+The model may be a chain (``SpikingRegNet``, its ``AnnTwin``) or a U-Net
+(``GraphRegNet``, its ``GraphTwin``, a graph file): the SNN rows run through
+``open_backend`` either way, the twin's through :class:`AnnBackend`.
 
 Pairs are made in memory from a seed training never used (``--seed``; MNI
 T1, B-spline fields of the checkpoint's magnitude), or read from a dataset
@@ -31,7 +38,8 @@ checkpoint's run settings for every SNN and ANN row. ``--csv`` writes each
 method's metrics per pair (one row per pair and method; ``# key: <json>``
 header lines record the settings, notes, exact command, machine and load;
 pandas: ``read_csv(path, comment="#")``). ``--write`` replaces the
-``## Registration accuracy`` section of BENCHMARKS.md.
+``## Registration accuracy`` section of BENCHMARKS.md (``--section`` names
+another, e.g. a second model's, leaving that one as it is).
 
 The Lava rows cost minutes per pair, so a run can be split over processes:
 ``--shard K/N`` registers only the pairs whose index i has i % N == K (the
@@ -60,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accuracy_csv import LAVA, TORCH, coverage, merge_csvs, parse_shard, write_csv
-from sections import write_section
+from sections import BENCHMARKS, heading, read_section, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Registration accuracy"
@@ -122,15 +130,23 @@ def ants_syn(fixed: np.ndarray, moving: np.ndarray, seed: int = 0) -> np.ndarray
 
 
 class AnnBackend:
-    """The ANN twin behind the same patch interface as the SNN backends."""
+    """The ANN twin (a chain's ``AnnTwin`` or a U-Net's ``GraphTwin``) behind the SNN backends' patch interface.
+
+    Patch size and readout grid come from the twin's own config: a chain's
+    twin predicts control points (``reduction`` voxels apart), a U-Net's a
+    displacement per voxel (reduction 1).
+    """
 
     name = "ann"
 
-    def __init__(self, twin, patch_size: int, reduction: int) -> None:
+    def __init__(self, twin) -> None:
         from spikereg.registration.register import BackendStats
 
-        self.twin, self.patch_size, self.reduction, self.stats = twin, patch_size, reduction, BackendStats()
-        self.chunk_size = 64
+        model = twin.config
+        self.twin, self.patch_size, self.reduction, self.stats = twin, model.patch_size, model.reduction, BackendStats()
+        # patches per forward pass: 64 patches of 16^3 voxels, as many voxels for larger patches (32^3: 8), so
+        # that a U-Net's full-resolution layers stay within the memory the chain's twin takes
+        self.chunk_size = max(1, 64 * 16**3 // model.patch_size**3)
 
     def __enter__(self):
         return self
@@ -143,8 +159,49 @@ class AnnBackend:
 
     @torch.no_grad()
     def predict(self, fixed, moving, progress=None):
-        return np.concatenate([self.twin.predict(fixed[i:i + 64], moving[i:i + 64]).numpy()
-                               for i in range(0, len(fixed), 64)])
+        step = self.chunk_size
+        return np.concatenate([self.twin.predict(fixed[i:i + step], moving[i:i + step]).numpy()
+                               for i in range(0, len(fixed), step)])
+
+
+def model_files(model: str | Path, checkpoint: str | Path | None, need_checkpoint: str | None = None
+                ) -> tuple[Path, Path | None]:
+    """(model file, checkpoint) that ``--model`` and ``--checkpoint`` mean, checked to be one network, before any work.
+
+    Each is a path or a shipped model's name; a shipped name given as
+    ``--model`` brings its own checkpoint where none is given. A model file
+    without one: None, or, where ``need_checkpoint`` says what needs it, a
+    ValueError naming that.
+    """
+    from spikereg.netx_file import read_metadata
+    from spikereg.pretrained import resolve_checkpoint, resolve_model, shipped_name
+    from spikereg.training.trainer import load_checkpoint
+
+    path = resolve_model(model)
+    checkpoint = checkpoint if checkpoint is not None else shipped_name(model)
+    if checkpoint is None:
+        if need_checkpoint:
+            raise ValueError(f"--model {model}: a model file needs --checkpoint, the checkpoint it was exported "
+                             f"from ({need_checkpoint})")
+        return path, None
+    checkpoint = resolve_checkpoint(checkpoint)
+    check_same_model(load_checkpoint(checkpoint)[1].model, read_metadata(path), checkpoint, path)
+    return path, checkpoint
+
+
+def check_same_model(model, meta: dict, checkpoint: Path, path: Path) -> None:
+    """Refuse a checkpoint (config ``model``) and a model file (metadata ``meta``) that are not one network.
+
+    The twin comes from the checkpoint, the SNN rows from the file: a U-Net's
+    file with a chain's checkpoint (or another patch size) would compare two
+    different models as if one were the other's twin.
+    """
+    theirs = {"architecture": meta["model"].get("architecture", "chain"), "patch_size": meta["model"]["patch_size"],
+              "reduction": meta.get("reduction", 1)}
+    ours = {"architecture": model.architecture, "patch_size": model.patch_size, "reduction": model.reduction}
+    if theirs != ours:
+        differing = ", ".join(f"{key} {ours[key]} vs {theirs[key]}" for key in ours if ours[key] != theirs[key])
+        raise ValueError(f"--checkpoint {checkpoint} and --model {path} are not the same network ({differing})")
 
 
 def _lava_progress(stage: str, done: int, total: int, spikes: int) -> None:
@@ -254,6 +311,21 @@ def summarize(records: list[dict], methods: list[str]) -> tuple[str, list[str]]:
     return "\n".join(lines), notes
 
 
+def written_means(heading: str = SECTION, path: Path = BENCHMARKS) -> dict[str, dict[str, float]]:
+    """Each method's means as ``--write`` put them in the section ``heading`` of ``path`` ({} where none is).
+
+    For the other benchmarks' sections, which cite a model's accuracy beside
+    their own numbers (benchmarks/energy.py) rather than copy it by hand.
+    """
+    section = read_section(heading, path) or ""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ")]
+    if not rows or rows[0] != ["method", "pairs", *(title for _, title, _ in COLUMNS)]:
+        return {}
+    return {cells[0]: {key: float(value) for (key, _, _), value in zip(COLUMNS, cells[2:]) if value != "-"}
+            for cells in rows[1:]}
+
+
 def section_text(settings: dict, table: str, notes: list[str], runs: list[dict], merge_command: str | None,
                  section: str = SECTION) -> str:
     """``section`` (``## Registration accuracy``): recipe, settings, exact commands, table, notes, machine, date."""
@@ -282,15 +354,14 @@ def section_text(settings: dict, table: str, notes: list[str], runs: list[dict],
 
 def ann_twin(args, config):
     """The checkpoint's ANN twin and a sentence saying where it comes from."""
-    from spikereg.networks.ann import AnnTwin
-    from spikereg.training.trainer import load_twin, retrain_twin
+    from spikereg.training.trainer import load_twin, make_twin, retrain_twin
 
     twin = load_twin(args.checkpoint)
     if twin is not None:
         return twin, (f"ANN twin: the one stored in the checkpoint, which the SNN was converted from "
                       f"(its EPE on the training run's held-out patches: {twin.val_error_voxels:.3f} voxels)")
     if not config.train.ann_steps:
-        return AnnTwin(config.model), "ANN twin: untrained (the checkpoint's run had train.ann_steps 0)"
+        return make_twin(config.model), "ANN twin: untrained (the checkpoint's run had train.ann_steps 0)"
     print("the checkpoint stores no ANN twin: retraining it ...", file=sys.stderr)
     return retrain_twin(config), (f"ANN twin: not stored in the checkpoint (written before checkpoints kept it), "
                                   f"so retrained here the way `spikereg train` trained it (same seed, pairs and "
@@ -316,7 +387,7 @@ def merge(args, command: str) -> int:
 
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
-    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL, resolve_checkpoint, resolve_model, shipped_name
+    from spikereg.pretrained import DEFAULT_CHECKPOINT, DEFAULT_MODEL, DEFAULT_NAME, shipped_name
     from spikereg.registration.backends import open_backend
     from spikereg.registration.register import check_patching, pyramid_shapes, register
     from spikereg.training.trainer import load_checkpoint
@@ -325,10 +396,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help="checkpoint whose config, data recipe and ANN twin are used: a path or a shipped "
-                             "model's name ('spikereg models'; default: demo)")
+                             f"model's name ('spikereg models'; default: {DEFAULT_NAME})")
     parser.add_argument("--model", type=Path, default=None,
-                        help="its netx export (the SNN rows): a path or a shipped model's name (default: the "
-                             "export of the shipped model --checkpoint names, else demo's)")
+                        help="its export, a netx or graph (U-Net) file (the SNN rows): a path or a shipped model's "
+                             f"name (default: the export of the shipped model --checkpoint names, else "
+                             f"{DEFAULT_NAME}'s); refused where it is not the checkpoint's network")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--spacing", type=float, default=None, help="mm (default: the checkpoint's)")
@@ -338,7 +410,8 @@ def main(argv=None) -> int:
                         help="draw the pairs as training draws them for this config (a path or a shipped name)")
     parser.add_argument("--recipe-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the --recipe config, e.g. data.synth_fraction=0")
-    parser.add_argument("--section", default=SECTION, help="the BENCHMARKS.md section --write replaces")
+    parser.add_argument("--section", type=heading, default=SECTION,
+                        help="the BENCHMARKS.md section --write replaces (default: %(default)s)")
     parser.add_argument("--lava-pairs", type=int, default=1,
                         help="the first M pairs of the whole set are also registered on Lava's simulator "
                              "(slow: minutes per pair)")
@@ -373,9 +446,9 @@ def main(argv=None) -> int:
             return merge(args, command)
         except ValueError as error:
             parser.error(str(error))
-    try:  # paths or shipped models' names, resolved before any work
-        args.model = resolve_model(args.model or shipped_name(args.checkpoint) or DEFAULT_MODEL)
-        args.checkpoint = resolve_checkpoint(args.checkpoint)
+    try:  # paths or shipped models' names, resolved and checked to be one network before any work
+        args.model, args.checkpoint = model_files(args.model or shipped_name(args.checkpoint) or DEFAULT_MODEL,
+                                                  args.checkpoint)
     except ValueError as error:
         parser.error(str(error))
     shard, shard_count = 0, 1
@@ -454,8 +527,7 @@ def main(argv=None) -> int:
                 elif method == "ANTs SyN":
                     ddf = ants_syn(pair.fixed, pair.moving, seed=args.seed)
                 elif method == "ANN twin":
-                    ddf = register(pair.fixed, pair.moving, AnnBackend(twin, config.model.patch_size, net.reduction),
-                                   **run_settings).ddf
+                    ddf = register(pair.fixed, pair.moving, AnnBackend(twin), **run_settings).ddf
                 elif method == TORCH:
                     ddf = register(pair.fixed, pair.moving, snn_torch, **run_settings).ddf
                 else:

@@ -4,15 +4,19 @@ One run:
 
 1. A synthetic pair from the MNI ICBM152 T1 at 2 mm (``spikereg.data.make_pair``,
    seed 0, up to 3 voxels) is registered by the shipped default model
-   (``sdnn-2mm``, or ``--model``) with its own run settings (iterations, patch
-   stride, residual smoothing), on the ``torch`` backend: SLAYER on the netx
-   file's integers, as ``spikereg run --backend torch`` registers. Spikes are
-   counted per layer (per neuron too where the file allows: not for an SDNN input
-   delta-encoded on the host, whose synops are then layer spikes x mean fan-out).
+   (``sdnn-2mm``, or ``--model``: a path or a shipped model's name, a chain's
+   netx file or a U-Net's graph file) with its own run settings (iterations,
+   patch stride, residual smoothing), on the ``torch`` backend: SLAYER on the
+   file's integers, as ``spikereg run --backend torch`` registers (a U-Net:
+   every patch from rest in one pass). Spikes are counted per layer (per neuron
+   too where the file allows: not for an SDNN input delta-encoded on the host,
+   whose synops are then layer spikes x mean fan-out; a U-Net's per node, its
+   synops per edge).
 2. As a cross-check in the same run, the first ``--lava-patches`` patches with
-   brain go through Lava's fixed-point simulator (``--backend sim``) and through
-   SLAYER, each as one fresh stream: their input and layer spikes must be equal,
-   or the script exits with status 1.
+   brain go through Lava's fixed-point simulator (``--backend sim``: for a
+   U-Net the graph on Lava, every patch from rest) and through SLAYER, each as
+   one fresh stream: their input and per-layer (per-node) messages must be
+   equal, or the script exits with status 1.
 3. ``spikereg.hardware.energy_section.energy_section`` turns the counts into every row of
    the comparison: Loihi 2 with copies in parallel and patches streamed, time per
    step from the workload (the main estimate, ``spikereg.hardware.streamed``); the
@@ -22,10 +26,16 @@ One run:
    Jetson Orin Nano from its data sheet, and the 45 nm lower bounds.
 
     .venv/bin/python benchmarks/energy.py [--lava-patches 4] [--save RUN.json | --load RUN.json] [--write]
+    .venv/bin/python benchmarks/energy.py --model runs/unet/U.net --save runs/unet/energy_run.json \
+        --section "## Energy per registration: the spiking U-Net on Loihi 2 and conventional devices" \
+        --accuracy-section "## Registration accuracy: the spiking U-Net" --write
 
 ``--save`` keeps the run's counts, ``--load`` rebuilds the section from them
-without registering again (after a GPU profile appears, say). ``--write``
-replaces this benchmark's section of BENCHMARKS.md.
+without registering again (after a GPU profile appears, say; the model is the
+saved run's unless ``--model`` is given). ``--write`` replaces this
+benchmark's section of BENCHMARKS.md (``--section``: another heading). The
+section cites the model's accuracy from the table ``benchmarks/accuracy.py``
+wrote under ``--accuracy-section``.
 """
 from __future__ import annotations
 
@@ -41,8 +51,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from accuracy import SECTION as ACCURACY_SECTION
+from accuracy import written_means
+from accuracy_csv import TORCH
 from lava_streaming import _rel, machine, versions  # same machine and version lines as the other benchmarks
-from sections import BENCHMARKS, write_section
+from sections import BENCHMARKS, heading, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Energy per registration: the default model on Loihi 2 and conventional devices"
@@ -51,7 +64,8 @@ TARGET_RATE = 0.05  # ... at no more than 5 % mean spike rate
 
 
 def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p: torch.Tensor) -> dict:
-    """Input spikes and per-layer spikes of ``backend`` on these patches (one fresh stream, no registration)."""
+    """Input spikes and per-layer (a graph's: per-node) messages of ``backend`` on these patches (one fresh
+    stream, no registration; a graph runs every patch from rest on either backend)."""
     from spikereg.registration.backends import open_backend
 
     with open_backend(model, backend) as engine:
@@ -114,7 +128,9 @@ def measure_run(model: Path, args) -> dict:
         "ncc_before": float(ncc(fixed, moving)), "ncc_after": float(ncc(fixed, result.warped)),
         "machine": machine(), "versions": versions(), "load_average": os.getloadavg()[0],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": ".venv/bin/python benchmarks/energy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": args.command,
+        "model": str(model), "pair": {"spacing": args.spacing, "seed": args.seed,
+                                      "max_displacement": args.max_displacement},
     }
 
 
@@ -124,36 +140,46 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-displacement", type=float, default=3.0, help="voxels (default 3)")
     parser.add_argument("--lava-patches", type=int, default=4, help="patches cross-checked on Lava (default 4)")
-    parser.add_argument("--model", type=Path, help="netx file (default: the shipped default, sdnn-2mm)")
+    parser.add_argument("--model", help="netx or graph (U-Net) file, or a shipped model's name (default: the saved "
+                                        "run's with --load, else the shipped default, sdnn-2mm)")
+    parser.add_argument("--section", type=heading, default=SECTION,
+                        help="the BENCHMARKS.md section --write replaces (default: %(default)s)")
+    parser.add_argument("--accuracy-section", type=heading, default=None,
+                        help="the BENCHMARKS.md section whose table (benchmarks/accuracy.py --write) gives the "
+                             f"model's accuracy beside its energy (default: '{ACCURACY_SECTION}' for the shipped "
+                             "default model, none for another)")
     parser.add_argument("--save", type=Path, help="also write the run's counts to this JSON file")
     parser.add_argument("--load", type=Path, help="skip the run: take its counts from a --save file")
     parser.add_argument("--chips", type=int, nargs="*", default=[2],
                         help="also cost the streamed schedule on this many chips (default: 2)")
     parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
     args = parser.parse_args(argv)
+    args.command = ".venv/bin/python benchmarks/energy.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
-    from spikereg.hardware import map_network
     from spikereg.hardware.energy import DEFAULT_PROFILES
     from spikereg.hardware.energy_section import energy_section
     from spikereg.netx_file import read_metadata
-    from spikereg.pretrained import DEFAULT_MODEL
+    from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
-    model = args.model or DEFAULT_MODEL
+    run = json.loads(Path(args.load).read_text()) if args.load else None
+    try:
+        model = resolve_model(args.model or (run or {}).get("model") or DEFAULT_MODEL)
+    except ValueError as error:
+        parser.error(str(error))
     meta = read_metadata(model)
-    if args.load:
-        run = json.loads(Path(args.load).read_text())
-    else:
+    if run is None:
         run = measure_run(model, args)
         if args.save:
             Path(args.save).write_text(json.dumps(run))
             print(f"saved the run's counts to {args.save}", file=sys.stderr)
     report = run["report"]
     energy = energy_section(report, model, DEFAULT_PROFILES)
-    section = render_section(args, argv, model, meta, run, energy, map_network(model, "loihi2"))
+    section = render_section(args, model, meta, run, energy)
     print(section)
     print(f"NCC before/after: {run['ncc_before']:.4f} -> {run['ncc_after']:.4f}", file=sys.stderr)
     if args.write:
-        write_section(SECTION, section)
+        write_section(args.section, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0 if run["lava_equal"] else 1
 
@@ -170,13 +196,62 @@ def more_chips(counts: Sequence[int], report: dict, model: Path) -> dict:
     """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
     from spikereg.hardware import load_profile
     from spikereg.hardware.energy_section import chain_streamed_rows
+    from spikereg.hardware.graph_energy import graph_streamed_rows
+    from spikereg.hardware.graph_mapping import is_graph
 
     chip = load_profile("loihi2")
-    return {n: chain_streamed_rows(report, model, chip, chips=n)[""] for n in counts if n > 1}
+    rows = graph_streamed_rows if is_graph(model) else chain_streamed_rows
+    return {n: rows(report, model, chip, chips=n)[""] for n in counts if n > 1}
 
 
-def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict, mapping) -> str:
-    """The BENCHMARKS.md section: every row of one run, the targets, what holds them."""
+def layer_names(meta: dict, count: int) -> list[str]:
+    """What the section calls each layer: a graph's node names, a chain's ``layer i`` as report.json numbers them."""
+    return list(meta["nodes"])[:count] if meta.get("nodes") else [f"layer {i}" for i in range(1, count + 1)]
+
+
+def lava_check_line(run: dict, names: list[str], graph: bool) -> str:
+    """Each layer's (node's) messages on the Lava check's patches, torch against Lava."""
+    torch_counts, lava_counts = run["torch_counts"]["layer_spikes"], run["lava_counts"]["layer_spikes"]
+    pairs = ", ".join(f"{name} {t:,}" + ("" if t == v else f" vs **{v:,}**")
+                      for name, t, v in zip(names, torch_counts, lava_counts))
+    patches = run["lava_patches"]
+    return (f"- Lava check, {patches} patch{'es' if patches != 1 else ''} with brain (iteration 1), messages per "
+            f"{'node' if graph else 'layer'}, torch"
+            + (" = Lava" if run["lava_equal"] else " vs Lava where they differ") + f": {pairs}; encoded input "
+            f"{run['torch_counts']['input_spikes']:,}" + ("" if run["lava_equal"] else
+                                                          f" vs {run['lava_counts']['input_spikes']:,}"))
+
+
+def accuracy_line(section: str | None) -> str:
+    """The model's accuracy beside its energy, as benchmarks/accuracy.py wrote it in BENCHMARKS.md's ``section``."""
+    if section is None:
+        return ("- accuracy beside it: not cited (`--accuracy-section` names the BENCHMARKS.md section "
+                "`benchmarks/accuracy.py --section ... --write` wrote for this model)")
+    means = written_means(section)
+    snn, twin = means.get(TORCH), means.get("ANN twin")
+    if not snn or not twin:
+        return (f"- accuracy beside it: no table under `{section}` in BENCHMARKS.md yet (`benchmarks/accuracy.py "
+                f"--section '{section}' --write` writes one)")
+    behind = twin["dice"] - snn["dice"]
+    return (f"- accuracy beside it (BENCHMARKS.md, \"{section.removeprefix('## ')}\"): the SNN in SLAYER has EPE "
+            f"{snn['epe_vox']:.3f} / tissue Dice {snn['dice']:.4f} against its twin's {twin['epe_vox']:.3f} / "
+            f"{twin['dice']:.4f}: the energy target asks for equal or better accuracy, and the SNN is "
+            + (f"{behind:.4f} Dice behind its twin" if behind > 0 else f"{-behind:.4f} Dice ahead of its twin"
+               if behind < 0 else "level with its twin"))
+
+
+def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> str:
+    """The BENCHMARKS.md section: every row of one run, the targets, what holds them.
+
+    A chain's and a graph's (U-Net's) runs share every row and target; the
+    notes differ where the two are costed differently: a graph's synapses are
+    nonzero ones only (no zero-weight synops to drop), its patches run from
+    rest (no drain steps), its skip edges wait as synaptic delays.
+    """
+    from spikereg.hardware.graph_mapping import is_graph
+    from spikereg.pretrained import DEFAULT_MODEL
+
+    graph = is_graph(model)
     c = energy["counts"]
     chips, procs = energy["neuromorphic"], energy["conventional"]
     main, seq, fixed = chips["loihi2"], chips["loihi2_sequential"], chips["loihi2_pilotnet_step"]
@@ -227,10 +302,12 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
     names = {"static": "static power x busy time", "synops_structural_zeros": "synops on zero weights",
              "synops_effective": "synops on nonzero weights", "neuron_updates": "neuron updates",
              "spikes": "spike messages", "host_io": "host link bits"}
-    share_text = ", ".join(f"{names.get(k, k)} {v / total:.1%}" for k, v in shares)
+    share_text = ", ".join(f"{names.get(k, k)} {v / total:.1%}" for k, v in shares if v)
     rate = c["mean_spike_rate"]
     dyn_ratio = main["dynamic_j"] / bound["total_j"]
-    layer_rates = ", ".join(f"{row['spike_rate']:.4f}" for row in run["report"]["layers"])
+    node_names = layer_names(meta, len(run["report"]["layers"]))
+    layer_rates = ", ".join((f"{name} " if graph else "") + f"{row['spike_rate']:.4f}"
+                            for name, row in zip(node_names, run["report"]["layers"]))
     window = sched["window"]
     per_pass = sched["patches_per_pass"]
     jetson = procs.get("jetson_orin_nano")
@@ -240,7 +317,7 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
             "- **Loihi 2 total <= 0.1x the ANN twin's measured GPU energy (idle included, best batch): pending** "
             "-- no GPU run yet. On a machine with an NVIDIA GPU: `pip install nvidia-ml-py && python "
             "benchmarks/gpu_energy.py --json gpu_energy.json` (writes `hardware_profiles/gpu_measured.yaml`), then "
-            "`python benchmarks/energy.py --load benchmarks/results/energy_sdnn_2mm_run.json --write` rebuilds this "
+            f"`python benchmarks/energy.py --load {args.load or args.save or 'RUN.json'} --write` rebuilds this "
             "section with the measured row and this target (no new CPU registration needed). "
             f"For scale only (not the target): Loihi 2's {_j(total)} J is {_ratio(total / jetson['total_j'])} "
             f"the Jetson Orin Nano data-sheet estimate ({_j(jetson['total_j'])} J, optimistic for the Jetson) and "
@@ -260,20 +337,63 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
             f"{names.get(k, k)} {v:.3e} J" for k, v in sorted(
                 ((k, v) for k, v in terms.items() if k != "static"), key=lambda kv: -kv[1])[:2])) + ")")
     target_lines.append(f"- **mean spike rate <= 5 %: {'met' if rate <= TARGET_RATE else 'missed'}** "
-                        f"({rate:.2%}; layers {layer_rates}, the host-encoded input layer first)")
+                        f"({rate:.2%}; {'nodes' if graph else 'layers'} {layer_rates}, the host-encoded input "
+                        f"{'node' if graph else 'layer'} first)")
     no_zeros = main["dynamic_j"] - terms["synops_structural_zeros"]
-    command = ".venv/bin/python benchmarks/energy.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if sched.get("chips_per_copy", 1) > 1:
+        placement = (f"more than a 128-core chip: a copy spans {sched['chips_per_copy']} chips, "
+                     f"{sched['chips']} chips in all")
+    else:
+        placement = (f"so {sched['copies_per_chip']} copies fit on a 128-core chip ({sched['chips']} chip"
+                     f"{'s' if sched['chips'] != 1 else ''})")
+    pipelined = ("every patch from rest, no drain steps" if graph else
+                 f"layers pipelined, {sched['drain_steps']} drain steps per 64-patch stream")
+    if graph:
+        synapse_lines = [
+            f"- counts: input messages {c['input_spikes']:,} (the host's delta encoder: what crosses the link), node "
+            f"messages {c['layer_spikes']:,}, synops {c['synops']:.4g}, every one on a nonzero weight "
+            f"({c['synops_method']}); neuron updates (sequential count) {c['neuron_updates']:.4g}; ANN twin "
+            f"(GraphTwin) {c['ann_macs']:.4g} MACs",
+            f"- nonzero synapses only, as a graph file is stored on the chip (sparse synapse lists): the zero depth "
+            f"blocks of depth folding and weights that quantize to zero would add "
+            f"{c['synops_zero_weights_not_charged']:.4g} synops, neither stored nor charged",
+        ]
+        delays = energy.get("delays")
+        if delays:
+            synapse_lines.append(
+                f"- skip edges ({', '.join(delays['edges'])}) wait up to {delays['longest']} steps as synaptic delays "
+                "(delay bits stored with each synapse, charged nothing else; Loihi 2's limit "
+                f"{delays['limits'].get('loihi2', {}).get('value', '?')} steps)")
+    else:
+        synapse_lines = [
+            f"- counts: input spikes {c['input_spikes']:,} (the encoded input; where the input layer runs on the "
+            f"host, its delta encoder's {sched['input_bytes'] / 8:,.0f} spikes are what crosses the link), layer "
+            f"spikes {c['layer_spikes']:,}, synops {c['synops']:.4g} of which "
+            f"{c['synops_structural_zeros'] / c['synops']:.1%} on zero weights (depth folding; {c['synops_method']}); "
+            f"neuron updates (sequential count) {c['neuron_updates']:.4g}; ANN twin {c['ann_macs']:.4g} MACs",
+            f"- not the estimate: dropping the zero-weight synops (a chip that stores only nonzero synapses) would "
+            f"take the dynamic part from {_j(main['dynamic_j'])} to {_j(no_zeros)} J "
+            f"({_ratio(no_zeros / bound['total_j'])} the 45 nm bound)",
+        ]
+    default = Path(model).resolve() == Path(DEFAULT_MODEL).resolve()
+    which = "the shipped default model" if default else "the model"
+    # the pair the run registered (saved runs from before it was recorded: the command line's)
+    pair = run.get("pair", {"spacing": args.spacing, "seed": args.seed, "max_displacement": args.max_displacement})
+    kind = " (a spiking U-Net, graph file: every patch from rest)" if graph else ""
+    command = args.command
     if args.load:  # the section was rebuilt from a saved run: show the run's own command first
         command = run.get("command", ".venv/bin/python benchmarks/energy.py --save RUN.json") + "\n" + command
     lines = [
-        SECTION, "",
-        f"Energy per registration of a {args.spacing:g} mm brain (MNI ICBM152 T1, {'x'.join(map(str, run['shape']))} "
-        f"voxels, a synthetic pair warped by a random smooth field of up to {args.max_displacement:g} voxels, seed "
-        f"{args.seed}) with the shipped default model `{_rel(model)}` as `spikereg run` registers: "
+        args.section, "",
+        f"Energy per registration of a {pair['spacing']:g} mm brain (MNI ICBM152 T1, "
+        f"{'x'.join(map(str, run['shape']))} voxels, a synthetic pair warped by a random smooth field of up to "
+        f"{pair['max_displacement']:g} voxels, seed "
+        f"{pair['seed']}) with {which} `{_rel(model)}`{kind} as `spikereg run` registers: "
         f"{run['iterations']} passes x {c['patches'] // max(1, run['iterations'])} patches (stride {run['stride']}, "
         f"residual smoothing {run['smoothing']:g} voxels), {c['patches']:,} patches, {c['time_steps']:,} time steps. "
-        "Counts from SLAYER (`--backend torch`, the netx file's own integers); "
-        f"{run['lava_patches']} patches with brain also on Lava's simulator: input and layer spikes "
+        "Counts from SLAYER (`--backend torch`, the file's own integers); "
+        f"{run['lava_patches']} patches with brain also on Lava's simulator: input and "
+        f"{'per-node messages' if graph else 'layer spikes'} "
         f"{'**equal**' if run['lava_equal'] else '**DIFFER**'}. Every Loihi joule is an **estimate** (counts x "
         "cited per-event energies and times of `hardware_profiles/loihi2.yaml`: energies scaled from Loihi 1's "
         "pre-silicon Table 2, per-operation times carried over from it, the barrier, the host link's rate, its "
@@ -287,10 +407,9 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
         "Targets (issue 18, one run):", "",
         *target_lines, "",
         f"- what dominates the main Loihi 2 estimate: {share_text}",
-        f"- the schedule: one copy maps to {sched['cores_per_copy']} cores (`spikereg map`), so "
-        f"{sched['copies_per_chip']} copies fit on a 128-core chip ({sched['chips']} chip); each pass's patches "
-        f"({', '.join(map(str, sorted(set(per_pass))))} per pass) are dealt over the copies and streamed a window "
-        f"of {window} steps apart (layers pipelined, {sched['drain_steps']} drain steps per 64-patch stream): "
+        f"- the schedule: one copy maps to {sched['cores_per_copy']} cores (`spikereg map`), {placement}; each "
+        f"pass's patches ({', '.join(map(str, sorted(set(per_pass))))} per pass) are dealt over the copies and "
+        f"streamed a window of {window} steps apart ({pipelined}): "
         f"{sched['steps']:,} steps in all; compute {sched['compute_window_s'] / window * 1e6:.3g} us per step "
         f"from the workload (busiest core + 1 us barrier; per-op times 3.5 ns per synop, 8.4 ns per neuron "
         f"update, Loihi 1's Table 2 carried over) against PilotNet's 152.8 us, {sched['mean_step_us']:.3g} us "
@@ -301,19 +420,12 @@ def render_section(args, argv, model: Path, meta: dict, run: dict, energy: dict,
         f"(8 bytes per graded spike, 10 pJ/bit, both assumed): {terms['host_io']:.3e} J",
         f"- the sequential estimate (one copy, {c['time_steps']:,} steps x 152.8 us): {_j(seq['total_j'])} J, "
         f"{seq['terms']['static']['joules'] / seq['total_j']:.1%} static; streaming on "
-        f"{sched['copies_per_chip']} copies at PilotNet's step: {_j(fixed['total_j'])} J; at the workload's "
+        f"{sched['copies']} cop{'ies' if sched['copies'] != 1 else 'y'} at PilotNet's step: {_j(fixed['total_j'])} J; "
+        "at the workload's "
         f"step: {_j(total)} J",
-        f"- counts: input spikes {c['input_spikes']:,} (the encoded input; where the input layer runs on the "
-        f"host, its delta encoder's {sched['input_bytes'] / 8:,.0f} spikes are what crosses the link), layer spikes "
-        f"{c['layer_spikes']:,}, synops {c['synops']:.4g} of which {c['synops_structural_zeros'] / c['synops']:.1%} "
-        f"on zero weights (depth folding; {c['synops_method']}); neuron updates (sequential count) "
-        f"{c['neuron_updates']:.4g}; ANN twin {c['ann_macs']:.4g} MACs",
-        f"- not the estimate: dropping the zero-weight synops (a chip that stores only nonzero synapses) would "
-        f"take the dynamic part from {_j(main['dynamic_j'])} to {_j(no_zeros)} J "
-        f"({_ratio(no_zeros / bound['total_j'])} the 45 nm bound)",
-        "- accuracy beside it: on the 20-pair 2 mm benchmark (\"Registration accuracy\") the SNN in SLAYER has "
-        "EPE 0.304 / tissue Dice 0.9471 against its twin's 0.287 / 0.9496: the energy target asks for equal or "
-        "better accuracy, and the SNN is 0.0025 Dice behind its twin",
+        *synapse_lines,
+        lava_check_line(run, node_names, graph),
+        accuracy_line(args.accuracy_section or (ACCURACY_SECTION if default else None)),
         f"- run: torch registration {run['torch_seconds']:.1f} s (network {run['network_seconds']:.1f} s), Lava "
         f"check {run['lava_seconds']:.1f} s, NCC {run['ncc_before']:.4f} -> {run['ncc_after']:.4f}; "
         f"{run['machine']}, load average (1 min) {run['load_average']:.2f} at the end (the machine is shared); "

@@ -32,9 +32,16 @@ including process start for the ``spikereg run`` rows).
 Usage::
 
     .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs [--spacings 2 1] [--lava-spacings 2] [--write]
+    # another model: a file and the checkpoint holding its ANN twin, e.g. a U-Net, in a section of its own
+    .venv/bin/python benchmarks/real_pairs.py --model runs/unet/U.net --checkpoint runs/unet/checkpoints/best.pt \
+        --out runs/real_pairs_unet --section "## Real pairs: Colin27 <-> MNI, the spiking U-Net" --write
 
 Finished rows are kept in ``OUT/rows.json`` and not recomputed (``--redo`` to
-recompute); ``--write`` replaces the section in BENCHMARKS.md.
+recompute); ``OUT`` belongs to one model (``OUT/model.json`` says which: another
+model's run there is refused). ``--write`` replaces the section in BENCHMARKS.md
+(``--section`` names another). The model may be a chain or a U-Net graph file
+(``spikereg run`` takes either; the ANN twin row runs an ``AnnTwin`` or a
+``GraphTwin`` through the same :class:`accuracy.AnnBackend`).
 """
 from __future__ import annotations
 
@@ -55,8 +62,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy import AnnBackend, ants_syn, demons  # noqa: E402
+from accuracy import AnnBackend, ants_syn, demons, model_files  # noqa: E402
 from colin27_pair import ensure_colin, tissue_classes  # noqa: E402
+from lava_streaming import _rel  # noqa: E402
+from sections import heading, write_section  # noqa: E402
 
 from spikereg.data import (  # noqa: E402
     TEMPLATE_FILES,
@@ -114,7 +123,7 @@ def scores(warped_labels: np.ndarray, fixed_labels: np.ndarray, spacing, ddf: np
 
 def spikereg_run(backend: str, model: str, fixed: Path, moving: Path, moving_labels: Path, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    command = [str(ROOT / ".venv/bin/spikereg"), "run", "--backend", backend, "--model", model, "--affine", "auto",
+    command = [sys.executable, "-m", "spikereg", "run", "--backend", backend, "--model", model, "--affine", "auto",
                "--fixed", str(fixed), "--moving", str(moving), "--moving-labels", str(moving_labels),
                "--out", str(out)]
     tick = time.perf_counter()
@@ -153,7 +162,7 @@ def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path,
                            percentiles=tuple(preparation["percentiles"]),
                            histogram_match=preparation["histogram_match"], n4=preparation["n4"])
     pyramid = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
-    backend = AnnBackend(twin, meta["model"]["patch_size"], meta["reduction"])
+    backend = AnnBackend(twin)
     result = register(inputs.fixed, inputs.moving, backend, iterations=report["iterations"],
                       patch_stride=report["patch_stride"], pyramid=pyramid, smoothing=report["smoothing"],
                       percentiles=tuple(preparation["percentiles"]))
@@ -162,7 +171,6 @@ def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path,
 
 def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str, rows: dict, save) -> None:
     from spikereg.netx_file import read_metadata
-    from spikereg.pretrained import resolve_checkpoint, resolve_model
     from spikereg.training.trainer import load_twin
 
     files = brain_files(out, spacing)
@@ -234,17 +242,16 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         record("ANTs SyN", scores(warp(labels, ddf, mode="nearest").astype(np.int16), fixed_labels,
                                   fixed.spacing, ddf, seconds))
     if "ANN twin" not in done or args.redo:
-        model_path = resolve_model(args.model)
-        checkpoint = args.checkpoint or resolve_checkpoint(args.model)
-        twin = load_twin(checkpoint)
+        twin = load_twin(args.checkpoint)
         if twin is None:
-            record("ANN twin", {"error": f"no ANN twin stored in {checkpoint}"})
+            record("ANN twin", {"error": f"no ANN twin stored in {args.checkpoint}"})
         else:
             from spikereg.registration.pipeline import warp_onto_fixed
 
             report = json.loads((runs["torch"] / "report.json").read_text())
             tick = time.perf_counter()
-            ddf = twin_field(twin, read_metadata(model_path), fixed, load_volume(moving_path), transform, report)
+            ddf = twin_field(twin, read_metadata(args.model_path), fixed, load_volume(moving_path), transform,
+                             report)
             warped = warp_onto_fixed(moving_labels, ddf, fixed.affine, labels=True).astype(np.int16)
             seconds = time.perf_counter() - tick
             record("ANN twin", scores(warped, fixed_labels, fixed.spacing, ddf, seconds))
@@ -311,12 +318,24 @@ def targets(rows: dict) -> list[str]:
     return ["", "Targets (issue 16, this run):", ""] + lines if lines else []
 
 
+def claim_folder(out: Path, model: str, checkpoint: Path) -> None:
+    """``OUT/model.json``: the model whose rows OUT keeps; another model's run there is refused (rows would mix)."""
+    claim = out / "model.json"
+    mine = {"model": str(model), "checkpoint": str(checkpoint)}
+    if claim.exists() and json.loads(claim.read_text()) != mine:
+        raise ValueError(f"--out {out} holds the rows of {claim.read_text().strip()}: give another --out")
+    claim.write_text(json.dumps(mine))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder: images, labels, runs, rows.json")
-    parser.add_argument("--model", default="sdnn-2mm")
+    parser.add_argument("--model", default="sdnn-2mm", help="netx or graph file, or a shipped model's name")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="the model's checkpoint, for its ANN twin (default: the shipped model's)")
+                        help="the model's checkpoint, for its ANN twin (default: the shipped model's; a model "
+                             "file needs it)")
+    parser.add_argument("--section", type=heading, default=SECTION,
+                        help="the BENCHMARKS.md section --write replaces (default: %(default)s)")
     parser.add_argument("--spacings", type=float, nargs="+", default=[2.0, 1.0])
     parser.add_argument("--lava-spacings", type=float, nargs="*", default=[2.0],
                         help="spacings whose pairs also run on Lava's simulator (minutes each)")
@@ -324,7 +343,12 @@ def main(argv=None) -> int:
     parser.add_argument("--redo", action="store_true", help="recompute rows kept in OUT/rows.json")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.model_path, args.checkpoint = model_files(args.model, args.checkpoint, "its ANN twin is the twin row")
+        args.out.mkdir(parents=True, exist_ok=True)
+        claim_folder(args.out, args.model, args.checkpoint)
+    except ValueError as error:
+        parser.error(str(error))
     store = args.out / "rows.json"
     rows = json.loads(store.read_text()) if store.exists() else {}
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -339,16 +363,14 @@ def main(argv=None) -> int:
     lines = table(rows) + targets(rows)
     print("\n".join(lines))
     if args.write:
-        from sections import write_section
-
         command = "benchmarks/real_pairs.py " + " ".join(argv if argv is not None else sys.argv[1:])
         machine = f"{platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}"
         head = [f"Command: `.venv/bin/python {command}` on {machine}, {started:%Y-%m-%d} (rows kept in "
                 f"`rows.json` across runs of the same command).",
-                f"Model `{args.model}`. Silver-standard tissue labels: a 3-class Gaussian mixture on each image "
-                "(CSF < GM < WM), applied identically to every image on its own grid. Nothing is trained or "
-                "tuned on these pairs.", ""]
-        write_section(SECTION, SECTION + "\n\n" + "\n".join(head + lines) + "\n")
+                f"Model `{args.model}` (ANN twin from `{_rel(args.checkpoint)}`). Silver-standard tissue labels: "
+                "a 3-class Gaussian mixture on each image (CSF < GM < WM), applied identically to every image on "
+                "its own grid. Nothing is trained or tuned on these pairs.", ""]
+        write_section(args.section, args.section + "\n\n" + "\n".join(head + lines) + "\n")
     return 0
 
 

@@ -1,7 +1,9 @@
 """The ``## Speed and memory`` section of BENCHMARKS.md from ``benchmarks/speed.py``'s measurements.
 
 The rendering half of the speed benchmark (``speed.py`` measures; ``speed.py
---render saved.json`` renders a saved run again without measuring).
+--render saved.json`` renders a saved run again without measuring). The model
+and its run settings come with the measurements (saves from before ``--model``
+measured the shipped demo model), so the section says which model it timed.
 """
 from __future__ import annotations
 
@@ -18,13 +20,49 @@ def fmt_gb(value: float | None) -> str:
     return "" if value is None else f"{value / 1e9:.2f}"
 
 
+# Saves written before --model timed the shipped demo model at its run settings.
+DEMO = {"name": "demo", "file": "spikereg/pretrained/demo.net", "checkpoint": None,  # trained configs/demo.yaml
+        "graph": False, "patch_size": 16, "spacing_mm": 4.0, "max_displacement": 3.0, "iterations": 2,
+        "patch_stride": 12, "smoothing": 0.0, "notes": []}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _grid(run: dict) -> str:
+    """Where the run registered, where that is not the brain's own grid (a model's working grid)."""
+    if not run.get("working_grid"):
+        return ""
+    return (f"registered on the model's {run['grid_spacing'][0]:g} mm working grid "
+            f"({'x'.join(map(str, run['grid_shape']))}), field brought back to the brain's grid; ")
+
+
+def _profile_parts(profile: dict) -> list[list]:
+    """(label, seconds) of each part of torch's time; saves from before --model kept the demo's four."""
+    if "parts" in profile:
+        return profile["parts"]
+    return [["SLAYER's CUBA neuron dynamics (`_li_dynamics_fwd`, a Python loop over time steps on the CPU)",
+             profile["dynamics"]],
+            ["host-side spike encoding (`PatchCodec.encode`: rate code of 10 feature channels x 16^3 voxels x 18 "
+             "steps per patch)", profile["encode"]],
+            ["SLAYER's convolutions (`conv3d`)", profile["conv"]],
+            ["per-neuron spike counting for the report (`spikereg.registration.counts`)",
+             profile.get("counting", 0.0)]]
+
+
 def render(args, command: str, measured: dict, load: list[float], date: str) -> int:
-    """The BENCHMARKS.md section from the measurements; written with --write."""
+    """The BENCHMARKS.md section (``args.section``) from the measurements; written with --write."""
     from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
     from spikereg.registration.pipeline import estimate_peak_bytes
 
-    meta = read_metadata(DEMO_MODEL)
+    model = measured.get("model", DEMO)
+    meta = read_metadata(model.get("path", DEMO_MODEL))
+
+    def iterations(run: dict) -> int:
+        return run.get("iterations", model["iterations"])
+
     results = {(spacing, method): result for spacing, method, result in measured["runs"]}
     train, conv, torch_profile = measured.get("train"), measured.get("conv"), measured.get("torch_profile")
     load_before, load_after = load
@@ -46,15 +84,16 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                          f"{run['host']:.1f}", f"{run['network']:.1f}",
                          fmt_gb(run["maxrss_bytes"]), fmt_gb(run["tree_pss_bytes"]),
                          f"{run['ncc_before']:.4f} -> {run['ncc_after']:.4f}",
-                         f"{run['patches']} patches (2 iterations x {run['patches'] // 2}), {note}; "
-                         f"`--memory-budget` estimate {fmt_gb(estimate_peak_bytes(tuple(shape), meta, method))} GB"))
+                         f"{run['patches']} patches ({_count(iterations(run), 'iteration')} x "
+                         f"{run['patches'] // iterations(run)}), {_grid(run)}{note}; `--memory-budget` estimate "
+                         f"{fmt_gb(run.get('estimate') or estimate_peak_bytes(tuple(shape), meta, method))} GB"))
         for method, label in (("sim-sampled", "`--backend sim` (**extrapolated**)"),
                               ("sim-scipy", "`--backend sim` with `SPIKEREG_LAVA_TORCH_CONV=0`, Lava's "
                                             "`conv_scipy` (**extrapolated**)")):
             sim = results.get((spacing, method))
             if not sim:
                 continue
-            total_patches = 2 * sim["patches_per_iteration"]
+            total_patches = iterations(sim) * sim["patches_per_iteration"]
             host = torch_run["host"] if torch_run else 0.0
             network = sim["compile"] + total_patches * sim["per_patch"]
             results[spacing, method + "_extrapolated"] = network + host
@@ -62,11 +101,13 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                     None: "= torch (same spikes)"}[sim.get("same_as_torch")]
             rows.append((f"{spacing:g} mm ({size})", label, f"{network + host:.0f}", f"{host:.1f}", f"{network:.0f}",
                          fmt_gb(sim["maxrss_bytes"]), fmt_gb(sim["tree_pss_bytes"]), same,
-                         f"measured: {sim['patches']} patches spread over the brain, {sim['run']:.1f} s "
+                         f"measured: {sim['patches']} patches spread over the "
+                         f"{'x'.join(map(str, sim.get('grid_shape', shape)))} grid the run registers on, "
+                         f"{sim['run']:.1f} s "
                          f"({sim['per_patch']:.2f} s/patch, {sim['per_step_ms']:.0f} ms/step) + "
                          f"compile {sim['compile']:.1f} s; x {total_patches} patches + torch's host time; "
                          "memory is the sample run's; `--memory-budget` estimate "
-                         f"{fmt_gb(estimate_peak_bytes(tuple(shape), meta, 'sim'))} GB"))
+                         f"{fmt_gb(estimate_peak_bytes(tuple(sim.get('grid_shape', shape)), meta, 'sim'))} GB"))
         demons_run = results.get((spacing, "demons"))
         if demons_run:
             rows.append((f"{spacing:g} mm ({size})", "SimpleITK diffeomorphic demons",
@@ -86,9 +127,9 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
             verdicts.append(
                 f"  - why: the network part is {two['network']:.0f} s = {two['patches']} patches x "
                 f"{two['network'] / two['patches'] * 1e3:.0f} ms, the host part {two['host']:.1f} s; per patch the "
-                "profile below splits it into spike encoding, the report's per-neuron counting and SLAYER itself, "
+                "profile below splits the network part, "
                 f"on a machine whose load average was {load_before:.1f} on 2 cores at the start. Fewer patches "
-                "(`--patch-stride 16`, `--iterations 1`) or a GPU (`--device cuda`) are the levers")
+                "(a larger `--patch-stride`, fewer `--iterations`) or a GPU (`--device cuda`) are the levers")
         if (2.0, "demons") in results:
             demons_wall = results[2.0, "demons"]["wall"]
             verdicts.append(f"- torch faster than demons on the 2 mm pair: "
@@ -100,8 +141,9 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
     if (2.0, "sim") in results and two:
         verdicts.append(
             f"  - sim's host part ({results[2.0, 'sim']['host']:.0f} s) exceeds torch's ({two['host']:.1f} s): on "
-            "sim, spike encoding and the report's per-neuron counting (numpy, from every layer's values at every "
-            "step) are host work, while on torch they are counted as network time; the network part is "
+            "sim, spike encoding" + ("" if model["graph"] else " and the report's per-neuron counting (numpy, from "
+                                     "every layer's values at every step)") + " are host work, while on torch "
+            "they are counted as network time; the network part is "
             f"{results[2.0, 'sim']['network'] / results[2.0, 'sim']['patches'] * 1e3:.0f} ms per patch")
     if (2.0, "sim-sampled_extrapolated") in results:
         verdicts.append(_verdict("2 mm brain on sim (extrapolated)", results[2.0, "sim-sampled_extrapolated"],
@@ -111,11 +153,14 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                                  "extrapolated)", results[2.0, "sim-scipy_extrapolated"], TARGETS["sim_2mm_s"], "s"))
     if one:
         peak = max(one["maxrss_bytes"], one["tree_pss_bytes"]) / 1e9
-        verdicts.append(_verdict("1 mm brain peak memory on torch", peak, TARGETS["peak_1mm_gb"], "GB"))
+        where = (f" (registered on its {one['grid_spacing'][0]:g} mm working grid)" if one.get("working_grid")
+                 else "")
+        verdicts.append(_verdict(f"1 mm brain peak memory on torch{where}", peak, TARGETS["peak_1mm_gb"], "GB"))
     train_lines = []
     if train:
-        train_lines = [f"- training throughput, `configs/demo.yaml` (batch {train['batch_size']} patch pairs of "
-                       f"16^3, {train['steps']} steps per stage timed): ANN twin "
+        recipe = f"the recipe of `{model['checkpoint']}`" if model["checkpoint"] else "`configs/demo.yaml`"
+        train_lines = [f"- training throughput, {recipe} (batch {train['batch_size']} patch pairs of "
+                       f"{train.get('patch_size', 16)}^3, {train['steps']} steps per stage timed): ANN twin "
                        f"{train['ann_pairs_per_s']:.1f} pairs/s, SNN (SLAYER, surrogate gradients) "
                        f"{train['snn_pairs_per_s']:.1f} pairs/s; peak RSS {fmt_gb(train['maxrss_bytes'])} GB"]
     conv_lines = []
@@ -133,8 +178,9 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                           for r in conv) + f"; {scipy_total:.0f} ms vs {torch_total:.1f} ms per step in all"
                       + (f", against {scipy['per_step_ms']:.0f} ms (scipy) and "
                          f"{sampled['per_step_ms']:.0f} ms (torch) per step of the whole Lava run" if scipy and sampled
-                         else "") + ". Depth folding multiplies the feature pairs (layer 1 has 16 x 10 = 160 "
-                      "input features); with the convolutions on torch the rest of each step is Lava's own "
+                         else "") + f". Depth folding multiplies the feature pairs (layer 1 has {conv[0]['input'][-1]} "
+                      "input features, depth x channels); with the convolutions on torch the rest of each step is "
+                      "Lava's own "
                       "message passing between its processes and the host's per-step injector/extractor traffic",
                       "- Lava's torch conv path: `spikereg.compat.use_lava_torch_conv`, set by the runner for "
                       "`--backend sim` before Lava forks its process models; torch single-threaded inside them "
@@ -144,26 +190,23 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
     if measured.get("pyramid"):
         found = measured["pyramid"]
         pyramid_lines = [
-            f"- coarse to fine (`--pyramid`, torch, 2 iterations per level) on a {found['spacing']:g} mm pair with "
+            f"- coarse to fine (`--pyramid`, torch, {_count(iterations(found), 'iteration')} per level) on a "
+            f"{found['spacing']:g} mm pair with "
             "displacements up to 6 voxels (control spacing 16, seed 1), end-point error over the brain: " + "; ".join(
                 f"{name} {row['epe']:.2f} vox, NCC {row['ncc']:.4f}"
                 + (f", {row['seconds']:.0f} s, {row['patches']} patches" if row.get("patches") else "")
                 for name, row in found["rows"].items())
-            + " (the model's readout spans at most 3 voxels per iteration; the half-resolution level sees twice "
-            "that)"]
+            + f" (the model's readout spans at most {model['max_displacement']:g} voxels per iteration; the "
+            "half-resolution level sees twice that)"]
     torch_lines = []
     if torch_profile:
         t = torch_profile
-        torch_lines = [f"- where torch's time goes (cProfile, 64 real patches, {args.threads} thread(s), "
-                       f"{t['ms_per_patch']:.1f} ms per patch): SLAYER's CUBA neuron dynamics "
-                       f"(`_li_dynamics_fwd`, a Python loop over time steps on the CPU) "
-                       f"{100 * t['dynamics'] / t['total']:.0f} %, host-side spike encoding "
-                       f"(`PatchCodec.encode`: rate code of 10 feature channels x 16^3 voxels x 18 steps per patch) "
-                       f"{100 * t['encode'] / t['total']:.0f} %, "
-                       f"SLAYER's convolutions (`conv3d`) {100 * t['conv'] / t['total']:.0f} %, per-neuron spike "
-                       f"counting for the report (`spikereg.registration.counts`) "
-                       f"{100 * t.get('counting', 0) / t['total']:.0f} %; "
-                       "the rest is SLAYER's other tensor work (reshapes, copies, quantization)"]
+        torch_lines = [f"- where torch's time goes (cProfile, {t.get('patches', 64)} real patches of "
+                       f"{t.get('patch_size', 16)}^3, {args.threads} thread(s), {t['ms_per_patch']:.1f} ms per "
+                       "patch): " + ", ".join(f"{label} {100 * seconds / t['total']:.0f} %"
+                                              for label, seconds in _profile_parts(t))
+                       + "; the rest is SLAYER's other tensor work (reshapes, copies, quantization"
+                       + (", the per-node message counts" if model["graph"] else "") + ")"]
     details = "\n".join(verdicts + pyramid_lines + train_lines + torch_lines + conv_lines + [
         f"- threads: torch and SimpleITK ran with {args.threads} thread(s) each (`--threads`): on this shared "
         "machine (5 jobs on 2 cores) two torch threads measured 2.8x slower per patch than one (86 vs 31 ms), "
@@ -175,20 +218,27 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
         "peak PSS: the process and its children "
         "(Lava's runtime processes) summed, sampled every 0.2 s",
         "- pair: MNI ICBM152 T1 resampled to the spacing, warped by a random cubic B-spline field "
-        "(max 3 voxels, control spacing 8, noise 0.02, seed 0); shipped model `spikereg/pretrained/demo.net`, "
-        "2 iterations, patch stride 12",
+        "(max 3 voxels, control spacing 8, noise 0.02, seed 0)",
+        *(f"- {note}" for note in model["notes"]),
         f"- machine: {machine()}; {versions()}",
         f"- load average (1 min) {load_before:.2f} before, {load_after:.2f} after "
         "(the machine is shared: other jobs inflate the times)",
         f"- date: {date}",
     ])
-    section = (f"{SECTION}\n\n"
-               "Wall time and peak memory to register whole brains, each method in its own process "
-               "(`benchmarks/speed.py`).\n\n"
+    kind = ("a spiking U-Net, graph file: every patch from rest, a displacement per voxel" if model["graph"]
+            else "a chain, netx file")
+    spacing = f", trained at {model['spacing_mm']:g} mm" if model.get("spacing_mm") else ""
+    section = (f"{args.section}\n\n"
+               f"Wall time and peak memory to register whole brains with the model "
+               + (f"`{model['name']}` (`{model['file']}`, " if model["name"] else f"`{model['file']}` (")
+               + f"{kind}; "
+               f"patch {model['patch_size']}^3{spacing}; {_count(model['iterations'], 'iteration')} at patch stride "
+               f"{model['patch_stride']}, residual smoothing {model['smoothing']:g} voxels: its own run settings), "
+               "each method in its own process (`benchmarks/speed.py`).\n\n"
                f"```bash\n{command.strip()}\n```\n\n{table}\n\n{details}\n")
     print(section)
     if args.write:
-        write_section(SECTION, section)
+        write_section(args.section, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0
 
