@@ -76,8 +76,7 @@ class GraphTwin(torch.nn.Module):
         """Every node's summed input and value (the input node left out), in node order."""
         kernels = self.kernels if kernels is None else kernels
         x = graded_levels(input_features(fixed, moving, force=self.config.encoding == "intensity+force"))
-        values = {self.nodes[0].name: x}
-        clamps = dict(zip((node.name for node in self.hidden), self.config.clamp))
+        values = {self.nodes[0].name: x}  # (model.clamp is conversion's, in the spiking graph's units: not the twin's)
         summed, rates = [], []
         for node in self.nodes[1:]:
             z = None
@@ -86,8 +85,6 @@ class GraphTwin(torch.nn.Module):
                 part = apply_edge(edge, kernels[edge_key(edge)], values[edge.source])
                 z = part if z is None else z + part
             y = F.relu(z)
-            if clamps.get(node.name, 0.0) > 0:
-                y = torch.clamp(y, max=clamps[node.name])
             summed.append(z)
             rates.append(y)
             values[node.name] = y
