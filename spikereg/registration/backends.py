@@ -164,6 +164,8 @@ class TorchBackend:
             if summed is not None:
                 peaks = [z.abs().flatten(1).amax(dim=1, keepdim=True) for z in summed]  # (batch, 1 step)
                 self.guard.observe([[p, p] for p in peaks], window, self.stats.patches + first, len(peaks[0]))
+            if not self.stats.layer_neurons:  # (SLAYER's neurons learn their shapes only in a forward call)
+                self.stats.layer_neurons = [int(np.prod(value.shape[1:])) for value in values]
             for layer, value in enumerate(values):
                 per_patch = (value != 0).flatten(1).sum(dim=1).cpu().numpy().astype(np.int64)
                 spikes[layer] += per_patch.sum()

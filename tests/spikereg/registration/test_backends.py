@@ -67,6 +67,7 @@ def _registrations(path, fixed, moving, chunk: int = 10) -> dict:
             backend.chunk_size = chunk  # 27 patches per iteration: three calls
             results[name] = [register(fixed, moving, backend, iterations=2, patch_stride=4) for _ in range(2)]
             results[name + "_spikes"] = backend.stats.layer_spikes
+            results[name + "_neurons"] = backend.stats.layer_neurons
     return results
 
 
@@ -90,6 +91,7 @@ def test_sdnn_patches_run_from_rest_on_every_backend(sdnn_export, brain_crop):
     np.testing.assert_array_equal(torch_again.ddf, torch_run.ddf)
     np.testing.assert_array_equal(sim_again.ddf, sim_run.ddf)
     np.testing.assert_array_equal(results["torch_spikes"], results["sim_spikes"])
+    assert results["torch_neurons"] == results["sim_neurons"] and min(results["torch_neurons"]) > 0  # report.json's
     net = SpikingRegNet.from_netx(sdnn_export)  # every patch alone, from rest, SLAYER's blocks over time
     with torch.no_grad():
         grid = register(fixed, moving, _FromRest(net), iterations=2, patch_stride=4)
