@@ -27,7 +27,7 @@ import torch
 
 from lava_export.graph_builder import LavaGraph
 from lava_export.graph_file import export_graph
-from lava_export.netx import sidecar
+from lava_export.netx import sidecar, write_mapping
 from lava_export.verify import STRESS_KINDS, graded_quantum, stress_patches
 from spikereg.data import load_mni
 from spikereg.data.io import write_text_atomic
@@ -173,14 +173,12 @@ def _template_t1(spacing: float) -> torch.Tensor:
     return torch.as_tensor(np.asarray(load_mni("t1", spacing).data, dtype=np.float32))
 
 
-def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: int = 0,
-                    stress: bool = True, time_steps: int | None = None) -> torch.Tensor:
-    """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
-    plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`: SDNN, graded levels held
-    ``window`` steps; CUBA, a rate code over ``time_steps`` (default ``window // 2``) then silence."""
+def template_pairs(size: int, count: int, spacing: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` real-anatomy patch pairs ``(count, 1, size, size, size)``: the MNI T1 at ``spacing`` mm against the
+    same anatomy shifted 1-2 voxels, patches that are mostly brain."""
     rng = np.random.default_rng(seed)
     volume = _template_t1(float(spacing))
-    size, margin = net.config.patch_size, 2
+    margin = 2
     fixed, moving = [], []
     while len(fixed) < count:
         corner = [int(rng.integers(margin, s - size - margin)) for s in volume.shape]
@@ -188,10 +186,17 @@ def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: in
         f = volume[tuple(slice(c, c + size) for c in corner)]
         if float(f.mean()) < 0.2:  # mostly background: draw again
             continue
-        m = volume[tuple(slice(c + s, c + s + size) for c, s in zip(corner, shift))]
         fixed.append(f)
-        moving.append(m)
-    fixed, moving = torch.stack(fixed)[:, None], torch.stack(moving)[:, None]
+        moving.append(volume[tuple(slice(c + s, c + s + size) for c, s in zip(corner, shift))])
+    return torch.stack(fixed)[:, None], torch.stack(moving)[:, None]
+
+
+def template_frames(net, count: int, window: int, spacing: float = 2.0, seed: int = 0,
+                    stress: bool = True, time_steps: int | None = None) -> torch.Tensor:
+    """``count`` real-anatomy patch pairs (MNI T1 at ``spacing`` mm vs the same anatomy shifted 1-2 voxels),
+    plus (``stress``) one pair of each :data:`lava_export.verify.STRESS_KINDS`: SDNN, graded levels held
+    ``window`` steps; CUBA, a rate code over ``time_steps`` (default ``window // 2``) then silence."""
+    fixed, moving = template_pairs(net.config.patch_size, count, spacing, seed)
     if stress:
         extra_f, extra_m = stress_patches(fixed, moving, seed=seed)
         fixed, moving = torch.cat([fixed, extra_f]), torch.cat([moving, extra_m])
@@ -349,20 +354,8 @@ def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: t
 
 
 def verification_patches(net, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """``count`` template patch pairs (the MNI T1 against itself shifted 1-2 voxels) and one of each stress kind."""
-    rng = np.random.default_rng(seed)
-    volume = _template_t1(float(spacing))
-    size, margin = net.patch_size, 2
-    fixed, moving = [], []
-    while len(fixed) < count:
-        corner = [int(rng.integers(margin, s - size - margin)) for s in volume.shape]
-        shift = [int(v) for v in rng.integers(-margin, margin + 1, 3)]
-        f = volume[tuple(slice(c, c + size) for c in corner)]
-        if float(f.mean()) < 0.2:  # mostly background: draw again
-            continue
-        fixed.append(f)
-        moving.append(volume[tuple(slice(c + s, c + s + size) for c, s in zip(corner, shift))])
-    fixed, moving = torch.stack(fixed)[:, None], torch.stack(moving)[:, None]
+    """``count`` template patch pairs (:func:`template_pairs`) and one of each stress kind, with what each is."""
+    fixed, moving = template_pairs(net.patch_size, count, spacing, seed)
     extra_f, extra_m = stress_patches(fixed, moving, seed=seed)
     kinds = ["template"] * count + list(STRESS_KINDS)
     return torch.cat([fixed, extra_f]), torch.cat([moving, extra_m]), kinds
@@ -408,11 +401,7 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
                                              f" and {result.readout_mismatches} readout values (see {report}); "
                                              "use --no-verify to keep it anyway")
         tmp.replace(out)
-        map_json = sidecar(out, "map")
-        if mapping is not None:
-            write_text_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
-        else:
-            map_json.unlink(missing_ok=True)
+        write_mapping(out, mapping)
         return result
     finally:
         tmp.unlink(missing_ok=True)

@@ -67,6 +67,16 @@ def sidecar(model: str | Path, kind: str) -> Path:
     return model.with_name(model.name.removesuffix(".net") + f".{kind}.json")
 
 
+def write_mapping(model: str | Path, mapping) -> None:
+    """``model.map.json`` beside an exported file, or none: a mapping left from an earlier export would
+    describe another network."""
+    map_json = sidecar(model, "map")
+    if mapping is not None:
+        write_text_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
+    else:
+        map_json.unlink(missing_ok=True)
+
+
 # -- precision against a hardware profile -------------------------------------------
 
 
@@ -266,12 +276,7 @@ def export_netx(
                     "use --no-verify to keep it anyway"
                 )
         tmp.replace(out)
-        map_json = sidecar(out, "map")
-        if mapping is not None:
-            write_text_atomic(map_json, json.dumps(mapping.to_dict(), indent=2))
-        else:
-            # A mapping left from an earlier export would describe another network.
-            map_json.unlink(missing_ok=True)
+        write_mapping(out, mapping)
         return result
     finally:
         tmp.unlink(missing_ok=True)
