@@ -212,7 +212,7 @@ class TorchBackend:
         spikes = np.array([int((a != 0).sum()) for a in answers], dtype=np.int64)
         series = np.stack([(out != 0).sum(dim=tuple(range(out.ndim - 1))).cpu().numpy().astype(np.int64)
                            for out in outputs])
-        self._record(spikes, series, int(frames.sum()), count, tick)
+        self._record(spikes, series, int(spikes[0]), count, tick)  # the input block's messages, as Lava counts
         if progress is not None:
             progress(count, count * window, int(spikes.sum()))
         return self.net.decode(values[..., None]).cpu().numpy()
@@ -449,7 +449,8 @@ class LavaBackend:
             self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
             self._count(counter, fixed, spikes, run)
-        self.stats.input_spikes += int(spikes.sum())  # they drive layer 1's synaptic operations
+        # what drives layer 1's synaptic operations: the host's spikes, or (graded) its delta encoder's messages
+        self.stats.input_spikes += int(run.layer_spikes[0].sum()) if self.codec.graded else int(spikes.sum())
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
         self.stats.compile_seconds += run.compile_seconds
         self.stats.step_spikes.append(run.step_spikes)

@@ -68,6 +68,7 @@ def _registrations(path, fixed, moving, chunk: int = 10) -> dict:
             results[name] = [register(fixed, moving, backend, iterations=2, patch_stride=4) for _ in range(2)]
             results[name + "_spikes"] = backend.stats.layer_spikes
             results[name + "_neurons"] = backend.stats.layer_neurons
+            results[name + "_input"] = backend.stats.input_spikes
     return results
 
 
@@ -92,6 +93,7 @@ def test_sdnn_patches_run_from_rest_on_every_backend(sdnn_export, brain_crop):
     np.testing.assert_array_equal(sim_again.ddf, sim_run.ddf)
     np.testing.assert_array_equal(results["torch_spikes"], results["sim_spikes"])
     assert results["torch_neurons"] == results["sim_neurons"] and min(results["torch_neurons"]) > 0  # report.json's
+    assert results["torch_input"] == results["sim_input"] > 0  # the host's delta-encoded messages
     net = SpikingRegNet.from_netx(sdnn_export)  # every patch alone, from rest, SLAYER's blocks over time
     with torch.no_grad():
         grid = register(fixed, moving, _FromRest(net), iterations=2, patch_stride=4)
@@ -118,6 +120,7 @@ def test_sdnn_files_from_before_from_rest_still_stream(sdnn_export, brain_crop, 
     fixed, moving = brain_crop
     streamed = _registrations(old, fixed, moving)
     np.testing.assert_array_equal(streamed["torch"][0].ddf, streamed["sim"][0].ddf)
+    assert streamed["torch_input"] == streamed["sim_input"] > 0
     np.testing.assert_array_equal(streamed["torch"][1].ddf, streamed["torch"][0].ddf)
     net = SpikingRegNet.from_netx(old)
     with torch.no_grad():
