@@ -369,8 +369,9 @@ def profile_lava_conv(model: Path) -> list[dict]:
     return rows
 
 
-# Where torch's time goes, per kind of model: (label, function, file it is defined in; "" for any). A chain
-# streams rate- or delta-coded steps through SLAYER's blocks; a U-Net runs each patch from rest in one pass.
+# Where torch's time goes, per kind of model: (label, function, file it is defined in; "" for any). A CUBA chain
+# (or an SDNN file from before from_rest) steps through SLAYER's blocks; an SDNN chain or a U-Net runs each
+# patch from rest in one pass.
 PROFILE_PARTS = {
     "chain": [("SLAYER's CUBA neuron dynamics (`_li_dynamics_fwd`, a Python loop over time steps on the CPU)",
                "_li_dynamics_fwd", ""),
@@ -378,6 +379,10 @@ PROFILE_PARTS = {
                "at every step)", "encode", "encoding.py"),
               ("SLAYER's convolutions (`conv3d`)", "conv3d", ""),
               ("per-neuron spike counting for the report (`spikereg.registration.counts`)", "add", "counts.py")],
+    "from_rest": [("the host's input levels (`input_features`, `graded_levels`: intensities, differences and forces "
+                   "on the graded grid)", "input_features", "encoding.py"),
+                  ("convolutions of the 8-bit 3-D kernels (`conv3d`)", "conv3d", ""),
+                  ("the sigma-delta neuron on the one step from rest (`neuron_step`)", "neuron_step", "snn.py")],
     "graph": [("the host's input levels (`GraphRegNet.levels`: intensities, differences and forces on the graded "
                "grid)", "levels", "graph_model.py"),
               ("each edge's 8-bit 3-D kernel (`kernel3d`, quantized every call)", "kernel3d", "unet.py"),
@@ -420,7 +425,7 @@ def profile_torch(threads: int, model: Path, voxels: int = 64 * 16**3) -> dict:
         return sum(row[3] for (file, _, func), row in stats.items()
                    if (func == name or (func.startswith("<built-in") and name in func)) and where in file)
 
-    kind = "graph" if is_graph(model) else "chain"
+    kind = "graph" if is_graph(model) else "from_rest" if read_metadata(model).get("from_rest") else "chain"
     return {"ms_per_patch": total / count * 1e3, "total": total, "patches": count, "patch_size": backend.patch_size,
             "parts": [[label, cumulative(name, where)] for label, name, where in PROFILE_PARTS[kind]]}
 
