@@ -315,13 +315,16 @@ def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: t
 
     ``net`` is the file's own :class:`~spikereg.networks.graph_model.GraphRegNet`.
     Every node must send, on Lava, exactly SLAYER's graded spikes at step
-    ``L + 1`` of the patch's window and nothing on any other step.
+    ``L + 1`` of the patch's window and nothing on any other step (a biased
+    readout also its bias at the window's first step: its window's sum is
+    compared).
     """
     start = time.perf_counter()
     window = net.window
     lengths = [net.path_lengths[node.name] for node in net.nodes]
     tolerance = graded_quantum(net.chip_layers)
     layers = len(net.nodes)
+    biased = net.readout_bias > 0
     max_error, stray = [0.0] * layers, [0] * layers
     sent_slayer, sent_lava = [0] * layers, [0] * layers
     readout_elements = readout_mismatches = 0
@@ -331,16 +334,21 @@ def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: t
             cut = slice(first, first + VERIFY_BATCH)
             with torch.no_grad():
                 levels = net.levels(fixed[cut], moving[cut])
-                slayer = [fold_volume(v).double().numpy() for v in net.from_rest(levels, keep=True)]
+                messages = []
+                slayer = [fold_volume(v).double().numpy() for v in net.from_rest(levels, keep=True, messages=messages)]
             run = graph.run_patches(fold_volume(levels).numpy(), window, stop=False)
             compile_seconds += run.compile_seconds
             run_seconds += run.run_seconds
             for i, (lava, ours) in enumerate(zip(run.values, slayer)):
-                answer = lava[..., lengths[i] + 1]
-                others = np.delete(lava, lengths[i] + 1, axis=-1)
+                if i == layers - 1 and biased:  # a biased readout sends its bias first: its value is the sum
+                    answer = lava.sum(axis=-1)
+                    others = np.delete(lava, [0, lengths[i] + 1], axis=-1)
+                else:
+                    answer = lava[..., lengths[i] + 1]
+                    others = np.delete(lava, lengths[i] + 1, axis=-1)
                 max_error[i] = max(max_error[i], float(np.abs(answer - ours).max()))
                 stray[i] += int(np.count_nonzero(others))
-                sent_slayer[i] += int(np.count_nonzero(ours))
+                sent_slayer[i] += int(messages[i].sum())
                 sent_lava[i] += int(np.count_nonzero(lava))
                 if i == layers - 1:
                     readout_elements += int(answer.size)

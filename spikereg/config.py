@@ -82,6 +82,10 @@ class ModelConfig:
     # takes with weights W and -W: it receives W clamp(x, 0, c), so its input is bounded
     # whatever the image (spikereg.networks.bounds). Written by conversion, not by hand.
     clamp: list[float] = field(default_factory=list)
+    # unet only: the readout's bias, in the twin's units (conversion scales it with the readout). Each
+    # (+, -) readout pair then starts in its linear range: a ReLU readout without it dies whole within
+    # a few hundred steps (measured), and the U-Net learns nothing
+    readout_bias: float = 0.0
 
     @property
     def in_channels(self) -> int:
@@ -383,6 +387,8 @@ def validate(config: Config, source: str = "config") -> None:
                           f"got {model.architecture!r}")
     if model.architecture == "unet":
         _validate_unet(model, source)
+    elif model.readout_bias:
+        raise ConfigError(f"{source}: 'model.readout_bias' applies to model.architecture unet")
     elif len(model.channels) != len(model.strides):
         raise ConfigError(f"{source}: model.channels and model.strides must have the same length")
     reduction = model.reduction
@@ -434,6 +440,9 @@ def _validate_unet(model: ModelConfig, source: str) -> None:
                           "at the coarsest level")
     if model.kernel_size != 3:
         raise ConfigError(f"{source}: 'model.kernel_size' of a U-Net is 3, got {model.kernel_size}")
+    if model.readout_bias < 0:
+        raise ConfigError(f"{source}: 'model.readout_bias' must be >= 0 (it keeps the readout's pairs in their "
+                          f"linear range), got {model.readout_bias}")
     if model.clamp and len(model.clamp) != 2 * levels + 1:
         raise ConfigError(f"{source}: 'model.clamp' of a U-Net needs one value per hidden node "
                           f"({2 * levels + 1}: encoders, bottleneck, decoders), got {len(model.clamp)}")

@@ -97,6 +97,8 @@ def convert_twin(twin: GraphTwin, fixed: torch.Tensor, moving: torch.Tensor, *,
             cap = min(cap, max_weight * scales[edge.source] / float(kernel.abs().max().clamp(min=1e-12)))
         bounds[node.name] = float(worst.max())
         cap = min(cap, limit / bounds[node.name])
+        if node.name == readout and twin.config.readout_bias > 0:  # its bias is a 16-bit mantissa
+            cap = min(cap, CLAMP_MAX / twin.config.readout_bias)
         if node.name != readout:  # the readout's values go to the host in 32-bit words
             cap = min(cap, message / float(positive.max()))
             peak = max(peaks[node.name], 1e-6)
@@ -112,6 +114,10 @@ def convert_twin(twin: GraphTwin, fixed: torch.Tensor, moving: torch.Tensor, *,
                          "patches, so it has no level to saturate at")
     model = replace(twin.config, spike_exp=spike_exp, clamp=clamps, readout_gain=scales[readout])
     net = load_twin_kernels(GraphRegNet(model), twin, kernels)
+    if model.readout_bias > 0:  # scaled with the readout, on the grid Lava adds biases on, at least the threshold
+        neuron = net.blocks[readout].neuron
+        grid = float(neuron.w_scale)
+        net.set_readout_bias(max(round(model.readout_bias * scales[readout] * grid) / grid, float(neuron.threshold)))
     over = [row for row in graph_worst_case_table(net) if not row.ok]
     if over:
         worst_row = max(over, key=lambda row: row.bound / row.limit)

@@ -44,6 +44,21 @@ class GraphRegNet(SpikingUNet):
             raise ValueError(f"model.architecture {model.architecture!r}: GraphRegNet is a unet")
         super().__init__(replace(unet_config(model), clamp=tuple(model.clamp)))
         self.model = model
+        if model.readout_bias > 0:  # its value in the chip's units is conversion's (set_readout_bias)
+            self.set_readout_bias(float(self.blocks[self.nodes[-1].name].neuron.threshold))
+
+    def set_readout_bias(self, bias: float) -> None:
+        """The readout's bias in SLAYER's units, every unit alike (on the ``1 / w_scale`` grid, >= the threshold)."""
+        neuron = self.blocks[self.nodes[-1].name].neuron
+        node = self.nodes[-1]
+        neuron.bias.data = torch.full((node.features, 1, 1), float(bias), device=neuron.bias.device)
+        neuron.bias_is_set = True
+
+    @property
+    def readout_bias(self) -> float:
+        """The readout's bias in SLAYER's units (0: none)."""
+        neuron = self.blocks[self.nodes[-1].name].neuron
+        return float(neuron.bias.reshape(-1)[0]) if getattr(neuron, "bias_is_set", False) else 0.0
 
     # -- the host's side -------------------------------------------------------------
     @property

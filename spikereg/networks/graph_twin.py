@@ -25,6 +25,9 @@ from spikereg.networks.encoding import decode_displacement, graded_levels, input
 from spikereg.networks.unet import Edge, Node, UNetConfig, apply_edge, edge_key, unet_topology
 
 
+READOUT_INIT = 0.01  # the readout's kernels, times He's: the field starts near zero
+
+
 def unet_config(model: ModelConfig) -> UNetConfig:
     """The graph shape of a ``model.architecture: unet`` config."""
     return UNetConfig(patch_size=model.patch_size, in_channels=model.in_channels, channels=tuple(model.channels),
@@ -65,6 +68,9 @@ class GraphTwin(torch.nn.Module):
             kernels[edge_key(edge)] = torch.nn.Parameter(
                 torch.empty(kernel_shape(edge, source, destination)).normal_(0.0, std))
         self.kernels = torch.nn.ParameterDict(kernels)
+        with torch.no_grad():  # the readout starts near zero, as VoxelMorph's flow layer does
+            for e in self.into[self.nodes[-1].name]:
+                self.kernels[edge_key(self.edges[e])].mul_(READOUT_INIT)
 
     @property
     def hidden(self) -> list[Node]:
@@ -84,7 +90,7 @@ class GraphTwin(torch.nn.Module):
                 edge = self.edges[e]
                 part = apply_edge(edge, kernels[edge_key(edge)], values[edge.source])
                 z = part if z is None else z + part
-            y = F.relu(z)
+            y = F.relu(z + self.config.readout_bias) if node is self.nodes[-1] else F.relu(z)
             summed.append(z)
             rates.append(y)
             values[node.name] = y

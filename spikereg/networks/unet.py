@@ -189,6 +189,31 @@ class Node:
         return self.size * self.populations
 
 
+def biased_readout_step(neuron, z: torch.Tensor, messages: list | None = None) -> torch.Tensor:
+    """A readout with a bias ``b`` (on the ``1 / w_scale`` grid, at least the threshold), from rest: its value.
+
+    At the window's first step, before any input, the unit's activation is
+    already ``relu(b) = b``, which it sends; when its input ``z`` arrives it
+    sends the change ``relu(z + b) - b`` floored to the spike grid, or nothing
+    below the delta threshold. Its value, the sum of the two, is
+    ``b + Q(relu(z + b) - b)``: what SLAYER's block and Lava's process give
+    over the window (tested). ``messages`` receives both per patch.
+    Straight-through gradients, as SLAYER's quantizers.
+    """
+    n, c, d = z.shape[:3]
+    bias = neuron.bias.reshape(d, c).t().reshape(1, c, d, 1, 1).to(z)
+    if float(bias.min()) < float(neuron.delta.threshold):
+        raise ValueError("a readout bias must be at least the delta threshold (conversion rounds it onto the grid)")
+    change = torch.relu(z + bias) - bias
+    sent = torch.where(change.abs() >= neuron.delta.threshold, change, torch.zeros_like(change))
+    step = 1 / neuron.delta.scale
+    quantized = sent + (torch.floor(sent.detach() / step) * step - sent.detach())
+    if messages is not None:
+        messages.append(torch.full((n,), float(bias[0].numel() * z.shape[3] * z.shape[4]), device=z.device)
+                        + (sent != 0).flatten(1).sum(dim=1))
+    return bias + quantized
+
+
 def apply_edge(edge: Edge, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The edge's 3-D convolution of ``x`` ``(N, C, D, H, W)`` (torch's kernel layouts)."""
     if edge.kind == "convT":
@@ -440,7 +465,11 @@ class SpikingGraph(torch.nn.Module):
                 part = apply_edge(edge, self.kernel3d(edge), values[edge.source])
                 z = part if z is None else z.add_(part)
                 del part
-            values[node.name] = made(neuron_step(self.blocks[node.name].neuron, z))
+            neuron = self.blocks[node.name].neuron
+            if node is self.nodes[-1] and getattr(neuron, "bias_is_set", False):
+                values[node.name] = biased_readout_step(neuron, z, messages)
+            else:
+                values[node.name] = made(neuron_step(neuron, z))
             del z
             outputs.append(values[node.name])
             if not keep:  # a 1 mm brain's batches: hold only what a later node still reads
@@ -509,11 +538,12 @@ class SpikingGraph(torch.nn.Module):
         for index, node in enumerate(self.nodes[1:], start=1):  # saturated nodes: the file's own offsets
             group = netx.root[f"layer/{index}"]
             neuron = self.blocks[node.name].neuron
-            if ("bias" in group) != node.paired:
+            wanted = node.paired or bool(getattr(neuron, "bias_is_set", False))  # pairs' offsets, a biased readout
+            if ("bias" in group) != wanted:
                 raise ValueError(f"model {netx.path}: layer {index} ({node.name}) "
                                  f"{'has a bias' if 'bias' in group else 'has no bias'}, but its metadata says it "
-                                 f"is {'' if node.paired else 'not '}saturated")
-            if node.paired:
+                                 f"{'has' if wanted else 'has none'}")
+            if wanted:
                 bias = torch.as_tensor(np.asarray(group["bias"]), dtype=torch.float32) / neuron.w_scale
                 neuron.bias.data = bias.reshape(neuron.bias.shape)
         return self.eval()

@@ -26,7 +26,8 @@ from spikereg.registration.register import register
 
 TINY = ["model.architecture=unet", "model.patch_size=8", "model.channels=[4, 6]", "model.strides=[]",
         "model.spike_code=delta", "model.neuron.type=sdnn", "model.neuron.threshold=0.015625",
-        "model.spike_exp=0", "model.max_displacement=2.0", "run.patch_stride=8", "model.encoding=intensity"]
+        "model.spike_exp=0", "model.max_displacement=2.0", "run.patch_stride=8", "model.encoding=intensity",
+        "model.readout_bias=0.5"]  # a biased readout, as configs/unet_2mm.yaml
 SPACING = 4.0
 
 

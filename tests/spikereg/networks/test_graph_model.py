@@ -77,6 +77,8 @@ def patches(count=12, size=8, seed=0):
 def test_twin_kernels_reach_every_edge_of_the_spiking_graph():
     model = tiny_model()
     twin = GraphTwin(model)
+    with torch.no_grad():  # a trained readout's size (it starts near zero)
+        twin.kernels["dec1__out"].normal_(0.0, 0.2)
     net = load_twin_kernels(GraphRegNet(model), twin)
     for edge in net.edges:
         assert torch.equal(net.edge_synapse(edge).parametrizations.weight.original,
@@ -187,3 +189,28 @@ def test_inference_neuron_step_equals_slayers_neuron():
             fast = neuron_step(neuron, z.clone())
         assert torch.equal(fast, slayer), node.name
         assert bool((fast != 0).any())
+
+
+def test_biased_readout_from_rest_equals_slayer_and_survives_the_file(tmp_path):
+    """model.readout_bias: the readout sends its bias at the window's start, then the change; one pass == SLAYER."""
+    from lava_export.graph_file import export_graph
+
+    model = tiny_model("model.readout_bias=0.5")
+    net = GraphRegNet(model)
+    net.set_readout_bias(0.25)
+    torch.manual_seed(4)
+    levels = graded_levels(torch.rand(2, model.in_channels, 8, 8, 8))
+    with torch.no_grad():
+        messages = []
+        value = net.from_rest(levels, messages=messages)
+        slow = net.node_outputs(held(levels, max(net.path_lengths.values()) + 3))[-1]
+    readout = unfold_volume(slow.sum(dim=-1), net.nodes[-1].populations)
+    assert torch.equal(value, readout)
+    assert int(messages[-1].sum()) == int((slow != 0).sum())  # the bias messages counted too
+    assert bool((slow[..., 1] != 0).all())  # every readout unit sends its bias at once (its block delays a step)
+    path = tmp_path / "biased.net"
+    export_graph(net, path)
+    again = GraphRegNet.from_file(path)
+    assert again.readout_bias == 0.25
+    with torch.no_grad():
+        assert torch.equal(again.from_rest(levels), value)
