@@ -210,6 +210,7 @@ def export_netx(
     profile: str | Path | NeuromorphicProfile | None = DEFAULT_PROFILE,
     range_mode: str = "proven",
     spike_exp: int | None = None,
+    stream: bool = False,
 ) -> Verification | None:
     """Write ``out`` (netx HDF5), ``out.map.json`` and, unless ``verify_patches`` is 0, ``out.verify.json``.
 
@@ -220,7 +221,10 @@ def export_netx(
     integers) within the chip's widths; ``guarded`` records the bounds and
     refuses nothing (runs then check their layers and stop at the range);
     ``saturate`` first makes a sigma-delta network provable (:func:`chip_ready`).
-    ``spike_exp`` re-grids a sigma-delta network's graded spikes. Verification
+    ``spike_exp`` re-grids a sigma-delta network's graded spikes; ``stream``
+    marks a sigma-delta file to stream its patches (no return to rest between
+    them: what a Loihi 2 chip runs, see README "Running on Loihi 2") instead of
+    running each from rest. Verification
     streams template patches and :func:`~lava_export.verify.stress_patches`
     through Lava. The file appears under its name only once it is complete,
     fits and is verified; otherwise :class:`MappingError`, :class:`RangeError`
@@ -233,9 +237,10 @@ def export_netx(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         # SDNN files run every patch from rest on every backend (SpikingRegNet.from_rest): no stream, so no
-        # truncation drift from one patch to the next, and a patch's answer never depends on the ones before
-        net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {},
-                                    "from_rest": net.input_block is not None})
+        # truncation drift from one patch to the next, and a patch's answer never depends on the ones before.
+        # ``stream``: patches back to back instead, as Lava runs netx files on a chip without a reset
+        from_rest = net.input_block is not None and not stream
+        net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}, "from_rest": from_rest})
         # The chip check reads the file netx will read, and comes before the
         # (slow) verification: a network that cannot be placed is refused in seconds.
         mapping = check_hardware(tmp, chip, label=out) if chip is not None else None
@@ -250,7 +255,7 @@ def export_netx(
                 net.mirror_chip(True)
             try:
                 result = verify(net, tmp, torch.cat([fixed, stress_f]), torch.cat([moving, stress_m]), precision,
-                                from_rest=net.input_block is not None)
+                                from_rest=from_rest)
             finally:
                 if net.input_block is not None:
                     net.mirror_chip(False)

@@ -228,6 +228,9 @@ def export(
                                             help="sdnn: graded spikes with 6 + N fractional bits (netx's "
                                                  "spike_exp; default the checkpoint's, 6): each step down "
                                                  "doubles the 24-bit range and halves the precision."),
+    stream: bool = typer.Option(False, "--stream",
+                                help="sdnn: stream patches back to back (what --backend loihi2 runs) instead of "
+                                     "each from rest (the default, on torch and sim)."),
 ) -> None:
     """Export a checkpoint to a netx HDF5 file that stock lava.lib.dl.netx loads, and verify it on Lava."""
     with _cli_errors():
@@ -250,7 +253,7 @@ def export(
         console.print(f"exporting {checkpoint} -> {out}" + (" (verifying on Lava)" if verify else ""))
         result = export_netx(net, out, spacing=cfg.data.spacing, run_defaults=asdict(cfg.run),
                              verify_patches=verify_patches if verify else 0, profile=chip, range_mode=range_mode,
-                             spike_exp=spike_exp)
+                             spike_exp=spike_exp, stream=stream)
         console.print(f"wrote {out}")
         console.print(range_summary(out), highlight=False, soft_wrap=True)
         if chip is not None:

@@ -24,7 +24,6 @@ from spikereg.config import ModelConfig
 from spikereg.networks.encoding import decode_displacement, graded_levels, input_features
 from spikereg.networks.unet import Edge, Node, UNetConfig, apply_edge, edge_key, unet_topology
 
-
 READOUT_INIT = 0.01  # the readout's kernels, times He's: the field starts near zero
 
 

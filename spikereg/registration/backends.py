@@ -397,8 +397,9 @@ class LavaBackend:
         self.from_rest = self.codec.graded and bool(self.meta.get("from_rest"))
         if self.from_rest and backend != "sim":
             raise ValueError(f"--backend {backend}: model {self.model.path} runs every patch from rest, which "
-                             "SpikeReg builds from Lava's Python process models (lava_export.rest): --backend sim "
-                             "or torch (see README, 'Running on Loihi 2')")
+                             "SpikeReg builds from Lava's Python process models (lava_export.rest): use --backend "
+                             "sim or torch, or export the checkpoint again with --stream for the chip (see README, "
+                             "'Running on Loihi 2')")
         self._open = lambda: LavaNetwork(self.model, window=self.codec.window, backend=backend, precision=precision,
                                          from_rest=self.from_rest)
         self.network = self._open()
