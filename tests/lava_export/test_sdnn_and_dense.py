@@ -181,8 +181,12 @@ def test_sdnn_registration_network_exports_verifies_and_streams(tmp_path):
     config = load_config(None, SDNN_TINY)
     torch.manual_seed(0)
     net = SpikingRegNet(config.model).eval()
-    out = tmp_path / "sdnn.net"
-    result = export_netx(net, out, spacing=8.0, verify_patches=2, range_mode="guarded")  # random: not proven
+    rest = tmp_path / "rest.net"  # the default: every patch from rest, verified that way
+    export_netx(net, rest, spacing=8.0, verify_patches=2, range_mode="guarded")  # random: not proven
+    written = json.loads(sidecar(rest, "verify").read_text())
+    assert written["passed"] and "every patch from rest" in written["alignment"]
+    out = tmp_path / "sdnn.net"  # --stream: patches back to back, as on a chip
+    result = export_netx(net, out, spacing=8.0, verify_patches=2, range_mode="guarded", stream=True)
     written = json.loads(sidecar(out, "verify").read_text())
     assert written["passed"] and written["neuron"] == "sdnn" and written["tolerance"] == SDNN_TOLERANCE
     assert written["max_graded_error"] <= SDNN_TOLERANCE and "no reset" in written["alignment"]
