@@ -49,7 +49,7 @@ def test_shipped_checkpoint_exports_the_shipped_netx_file_unchanged(tmp_path):
         old, new = json.loads(shipped.attrs[METADATA_ATTR]), json.loads(again.attrs[METADATA_ATTR])
     assert new["layers"] == old["layers"] and new["window"] == old["window"]
     added_since = {"spike_code": "rate", "readout_gain": 1.0, "spike_exp": 6, "clamp": [],
-                   "architecture": "chain"}  # newer keys, at defaults
+                   "architecture": "chain", "readout_bias": 0.0}  # newer keys, at defaults
     assert {k: new["model"][k] for k in added_since} == added_since
     assert {k: v for k, v in new["model"].items() if k not in added_since} == {
         **old["model"], "neuron": {**old["model"]["neuron"], "type": "cuba"}}

@@ -56,16 +56,18 @@ def test_the_accurate_sdnn_model_is_shipped_verified_and_registers_on_lava(cli, 
     entry = SHIPPED["sdnn-2mm"]
     verify = json.loads(entry.netx.with_name("sdnn_2mm.verify.json").read_text())
     assert verify["matched"] and verify["neuron"] == "sdnn" and verify["max_graded_error"] == 0
-    # exported with --spike-exp 5 --range guarded: +-64 in 24 bits, not proven for every input (runs watch it)
-    assert verify["summed_input_limit"] == 64 and verify["provably_in_range"] is False
+    # exported with --range saturate: spike_exp 0 (+-2048 in 24 bits), layer 2 saturated, proven for every input,
+    # every patch from rest (verified so)
+    assert verify["summed_input_limit"] == 2048 and verify["provably_in_range"] is True
+    assert "every patch from rest" in verify["alignment"]
     assert {row["quantity"] for row in verify["worst_case"]} >= {"summed input", "synaptic input per step"}
     meta = read_metadata(entry.netx)
-    assert meta["model"]["spike_exp"] == 5
+    assert meta["model"]["spike_exp"] == 0 and meta["model"]["clamp"][1] > 0 and meta["from_rest"] is True
     assert meta["spacing_mm"] == 2.0 and meta["model"]["readout_gain"] > 1
     assert meta["run"] == {"iterations": 8, "patch_stride": 12, "smoothing": 3.0}
     net, config = load_checkpoint(entry.checkpoint)
     assert load_twin(entry.checkpoint) is not None  # the ANN twin the benchmark compares with
-    chip_ready(net, "guarded", spike_exp=5).export_hdf5(tmp_path / "again.net")
+    chip_ready(net, "saturate").export_hdf5(tmp_path / "again.net")
     with h5py.File(entry.netx, "r") as shipped, h5py.File(tmp_path / "again.net", "r") as again:
         for index in range(1, len(shipped["layer"])):
             np.testing.assert_array_equal(again[f"layer/{index}/weight"][()], shipped[f"layer/{index}/weight"][()])
