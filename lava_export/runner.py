@@ -26,6 +26,10 @@ layer, the propagation delay.
   is SLAYER's step ``t`` on that patch alone (the host's delta encoder adds
   one step). No drain, no re-basing: the readout window is what the readout
   sent in the patch's own window, and it sums to the readout's value.
+* **Copies** (``copies=k``, from rest): ``k`` copies of a conv chain stacked
+  on the feature axis (:mod:`lava_export.copies`) take ``k`` patches per
+  window; what comes back is laid out as if the patches had run one after
+  another through one network, so callers see no difference but the time.
 
 Spikes of every layer are read by a sink on that layer's output, so the run
 reports per-layer spike counts (graded: messages, i.e. nonzero values)
@@ -39,6 +43,7 @@ lava-loihi, and without it stops before any work with one clear message.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +51,7 @@ from typing import Callable
 
 import numpy as np
 
+from lava_export import copies as stacked
 from lava_export import rest
 from lava_export.chip import ChipProfile, attach_chip_io, io_modules, run_config, use_loihi2_host
 from spikereg import compat
@@ -71,7 +77,7 @@ class LavaRun:
     readout: np.ndarray  # (P, *readout shape, window) each patch's last-layer spikes, SLAYER layout
     layer_spikes: np.ndarray  # (layers, P) spike count (graded: messages) of each layer per patch
     step_spikes: np.ndarray  # (layers, steps) spikes of each layer at each time step
-    time_steps: int
+    time_steps: int  # the patches' steps one after another (with copies: as if run without)
     compile_seconds: float
     run_seconds: float
     layer_names: list[str] = field(default_factory=list)
@@ -87,6 +93,14 @@ def to_lava(spikes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(spikes, (2, 1, 0, 3)))
 
 
+def frames_of(patches: np.ndarray) -> np.ndarray:
+    """``(P, *input shape, T)`` patches (SLAYER layout) -> ``(P, T, ...)`` frames in netx's layout: a new array."""
+    steps_first = np.moveaxis(patches, -1, 1)
+    if steps_first.ndim == 5:  # (P, T, f, H, W) -> (P, T, x=W, y=H, f)
+        steps_first = steps_first.transpose(0, 1, 4, 3, 2)
+    return steps_first.copy(order="C")
+
+
 def from_lava(spikes: np.ndarray) -> np.ndarray:
     """netx ``(x, y, f, T)`` -> SLAYER ``(f, H, W, T)``; a dense ``(n, T)`` stays as it is."""
     return to_lava(spikes)  # the transposition is its own inverse
@@ -98,6 +112,7 @@ class LavaNetwork:
     ``with LavaNetwork(path, window=16) as net: run = net.run(patches)``; the
     Lava runtime is stopped on leaving the block, also on errors and Ctrl-C.
     ``from_rest`` (SDNN, simulator): every patch runs from rest (module docstring).
+    ``copies`` (from rest only): patches per window, side by side (module docstring).
     """
 
     def __init__(
@@ -109,6 +124,7 @@ class LavaNetwork:
         patches_per_chunk: int = 8,
         profile_chip: bool = True,
         from_rest: bool = False,
+        copies: int = 1,
     ) -> None:
         self.model = model if isinstance(model, NetxFile) else read_netx(model)  # the file, read once
         self.path = self.model.path
@@ -132,6 +148,11 @@ class LavaNetwork:
                              "(netx's reset_interval); from_rest is for sigma-delta (SDNN) networks")
         if from_rest and backend != "sim":
             raise ValueError(f"--backend {backend}: patches from rest run on the simulator (sim) only")
+        if copies < 1 or (copies > 1 and not from_rest):
+            raise ValueError(f"copies {copies}: stacked copies (more than 1) run patches from rest only")
+        if copies > 1 and (reason := stacked.copy_blocker(self.model)) is not None:
+            raise ValueError(f"model {self.path}: cannot run {copies} copies side by side: {reason}")
+        self.copies = copies
         self._profile: ChipProfile | None = None
         run_config(backend, precision)  # fails early if the backend is missing
         if backend == "loihi2":
@@ -181,6 +202,20 @@ class LavaNetwork:
         return not self.from_rest and (self._steps_done > 0 or self._started)
 
     @property
+    def run_window(self) -> int:
+        """Steps each patch takes on this network: ``window``, or from rest the readout's lag + 1.
+
+        From rest the rest of a window is provably silent: the levels are held,
+        so after layer ``l`` answers at step ``l`` its input never changes again,
+        its delta is the residue it did not send (below threshold), and it sends
+        nothing more (lava-nc's sigma-delta model without ``cum_error``, as netx
+        builds it). The runner skips those steps and hands back zeros for them.
+        """
+        if not self.from_rest:
+            return self.window
+        return self.first_lag + len(self.model.layers) - 1 + 1  # the file's layers: encoder + netx layers
+
+    @property
     def first_lag(self) -> int:
         """Steps from a frame entering to the first layer answering it (the delta encoder's one step)."""
         return 1 if self.graded else 0
@@ -200,8 +235,12 @@ class LavaNetwork:
         injector_mod, extractor_mod = io_modules()
         # SDNN: the file's input layer (a sigma-delta neuron with no synapse) is done on the
         # host by Lava's DeltaEncoder with that layer's threshold, as the PilotNet SDNN tutorial does.
-        net = netx.hdf5.Network(net_config=str(self.path), skip_layers=1 if self.graded else 0,
-                                reset_interval=None if self.graded else self.window, spike_exp=self.spike_exp)
+        with tempfile.TemporaryDirectory(prefix="spikereg-copies-") as folder:
+            # netx reads the weights into the processes here; the copies' file is not needed after
+            path = self.path if self.copies == 1 else stacked.write_copies(self.model, self.copies,
+                                                                           Path(folder) / self.path.name)
+            net = netx.hdf5.Network(net_config=str(path), skip_layers=1 if self.graded else 0,
+                                    reset_interval=None if self.graded else self.window, spike_exp=self.spike_exp)
         self._net = net
         if self.precision == "float":
             self._float_parameters(net)
@@ -235,7 +274,7 @@ class LavaNetwork:
         self._run_cfg = run_config(self.backend, self.precision,
                                    self._profile.callbacks if self._profile is not None else None)
         if self.from_rest:
-            rest.rest_every(rest.leaf_processes(net), self.window, self._run_cfg)
+            rest.rest_every(rest.leaf_processes(net), self.run_window, self._run_cfg)
 
     def _choose_conv(self, net) -> None:
         """Lava's conv steps on torch where float32 sums are exact (``compat.use_lava_torch_conv``).
@@ -305,14 +344,17 @@ class LavaNetwork:
 
     @property
     def layer_sizes(self) -> list[int]:
-        return [int(np.prod(self._out(layer).shape)) for layer in self.layers]
+        """Neurons per layer of one network (with copies: of one copy)."""
+        return [int(np.prod(self._out(layer).shape)) // self.copies for layer in self.layers]
 
     @property
     def layer_names(self) -> list[str]:
         return [f"{i + 1}:{type(layer).__name__}" for i, layer in enumerate(self.layers)]
 
     def _to_lava_units(self, frame: np.ndarray) -> np.ndarray:
-        return frame * GRADED_INPUT_SCALE if self.graded else frame
+        if self.graded:
+            frame *= GRADED_INPUT_SCALE  # (frames_of made a copy)
+        return frame
 
     def run(
         self,
@@ -321,6 +363,9 @@ class LavaNetwork:
         keep_layers: bool = False,
     ) -> LavaRun:
         """Stream ``(P, *input shape, window)`` input spikes (SLAYER layout) through the network.
+
+        From rest, ``(P, *input shape, 1)`` are levels held for each patch's window
+        (what the SDNN codec sends), sent without making ``window`` copies of them.
 
         Graded (SDNN) networks take levels in SLAYER's units. The first call
         builds and compiles; later calls reuse the compiled network. Layer
@@ -335,9 +380,16 @@ class LavaNetwork:
         ``keep_layers`` keeps every layer's values at every step (``LavaRun.layer_values``).
         """
         conditions = compat.import_lava("lava.magma.core.run_conditions")
-        count, window = patches.shape[0], self.window
-        if patches.shape[-1] != window:
-            raise ValueError(f"patches have {patches.shape[-1]} time steps, the network window is {window}")
+        window, patch_count, copies = self.window, patches.shape[0], self.copies
+        held = self.from_rest and patches.shape[-1] == 1  # each patch's levels, held for its window
+        if patches.shape[-1] != window and not held:
+            raise ValueError(f"patches have {patches.shape[-1]} time steps, the network window is {window}"
+                             + (" (or 1: levels held from rest)" if self.from_rest else ""))
+        if self.from_rest and not held:  # only the steps run are sent (run_window)
+            patches = patches[..., :self.run_window]
+        if copies > 1:  # copies side by side: from here on a 'patch' is a frame of `copies` patches
+            patches = stacked.stack(patches, copies)
+        count = patches.shape[0]
         compile_seconds = 0.0
         if self._net is None:
             self._build(count * window + 64)
@@ -346,12 +398,13 @@ class LavaNetwork:
         if self.from_rest and window <= lag:
             raise ValueError(f"model {self.path}: the readout answers {lag} steps into a patch; a window of "
                              f"{window} from rest ends before it")
+        window = self.run_window  # from rest: the steps after the readout's answer are skipped (run_window)
         # CUBA patches must start on a reset boundary; a previous stream's drain left us past one.
         # (SDNN has no reset: its stream simply continues; from rest, every window is its own.)
         lead = 0 if self.graded else (-self._steps_done) % window
         total = lead + count * window + (0 if self.from_rest else lag)
         silence = np.zeros(self._injector.out_port.shape, dtype=np.float32)
-        series = np.zeros((layers, total), dtype=np.int64)
+        series = np.zeros((layers, copies, total), dtype=np.int64)  # each copy's spikes per step
         values = [np.zeros(tuple(self._out(layer).shape) + (total,), dtype=np.float32)
                   for layer in self.layers] if keep_layers else None
         readout_all = np.zeros(tuple(self._net.out.shape) + (total,), dtype=np.float32)
@@ -371,6 +424,10 @@ class LavaNetwork:
         try:
             while step < total:
                 steps = min(chunk_steps, total - step)
+                # the chunk's frames in netx's layout, (patch, step, x, y, f), in one pass
+                first_patch = max(0, step - lead) // window
+                last_patch = min(count, -(-(step + steps - lead) // window))
+                block = self._to_lava_units(frames_of(patches[first_patch:last_patch]))
                 tick = time.perf_counter()
                 self._started = True  # from here on the runtime must be stopped
                 self._net.run(
@@ -385,7 +442,7 @@ class LavaNetwork:
                 for t in range(step, step + steps):
                     p = t - lead
                     if 0 <= p < count * window:
-                        frame = self._to_lava_units(to_lava(patches[p // window, ..., p % window, None])[..., 0])
+                        frame = block[p // window - first_patch, 0 if held else p % window]
                     else:
                         frame = silence
                     self._injector.send(frame)
@@ -394,7 +451,7 @@ class LavaNetwork:
                     for index, extractor in enumerate(self._extractors):
                         outputs.append(extractor.receive())
                         received[index] += 1
-                    series[:, t] = [np.count_nonzero(out) for out in outputs]
+                    series[:, :, t] = [self._count_copies(out) for out in outputs]
                     readout_all[..., t] = outputs[-1]
                     if values is not None:
                         for store, out in zip(values, outputs):
@@ -407,7 +464,8 @@ class LavaNetwork:
                 received = [0] * len(self._extractors)
                 if progress is not None:
                     patches_done = min(count, max(0, (step - lead - (0 if self.from_rest else lag)) // window))
-                    progress(patches_done, step, int(series.sum()))
+                    done = min(patch_count, patches_done * copies)
+                    progress(done, step if not self.from_rest else done * self.window, int(series.sum()))
         except BaseException as error:
             # A half-run stream cannot be resumed; never leave Lava running. The
             # runtime is blocked on the injector mid-chunk and would not hear a
@@ -420,10 +478,21 @@ class LavaNetwork:
             if isinstance(error, KeyboardInterrupt):
                 note(error, STOPPED_NOTE)
             raise
-        series, readout_all = series[:, lead:], readout_all[..., lead:]
+        series, readout_all = series[..., lead:], readout_all[..., lead:]
         if self.graded:
             readout_all = readout_all / self.spike_scale
             values = [v / self.spike_scale for v in values] if values is not None else None
+        if self.from_rest:  # the patches one after another in windows of `window`, as without copies
+            full = self.window
+            series = stacked.pad_windows(stacked.unstack_counts(series, window, patch_count), window, full)
+            readout_all = stacked.pad_windows(stacked.unstack_steps(readout_all, copies, window, patch_count),
+                                              window, full)
+            if values is not None:
+                values = [stacked.pad_windows(stacked.unstack_steps(v, copies, window, patch_count), window, full)
+                          for v in values]
+            count, window, total = patch_count, full, patch_count * full
+        else:
+            series = series[:, 0]
         # the step at which layer i's answers to the patches start: from rest, each patch's own window
         starts = [0 if self.from_rest else i + self.first_lag for i in range(layers)]
         layer_spikes = np.stack([series[i, s:s + count * window].reshape(count, window).sum(axis=1)
@@ -445,6 +514,14 @@ class LavaNetwork:
             layer_values=values,
             chip_profile=self._profile.summary(window) if self._profile is not None else None,
         )
+
+    def _count_copies(self, out: np.ndarray) -> np.ndarray | list[int]:
+        """Messages of one layer's step, per copy (features last: copy c holds block c)."""
+        if self.copies == 1:
+            return [np.count_nonzero(out)]
+        if not out.any():  # most steps from rest: a held input changes once per window
+            return np.zeros(self.copies, dtype=np.int64)
+        return np.count_nonzero(out.reshape(-1, self.copies, out.shape[-1] // self.copies), axis=(0, 2))
 
     def _rebase(self, stream: np.ndarray, readout: np.ndarray, lag: int) -> np.ndarray:
         """Graded readout windows that each sum to the readout's value at the window's end.

@@ -166,6 +166,12 @@ class PatchCodec:
             return fold_volume(hold_encode(features, self.span))
         return fold_volume(rate_encode(features, self.time_steps, self.span))
 
+    def encode_held(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        """Graded (SDNN) patch pairs -> folded levels ``(N, P*C, P, P, 1)``: :meth:`encode`'s, held for any window."""
+        if not self.graded:
+            raise ValueError(f"spike code {self.spike_code!r}: only graded (delta) inputs are held levels")
+        return fold_volume(hold_encode(input_features(fixed, moving, force=self.encoding == "intensity+force"), 1))
+
     def decode_values(self, values: torch.Tensor) -> torch.Tensor:
         """A graded readout's values ``(N, 6, g, g, g)`` (unfolded, summed over time) -> ``(N, 3, g, g, g)`` voxels."""
         return decode_displacement(values, 1 if self.graded else self.time_steps,

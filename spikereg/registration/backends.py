@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lava_export.chip import run_config
+from lava_export.copies import copy_blocker
 from lava_export.graph_builder import LavaGraph
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
@@ -42,6 +43,10 @@ from spikereg.registration.register import BackendStats
 BACKENDS = ("torch", "sim", "loihi2")
 GRAPH_BATCH_MAX = 4  # patches per pass of a graph (U-Net) model on torch (see GraphTorchBackend)
 LAVA_CHUNK = 64  # patches per Lava stream (LavaBackend.chunk_size)
+# Patches side by side per window on the simulator, from rest (lava_export.copies): Lava's time goes
+# to messages between its processes per step, so 8 copies share one step's messages (BENCHMARKS.md,
+# "Speed and memory"). A divisor of LAVA_CHUNK, so that no chunk runs silent padding copies.
+SIM_COPIES = 8
 # Per-chunk streams: SDNN patches stream back to back, but each predict() call (one chunk of
 # LAVA_CHUNK patches) is a stream of its own, from rest, on every backend. Why: Lava's sigma-delta neurons truncate
 # every graded spike to its grid and the residue does not keep what was cut, so the loss grows
@@ -400,8 +405,9 @@ class LavaBackend:
                              "SpikeReg builds from Lava's Python process models (lava_export.rest): use --backend "
                              "sim or torch, or export the checkpoint again with --stream for the chip (see README, "
                              "'Running on Loihi 2')")
+        copies = SIM_COPIES if self.from_rest and copy_blocker(self.model) is None else 1
         self._open = lambda: LavaNetwork(self.model, window=self.codec.window, backend=backend, precision=precision,
-                                         from_rest=self.from_rest)
+                                         from_rest=self.from_rest, copies=copies)
         self.network = self._open()
         self.stats = BackendStats()
 
@@ -437,7 +443,10 @@ class LavaBackend:
     def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
                 progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
         self._restart_stream()  # one stream per chunk (see 'Per-chunk streams' above)
-        spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
+        if self.from_rest:  # the levels, held for the window by the runner (no window of copies made here)
+            spikes = self.codec.encode_held(fixed, moving).numpy()
+        else:
+            spikes = self.codec.encode(fixed, moving)[..., : self.codec.window].numpy()
         counter = self.stats.counter
         run = self.network.run(spikes, progress=progress, keep_layers=counter is not None or self._watch)
         if self._watch and self.from_rest:  # each window its own stream from rest
@@ -449,7 +458,7 @@ class LavaBackend:
             series = lava_series(self.twin.blocks, [from_lava(v) for v in run.layer_values])
             self.guard.observe(series, self.codec.window, self.stats.patches, len(fixed))
         if counter is not None:
-            self._count(counter, fixed, spikes, run)
+            self._count(counter, fixed, np.broadcast_to(spikes, (*spikes.shape[:-1], self.codec.window)), run)
         # what drives layer 1's synaptic operations: the host's spikes, or (graded) its delta encoder's messages
         self.stats.input_spikes += int(run.layer_spikes[0].sum()) if self.codec.graded else int(spikes.sum())
         self.stats.add(run.layer_spikes.sum(axis=1), run.time_steps, len(fixed), run.run_seconds)
