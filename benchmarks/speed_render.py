@@ -55,6 +55,7 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
     """The BENCHMARKS.md section (``args.section``) from the measurements; written with --write."""
     from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
+    from spikereg.registration.backends import SIM_COPIES
     from spikereg.registration.pipeline import estimate_peak_bytes
 
     model = measured.get("model", DEMO)
@@ -78,6 +79,8 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                 continue
             note = (f"{run['threads']} torch thread(s)" if method == "torch" else
                     "Lava's conv on torch (SpikeReg's default)" + (
+                        f"; from rest, {SIM_COPIES} patches side by side per window (`lava_export.copies`), "
+                        "each run until its readout answers" if meta.get("from_rest") else "") + (
                         "; field as torch's (same NCC)" if torch_run and run["ncc_after"] == torch_run["ncc_after"]
                         else ""))
             rows.append((f"{spacing:g} mm ({size})", label, f"{run['wall']:.1f}",
