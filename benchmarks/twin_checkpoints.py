@@ -27,7 +27,8 @@ import accuracy  # noqa: E402  (benchmarks/ is not a package)
 def main(argv=None) -> int:
     from spikereg.evaluation import measure_pair
     from spikereg.registration.register import register
-    from spikereg.training.trainer import load_checkpoint, load_twin
+    from spikereg.config import config_from_dict
+    from spikereg.training.trainer import load_twin
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints holding a twin (twin.pt, best.pt, ...)")
@@ -36,7 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    configs = {path: load_checkpoint(path)[1] for path in args.checkpoints}
+    # a twin-stage checkpoint holds the config and the twin, no spiking network yet: read only those
+    configs = {path: config_from_dict(torch.load(path, map_location="cpu", weights_only=True)["config"],
+                                      source=str(path)) for path in args.checkpoints}
     recipes = {(c.data.spacing, c.data.max_displacement, c.data.control_spacing, c.data.noise_std)
                for c in configs.values()}
     if len(recipes) != 1:
