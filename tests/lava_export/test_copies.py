@@ -127,3 +127,16 @@ def test_unstacking_puts_copies_back_in_patch_order():
     counts = np.arange(copies * 2 * window).reshape(1, copies, 2 * window)
     assert stacked.unstack_counts(counts, window, count).tolist() == [[0, 1, 2, 6, 7, 8, 3, 4, 5]]
     assert stacked.pad_windows(np.arange(6), 3, 5).tolist() == [0, 1, 2, 0, 0, 3, 4, 5, 0, 0]
+
+
+def test_an_interrupted_run_of_copies_stops_lava(chain):
+    path, frames, _ = chain
+
+    def interrupt(done, steps, total):
+        assert done == 2  # one window of two copies: two patches answered
+        raise KeyboardInterrupt
+
+    lava = LavaNetwork(path, window=WINDOW, from_rest=True, copies=2, patches_per_chunk=1)
+    with pytest.raises(KeyboardInterrupt), lava:
+        lava.run(frames, progress=interrupt)
+    assert not lava._started  # stopped, and the test did not hang
