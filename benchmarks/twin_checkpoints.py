@@ -25,9 +25,9 @@ import accuracy  # noqa: E402  (benchmarks/ is not a package)
 
 
 def main(argv=None) -> int:
+    from spikereg.config import config_from_dict
     from spikereg.evaluation import measure_pair
     from spikereg.registration.register import register
-    from spikereg.config import config_from_dict
     from spikereg.training.trainer import load_twin
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
