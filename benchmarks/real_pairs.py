@@ -32,6 +32,8 @@ including process start for the ``spikereg run`` rows).
 Usage::
 
     .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs [--spacings 2 1] [--lava-spacings 2] [--write]
+    # and, at 1 mm, the 2 mm model followed by a pass on the images' own voxels (--fixed-grid --pyramid 2)
+    .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs --native-pass --lava-spacings 2 1 --write
     # another model: a file and the checkpoint holding its ANN twin, e.g. a U-Net, in a section of its own
     .venv/bin/python benchmarks/real_pairs.py --model runs/unet/U.net --checkpoint runs/unet/checkpoints/best.pt \
         --out runs/real_pairs_unet --section "## Real pairs: Colin27 <-> MNI, the spiking U-Net" --write
@@ -80,7 +82,9 @@ from spikereg.metrics import dice, hausdorff95, log_jacobian_std, nonpositive_ja
 from spikereg.registration.working_grid import resample_to_grid, working_grid  # noqa: E402
 
 SECTION = "## Real pairs: Colin27 <-> MNI"
-METHODS = ["identity", "affine only", "SimpleITK demons", "ANTs SyN", "ANN twin", "SNN torch", "SNN Lava"]
+NATIVE = ", then native"  # a run that refines on the fixed grid after the model's own spacing (--native-pass)
+METHODS = ["identity", "affine only", "SimpleITK demons", "ANTs SyN", "ANN twin", "SNN torch", "SNN Lava",
+           "SNN torch" + NATIVE, "SNN Lava" + NATIVE]
 GM, WM = 2, 3
 
 
@@ -121,11 +125,12 @@ def scores(warped_labels: np.ndarray, fixed_labels: np.ndarray, spacing, ddf: np
     return row
 
 
-def spikereg_run(backend: str, model: str, fixed: Path, moving: Path, moving_labels: Path, out: Path) -> dict:
+def spikereg_run(backend: str, model: str, fixed: Path, moving: Path, moving_labels: Path, out: Path,
+                 flags: tuple[str, ...] = ()) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "spikereg", "run", "--backend", backend, "--model", model, "--affine", "auto",
                "--fixed", str(fixed), "--moving", str(moving), "--moving-labels", str(moving_labels),
-               "--out", str(out)]
+               "--out", str(out), *flags]
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - tick
@@ -194,30 +199,38 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         resampled = resample_to_grid(moving_labels, fixed.shape, fixed.affine, order=0).data.astype(np.int16)
         record("identity", scores(resampled, fixed_labels, fixed.spacing, None, time.perf_counter() - tick))
     runs = {}
-    for backend, method in (("torch", "SNN torch"), ("sim", "SNN Lava")):
+    model_spacing = float(read_metadata(args.model_path).get("spacing_mm") or spacing)
+    levels = native_levels(spacing, model_spacing) if args.native_pass else 0
+    plans = [("torch", "SNN torch", (), "run_torch"), ("sim", "SNN Lava", (), "run_sim")]
+    if levels:  # the model's spacing first (a pyramid on the fixed grid), then each finer level down to the native
+        flags = ("--fixed-grid", "--pyramid", str(levels))
+        plans += [("torch", "SNN torch" + NATIVE, flags, "run_torch_native"),
+                  ("sim", "SNN Lava" + NATIVE, flags, "run_sim_native")]
+    for backend, method, flags, folder in plans:
         if backend == "sim" and spacing not in args.lava_spacings:
             continue
-        run_out = work / f"run_{backend}"
+        run_out = work / folder
         if method in done and not args.redo and (run_out / "report.json").exists():
-            runs[backend] = run_out
+            runs[backend + ("_native" if flags else "")] = run_out
             continue
         if not args.redo and (run_out / "report.json").exists():  # an earlier run of this command finished it
             report = json.loads((run_out / "report.json").read_text())
             result = {"exit": 0, "seconds": report["timing"]["total_seconds"], "report": report}
         else:
-            result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out)
+            result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out, flags)
         if result["exit"] != 0:
             record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
             continue
-        runs[backend] = run_out
+        runs[backend + ("_native" if flags else "")] = run_out
         ddf = load_volume_ddf(run_out / "ddf.nii.gz")
         warped = load_volume(run_out / "warped_labels.nii.gz").data.astype(np.int16)
         report = result["report"]
         row = scores(warped, fixed_labels, fixed.spacing, ddf, result["seconds"])
         row.update(status=report.get("status"), affine=report.get("affine", {}).get("metric"),
                    settings={k: report.get(k) for k in ("iterations", "patch_stride", "pyramid", "smoothing")})
-        if backend == "sim" and "torch" in runs:
-            row["equals_torch"] = bool(np.array_equal(ddf, load_volume_ddf(runs["torch"] / "ddf.nii.gz")))
+        twin_run = runs.get("torch" + ("_native" if flags else ""))
+        if backend == "sim" and twin_run is not None:
+            row["equals_torch"] = bool(np.array_equal(ddf, load_volume_ddf(twin_run / "ddf.nii.gz")))
         record(method, row)
     if "torch" not in runs:
         return
@@ -297,7 +310,7 @@ def _paired_means(rows: dict, a: str, b: str) -> tuple[float, float, int] | None
 def targets(rows: dict) -> list[str]:
     """Issue 16's targets, each on the pairs where both of its methods ran."""
     lines = []
-    for snn in ("SNN Lava", "SNN torch"):
+    for snn in ("SNN Lava", "SNN torch", "SNN Lava" + NATIVE, "SNN torch" + NATIVE):
         for other, want in (("ANTs SyN", ">="), ("SimpleITK demons", ">="), ("ANN twin", "within 0.01 of")):
             means = _paired_means(rows, snn, other)
             if means is None:
@@ -306,16 +319,24 @@ def targets(rows: dict) -> list[str]:
             met = abs(mine - theirs) <= 0.01 if want.startswith("within") else mine >= theirs
             lines.append(f"- {snn} {want} {other} (mean tissue Dice over the {count} pairs both ran): "
                          f"{mine:.4f} vs {theirs:.4f} ({mine - theirs:+.4f}): **{'met' if met else 'missed'}**")
-    folding = [m[k]["folding_percent"] for m in rows.values() for k in ("SNN torch", "SNN Lava")
+    folding = [m[k]["folding_percent"] for m in rows.values() for k in METHODS if k.startswith("SNN")
                if "folding_percent" in m.get(k, {})]
     if folding:
         lines.append(f"- % J<=0 < 0.1 for the SNN: largest {max(folding):.3f}: "
                      f"**{'met' if max(folding) < 0.1 else 'missed'}**")
-    same = [m["SNN Lava"]["equals_torch"] for m in rows.values() if "equals_torch" in m.get("SNN Lava", {})]
+    same = [m[k]["equals_torch"] for m in rows.values() for k in ("SNN Lava", "SNN Lava" + NATIVE)
+            if "equals_torch" in m.get(k, {})]
     if same:
         lines.append(f"- `--backend sim` wrote the same field as `--backend torch`, bit for bit, on "
                      f"{sum(same)} of {len(same)} pairs")
     return ["", "Targets (issue 16, this run):", ""] + lines if lines else []
+
+
+def native_levels(spacing: float, model_spacing: float) -> int:
+    """Pyramid levels from the model's spacing down to ``spacing`` (halving each level); 0 where not finer by 2^k."""
+    ratio = model_spacing / spacing
+    levels = int(round(np.log2(ratio))) if ratio > 1 else 0
+    return levels + 1 if levels >= 1 and abs(ratio - 2**levels) < 0.05 * ratio else 0
 
 
 def claim_folder(out: Path, model: str, checkpoint: Path) -> None:
@@ -340,6 +361,10 @@ def main(argv=None) -> int:
     parser.add_argument("--lava-spacings", type=float, nargs="*", default=[2.0],
                         help="spacings whose pairs also run on Lava's simulator (minutes each)")
     parser.add_argument("--directions", nargs="+", default=["Colin27->MNI", "MNI->Colin27"])
+    parser.add_argument("--native-pass", action="store_true",
+                        help="also run the SNN on pairs finer than the model (1 mm for a 2 mm model) with "
+                             "`--fixed-grid --pyramid N`: the model's spacing first, then each finer level down to "
+                             "the images' own voxels (rows '..., then native')")
     parser.add_argument("--redo", action="store_true", help="recompute rows kept in OUT/rows.json")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
