@@ -42,12 +42,14 @@ def test_targets_compare_on_shared_pairs_and_say_met_or_missed():
 def test_the_native_pass_rows_get_their_own_target_lines_and_levels():
     native = "SNN torch" + real_pairs.NATIVE
     rows = {"A, 1 mm": {"SimpleITK demons": row(0.80, 0.0), "SNN torch": row(0.75, 0.0), native: row(0.82, 0.3),
+                        "ANN twin": row(0.75, 0.0),
                         "SNN Lava" + real_pairs.NATIVE: row(0.82, 0.0, equals_torch=False)}}
     lines = "\n".join(real_pairs.targets(rows))
     assert f"{native} >= SimpleITK demons (mean tissue Dice over the 1 pairs both ran): 0.8200 vs 0.8000 " \
            "(+0.0200): **met**" in lines
     assert "SNN torch >= SimpleITK demons (mean tissue Dice over the 1 pairs both ran): 0.7500 vs 0.8000" in lines
     assert "largest 0.300: **missed**" in lines  # the native run's folding counts
+    assert f"{native} within 0.01 of ANN twin" not in lines  # the twin row registers on the working grid only
     assert "bit for bit, on 0 of 1 pairs" in lines
     # a 2 mm model: 1 mm images get a 2 mm level then a 1 mm one; 0.5 mm three levels; others none
     assert real_pairs.native_levels(1.0, 2.0) == 2
