@@ -176,6 +176,7 @@ def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path,
 
 def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str, rows: dict, save) -> None:
     from spikereg.netx_file import read_metadata
+    from spikereg.registration.working_grid import native_levels
     from spikereg.training.trainer import load_twin
 
     files = brain_files(out, spacing)
@@ -200,7 +201,7 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         record("identity", scores(resampled, fixed_labels, fixed.spacing, None, time.perf_counter() - tick))
     runs = {}
     model_spacing = float(read_metadata(args.model_path).get("spacing_mm") or spacing)
-    levels = native_levels(spacing, model_spacing) if args.native_pass else 0
+    levels = native_levels(fixed.spacing, model_spacing) if args.native_pass else 0
     plans = [("torch", "SNN torch", (), "run_torch"), ("sim", "SNN Lava", (), "run_sim")]
     if levels:  # the model's spacing first (a pyramid on the fixed grid), then each finer level down to the native
         flags = ("--fixed-grid", "--pyramid", str(levels))
@@ -330,13 +331,6 @@ def targets(rows: dict) -> list[str]:
         lines.append(f"- `--backend sim` wrote the same field as `--backend torch`, bit for bit, on "
                      f"{sum(same)} of {len(same)} pairs")
     return ["", "Targets (issue 16, this run):", ""] + lines if lines else []
-
-
-def native_levels(spacing: float, model_spacing: float) -> int:
-    """Pyramid levels from the model's spacing down to ``spacing`` (halving each level); 0 where not finer by 2^k."""
-    ratio = model_spacing / spacing
-    levels = int(round(np.log2(ratio))) if ratio > 1 else 0
-    return levels + 1 if levels >= 1 and abs(ratio - 2**levels) < 0.05 * ratio else 0
 
 
 def claim_folder(out: Path, model: str, checkpoint: Path) -> None:

@@ -39,7 +39,7 @@ from spikereg.registration.counts import RASTER_NAME, save_raster
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
-from spikereg.registration.working_grid import field_onto_grid, needs_working_grid, working_grid
+from spikereg.registration.working_grid import field_onto_grid, native_levels, needs_working_grid, working_grid
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 ITK_DDF = "ddf_itk.nii.gz"  # --ddf-format itk: the same field as ITK reads it (mm, LPS)
@@ -173,10 +173,13 @@ def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float
     else:
         has = f"{float(np.mean(spacing)):.3g} mm voxels"
     if working is not None:  # run_registration registers on the model's working grid
+        levels = native_levels(spacing, trained)
+        hint = (f"--fixed-grid --pyramid {levels}: register at {trained:g} mm first, then on the images' own "
+                "voxels, more accurate and about 3x slower (BENCHMARKS.md, 'Real pairs, read')" if levels else
+                "--fixed-grid: register at the images' own spacing")
         return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: the pair is "
                 f"resampled onto a working grid of {trained:g} mm on every axis ({'x'.join(map(str, working))}), "
-                "registered there, and the field brought back onto the fixed grid (--fixed-grid: register at "
-                "the images' own spacing)")
+                f"registered there, and the field brought back onto the fixed grid ({hint})")
     return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: "
             f"resample the images to about {trained:g} mm on every axis for its accuracy "
             "(or pick another model, 'spikereg models')")

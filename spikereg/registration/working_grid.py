@@ -30,6 +30,19 @@ SPACING_TOLERANCE = 0.25
 ROWS_PER_CHUNK = 16  # fixed-grid planes per interpolation: bounds the coordinate arrays' memory
 
 
+def native_levels(spacing: tuple[float, ...], model_spacing: float | None) -> int:
+    """Pyramid levels from the model's spacing down to isotropic voxels of ``spacing``, halving each level.
+
+    0 unless the voxels are isotropic and finer than the model's by a power of two (5 %): 2 for 1 mm voxels
+    and a 2 mm model (``--fixed-grid --pyramid 2``: the model's spacing first, then the scan's own voxels).
+    """
+    if not model_spacing or max(spacing) > 1.05 * min(spacing):
+        return 0
+    ratio = float(model_spacing) / float(np.mean(spacing))
+    halvings = int(round(np.log2(ratio))) if ratio > 1 else 0
+    return halvings + 1 if halvings >= 1 and abs(ratio - 2**halvings) < 0.05 * ratio else 0
+
+
 def needs_working_grid(spacing: tuple[float, ...], model_spacing: float | None,
                        tolerance: float = SPACING_TOLERANCE) -> bool:
     """Whether voxels of ``spacing`` mm differ from the model's by more than ``tolerance`` on some axis."""

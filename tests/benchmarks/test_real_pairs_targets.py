@@ -51,7 +51,3 @@ def test_the_native_pass_rows_get_their_own_target_lines_and_levels():
     assert "largest 0.300: **missed**" in lines  # the native run's folding counts
     assert f"{native} within 0.01 of ANN twin" not in lines  # the twin row registers on the working grid only
     assert "bit for bit, on 0 of 1 pairs" in lines
-    # a 2 mm model: 1 mm images get a 2 mm level then a 1 mm one; 0.5 mm three levels; others none
-    assert real_pairs.native_levels(1.0, 2.0) == 2
-    assert real_pairs.native_levels(0.5, 2.0) == 3
-    assert [real_pairs.native_levels(s, 2.0) for s in (2.0, 1.5, 3.0, 0.8)] == [0, 0, 0, 0]

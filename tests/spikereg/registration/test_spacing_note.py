@@ -25,3 +25,15 @@ def test_a_note_names_each_axis_of_anisotropic_voxels(spacing, expected):
 def test_no_note_where_every_axis_is_near_the_models():
     assert spacing_note(volume(2.0, 2.2, 1.8), META, "m") is None
     assert spacing_note(volume(2.0, 2.0, 2.0), {}, "m") is None  # a model that does not say
+
+
+def test_scans_finer_than_the_model_by_a_power_of_two_get_the_native_pass_hint():
+    from spikereg.registration.working_grid import native_levels
+
+    assert native_levels((1.0, 1.0, 1.0), 2.0) == 2 and native_levels((0.5, 0.5, 0.5), 2.0) == 3
+    assert [native_levels((s, s, s), 2.0) for s in (2.0, 1.5, 3.0, 0.8)] == [0, 0, 0, 0]
+    assert native_levels((1.0, 1.0, 2.0), 2.0) == 0 and native_levels((1.0, 1.0, 1.0), None) == 0
+    fine = spacing_note(volume(1.0, 1.0, 1.0), META, "m", working=(2, 2, 2))
+    assert "--fixed-grid --pyramid 2: register at 2 mm first, then on the images' own voxels" in fine
+    coarse = spacing_note(volume(4.0, 4.0, 4.0), META, "m", working=(2, 2, 2))
+    assert "(--fixed-grid: register at the images' own spacing)" in coarse
