@@ -29,7 +29,7 @@ FIELDS = {"fine (3 voxels, control points every 6)": (3.0, 6), "coarse (6 voxels
 def main(argv=None) -> int:
     import nibabel as nib
 
-    from spikereg.data import load_mni, make_pair
+    from spikereg.data import load_ddf, load_mni, make_pair
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder: the pairs and the runs")
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             seconds = time.perf_counter() - tick
             if done.returncode != 0:
                 raise SystemExit(f"{mode}: spikereg run failed: {done.stderr.strip().splitlines()[-1]}")
-            ddf = np.moveaxis(nib.load(run / "ddf.nii.gz").get_fdata()[..., 0, :], -1, 0)
+            ddf = load_ddf(run / "ddf.nii.gz")[0]
             cells += [f"{np.linalg.norm(ddf - pair.ddf, axis=0)[mask].mean():.3f}", f"{seconds:.0f}"]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     return 0

@@ -210,9 +210,10 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
     for backend, method, flags, folder in plans:
         if backend == "sim" and spacing not in args.lava_spacings:
             continue
-        run_out = work / folder
+        suffix = "_native" if flags else ""
+        run_out, key = work / folder, backend + suffix
         if method in done and not args.redo and (run_out / "report.json").exists():
-            runs[backend + ("_native" if flags else "")] = run_out
+            runs[key] = run_out
             continue
         if not args.redo and (run_out / "report.json").exists():  # an earlier run of this command finished it
             report = json.loads((run_out / "report.json").read_text())
@@ -222,14 +223,14 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         if result["exit"] != 0:
             record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
             continue
-        runs[backend + ("_native" if flags else "")] = run_out
+        runs[key] = run_out
         ddf = load_volume_ddf(run_out / "ddf.nii.gz")
         warped = load_volume(run_out / "warped_labels.nii.gz").data.astype(np.int16)
         report = result["report"]
         row = scores(warped, fixed_labels, fixed.spacing, ddf, result["seconds"])
         row.update(status=report.get("status"), affine=report.get("affine", {}).get("metric"),
                    settings={k: report.get(k) for k in ("iterations", "patch_stride", "pyramid", "smoothing")})
-        twin_run = runs.get("torch" + ("_native" if flags else ""))
+        twin_run = runs.get("torch" + suffix)  # the same settings on torch
         if backend == "sim" and twin_run is not None:
             row["equals_torch"] = bool(np.array_equal(ddf, load_volume_ddf(twin_run / "ddf.nii.gz")))
         record(method, row)

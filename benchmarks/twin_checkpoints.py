@@ -54,19 +54,21 @@ def main(argv=None) -> int:
     rows = [("identity", None)] + [(str(path), path) for path in args.checkpoints]
     for label, path in rows:
         tick = time.perf_counter()
+        if path is None:
+            backend, settings, run = None, ("", ""), {}
+        else:  # each twin loaded once, with its own run settings
+            config = configs[path]
+            backend = accuracy.AnnBackend(load_twin(path).eval())
+            settings = (str(config.run.iterations), str(config.run.patch_stride))
+            run = {"iterations": config.run.iterations, "patch_stride": config.run.patch_stride,
+                   "smoothing": config.run.smoothing}
         epe, dice = [], []
         for pair in pairs:
-            if path is None:
+            if backend is None:
                 ddf = np.zeros((3, *pair.fixed.shape), dtype=np.float32)
-                settings = ("", "")
             else:
-                config = configs[path]
-                twin = load_twin(path).eval()
                 with torch.no_grad():
-                    ddf = register(pair.fixed, pair.moving, accuracy.AnnBackend(twin),
-                                   iterations=config.run.iterations, patch_stride=config.run.patch_stride,
-                                   smoothing=config.run.smoothing).ddf
-                settings = (str(config.run.iterations), str(config.run.patch_stride))
+                    ddf = register(pair.fixed, pair.moving, backend, **run).ddf
             metrics = measure_pair(pair.fixed, pair.moving, ddf, spacing=pair.spacing,
                                    fixed_labels=pair.fixed_labels, moving_labels=pair.moving_labels,
                                    true_ddf=pair.ddf).values

@@ -124,3 +124,17 @@ def pad_windows(values: np.ndarray, run_window: int, window: int) -> np.ndarray:
     padded = np.zeros((*split.shape[:-1], window), dtype=values.dtype)
     padded[..., :run_window] = split
     return padded.reshape(*values.shape[:-1], -1)
+
+
+def one_after_another(series: np.ndarray, readout: np.ndarray, values: list[np.ndarray] | None, copies: int,
+                      run_window: int, window: int, count: int):
+    """A run of ``count`` patches, ``copies`` per frame of ``run_window`` steps, as if run one by one in ``window``s.
+
+    ``series`` per-copy counts ``(layers, copies, steps)``, ``readout`` and each of ``values`` (netx layout,
+    time last): the padding copies dropped, each patch's steps in order, zeros up to ``window``.
+    """
+    def each(stacked_steps: np.ndarray) -> np.ndarray:
+        return pad_windows(unstack_steps(stacked_steps, copies, run_window, count), run_window, window)
+
+    return (pad_windows(unstack_counts(series, run_window, count), run_window, window), each(readout),
+            None if values is None else [each(v) for v in values])

@@ -213,7 +213,8 @@ class LavaNetwork:
         """
         if not self.from_rest:
             return self.window
-        return self.first_lag + len(self.model.layers) - 1 + 1  # the file's layers: encoder + netx layers
+        # the readout's lag (first_lag + layers - 1, the file's layers: encoder + netx layers) + 1
+        return self.first_lag + len(self.model.layers)
 
     @property
     def first_lag(self) -> int:
@@ -483,14 +484,9 @@ class LavaNetwork:
             readout_all = readout_all / self.spike_scale
             values = [v / self.spike_scale for v in values] if values is not None else None
         if self.from_rest:  # the patches one after another in windows of `window`, as without copies
-            full = self.window
-            series = stacked.pad_windows(stacked.unstack_counts(series, window, patch_count), window, full)
-            readout_all = stacked.pad_windows(stacked.unstack_steps(readout_all, copies, window, patch_count),
-                                              window, full)
-            if values is not None:
-                values = [stacked.pad_windows(stacked.unstack_steps(v, copies, window, patch_count), window, full)
-                          for v in values]
-            count, window, total = patch_count, full, patch_count * full
+            series, readout_all, values = stacked.one_after_another(series, readout_all, values, copies, window,
+                                                                    self.window, patch_count)
+            count, window, total = patch_count, self.window, patch_count * self.window
         else:
             series = series[:, 0]
         # the step at which layer i's answers to the patches start: from rest, each patch's own window

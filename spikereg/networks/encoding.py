@@ -157,9 +157,19 @@ class PatchCodec:
     def span(self) -> int:
         return self.window + self.layers - 1
 
+    def features(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, P, P, P)`` patch pairs -> the input features in [0, 1], ``(N, C, P, P, P)``."""
+        return input_features(fixed, moving, force=self.encoding == "intensity+force")
+
+    def levels(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        """Graded (SDNN) patch pairs -> the input levels a patch holds, ``(N, C, P, P, P)`` (unfolded)."""
+        if not self.graded:
+            raise ValueError(f"spike code {self.spike_code!r}: only graded (delta) inputs are held levels")
+        return graded_levels(self.features(fixed, moving))
+
     def encode(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """``(N, 1, P, P, P)`` patch pairs -> folded input spikes ``(N, P*C, P, P, span)``."""
-        features = input_features(fixed, moving, force=self.encoding == "intensity+force")
+        features = self.features(fixed, moving)
         if self.spike_code == "latency":
             return fold_volume(latency_encode(features, self.time_steps, self.span))
         if self.graded:
@@ -168,9 +178,7 @@ class PatchCodec:
 
     def encode_held(self, fixed: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
         """Graded (SDNN) patch pairs -> folded levels ``(N, P*C, P, P, 1)``: :meth:`encode`'s, held for any window."""
-        if not self.graded:
-            raise ValueError(f"spike code {self.spike_code!r}: only graded (delta) inputs are held levels")
-        return fold_volume(hold_encode(input_features(fixed, moving, force=self.encoding == "intensity+force"), 1))
+        return fold_volume(self.levels(fixed, moving).unsqueeze(-1))
 
     def decode_values(self, values: torch.Tensor) -> torch.Tensor:
         """A graded readout's values ``(N, 6, g, g, g)`` (unfolded, summed over time) -> ``(N, 3, g, g, g)`` voxels."""

@@ -31,7 +31,7 @@ from lava_export.copies import copy_blocker
 from lava_export.graph_builder import LavaGraph
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
-from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec, graded_levels, input_features
+from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
 from spikereg.networks.folding import fold_volume, unfold_volume
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.snn import SpikingRegNet, stream_patches
@@ -163,8 +163,7 @@ class TorchBackend:
         for first in range(0, count, self.batch_size):
             cut = slice(first, first + self.batch_size)
             summed = [] if not self.guard.proven else None
-            levels = graded_levels(input_features(fixed[cut].to(self.device), moving[cut].to(self.device),
-                                                  force=self.codec.encoding == "intensity+force"))
+            levels = self.codec.levels(fixed[cut].to(self.device), moving[cut].to(self.device))
             values = self.net.from_rest(levels, keep=True, summed=summed, wrap=summed is not None)
             if summed is not None:
                 peaks = [z.abs().flatten(1).amax(dim=1, keepdim=True) for z in summed]  # (batch, 1 step)

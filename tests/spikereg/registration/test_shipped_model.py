@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spikereg.data import load_mni, make_pair
+from spikereg.data import load_ddf, load_mni, make_pair
 from spikereg.pretrained import DEMO_MODEL
 from spikereg.registration.register import ncc
 
@@ -85,14 +85,14 @@ def test_the_accurate_sdnn_model_is_shipped_verified_and_registers_on_lava(cli, 
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["smoothing"] == 3.0 and report["iterations"] == 2
     true = pair.ddf[(slice(None),) + crop]
-    ddf = np.moveaxis(nib.load(tmp_path / "run" / "ddf.nii.gz").get_fdata()[..., 0, :], -1, 0)
+    ddf = load_ddf(tmp_path / "run" / "ddf.nii.gz")[0]
     assert np.linalg.norm(ddf - true, axis=0).mean() < 0.8 * np.linalg.norm(true, axis=0).mean()
     # Lava ran 8 copies side by side (27 patches: the last window half padding); torch runs them one by one
     result = cli.invoke("run", "--model", "sdnn-2mm", "--backend", "torch", "--fixed", str(tmp_path / "fixed.nii.gz"),
                         "--moving", str(tmp_path / "moving.nii.gz"), "--out", str(tmp_path / "torch"),
                         "--iterations", "2")
     assert result.exit_code == 0, result.output
-    slayer = np.moveaxis(nib.load(tmp_path / "torch" / "ddf.nii.gz").get_fdata()[..., 0, :], -1, 0)
+    slayer = load_ddf(tmp_path / "torch" / "ddf.nii.gz")[0]
     np.testing.assert_array_equal(ddf, slayer)
     reports = [json.loads((tmp_path / run / "report.json").read_text()) for run in ("run", "torch")]
     for key in ("layers", "input_spikes", "time_steps", "time_steps_per_patch"):
