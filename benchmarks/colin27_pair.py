@@ -90,9 +90,12 @@ def tissue_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(argv=None) -> int:
+    from spikereg.pretrained import DEFAULT_NAME
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["torch", "sim"])
-    parser.add_argument("--model", default="sdnn-2mm")
+    parser.add_argument("--model", default=DEFAULT_NAME,
+                        help="netx file, or a shipped model's name (default: %(default)s)")
     parser.add_argument("--spacing", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")

@@ -30,10 +30,12 @@ def main(argv=None) -> int:
     import nibabel as nib
 
     from spikereg.data import load_ddf, load_mni, make_pair
+    from spikereg.pretrained import DEFAULT_NAME
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder: the pairs and the runs")
-    parser.add_argument("--model", default="sdnn-2mm")
+    parser.add_argument("--model", default=DEFAULT_NAME,
+                        help="netx file, or a shipped model's name (default: %(default)s)")
     parser.add_argument("--spacing", type=float, default=1.0, help="mm of the synthetic scans (default 1)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)

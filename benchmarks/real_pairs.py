@@ -20,7 +20,9 @@ Rows, on the same pair in one run:
   output path (``network_input``: intensities, the run's affine.tfm, working
   grid; the field composed and applied as the run does) and its settings;
 * the SNN on the netx file: ``spikereg run --backend torch`` and ``--backend sim``
-  (Lava's fixed-point simulator), as a user runs them (subprocesses).
+  (Lava's fixed-point simulator), as a user runs them (subprocesses): at 1 mm
+  and a 2 mm model, the model's spacing first, then the images' own voxels;
+  with ``--working-grid-rows`` also ``--working-grid`` (the 2 mm grid alone).
 
 Tissue labels are a silver standard: one automatic 3-class Gaussian mixture
 on each image's brain intensities (classes ordered CSF < GM < WM), applied
@@ -32,8 +34,8 @@ including process start for the ``spikereg run`` rows).
 Usage::
 
     .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs [--spacings 2 1] [--lava-spacings 2] [--write]
-    # and, at 1 mm, the 2 mm model followed by a pass on the images' own voxels (--fixed-grid --pyramid 2)
-    .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs --native-pass --lava-spacings 2 1 --write
+    # and, at 1 mm, also the 2 mm model on its working grid alone (spikereg run --working-grid)
+    .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs --working-grid-rows --lava-spacings 2 1 --write
     # another model: a file and the checkpoint holding its ANN twin, e.g. a U-Net, in a section of its own
     .venv/bin/python benchmarks/real_pairs.py --model runs/unet/U.net --checkpoint runs/unet/checkpoints/best.pt \
         --out runs/real_pairs_unet --section "## Real pairs: Colin27 <-> MNI, the spiking U-Net" --write
@@ -82,9 +84,9 @@ from spikereg.metrics import dice, hausdorff95, log_jacobian_std, nonpositive_ja
 from spikereg.registration.working_grid import resample_to_grid, working_grid  # noqa: E402
 
 SECTION = "## Real pairs: Colin27 <-> MNI"
-NATIVE = ", then native"  # a run that refines on the fixed grid after the model's own spacing (--native-pass)
+WORKING = ", working grid"  # spikereg run --working-grid on a scan finer than the model (--working-grid-rows)
 METHODS = ["identity", "affine only", "SimpleITK demons", "ANTs SyN", "ANN twin", "SNN torch", "SNN Lava",
-           "SNN torch" + NATIVE, "SNN Lava" + NATIVE]
+           "SNN torch" + WORKING, "SNN Lava" + WORKING]
 GM, WM = 2, 3
 
 
@@ -155,21 +157,23 @@ def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path,
     """The ANN twin's field on the fixed grid, through the run's own input and output path.
 
     ``spikereg run``'s :func:`network_input` (intensities, the run's affine read
-    back from ``transform``, the working grid) and :meth:`NetworkInput.field`,
-    with the run's settings from its ``report``: the twin and the SNN differ in
-    the network alone.
+    back from ``transform``, the grid and pyramid it registered on) and
+    :meth:`NetworkInput.field`, with the run's settings from its ``report``: the
+    twin and the SNN differ in the network alone.
     """
     from spikereg.registration.pipeline import network_input
     from spikereg.registration.register import register
 
     preparation = report["preparation"]
-    inputs = network_input(fixed, moving, meta, affine=transform, use_working_grid=preparation["use_working_grid"],
+    levels = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
+    # the run's own grid and all of its levels: a native run is a pyramid on the fixed grid
+    grid = "working" if report["grids"]["registered_on"]["working_grid"] else "fixed"
+    inputs = network_input(fixed, moving, meta, affine=transform, grid=grid, pyramid=levels,
                            percentiles=tuple(preparation["percentiles"]),
                            histogram_match=preparation["histogram_match"], n4=preparation["n4"])
-    pyramid = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
     backend = AnnBackend(twin)
     result = register(inputs.fixed, inputs.moving, backend, iterations=report["iterations"],
-                      patch_stride=report["patch_stride"], pyramid=pyramid, smoothing=report["smoothing"],
+                      patch_stride=report["patch_stride"], pyramid=inputs.pyramid, smoothing=report["smoothing"],
                       percentiles=tuple(preparation["percentiles"]))
     return inputs.field(result.ddf, fixed)
 
@@ -201,16 +205,15 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         record("identity", scores(resampled, fixed_labels, fixed.spacing, None, time.perf_counter() - tick))
     runs = {}
     model_spacing = float(read_metadata(args.model_path).get("spacing_mm") or spacing)
-    levels = native_levels(fixed.spacing, model_spacing) if args.native_pass else 0
     plans = [("torch", "SNN torch", (), "run_torch"), ("sim", "SNN Lava", (), "run_sim")]
-    if levels:  # the model's spacing first (a pyramid on the fixed grid), then each finer level down to the native
-        flags = ("--fixed-grid", "--pyramid", str(levels))
-        plans += [("torch", "SNN torch" + NATIVE, flags, "run_torch_native"),
-                  ("sim", "SNN Lava" + NATIVE, flags, "run_sim_native")]
+    if args.working_grid_rows and native_levels(fixed.spacing, model_spacing):
+        # the run's default there is the model's spacing, then the scan's voxels: also the working grid alone
+        plans += [("torch", "SNN torch" + WORKING, ("--working-grid",), "run_torch_working"),
+                  ("sim", "SNN Lava" + WORKING, ("--working-grid",), "run_sim_working")]
     for backend, method, flags, folder in plans:
         if backend == "sim" and spacing not in args.lava_spacings:
             continue
-        suffix = "_native" if flags else ""
+        suffix = "_working" if flags else ""
         run_out, key = work / folder, backend + suffix
         if method in done and not args.redo and (run_out / "report.json").exists():
             runs[key] = run_out
@@ -312,10 +315,10 @@ def _paired_means(rows: dict, a: str, b: str) -> tuple[float, float, int] | None
 def targets(rows: dict) -> list[str]:
     """Issue 16's targets, each on the pairs where both of its methods ran."""
     lines = []
-    for snn in ("SNN Lava", "SNN torch", "SNN Lava" + NATIVE, "SNN torch" + NATIVE):
+    for snn in ("SNN Lava", "SNN torch", "SNN Lava" + WORKING, "SNN torch" + WORKING):
         for other, want in (("ANTs SyN", ">="), ("SimpleITK demons", ">="), ("ANN twin", "within 0.01 of")):
             means = _paired_means(rows, snn, other)
-            if means is None or (snn.endswith(NATIVE) and other == "ANN twin"):  # the twin row has no native pass
+            if means is None or (snn.endswith(WORKING) and other == "ANN twin"):  # the twin row follows the default
                 continue
             mine, theirs, count = means
             met = abs(mine - theirs) <= 0.01 if want.startswith("within") else mine >= theirs
@@ -326,7 +329,7 @@ def targets(rows: dict) -> list[str]:
     if folding:
         lines.append(f"- % J<=0 < 0.1 for the SNN: largest {max(folding):.3f}: "
                      f"**{'met' if max(folding) < 0.1 else 'missed'}**")
-    same = [m[k]["equals_torch"] for m in rows.values() for k in ("SNN Lava", "SNN Lava" + NATIVE)
+    same = [m[k]["equals_torch"] for m in rows.values() for k in ("SNN Lava", "SNN Lava" + WORKING)
             if "equals_torch" in m.get(k, {})]
     if same:
         lines.append(f"- `--backend sim` wrote the same field as `--backend torch`, bit for bit, on "
@@ -344,9 +347,11 @@ def claim_folder(out: Path, model: str, checkpoint: Path) -> None:
 
 
 def main(argv=None) -> int:
+    from spikereg.pretrained import DEFAULT_NAME
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="working folder: images, labels, runs, rows.json")
-    parser.add_argument("--model", default="sdnn-2mm", help="netx or graph file, or a shipped model's name")
+    parser.add_argument("--model", default=DEFAULT_NAME, help="netx or graph file, or a shipped model's name")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the model's checkpoint, for its ANN twin (default: the shipped model's; a model "
                              "file needs it)")
@@ -356,10 +361,10 @@ def main(argv=None) -> int:
     parser.add_argument("--lava-spacings", type=float, nargs="*", default=[2.0],
                         help="spacings whose pairs also run on Lava's simulator (minutes each)")
     parser.add_argument("--directions", nargs="+", default=["Colin27->MNI", "MNI->Colin27"])
-    parser.add_argument("--native-pass", action="store_true",
-                        help="also run the SNN on pairs finer than the model (1 mm for a 2 mm model) with "
-                             "`--fixed-grid --pyramid N`: the model's spacing first, then each finer level down to "
-                             "the images' own voxels (rows '..., then native')")
+    parser.add_argument("--working-grid-rows", action="store_true",
+                        help="on pairs finer than the model by a power of two (1 mm for a 2 mm model), where the "
+                             "run registers at the model's spacing and then on the images' own voxels, also run "
+                             "`spikereg run --working-grid`: the model's working grid alone (rows '..., working grid')")
     parser.add_argument("--redo", action="store_true", help="recompute rows kept in OUT/rows.json")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args(argv)

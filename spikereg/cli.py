@@ -46,6 +46,15 @@ console = Console(stderr=True)
 
 _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (" + ", ".join(SHIPPED)
                + "; 'spikereg models' lists them); default: " + DEFAULT_NAME + ", the most accurate.")
+# --working-grid/--fixed-grid, not given / given: the library's grid (spikereg.registration.pipeline.GRIDS)
+GRID_FLAGS = {None: "auto", True: "working", False: "fixed"}
+_GRID_OPTION = typer.Option(
+    None, "--working-grid/--fixed-grid",
+    help="Where the network registers. Default: the model's working grid (its training spacing) when the "
+         "fixed image's voxels differ from it by more than 25 %, except isotropic voxels finer than the "
+         "model's by a power of two, registered at the model's spacing first, then on their own voxels. "
+         "--working-grid: always the working grid (faster on fine scans, less accurate); --fixed-grid: the "
+         "fixed grid as it is, with --pyramid levels on it.")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -327,8 +336,10 @@ def run(
                                              "(default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's); "
                                                "larger is faster, smaller overlaps more."),
-    pyramid: int = typer.Option(1, help="Coarse-to-fine levels, each halving the volume (1: full resolution "
-                                "only); catches displacements larger than the model's range."),
+    pyramid: int = typer.Option(1, help="Coarse-to-fine levels at and above the model's spacing, each halving "
+                                "the volume (1: the model's spacing only); catches displacements larger than "
+                                "the model's range. Scans finer than the model get their finer levels on top "
+                                "(see --working-grid/--fixed-grid)."),
     smoothing: Optional[float] = typer.Option(None, help="Gaussian sigma (voxels) blurring each iteration's "
                                               "residual field, as demons does (default: the model's; 0: none)."),
     memory_budget: Optional[float] = typer.Option(None, help="GB; refuse, before any work, a volume whose "
@@ -353,10 +364,7 @@ def run(
                                help="Affine pre-alignment before the network: auto (SimpleITK, Mattes MI, "
                                     "multi-resolution, centre-of-mass start), none, or an ITK transform file "
                                     "(.tfm/.mat, fixed -> moving points). Saved as affine.tfm."),
-    use_working_grid: bool = typer.Option(True, "--working-grid/--fixed-grid",
-                                          help="Register on the model's working grid (its training spacing) when "
-                                               "the fixed image's voxels differ from it by more than 25 %; "
-                                               "--fixed-grid registers on the fixed grid as it is."),
+    use_working_grid: Optional[bool] = _GRID_OPTION,
     percentiles: str = typer.Option("1,99", "--percentiles", metavar="LOW,HIGH",
                                     help="Intensity normalisation: these percentiles of each image map to 0 and 1."),
     histogram_match: bool = typer.Option(False, "--histogram-match",
@@ -415,7 +423,7 @@ def run(
         options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget, affine=affine if affine in ("auto", "none") else str(
-                           Path(affine).resolve()), use_working_grid=use_working_grid, percentiles=lohi,
+                           Path(affine).resolve()), grid=GRID_FLAGS[use_working_grid], percentiles=lohi,
                        histogram_match=histogram_match, n4=n4, ddf_format=ddf_format)
         if pairs is not None:
             from spikereg.registration.cohort import COHORT_CSV, FAILED, CohortError, read_pairs, register_cohort
@@ -442,9 +450,9 @@ def run(
         if shape is not None:
             preflight(shape, meta, backend, pyramid, memory_budget, batch_size)
         fixed_vol, moving_vol, labels = load_inputs(fixed, moving, moving_labels, limit_gb=memory_budget)
-        grid_shape, _, on_working_grid = registration_grid(fixed_vol, meta, use_working_grid)
-        preflight(grid_shape, meta, backend, pyramid, memory_budget, batch_size)
-        note = spacing_note(fixed_vol, meta, model, working=grid_shape if on_working_grid else None)
+        plan = registration_grid(fixed_vol, meta, options["grid"], pyramid)
+        preflight(plan.shape, meta, backend, plan.pyramid, memory_budget, batch_size)
+        note = spacing_note(fixed_vol, meta, model, plan=plan)
         if note is not None:
             console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
         with _progress() as bar:
@@ -612,7 +620,9 @@ def evaluate(
     device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's)."),
-    pyramid: int = typer.Option(1, help="Coarse-to-fine levels, as for 'spikereg run' (1: full resolution only)."),
+    pyramid: int = typer.Option(1, help="Coarse-to-fine levels at and above the model's spacing, as for "
+                                "'spikereg run' (1: the model's spacing only)."),
+    use_working_grid: Optional[bool] = _GRID_OPTION,
     smoothing: Optional[float] = typer.Option(None, help="Gaussian sigma (voxels) blurring each iteration's "
                                               "residual field, as demons does (default: the model's; 0: none)."),
     batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
@@ -663,7 +673,8 @@ def evaluate(
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
                                     progress=report, overwrite=overwrite, percentiles=lohi,
-                                    histogram_match=histogram_match, n4=n4, l2r=l2r)
+                                    histogram_match=histogram_match, n4=n4, l2r=l2r,
+                                    grid=GRID_FLAGS[use_working_grid])
         summary = result.summary
         for before, after, label in (("dice_before", "dice", "mean Dice"),
                                      ("epe_before_vox", "epe_vox", "EPE (voxels)"), ("ncc_before", "ncc", "NCC")):

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from spikereg.errors import SpikeRegError
+from spikereg.pretrained import SHIPPED, shipped_name
 from spikereg.resources import shipped_dir
 
 
@@ -344,8 +345,9 @@ def load_config(
     # the file its twin came from, which need not exist where the checkpoint is used.
     for key in ("twin_from", "twin_init"):
         value = getattr(config.train, key)
-        if value and not Path(value).is_file():
-            raise ConfigError(f"{source}: 'train.{key}' {value}: file not found")
+        if value and not Path(value).is_file() and shipped_name(value) is None:
+            raise ConfigError(f"{source}: 'train.{key}' {value}: file not found (nor a shipped model's name: "
+                              f"{', '.join(SHIPPED)})")
     return config
 
 

@@ -123,6 +123,7 @@ def evaluate(
     histogram_match: bool = False,
     n4: bool = False,
     l2r: Path | None = None,
+    grid: str = "auto",
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
@@ -133,8 +134,10 @@ def evaluate(
     unless ``overwrite``, which replaces it whole. Pairs on different grids
     were resampled onto the fixed grid by the loader; as ``spikereg run``
     (:func:`~spikereg.registration.pipeline.network_input`, no affine), the
-    network registers on the model's working grid where the pair's spacing is
-    far from the model's, and the field is brought back; ``percentiles``,
+    network registers where ``grid`` and ``pyramid`` plan it (the model's working
+    grid, or the fixed grid after the model's spacing for scans finer by a power
+    of two: :func:`~spikereg.registration.pipeline.registration_grid`), and the
+    field is brought back; ``percentiles``,
     ``histogram_match`` and ``n4`` prepare the intensities the network reads
     (:mod:`spikereg.data.intensity`). ``l2r``: a folder that receives every
     pair's field as Learn2Reg's evaluation reads it (:mod:`spikereg.evaluation.l2r`),
@@ -156,12 +159,12 @@ def evaluate(
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes
             tick = time.perf_counter()
-            # as spikereg run reads a pair (no affine: a dataset's pairs are aligned), on the model's working
-            # grid where the pair's spacing is far from the model's, the field brought back onto the fixed grid
-            network = network_input(pair.fixed, pair.moving, meta, percentiles=percentiles,
-                                   histogram_match=histogram_match, n4=n4)
+            # as spikereg run reads a pair (no affine: a dataset's pairs are aligned), on the grid it plans,
+            # the field brought back onto the fixed grid
+            network = network_input(pair.fixed, pair.moving, meta, grid=grid, pyramid=pyramid,
+                                    percentiles=percentiles, histogram_match=histogram_match, n4=n4)
             registration = register(network.fixed, network.moving, net, iterations=iterations,
-                                    patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
+                                    patch_stride=patch_stride, pyramid=network.pyramid, smoothing=smoothing,
                                     percentiles=percentiles)
             if network.on_working_grid or network.moving_prepared is not pair.moving:
                 registration.ddf = network.field(registration.ddf, pair.fixed)

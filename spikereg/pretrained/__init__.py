@@ -1,8 +1,13 @@
 """Models shipped with SpikeReg, so that ``spikereg run`` works with no training.
 
 ``sdnn_2mm.*`` is the default, the accurate model (configs/sdnn_2mm.yaml,
-trained at 2 mm; ``benchmarks/accuracy.py`` measures it against demons and
-ANTs). ``demo.*`` is the small, fast one ``make demo`` trains
+trained at 2 mm on the template's small warps; ``benchmarks/accuracy.py`` and
+``benchmarks/real_pairs.py`` measure it against demons and ANTs).
+``sdnn_2mm_varied.*`` is the same network trained further on pairs with the
+intensity variety of different scanners and subjects
+(configs/sdnn_2mm_varied.yaml): better on such pairs, behind on the template's
+own (BENCHMARKS.md, "An inter-subject model"), so not the default.
+``demo.*`` is the small, fast one ``make demo`` trains
 (configs/demo.yaml, same seed), which the energy and speed benchmarks
 describe. Each is ``NAME.pt`` the checkpoint, ``NAME.net`` its verified netx
 export and ``NAME.verify.json`` the SLAYER-vs-Lava comparison made when it
@@ -34,6 +39,9 @@ class ShippedModel(NamedTuple):
 SHIPPED: dict[str, ShippedModel] = {
     "sdnn-2mm": ShippedModel(HERE / "sdnn_2mm.net", HERE / "sdnn_2mm.pt",
                              "sigma-delta (SDNN) network, the accurate one; configs/sdnn_2mm.yaml, 2 mm"),
+    "sdnn-2mm-varied": ShippedModel(HERE / "sdnn_2mm_varied.net", HERE / "sdnn_2mm_varied.pt",
+                                    "the same network trained further for different scanners and subjects; "
+                                    "configs/sdnn_2mm_varied.yaml, 2 mm"),
     "demo": ShippedModel(DEMO_MODEL, DEMO_CHECKPOINT,
                          "CUBA-LIF rate-coded SNN, small and fast; configs/demo.yaml (make demo), 4 mm"),
 }

@@ -46,7 +46,7 @@ OK, FAILED = "ok", "failed"
 #: report.json entries that must equal this run's options for --resume to keep a pair's earlier outputs.
 RESUME_OPTIONS = ("backend", "precision", "device", "iterations", "patch_stride", "pyramid", "smoothing")
 #: the same, for the options report.json records under "preparation" (grids, affine, intensities; issue 16)
-RESUME_PREPARATION = ("affine", "use_working_grid", "percentiles", "histogram_match", "n4")
+RESUME_PREPARATION = ("affine", "grid", "percentiles", "histogram_match", "n4")
 
 
 class CohortError(SpikeRegError, ValueError):

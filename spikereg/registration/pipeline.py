@@ -152,13 +152,14 @@ def declared_shape(path: Path, what: str) -> tuple[int, int, int] | None:
 
 
 def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float = 0.25,
-                 working: tuple[int, ...] | None = None) -> str | None:
+                 plan: GridPlan | None = None) -> str | None:
     """A sentence where the images' voxels differ from those the model was trained on by more than ``tolerance``.
 
     Why: the network reads displacements in its own voxels within a fixed
     patch; at another spacing the anatomy in a patch and the motion it can
     see both change scale. Not an error -- the field is still a field -- but
-    worth resampling for.
+    worth saying how the run meets it (``plan``: :func:`registration_grid`),
+    or, without a plan, worth resampling for.
     """
     trained = meta.get("spacing_mm")
     if not trained:
@@ -172,40 +173,78 @@ def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float
         has = "anisotropic voxels of " + " x ".join(f"{s:.3g}" for s in spacing) + " mm"
     else:
         has = f"{float(np.mean(spacing)):.3g} mm voxels"
-    if working is not None:  # run_registration registers on the model's working grid
+    trained_on = f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: "
+    if plan is None:
+        return (trained_on + f"resample the images to about {trained:g} mm on every axis for its accuracy "
+                "(or pick another model, 'spikereg models')")
+    if plan.kind == "native":
+        return (trained_on + f"registered at {trained:g} mm first, then on the images' own voxels ({plan.pyramid} "
+                f"pyramid levels on the fixed grid; --working-grid registers on a {trained:g} mm working grid only, "
+                "faster and less accurate: BENCHMARKS.md, 'Real pairs, read')")
+    if plan.kind == "working":
         levels = native_levels(spacing, trained)
-        hint = (f"--fixed-grid --pyramid {levels}: register at {trained:g} mm first, then on the images' own "
-                "voxels, more accurate and about 3x slower (BENCHMARKS.md, 'Real pairs, read')" if levels else
+        hint = ("without --working-grid: then on the images' own voxels, more accurate" if levels else
                 "--fixed-grid: register at the images' own spacing")
-        return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: the pair is "
-                f"resampled onto a working grid of {trained:g} mm on every axis ({'x'.join(map(str, working))}), "
-                f"registered there, and the field brought back onto the fixed grid ({hint})")
-    return (f"model {model} was trained on {trained:g} mm voxels; {volume.path} has {has}: "
-            f"resample the images to about {trained:g} mm on every axis for its accuracy "
-            "(or pick another model, 'spikereg models')")
+        return (trained_on + f"the pair is resampled onto a working grid of {trained:g} mm on every axis "
+                f"({'x'.join(map(str, plan.shape))}), registered there, and the field brought back onto the "
+                f"fixed grid ({hint})")
+    return trained_on + "registered on the fixed grid as it is (--fixed-grid)"
 
 
-def registration_grid(fixed: Volume, meta: dict, use_working_grid: bool = True
-                      ) -> tuple[tuple[int, int, int], np.ndarray, bool]:
-    """(shape, affine, is_working_grid) of the grid the network registers on: the model's working grid, or the fixed.
+GRIDS = ("auto", "working", "fixed")
 
-    The working grid (:mod:`spikereg.registration.working_grid`) where the
-    fixed image's voxels differ from the model's training spacing
-    (``spacing_mm``) by more than 25 % on some axis, and ``use_working_grid``.
+
+@dataclass(frozen=True)
+class GridPlan:
+    """The grid the network registers on, and the pyramid levels it runs there.
+
+    ``grid`` is what was asked (:data:`GRIDS`); ``native`` counts the levels
+    finer than the model's spacing that ``auto`` adds on the fixed grid
+    (0 elsewhere): a 1 mm scan and a 2 mm model register at 2 mm first, then
+    on the scan's own voxels.
     """
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    on_working_grid: bool
+    pyramid: int
+    native: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "working" if self.on_working_grid else ("native" if self.native else "fixed")
+
+
+def registration_grid(fixed: Volume, meta: dict, grid: str = "auto", pyramid: int = 1) -> GridPlan:
+    """Where the network registers ``fixed``'s pair, and with how many pyramid levels.
+
+    ``pyramid`` counts levels at and above the model's training spacing
+    (``spacing_mm``); ``grid``:
+
+    - ``working``: the model's working grid (:mod:`spikereg.registration.working_grid`) where the fixed
+      image's voxels differ from the model's by more than 25 % on some axis, else the fixed grid;
+    - ``fixed``: the fixed grid as it is, ``pyramid`` levels on it;
+    - ``auto`` (default): as ``working``, except for isotropic voxels finer than the model's by a power of
+      two (:func:`~spikereg.registration.working_grid.native_levels`): there the fixed grid, with the levels
+      down from the model's spacing added below ``pyramid``'s, so the last passes see the scan's own voxels.
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"grid {grid!r}: choose one of {', '.join(GRIDS)}")
     spacing = meta.get("spacing_mm")
-    if use_working_grid and needs_working_grid(fixed.spacing, spacing):
+    finer = native_levels(fixed.spacing, spacing) - 1 if grid == "auto" else -1
+    if finer > 0:
+        return GridPlan(fixed.shape, fixed.affine, False, pyramid + finer, finer)
+    if grid != "fixed" and needs_working_grid(fixed.spacing, spacing):
         shape, affine = working_grid(fixed.shape, fixed.affine, float(spacing))
-        return shape, affine, True
-    return fixed.shape, fixed.affine, False
+        return GridPlan(shape, affine, True, pyramid)
+    return GridPlan(fixed.shape, fixed.affine, False, pyramid)
 
 
 @dataclass
 class NetworkInput:
     """The pair as the network reads it, and the way back from its field to the fixed grid.
 
-    ``fixed`` and ``moving`` lie on the registration grid (``grid_shape``,
-    ``grid_affine``: :func:`registration_grid`), the moving image through the
+    ``fixed`` and ``moving`` lie on the registration grid (``plan``:
+    :func:`registration_grid`, which also says the pyramid), the moving image through the
     affine pre-alignment ``aligned`` (None: no affine). Any engine with the
     backends' interface registers them (:func:`register`); :meth:`field`
     turns its field into the run's saved one. ``spikereg run`` and the
@@ -213,12 +252,18 @@ class NetworkInput:
     """
     fixed: np.ndarray
     moving: np.ndarray
-    grid_shape: tuple[int, int, int]
-    grid_affine: np.ndarray
-    on_working_grid: bool
+    plan: GridPlan
     aligned: object | None  # an affine.AffineResult
     intensity: dict
     moving_prepared: Volume  # the moving image after intensity preparation, on its own grid
+
+    @property
+    def on_working_grid(self) -> bool:
+        return self.plan.on_working_grid
+
+    @property
+    def pyramid(self) -> int:
+        return self.plan.pyramid
 
     @property
     def world(self) -> np.ndarray | None:
@@ -226,16 +271,20 @@ class NetworkInput:
 
     def field(self, network_ddf: np.ndarray, fixed: Volume) -> np.ndarray:
         """The saved field on ``fixed``'s grid: the network's ``network_ddf`` (registration grid), then the affine."""
-        on_fixed = (field_onto_grid(network_ddf, self.grid_affine, fixed.shape, fixed.affine) if self.on_working_grid
+        on_fixed = (field_onto_grid(network_ddf, self.plan.affine, fixed.shape, fixed.affine) if self.on_working_grid
                     else network_ddf)
         return total_field(on_fixed, fixed.affine, self.world)
 
 
 def network_input(fixed: Volume, moving: Volume, meta: dict, *, affine: str | Path | None = None,
-                  use_working_grid: bool = True, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                  grid: str = "auto", pyramid: int = 1, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
                   histogram_match: bool = False, n4: bool = False) -> NetworkInput:
-    """Prepare intensities, pre-align (an AffineError before any network work) and resample onto the network's grid."""
-    grid_shape, grid_affine, on_working_grid = registration_grid(fixed, meta, use_working_grid)
+    """Prepare intensities, pre-align (an AffineError before any network work) and resample onto the network's grid.
+
+    ``grid`` and ``pyramid``: :func:`registration_grid`; register with ``pyramid=`` the result's ``pyramid``.
+    """
+    plan = registration_grid(fixed, meta, grid, pyramid)
+    grid_shape, grid_affine, on_working_grid = plan.shape, plan.affine, plan.on_working_grid
     fixed_in, moving_in, intensity = prepare(fixed, moving, histogram_match=histogram_match, n4=n4)
     intensity["percentiles"] = [float(p) for p in percentiles]
     aligned = affine_stage(affine, fixed_in, moving_in)
@@ -245,7 +294,7 @@ def network_input(fixed: Volume, moving: Volume, meta: dict, *, affine: str | Pa
         moving_g = moving_in.data
     else:
         moving_g = sample_world(moving_in, grid_shape, grid_affine, world=world)
-    return NetworkInput(fixed_g, moving_g, grid_shape, grid_affine, on_working_grid, aligned, intensity, moving_in)
+    return NetworkInput(fixed_g, moving_g, plan, aligned, intensity, moving_in)
 
 
 def run_options(meta: dict, iterations: int | None, patch_stride: int | None,
@@ -333,7 +382,7 @@ def run_registration(
     keep_failed: bool = False,
     overwrite: bool = False,
     affine: str | Path | None = None,
-    use_working_grid: bool = True,
+    grid: str = "auto",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     histogram_match: bool = False,
     n4: bool = False,
@@ -356,9 +405,10 @@ def run_registration(
     Grids: ``moving`` (and ``labels``) may lie on any grid overlapping the
     fixed image's. ``affine`` ("auto", an ITK transform file, or None/"none":
     :func:`spikereg.registration.affine.affine_stage`) pre-aligns the moving
-    image; the network registers on the model's working grid where the fixed
-    image's spacing is far from the model's (``use_working_grid``,
-    :func:`registration_grid`), and its field is brought back onto the fixed
+    image; the network registers on the grid ``grid`` and ``pyramid`` plan
+    (:func:`registration_grid`: by default the model's working grid where the fixed
+    image's spacing is far from the model's, or the fixed grid after the model's
+    spacing for scans finer by a power of two), and its field is brought back onto the fixed
     grid. The saved field is the whole map, network then affine
     (:func:`total_field`), in voxels of the fixed grid, so that ``spikereg
     warp`` with it alone reproduces ``warped.nii.gz``. ``percentiles``,
@@ -367,19 +417,19 @@ def run_registration(
     check_out_folder(out, overwrite=overwrite)
 
     iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
-    grid_shape, _, _ = registration_grid(fixed, meta, use_working_grid)
-    memory_estimate = preflight(grid_shape, meta, backend, pyramid, memory_budget_gb, batch_size)
+    plan = registration_grid(fixed, meta, grid, pyramid)
+    memory_estimate = preflight(plan.shape, meta, backend, plan.pyramid, memory_budget_gb, batch_size)
     profiles = [load_profile(name) for name in DEFAULT_PROFILES]  # a bad profile fails before the long run
     start = time.perf_counter()
-    inputs = network_input(fixed, moving, meta, affine=affine, use_working_grid=use_working_grid,
+    inputs = network_input(fixed, moving, meta, affine=affine, grid=grid, pyramid=pyramid,
                            percentiles=percentiles, histogram_match=histogram_match, n4=n4)
-    grid_shape, grid_affine, on_working_grid = inputs.grid_shape, inputs.grid_affine, inputs.on_working_grid
+    grid_shape, grid_affine, on_working_grid = plan.shape, plan.affine, plan.on_working_grid
     aligned, world, intensity = inputs.aligned, inputs.world, inputs.intensity
     moving_on_fixed = same_grid(moving, fixed)
     with open_backend(model_path, backend=backend, precision=precision, device=device,
                       batch_size=batch_size, range_stop=not keep_failed) as engine:
         result = register(inputs.fixed, inputs.moving, engine, iterations=iterations, patch_stride=patch_stride,
-                          pyramid=pyramid, smoothing=smoothing, progress=progress, percentiles=percentiles)
+                          pyramid=plan.pyramid, smoothing=smoothing, progress=progress, percentiles=percentiles)
         stats: BackendStats = engine.stats
         window = engine.codec.window
         guard = engine.guard
@@ -452,12 +502,13 @@ def run_registration(
                 "moving_resampled": not moving_on_fixed,
                 "registered_on": {"shape": list(grid_shape),
                                   "spacing": [round(float(v), 4) for v in np.linalg.norm(grid_affine[:3, :3], axis=0)],
-                                  "working_grid": on_working_grid},
+                                  "working_grid": on_working_grid, "kind": plan.kind,
+                                  "levels_finer_than_model": plan.native},
                 "ddf": "voxels of the fixed grid along its array axes, fixed -> moving (network, then affine)",
             },
             "intensity": intensity,
             # the options that prepared the pair, as given (spikereg run --pairs --resume compares them)
-            "preparation": {"affine": "none" if affine is None else str(affine), "use_working_grid": use_working_grid,
+            "preparation": {"affine": "none" if affine is None else str(affine), "grid": grid,
                             "percentiles": [float(p) for p in percentiles], "histogram_match": histogram_match,
                             "n4": n4},
         }

@@ -62,6 +62,7 @@ from spikereg.networks.graph_convert import convert_twin, project_into_range
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.graph_twin import GraphTwin
 from spikereg.networks.snn import SpikingRegNet
+from spikereg.pretrained import resolve_checkpoint
 from spikereg.training import distributed
 from spikereg.training.distributed import Workers
 from spikereg.training.logs import TrainLog
@@ -535,8 +536,8 @@ def check_twin_from(config: Config) -> None:
 
 def _check_stored_twin(config: Config, key: str) -> None:
     option = f"train.{key}"
-    path = Path(getattr(config.train, key))
     try:
+        path = resolve_checkpoint(getattr(config.train, key))  # a path, or a shipped model's name
         state = _read_checkpoint(path)
     except (FileNotFoundError, ValueError) as error:
         raise type(error)(f"{option} {error}") from None
@@ -554,7 +555,7 @@ def _check_stored_twin(config: Config, key: str) -> None:
 def twin_for(config: Config, key: str = "twin_from") -> AnnTwin:
     """The stored twin of ``train.twin_from`` (or ``train.twin_init``), checked to have ``config``'s topology."""
     _check_stored_twin(config, key)
-    return load_twin(Path(getattr(config.train, key)))
+    return load_twin(resolve_checkpoint(getattr(config.train, key)))
 
 
 def load_twin(path: str | Path) -> AnnTwin | None:

@@ -11,16 +11,32 @@ from spikereg.netx_file import read_metadata
 from spikereg.registration.pipeline import run_registration
 
 
-def test_the_twin_row_runs_a_graph_twin_on_the_run_s_working_grid(tiny_unet, tmp_path):
-    """An 8 mm pair, registered as `spikereg run --backend torch` does it (on the model's 4 mm working grid), then
-    the twin with that run's report: a field on the fixed grid, as the SNN's."""
-    template = load_mni("t1", 8.0)
-    fixed = Volume(template.data, template.affine, tmp_path / "fixed.nii.gz")
-    moving = Volume(np.roll(template.data, 1, axis=0), template.affine, tmp_path / "moving.nii.gz")
+@pytest.mark.parametrize("spacing, kind, levels", [(8.0, "working", 1), (2.0, "native", 2)])
+def test_the_twin_row_runs_a_graph_twin_on_the_run_s_grid_and_levels(tiny_unet, tmp_path, monkeypatch, spacing, kind,
+                                                                      levels):
+    """A pair registered as `spikereg run --backend torch` does it -- 8 mm: on the 4 mm model's working grid; 2 mm:
+    at 4 mm, then on the pair's own voxels -- then the twin with that run's report: on the same grid, with the same
+    levels, a field on the fixed grid as the SNN's."""
+    import spikereg.registration.register as register_module
+
+    template = load_mni("t1", spacing)
+    box = tuple(slice(0, min(n, 48)) for n in template.shape)  # a 2 mm brain's corner: a test-sized pair
+    fixed = Volume(np.ascontiguousarray(template.data[box]), template.affine, tmp_path / "fixed.nii.gz")
+    moving = Volume(np.roll(fixed.data, 1, axis=0), template.affine, tmp_path / "moving.nii.gz")
     meta = read_metadata(tiny_unet.path)
     report = run_registration(fixed, moving, tiny_unet.path, meta, tmp_path / "run", backend="torch")
-    assert report["grids"]["registered_on"]["working_grid"]
+    registered_on = report["grids"]["registered_on"]
+    assert registered_on["kind"] == kind and report["pyramid"] == levels
+    seen = []
+    original = register_module.register
+
+    def register(fixed_grid, moving_grid, backend, **options):
+        seen.append((fixed_grid.shape, options["pyramid"]))
+        return original(fixed_grid, moving_grid, backend, **options)
+
+    monkeypatch.setattr(register_module, "register", register)
     ddf = real_pairs.twin_field(tiny_unet.twin, meta, fixed, moving, None, report)
+    assert seen == [(tuple(registered_on["shape"]), levels)]
     snn = real_pairs.load_volume_ddf(tmp_path / "run" / "ddf.nii.gz")
     assert ddf.shape == snn.shape == (3, *fixed.shape) and np.isfinite(ddf).all() and np.abs(ddf).max() > 0
 

@@ -149,26 +149,28 @@ def test_evaluate_l2r_refuses_names_without_case_numbers(cli, test_split: Path, 
     assert not list(tmp_path.iterdir())
 
 
-def test_evaluate_registers_on_the_working_grid_as_run_does(cli, tmp_path: Path) -> None:
-    """A 2 mm pair with the 4 mm demo model: evaluate's field is the one `spikereg run --affine none` writes."""
+@pytest.mark.parametrize("flags, kind, levels", [((), "native", 2), (("--working-grid",), "working", 1)])
+def test_evaluate_registers_on_the_grid_run_does(cli, tmp_path: Path, flags, kind, levels) -> None:
+    """A 2 mm pair with the 4 mm demo model -- by default at 4 mm, then on the pair's own voxels; with
+    --working-grid on the 4 mm working grid alone: evaluate's field is the one `spikereg run --affine none` writes."""
     data = tmp_path / "synth2mm"
     result = cli.invoke("data", "synth", "--out", data, "--pairs", 1, "--spacing", 2, "--split", "0,0,1",
                         "--seed", 5, "--max-displacement", 2)
     assert result.exit_code == 0, result.output
     out = tmp_path / "eval"
     result = cli.invoke("evaluate", "--model", "demo", "--data", data, "--split", "test", "--backend", "torch",
-                        "--out", out, "--iterations", 1, "--save-outputs")
+                        "--out", out, "--iterations", 1, "--save-outputs", *flags)
     assert result.exit_code == 0, result.output
     evaluated, _ = load_ddf(out / "pairs" / "pair_000" / "ddf.nii.gz")
     fixed = load_volume(data / "test" / "fixed_images" / "pair_000.nii.gz")
-    assert evaluated.shape[1:] == fixed.shape  # on the fixed (2 mm) grid, brought back from the 4 mm working grid
+    assert evaluated.shape[1:] == fixed.shape  # on the fixed (2 mm) grid
     run = tmp_path / "run"
     result = cli.invoke("run", "--model", "demo", "--backend", "torch", "--affine", "none", "--iterations", 1,
                         "--fixed", data / "test" / "fixed_images" / "pair_000.nii.gz",
-                        "--moving", data / "test" / "moving_images" / "pair_000.nii.gz", "--out", run)
+                        "--moving", data / "test" / "moving_images" / "pair_000.nii.gz", "--out", run, *flags)
     assert result.exit_code == 0, result.output
     ran, _ = load_ddf(run / "ddf.nii.gz")
-    assert report_grid(run)["working_grid"] is True
+    assert report_grid(run)["kind"] == kind and report_value(run, "pyramid") == levels
     np.testing.assert_array_equal(evaluated, ran)
 
 
@@ -176,3 +178,9 @@ def report_grid(run: Path) -> dict:
     import json
 
     return json.loads((run / "report.json").read_text())["grids"]["registered_on"]
+
+
+def report_value(run: Path, key: str):
+    import json
+
+    return json.loads((run / "report.json").read_text())[key]

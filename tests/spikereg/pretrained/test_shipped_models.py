@@ -30,8 +30,10 @@ def uninstalled(monkeypatch, tmp_path):
 def test_names_give_the_shipped_files():
     assert resolve_model("demo") == DEMO_MODEL and resolve_checkpoint("demo") == DEMO_CHECKPOINT
     assert SHIPPED["demo"].netx == DEMO_MODEL and SHIPPED["demo"].checkpoint == DEMO_CHECKPOINT
-    # the default is the accurate model (issue 3: `spikereg run` with no --model runs the best one)
+    # the default is the accurate model (issue 3: `spikereg run` with no --model runs the best one); the
+    # inter-subject one is shipped beside it, by name
     assert resolve_model("sdnn-2mm") == DEFAULT_MODEL and resolve_checkpoint("sdnn-2mm") == DEFAULT_CHECKPOINT
+    assert resolve_model("sdnn-2mm-varied") == DEFAULT_MODEL.with_name("sdnn_2mm_varied.net") != DEFAULT_MODEL
     for name, entry in SHIPPED.items():  # every entry says which config made it and at what spacing
         assert "configs/" in entry.description and " mm" in entry.description, name
         assert entry.netx.parent == entry.checkpoint.parent == DEFAULT_MODEL.parent, name
@@ -80,6 +82,7 @@ def test_models_command_lists_demo_present_and_an_uninstalled_model(cli, uninsta
     table = cli.invoke("models")
     assert table.exit_code == 0, table.output
     assert "sdnn-2mm (default)" in table.output and "not installed" in table.output
+    assert not rows["sdnn-2mm-varied"]["default"] and rows["sdnn-2mm-varied"]["present"]
     assert "models" in cli.invoke("--help").output
 
 

@@ -192,3 +192,18 @@ def test_twin_init_trains_the_stored_twin_further_and_is_checked(tiny_config, ti
     with pytest.raises(ValueError, match=r"train.twin_init .*holds no ANN twin"):
         trainer.pretrain_twin(replace(tiny_config, train=replace(
             train_cfg, twin_init=str(ROOT / "spikereg/pretrained/demo.pt"))), sampler)
+
+
+def test_a_stored_twin_can_be_named_as_a_shipped_model(tmp_path, monkeypatch):
+    """configs/sdnn_2mm_varied.yaml starts from `twin_init: sdnn-2mm`: the name resolves to the packaged checkpoint
+    from any working folder (a wheel has no spikereg/pretrained/ beside the user's files)."""
+    from spikereg.pretrained import SHIPPED
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config("sdnn_2mm_varied")
+    assert config.train.twin_init == "sdnn-2mm"
+    twin = trainer.twin_for(config, "twin_init")
+    stored = load_twin(SHIPPED["sdnn-2mm"].checkpoint)
+    assert all(torch.equal(a, b) for a, b in zip(twin.kernels, stored.kernels))
+    with pytest.raises(ConfigError, match=r"'train.twin_init' sdnn-3mm: file not found \(nor a shipped model's name"):
+        load_config("sdnn_2mm_varied", ["train.twin_init=sdnn-3mm"])
