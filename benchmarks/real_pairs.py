@@ -54,6 +54,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -388,7 +389,7 @@ def main(argv=None) -> int:
     lines = table(rows) + targets(rows)
     print("\n".join(lines))
     if args.write:
-        command = "benchmarks/real_pairs.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = shlex.join(["benchmarks/real_pairs.py", *(argv if argv is not None else sys.argv[1:])])
         machine = f"{platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}"
         head = [f"Command: `.venv/bin/python {command}` on {machine}, {started:%Y-%m-%d} (rows kept in "
                 f"`rows.json` across runs of the same command).",
