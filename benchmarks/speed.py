@@ -179,13 +179,15 @@ def child_sim(folder: Path, out: Path, count: int, model: Path) -> dict:
     from spikereg.registration.backends import open_backend
     from spikereg.registration.patches import extract, pad_to, patch_grid
     from spikereg.registration.pipeline import network_input, run_options
+    from spikereg.registration.register import pyramid_shapes
 
     meta = read_metadata(model)
     iterations, stride, _ = run_options(meta, None, None)
     fixed, moving, _ = load_pair(folder)
     inputs = network_input(fixed, moving, meta)
     with open_backend(model, "sim") as lava:
-        grid = patch_grid(inputs.fixed.shape, lava.patch_size, stride)
+        patch = lava.patch_size
+        grid = patch_grid(inputs.fixed.shape, patch, stride)
         pick = np.linspace(0, len(grid) - 1, count).round().astype(int)  # spread over the whole volume
         sub = type(grid)(grid.shape, grid.padded, grid.patch, grid.stride, grid.origins[pick])
         f = extract(pad_to(normalize_intensity(inputs.fixed), grid.padded), sub)
@@ -199,7 +201,10 @@ def child_sim(folder: Path, out: Path, count: int, model: Path) -> dict:
     return {"same_as_torch": same, "wall": wall, "compile": stats.compile_seconds, "run": stats.network_seconds,
             "patches": count, "iterations": iterations, "grid_shape": list(inputs.fixed.shape),
             "steps": stats.time_steps, "per_patch": stats.network_seconds / count,
-            "per_step_ms": stats.network_seconds / stats.time_steps * 1e3, "patches_per_iteration": len(grid)}
+            "per_step_ms": stats.network_seconds / stats.time_steps * 1e3,
+            # every level of the run's pyramid (a 1 mm brain: its 2 mm level, then the 1 mm one)
+            "patches_per_iteration": sum(len(patch_grid(shape, patch, stride)) for shape in
+                                         pyramid_shapes(inputs.fixed.shape, inputs.pyramid, patch))}
 
 
 def child_train(folder: Path, out: Path, steps: int, checkpoint: Path) -> dict:
