@@ -55,3 +55,13 @@ def test_a_unet_is_timed_on_its_working_grid_and_the_section_says_which_model(ti
     assert "registered on the model's 4 mm working grid (50x58x48)" in section
     assert "336 patches (1 iteration x 336)" in section and "x 336 patches + torch's host time" in section
     assert "SLAYER's sigma-delta neuron on the one step from rest" in section
+
+
+def test_the_lava_extrapolation_counts_every_level_of_a_native_run(tiny_unet, tmp_path):
+    """A 2 mm brain and a 4 mm model: the run registers at 4 mm, then on the 2 mm voxels; the sampled Lava row
+    extrapolates over the patches of both levels, as many as the torch run registered."""
+    folder, _ = speed.make_pairs(tmp_path, [2.0])[2.0]
+    run = speed.child_registration(folder, tmp_path / "run", tiny_unet.path, "torch")
+    assert not run["working_grid"] and run["grid_shape"] == list(speed.load_pair(folder)[0].shape)
+    sim = speed.child_sim(folder, tmp_path, 2, tiny_unet.path)
+    assert sim["patches_per_iteration"] * run["iterations"] == run["patches"]
