@@ -196,12 +196,11 @@ GRIDS = ("auto", "working", "fixed")
 
 @dataclass(frozen=True)
 class GridPlan:
-    """The grid the network registers on, and the pyramid levels it runs there.
+    """The grid the network registers on (``shape``, ``affine``), and the pyramid levels it runs there.
 
-    ``grid`` is what was asked (:data:`GRIDS`); ``native`` counts the levels
-    finer than the model's spacing that ``auto`` adds on the fixed grid
-    (0 elsewhere): a 1 mm scan and a 2 mm model register at 2 mm first, then
-    on the scan's own voxels.
+    ``native`` counts the levels finer than the model's spacing that the
+    ``auto`` grid adds on the fixed grid (0 elsewhere): a 1 mm scan and a 2 mm
+    model register at 2 mm first, then on the scan's own voxels.
     """
     shape: tuple[int, int, int]
     affine: np.ndarray
