@@ -166,10 +166,9 @@ def twin_field(twin, meta: dict, fixed: Volume, moving: Volume, transform: Path,
     from spikereg.registration.register import register
 
     preparation = report["preparation"]
-    levels = len(report["pyramid"]) if isinstance(report["pyramid"], list) else report["pyramid"]
     # the run's own grid and all of its levels: a native run is a pyramid on the fixed grid
     grid = "working" if report["grids"]["registered_on"]["working_grid"] else "fixed"
-    inputs = network_input(fixed, moving, meta, affine=transform, grid=grid, pyramid=levels,
+    inputs = network_input(fixed, moving, meta, affine=transform, grid=grid, pyramid=report["pyramid"],
                            percentiles=tuple(preparation["percentiles"]),
                            histogram_match=preparation["histogram_match"], n4=preparation["n4"])
     backend = AnnBackend(twin)
@@ -206,16 +205,17 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
         record("identity", scores(resampled, fixed_labels, fixed.spacing, None, time.perf_counter() - tick))
     runs = {}
     model_spacing = float(read_metadata(args.model_path).get("spacing_mm") or spacing)
-    plans = [("torch", "SNN torch", (), "run_torch"), ("sim", "SNN Lava", (), "run_sim")]
+    plans = [("torch", "SNN torch", ()), ("sim", "SNN Lava", ())]
     if args.working_grid_rows and native_levels(fixed.spacing, model_spacing):
         # the run's default there is the model's spacing, then the scan's voxels: also the working grid alone
-        plans += [("torch", "SNN torch" + WORKING, ("--working-grid",), "run_torch_working"),
-                  ("sim", "SNN Lava" + WORKING, ("--working-grid",), "run_sim_working")]
-    for backend, method, flags, folder in plans:
+        plans += [("torch", "SNN torch" + WORKING, ("--working-grid",)),
+                  ("sim", "SNN Lava" + WORKING, ("--working-grid",))]
+    for backend, method, flags in plans:
         if backend == "sim" and spacing not in args.lava_spacings:
             continue
         suffix = "_working" if flags else ""
-        run_out, key = work / folder, backend + suffix
+        key = backend + suffix
+        run_out = work / f"run_{key}"
         if method in done and not args.redo and (run_out / "report.json").exists():
             runs[key] = run_out
             continue
