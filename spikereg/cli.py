@@ -46,7 +46,7 @@ console = Console(stderr=True)
 
 _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (" + ", ".join(SHIPPED)
                + "; 'spikereg models' lists them); default: " + DEFAULT_NAME + ", the most accurate.")
-# --working-grid/--fixed-grid, not given / given: the library's grid (spikereg.registration.pipeline.GRIDS)
+# --working-grid/--fixed-grid, not given / given: the library's grid (spikereg.registration.working_grid.GRIDS)
 GRID_FLAGS = {None: "auto", True: "working", False: "fixed"}
 _GRID_OPTION = typer.Option(
     None, "--working-grid/--fixed-grid",
@@ -387,11 +387,11 @@ def run(
             declared_shape,
             load_inputs,
             preflight,
-            registration_grid,
             run_options,
             run_registration,
             spacing_note,
         )
+        from spikereg.registration.working_grid import registration_grid
 
         check_bounds({"--iterations": iterations, "--patch-stride": patch_stride, "--pyramid": pyramid,
                       "--smoothing": smoothing, "--batch-size": batch_size, "--memory-budget": memory_budget,

@@ -136,7 +136,7 @@ def evaluate(
     (:func:`~spikereg.registration.pipeline.network_input`, no affine), the
     network registers where ``grid`` and ``pyramid`` plan it (the model's working
     grid, or the fixed grid after the model's spacing for scans finer by a power
-    of two: :func:`~spikereg.registration.pipeline.registration_grid`), and the
+    of two: :func:`~spikereg.registration.working_grid.registration_grid`), and the
     field is brought back; ``percentiles``,
     ``histogram_match`` and ``n4`` prepare the intensities the network reads
     (:mod:`spikereg.data.intensity`). ``l2r``: a folder that receives every

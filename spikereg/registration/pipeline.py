@@ -39,7 +39,7 @@ from spikereg.registration.counts import RASTER_NAME, save_raster
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
-from spikereg.registration.working_grid import field_onto_grid, native_levels, needs_working_grid, working_grid
+from spikereg.registration.working_grid import GridPlan, field_onto_grid, native_levels, registration_grid
 
 OUTPUTS = {"ddf": "ddf.nii.gz", "warped": "warped.nii.gz"}
 ITK_DDF = "ddf_itk.nii.gz"  # --ddf-format itk: the same field as ITK reads it (mm, LPS)
@@ -189,53 +189,6 @@ def spacing_note(volume: Volume, meta: dict, model: str | Path, tolerance: float
                 f"({'x'.join(map(str, plan.shape))}), registered there, and the field brought back onto the "
                 f"fixed grid ({hint})")
     return trained_on + "registered on the fixed grid as it is (--fixed-grid)"
-
-
-GRIDS = ("auto", "working", "fixed")
-
-
-@dataclass(frozen=True)
-class GridPlan:
-    """The grid the network registers on (``shape``, ``affine``), and the pyramid levels it runs there.
-
-    ``native`` counts the levels finer than the model's spacing that the
-    ``auto`` grid adds on the fixed grid (0 elsewhere): a 1 mm scan and a 2 mm
-    model register at 2 mm first, then on the scan's own voxels.
-    """
-    shape: tuple[int, int, int]
-    affine: np.ndarray
-    on_working_grid: bool
-    pyramid: int
-    native: int = 0
-
-    @property
-    def kind(self) -> str:
-        return "working" if self.on_working_grid else ("native" if self.native else "fixed")
-
-
-def registration_grid(fixed: Volume, meta: dict, grid: str = "auto", pyramid: int = 1) -> GridPlan:
-    """Where the network registers ``fixed``'s pair, and with how many pyramid levels.
-
-    ``pyramid`` counts levels at and above the model's training spacing
-    (``spacing_mm``); ``grid``:
-
-    - ``working``: the model's working grid (:mod:`spikereg.registration.working_grid`) where the fixed
-      image's voxels differ from the model's by more than 25 % on some axis, else the fixed grid;
-    - ``fixed``: the fixed grid as it is, ``pyramid`` levels on it;
-    - ``auto`` (default): as ``working``, except for isotropic voxels finer than the model's by a power of
-      two (:func:`~spikereg.registration.working_grid.native_levels`): there the fixed grid, with the levels
-      down from the model's spacing added below ``pyramid``'s, so the last passes see the scan's own voxels.
-    """
-    if grid not in GRIDS:
-        raise ValueError(f"grid {grid!r}: choose one of {', '.join(GRIDS)}")
-    spacing = meta.get("spacing_mm")
-    finer = native_levels(fixed.spacing, spacing) - 1 if grid == "auto" else -1
-    if finer > 0:
-        return GridPlan(fixed.shape, fixed.affine, False, pyramid + finer, finer)
-    if grid != "fixed" and needs_working_grid(fixed.spacing, spacing):
-        shape, affine = working_grid(fixed.shape, fixed.affine, float(spacing))
-        return GridPlan(shape, affine, True, pyramid)
-    return GridPlan(fixed.shape, fixed.affine, False, pyramid)
 
 
 @dataclass

@@ -5,7 +5,9 @@ model trained at 2 mm sees a 1 mm scan's anatomy and motion at the wrong
 scale. Images finer or coarser than the model's spacing are therefore
 registered on a grid of the fixed image's extent and orientation at the
 model's spacing, and the field is brought back onto the fixed grid, where
-the full-resolution moving image is warped with it.
+the full-resolution moving image is warped with it. Isotropic images finer
+than the model's spacing by a power of two are instead registered on their own
+grid, at the model's spacing first (:func:`registration_grid` plans which).
 
 With F and W the fixed and working grids' voxel-to-world affines (linear
 parts F_l, W_l), a working field u_w moves working voxel q to q + u_w(q),
@@ -18,6 +20,8 @@ which :func:`field_onto_grid` evaluates (u_w trilinear between working
 voxels, repeated at the border as :func:`spikereg.data.warp` does).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -34,7 +38,8 @@ def native_levels(spacing: tuple[float, ...], model_spacing: float | None) -> in
     """Pyramid levels from the model's spacing down to isotropic voxels of ``spacing``, halving each level.
 
     0 unless the voxels are isotropic and finer than the model's by a power of two (5 %): 2 for 1 mm voxels
-    and a 2 mm model (``--fixed-grid --pyramid 2``: the model's spacing first, then the scan's own voxels).
+    and a 2 mm model (:func:`registration_grid`'s ``auto`` plan: the model's spacing first, then the scan's own
+    voxels).
     """
     if not model_spacing or max(spacing) > 1.05 * min(spacing):
         return 0
@@ -49,6 +54,53 @@ def needs_working_grid(spacing: tuple[float, ...], model_spacing: float | None,
     if not model_spacing:
         return False
     return any(abs(s - model_spacing) > tolerance * model_spacing for s in spacing)
+
+
+GRIDS = ("auto", "working", "fixed")
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """The grid the network registers on (``shape``, ``affine``), and the pyramid levels it runs there.
+
+    ``native`` counts the levels finer than the model's spacing that the
+    ``auto`` grid adds on the fixed grid (0 elsewhere): a 1 mm scan and a 2 mm
+    model register at 2 mm first, then on the scan's own voxels.
+    """
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    on_working_grid: bool
+    pyramid: int
+    native: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "working" if self.on_working_grid else ("native" if self.native else "fixed")
+
+
+def registration_grid(fixed: Volume, meta: dict, grid: str = "auto", pyramid: int = 1) -> GridPlan:
+    """Where the network registers ``fixed``'s pair, and with how many pyramid levels.
+
+    ``pyramid`` counts levels at and above the model's training spacing
+    (``spacing_mm``); ``grid``:
+
+    - ``working``: the model's working grid (:mod:`spikereg.registration.working_grid`) where the fixed
+      image's voxels differ from the model's by more than 25 % on some axis, else the fixed grid;
+    - ``fixed``: the fixed grid as it is, ``pyramid`` levels on it;
+    - ``auto`` (default): as ``working``, except for isotropic voxels finer than the model's by a power of
+      two (:func:`~spikereg.registration.working_grid.native_levels`): there the fixed grid, with the levels
+      down from the model's spacing added below ``pyramid``'s, so the last passes see the scan's own voxels.
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"grid {grid!r}: choose one of {', '.join(GRIDS)}")
+    spacing = meta.get("spacing_mm")
+    finer = native_levels(fixed.spacing, spacing) - 1 if grid == "auto" else -1
+    if finer > 0:
+        return GridPlan(fixed.shape, fixed.affine, False, pyramid + finer, finer)
+    if grid != "fixed" and needs_working_grid(fixed.spacing, spacing):
+        shape, affine = working_grid(fixed.shape, fixed.affine, float(spacing))
+        return GridPlan(shape, affine, True, pyramid)
+    return GridPlan(fixed.shape, fixed.affine, False, pyramid)
 
 
 def working_grid(shape: tuple[int, int, int], affine: np.ndarray, spacing: float

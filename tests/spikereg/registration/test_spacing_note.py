@@ -47,7 +47,7 @@ def test_native_levels_need_isotropic_voxels_finer_by_a_power_of_two():
     (2.0, "auto", 2, "fixed", 2, None),
 ])
 def test_the_grid_plan_and_its_note(spacing, grid, pyramid, kind, levels, note):
-    from spikereg.registration.pipeline import registration_grid
+    from spikereg.registration.working_grid import registration_grid
 
     fixed = Volume(np.zeros((4, 4, 4), np.float32), np.diag([spacing] * 3 + [1.0]), path="img.nii.gz")
     plan = registration_grid(fixed, META, grid, pyramid)
@@ -59,7 +59,7 @@ def test_the_grid_plan_and_its_note(spacing, grid, pyramid, kind, levels, note):
 
 
 def test_an_unknown_grid_is_refused():
-    from spikereg.registration.pipeline import registration_grid
+    from spikereg.registration.working_grid import registration_grid
 
     with pytest.raises(ValueError, match="grid 'native': choose one of auto, working, fixed"):
         registration_grid(volume(1.0, 1.0, 1.0), META, "native")
