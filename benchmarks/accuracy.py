@@ -333,6 +333,9 @@ def section_text(settings: dict, table: str, notes: list[str], runs: list[dict],
     if merge_command is None:
         commands = f".venv/bin/python {runs[0]['command']}"
         machines = [f"- machine: {runs[0]['machine']}\n", f"- date: {runs[0]['date']}\n"]
+    elif len(runs) == 1:  # one run writing its CSV, then the section rendered from it
+        commands = f".venv/bin/python {runs[0]['command']}\n.venv/bin/python {merge_command}"
+        machines = [f"- {runs[0]['machine']}; {runs[0]['wall_seconds']:.0f} s wall; {runs[0]['date']}\n"]
     else:
         commands = ("# the shards as separate processes (here in parallel), then their per-pair CSVs merged\n"
                     + "".join(f".venv/bin/python {run['command']} &\n" for run in runs)

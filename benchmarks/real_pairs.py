@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -339,9 +340,13 @@ def targets(rows: dict) -> list[str]:
 
 
 def claim_folder(out: Path, model: str, checkpoint: Path) -> None:
-    """``OUT/model.json``: the model whose rows OUT keeps; another model's run there is refused (rows would mix)."""
+    """``OUT/model.json``: the model whose rows OUT keeps; another model's run there is refused (rows would mix).
+
+    The checkpoint's digest is part of the claim: a model retrained under the same name is another model.
+    """
     claim = out / "model.json"
-    mine = {"model": str(model), "checkpoint": str(checkpoint)}
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    mine = {"model": str(model), "checkpoint": str(checkpoint), "sha256": digest}
     if claim.exists() and json.loads(claim.read_text()) != mine:
         raise ValueError(f"--out {out} holds the rows of {claim.read_text().strip()}: give another --out")
     claim.write_text(json.dumps(mine))

@@ -1,6 +1,7 @@
 """benchmarks/real_pairs.py with a U-Net: the ANN twin row (twin_field) on a GraphTwin, through the run's own
 input path and settings; a model file without its checkpoint, or a folder holding another model's rows, refused."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +58,11 @@ def test_a_model_file_needs_its_checkpoint_and_a_folder_of_its_own(tiny_unet, tm
     for _ in range(2):  # the same model again: its own rows, kept
         real_pairs.claim_folder(mine, str(tiny_unet.path), tiny_unet.checkpoint)
     assert json.loads((mine / "model.json").read_text())["model"] == str(tiny_unet.path)
+    retrained = tmp_path / "retrained.pt"  # the same name and path, other weights: another model's rows
+    retrained.write_bytes(Path(tiny_unet.checkpoint).read_bytes())
+    again = tmp_path / "again"
+    again.mkdir()
+    real_pairs.claim_folder(again, "sdnn-2mm", retrained)
+    retrained.write_bytes(retrained.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="holds the rows of"):
+        real_pairs.claim_folder(again, "sdnn-2mm", retrained)
