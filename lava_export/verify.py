@@ -45,7 +45,7 @@ def graded_quantum(blocks) -> float:
 
 
 # A sigma-delta layer's summed input must stay within the 24-bit range Lava and Loihi 2 carry
-# (spikereg.networks.ann.SUMMED_INPUT_LIMIT). Verification streams a few patches through
+# (spikereg.networks.bounds.summed_input_limit). Verification streams a few patches through
 # Lava; the range is checked on many more, in SLAYER alone.
 RANGE_PATCHES = 512
 
@@ -89,7 +89,7 @@ class Verification:
     # the sub-threshold residues carried between patches differ
     per_patch_max_error: float | None = None
     # SDNN only: each conv/dense layer's largest |summed input| in SLAYER on range_patches
-    # real-anatomy patches, which must stay below summed_input_limit (spikereg.networks.ann.SUMMED_INPUT_LIMIT)
+    # real-anatomy patches, which must stay below summed_input_limit (spikereg.networks.bounds.summed_input_limit)
     summed_input_peaks: list[float] | None = None
     summed_input_limit: float | None = None
     range_patches: int | None = None

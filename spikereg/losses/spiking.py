@@ -29,7 +29,7 @@ def summed_input_bound_loss(summed: list[torch.Tensor], bound: float) -> torch.T
     layer.
 
     Why: conversion scales a sigma-delta network so that every layer's summed
-    input fits Lava's and Loihi 2's 24-bit range (+-32 in SLAYER's units) with
+    input fits Lava's and Loihi 2's 24-bit range (+-32 in SLAYER's units at spike_exp 6) with
     room to spare (``bound``, :meth:`AnnTwin.balanced_kernels`), but SLAYER
     fine-tuning is free to grow the weights again: measured on the 2 mm model,
     1,000 unpenalised steps took the largest summed inputs on 4,096 training

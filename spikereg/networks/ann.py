@@ -21,19 +21,25 @@ import torch
 import torch.nn.functional as F
 
 from spikereg.config import ModelConfig
+from spikereg.networks.bounds import INPUT_MAX, SATURATION_MARGIN, message_limit, summed_input_limit
 from spikereg.networks.encoding import READOUT_CHANNELS, decode_displacement, graded_levels, input_features
 
-# A sigma-delta layer's summed input travels from Lava's (and Loihi 2's) conv/dense to its
-# neuron as a 24-bit number with 18 fractional bits: within +-32 in SLAYER's units, and it
-# wraps past that (measured: a readout of 76 came back as 12; the 2 mm model balanced to 16
-# or 24 verified exactly on 8 patches, to 32 or more it did not). Export checks it
-# (lava_export.verify), training keeps it (train.snn_range_weight).
-SUMMED_INPUT_LIMIT = 32.0
-# Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of
-# 1/32. Summed inputs: the calibration patches' largest is kept 2 times below the limit,
-# for inputs unlike them (lower bounds shrink the first layers' weights).
+# Balancing targets (SLAYER's units). Weights: the 8-bit grid spans [-4, 3.97] in steps of 1/32.
+# Values, as fractions of the chip's limits at the model's spike_exp (spikereg.networks.bounds:
+# a layer's summed input travels in 24 bits and Lava wraps past it; a hidden layer's graded
+# spikes in 16-bit messages): the calibration patches' largest is kept 2 times below each
+# limit, for inputs unlike them. The readout's values are kept to a sixteenth of the summed
+# input's limit: its worst case over every input grows with the network's gain, and the
+# saturation that proves the range at export (bounds.saturate_for_chip) then clips the last
+# hidden layer near its calibration peak rather than far below it.
 BALANCED_MAX_WEIGHT = 3.9
-BALANCED_MAX_VALUE = SUMMED_INPUT_LIMIT / 2
+BALANCED_VALUE_FRACTION = 1 / 2
+BALANCED_READOUT_FRACTION = 1 / 16
+
+
+def balanced_max_value(spike_exp: int) -> float:
+    """The largest ``|summed input|`` balancing (and SDNN fine-tuning) leaves a layer on calibration patches."""
+    return summed_input_limit(spike_exp) * BALANCED_VALUE_FRACTION
 
 
 class AnnTwin(torch.nn.Module):
@@ -79,33 +85,51 @@ class AnnTwin(torch.nn.Module):
                 for i, k in enumerate(self.kernels if kernels is None else kernels)}
 
     @torch.no_grad()
-    def balanced_kernels(self, fixed: torch.Tensor, moving: torch.Tensor, max_weight: float = BALANCED_MAX_WEIGHT,
-                         max_value: float = BALANCED_MAX_VALUE) -> tuple[list[torch.Tensor], float]:
+    def balanced_kernels(self, fixed: torch.Tensor, moving: torch.Tensor, spike_exp: int | None = None,
+                         max_weight: float = BALANCED_MAX_WEIGHT, max_value: float | None = None
+                         ) -> tuple[list[torch.Tensor], float]:
         """The kernels rescaled layer by layer for the chip's number formats, and the readout gain.
 
         Why: the chip's weights are 8-bit, in steps of 1/32 of the unit SLAYER
-        trains in; a trained ReLU twin's kernels are small (largest |w| about
-        0.3), so quantized as they are they keep a handful of levels (measured:
-        whole-volume EPE 0.1 voxel worse than the twin). A ReLU layer is
-        positively homogeneous, ``relu(s W x) = s relu(W x)``, so scaling layer
-        ``l`` by ``s_l`` scales every later value by the product: the network
-        computes the same field with a readout ``gain`` times larger, which the
-        decoder divides out (``model.readout_gain``). Each ``s_l`` is as large
-        as the weights allow (largest weight ``max_weight``) but keeps the
-        layer's largest summed input (before the ReLU, either sign) on the
-        calibration patches ``fixed``/``moving`` at most ``max_value``: Lava's
-        conv sends it to the neuron as a 24-bit number with 18 fractional bits
-        (measured: a readout of 76 came back as 12), and Loihi 2's is signed.
+        trains in, and a trained ReLU twin's kernels are small (largest |w|
+        0.15-0.4): quantized as they are, a layer keeps a dozen levels. A ReLU
+        layer is positively homogeneous, ``relu(s W x) = s relu(W x)``, so
+        scaling layer ``l`` by ``s_l`` scales every later value by the product:
+        the network computes the same field with a readout ``gain`` times
+        larger, which the decoder divides out (``model.readout_gain``). Each
+        ``s_l`` is as large as the weights allow (largest weight ``max_weight``)
+        but keeps, on the calibration patches ``fixed``/``moving``, the layer's
+        largest summed input (before the ReLU, either sign) within ``max_value``
+        (default: half the 24-bit limit at ``spike_exp``, the SNN's; by default
+        the twin's ``model.spike_exp``), a hidden layer's graded spikes within
+        half the 16-bit message limit (the first layer's over every input within
+        the saturation margin of it: its inputs are the host's bounded levels,
+        and export cannot saturate what feeds it), and the readout's values
+        within :data:`BALANCED_READOUT_FRACTION` of the summed-input limit. At
+        ``spike_exp`` 6 (+-32) the value bound, not the weights, set every scale
+        and the weights kept 12-35 levels; at ``spike_exp`` 0 (+-2048, spikes on
+        the 1/64 delta grid) the first layers reach the weights' range
+        (BENCHMARKS.md, "Conversion at the chip's spike_exp").
         Graded (sdnn) twins only: a CUBA layer's clipped rate is not homogeneous.
         """
         if self.config.neuron.type != "sdnn":
             raise ValueError("weight balancing needs ReLU (model.neuron.type sdnn) layers")
-        peaks = [float(summed.abs().max()) for summed in self.layers(fixed, moving)[0]]
+        spike_exp = self.config.spike_exp if spike_exp is None else spike_exp
+        if max_value is None:
+            max_value = balanced_max_value(spike_exp)
+        summed, rates = self.layers(fixed, moving)
+        value_caps = [message_limit(spike_exp) * BALANCED_VALUE_FRACTION] * (len(rates) - 1) + [
+            summed_input_limit(spike_exp) * BALANCED_READOUT_FRACTION]
         kernels, gain = [], 1.0
-        for kernel, peak in zip(self.kernels, peaks):
+        for index, (kernel, layer_input, layer_output, value_cap) in enumerate(
+                zip(self.kernels, summed, rates, value_caps)):
             scale = max_weight / float(kernel.abs().max().clamp(min=1e-12))
-            if peak > 0:
-                scale = min(scale, max_value / (gain * peak))
+            if index == 0 and len(self.kernels) > 1:  # its inputs are the host's levels: its worst case is known
+                worst_spike = float(kernel.clamp(min=0).flatten(1).sum(dim=1).max()) * INPUT_MAX
+                scale = min(scale, message_limit(spike_exp) * SATURATION_MARGIN / worst_spike)
+            for peak, cap in ((float(layer_input.abs().max()), max_value), (float(layer_output.max()), value_cap)):
+                if peak > 0:
+                    scale = min(scale, cap / (gain * peak))
             kernels.append(kernel.detach() * scale)
             gain *= scale
         return kernels, gain

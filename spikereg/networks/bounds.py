@@ -267,7 +267,8 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
     delta threshold's own; the 24 bits then hold +-2048), and each hidden layer
     whose successor would still overflow saturates at the largest level ``c``
     (a multiple of 1/64) that keeps the successor within ``margin`` of the
-    limit. Same trained kernels; returns a new network (the readout gain, too).
+    limits: its summed input's and, for a hidden successor, its graded
+    spikes' (16-bit messages, +-512). Same trained kernels; returns a new network (the readout gain, too).
     """
     if net.input_block is None:
         raise ValueError("saturation applies to sigma-delta (sdnn) networks")
@@ -275,6 +276,7 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
     hidden = len(net.config.channels)
     clamps = [0.0] * hidden
     limit = summed_input_limit(CHIP_SPIKE_EXP) * margin
+    message = message_limit(CHIP_SPIKE_EXP) * margin
 
     def build(levels: list[float]):
         candidate = SpikingRegNet(replace(net.config, spike_exp=CHIP_SPIKE_EXP,
@@ -282,24 +284,37 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
         candidate.load_state_dict(kernels, strict=False)
         return candidate.eval()
 
+    def excess(bounds: list[LayerBound], index: int) -> list[tuple[float, float]]:
+        """Layer ``index``'s bounded quantities as (value, its limit): its summed input, and a hidden layer's
+        graded spikes (16-bit messages: a saturated layer's first population still sends relu(x) itself)."""
+        quantities = [(bounds[index].peak, limit)]
+        if index < hidden:
+            quantities.append((bounds[index].spike, message))
+        return quantities
+
     candidate = build(clamps)
     for layer in range(hidden):
         bounds = network_bounds(candidate)
-        if bounds[layer].peak >= limit:
-            raise ValueError(f"layer {layer + 1}'s worst-case summed input {bounds[layer].peak:,.1f} exceeds "
-                             f"{limit:,.0f} even with the layers before it saturated: its weights are too "
-                             "large for the chip's 24 bits")
-        if bounds[layer + 1].peak < limit:
+        # what feeds this layer is already saturated (or is the host's levels): its own limits, not the margin
+        over = [f"{name} {value:,.1f}" for name, (value, cap) in zip(("worst-case summed input", "graded spike"),
+                                                                      excess(bounds, layer)) if value >= cap / margin]
+        if over:
+            raise ValueError(f"layer {layer + 1}'s {over[0]} exceeds the chip's range (+-{limit / margin:,.0f} summed, "
+                             f"+-{message / margin:,.0f} per spike) even with the layers before it saturated: "
+                             "its weights are too large for the chip")
+        if all(value < cap for value, cap in excess(bounds, layer + 1)):
             continue
-        # The successor's bound is linear in c once this layer saturates: solve from two levels.
-        at = []
-        for level in (1.0, 2.0):
-            at.append(network_bounds(build(clamps[:layer] + [level] + clamps[layer + 1:]))[layer + 1].peak)
-        slope = at[1] - at[0]
-        level = 1.0 + (limit - at[0]) / slope if slope > 0 else 511.0
-        clamps[layer] = min(511.0, float(np.floor(level * 64) / 64))
+        # The successor's bounds are linear in c once this layer saturates: solve each from two levels.
+        at = [excess(network_bounds(build(clamps[:layer] + [level] + clamps[layer + 1:])), layer + 1)
+              for level in (1.0, 2.0)]
+        levels = []
+        for (one, cap), (two, _) in zip(*at):
+            slope = two - one
+            levels.append(1.0 + (cap - one) / slope if slope > 0 else 511.0)
+        clamps[layer] = min(511.0, float(np.floor(min(levels) * 64) / 64))
         if clamps[layer] <= 0:
             raise ValueError(f"layer {layer + 2}'s weights alone exceed the chip's range: no saturation "
-                             f"level of layer {layer + 1} keeps it within {limit:,.0f}")
+                             f"level of layer {layer + 1} keeps it within +-{limit:,.0f} (summed) and "
+                             f"+-{message:,.0f} (spikes)")
         candidate = build(clamps)
     return candidate

@@ -6,7 +6,8 @@ trained at 2 mm on the template's small warps; ``benchmarks/accuracy.py`` and
 ``sdnn_2mm_varied.*`` is the same network trained further on pairs with the
 intensity variety of different scanners and subjects
 (configs/sdnn_2mm_varied.yaml): better on such pairs, behind on the template's
-own (BENCHMARKS.md, "An inter-subject model"), so not the default.
+own (BENCHMARKS.md, "An inter-subject model", "Conversion at the chip's
+spike_exp"), so not the default.
 ``demo.*`` is the small, fast one ``make demo`` trains
 (configs/demo.yaml, same seed), which the energy and speed benchmarks
 describe. Each is ``NAME.pt`` the checkpoint, ``NAME.net`` its verified netx

@@ -55,7 +55,7 @@ from spikereg.losses import (
     summed_input_range_loss,
     worst_case_bound_loss,
 )
-from spikereg.networks.ann import BALANCED_MAX_VALUE, AnnTwin
+from spikereg.networks.ann import AnnTwin, balanced_max_value
 from spikereg.networks.bounds import SATURATION_MARGIN, network_bounds, provably_in_range, summed_input_limit
 from spikereg.networks.encoding import decode_displacement
 from spikereg.networks.graph_convert import convert_twin, project_into_range
@@ -254,7 +254,8 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             # Calibrated on training patches drawn apart from the training stream.
             draws = np.random.default_rng(config.train.seed + 2)
             calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws).to(device)
-            kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving)
+            kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving,
+                                                 spike_exp=config.model.spike_exp)
             config = replace(config, model=replace(config.model, readout_gain=gain))
             net = SpikingRegNet(config.model)
             net.load_state_dict(twin.snn_state(kernels), strict=False)
@@ -384,7 +385,8 @@ def _snn_outputs(net: SpikingRegNet, batch: PatchBatch, range_weight: float = 0.
     spikes = net.encode(batch.fixed, batch.moving)
     if range_weight:
         summed, outputs = net.summed_inputs(spikes)
-        extra = {"summed_input_bound": range_weight * summed_input_bound_loss(summed, BALANCED_MAX_VALUE)}
+        extra = {"summed_input_bound": range_weight * summed_input_bound_loss(
+            summed, balanced_max_value(net.config.spike_exp))}
         if keep_proven:  # a network proven in range at conversion stays so
             extra["worst_case_bound"] = range_weight * worst_case_bound_loss(
                 network_bounds(net, differentiable=True), summed_input_limit(net.config.spike_exp) * SATURATION_MARGIN)

@@ -18,7 +18,14 @@ from lava_export.netx import RangeError, export_netx, sidecar
 from lava_export.verify import sample_patches, stress_patches
 from spikereg.config import load_config
 from spikereg.data import load_mni, make_pair
-from spikereg.networks.bounds import network_bounds, provably_in_range, summed_input_limit, worst_case_table
+from spikereg.networks.bounds import (
+    message_limit,
+    network_bounds,
+    provably_in_range,
+    saturate_for_chip,
+    summed_input_limit,
+    worst_case_table,
+)
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.registration.backends import open_backend
 from spikereg.registration.range_guard import RangeOverflowError
@@ -103,6 +110,24 @@ def test_a_corrupted_pair_loses_its_saturation_credit():
     with torch.no_grad():  # -W becomes -W/2: the pair no longer delivers clamp(x, 0, c)
         readout.synapse.weight[:, second] = weights[:, second] * 0.5
     assert network_bounds(paired)[1].summed > 2 * honest
+
+
+def test_saturation_keeps_a_hidden_layers_graded_spikes_within_the_message_limit():
+    """A hidden layer whose summed input fits the 24 bits but whose graded spikes pass the 16-bit messages: the
+    layer before it saturates until they fit (a saturated pair's first population still sends relu(x))."""
+    torch.manual_seed(0)
+    net = SpikingRegNet(load_config(None, SDNN_TINY + ["model.channels=[4, 4]", "model.strides=[2, 1]",
+                                                       "model.spike_exp=0"]).model).eval()
+    kernels = [block.synapse.parametrizations.weight.original for block in net.blocks]
+    with torch.no_grad():
+        kernels[0].mul_(100 / network_bounds(net)[0].spike)
+        kernels[1].mul_(800 / network_bounds(net)[1].spike)
+    bounds = network_bounds(net)
+    assert bounds[1].peak < 0.9 * summed_input_limit(0) and bounds[1].spike > message_limit(0)
+    saturated = saturate_for_chip(net)
+    assert saturated.config.clamp[0] > 0
+    assert network_bounds(saturated)[1].spike < 0.9 * message_limit(0)
+    assert all(row.ok for row in worst_case_table(saturated))
 
 
 @pytest.fixture(scope="module")

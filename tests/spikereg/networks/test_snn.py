@@ -1,5 +1,6 @@
 """The spiking network's neuron types: config checks, the shipped CUBA model unchanged, SDNN and its ANN twin."""
 import json
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 from spikereg.config import ConfigError, load_config
 from spikereg.networks.ann import AnnTwin
+from spikereg.networks.bounds import INPUT_MAX
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.netx_file import METADATA_ATTR
 from spikereg.pretrained import DEMO_MODEL
@@ -104,12 +106,21 @@ def test_balanced_kernels_keep_the_twin_and_bring_the_quantized_sdnn_closer_to_i
         for mine, theirs in zip(balanced_twin.kernels, kernels):
             mine.copy_(theirs)
         torch.testing.assert_close(balanced_twin.predict(fixed, moving) / gain, ann, rtol=1e-4, atol=1e-5)
-        # Each layer as large as the weights allow, or as its summed input allows (either sign).
-        summed = [float(v.abs().max()) for v in balanced_twin.layers(fixed, moving)[0]]
-    for kernel, peak in zip(kernels, summed):
-        weight = float(kernel.abs().max())
-        assert weight <= 3.9 + 1e-5 and peak <= 8.0 + 1e-4
-        assert weight == pytest.approx(3.9) or peak == pytest.approx(8.0)
+        # Each layer as large as the weights allow, or as its summed input (either sign) or its values allow:
+        # a hidden layer's graded spikes half the message limit, the readout's values a sixteenth of the
+        # summed input's (spike_exp 6: 4 and 2).
+        summed, values = balanced_twin.layers(fixed, moving)
+    caps = [4.0] * (len(kernels) - 1) + [2.0]
+    for kernel, layer_input, layer_output, cap in zip(kernels, summed, values, caps):
+        weight, peak, value = float(kernel.abs().max()), float(layer_input.abs().max()), float(layer_output.max())
+        assert weight <= 3.9 + 1e-5 and peak <= 8.0 + 1e-4 and value <= cap + 1e-4
+        if kernel is kernels[0] and float(kernel.clamp(min=0).flatten(1).sum(dim=1).max()) * INPUT_MAX == \
+                pytest.approx(0.9 * 8):
+            continue  # bound by its worst case, below
+        assert weight == pytest.approx(3.9) or peak == pytest.approx(8.0) or value == pytest.approx(cap)
+    # The first layer's graded spikes over every input (the host's levels) within the margin of the message limit.
+    first_worst = float(kernels[0].clamp(min=0).flatten(1).sum(dim=1).max()) * INPUT_MAX
+    assert first_worst <= 0.9 * 8 + 1e-4
     # Values a patch could not hold shrink the layers instead (a gain below 1).
     assert twin.balanced_kernels(fixed, moving, max_value=1e-3)[1] < 1
 
@@ -130,6 +141,30 @@ def test_balanced_kernels_keep_the_twin_and_bring_the_quantized_sdnn_closer_to_i
         torch.testing.assert_close(rebuilt.predict(fixed, moving), net.predict(fixed, moving))
 
 
+def test_balancing_follows_the_spike_exp_range_and_spike_exp_0_leaves_the_weights_their_levels():
+    """At spike_exp 6 (+-32) the summed inputs, not the weights, bound the scales and the 8-bit weights keep few
+    levels; at spike_exp 0 (+-2048) the first layer reaches the weights' range and the SDNN stays near its twin."""
+    torch.manual_seed(0)
+    fixed, moving = torch.rand(8, 1, 8, 8, 8), torch.rand(8, 1, 8, 8, 8)
+    errors, first_weights = {}, {}
+    for spike_exp in (6, 0):
+        config = load_config(None, SDNN + [f"model.spike_exp={spike_exp}"]).model
+        torch.manual_seed(0)
+        twin = AnnTwin(config)
+        kernels, gain = twin.balanced_kernels(fixed, moving)
+        with torch.no_grad():
+            summed = twin.layers(fixed, moving)[0]
+        assert gain * float(summed[-1].abs().max()) <= 0.5 * 2.0 ** (11 - spike_exp) * (1 + 1e-5)
+        net = SpikingRegNet(replace(config, readout_gain=gain))
+        net.load_state_dict(twin.snn_state(kernels), strict=False)
+        with torch.no_grad():
+            ann = twin.predict(fixed, moving)
+            errors[spike_exp] = float((net.eval().predict(fixed, moving) - ann).abs().mean())
+        first_weights[spike_exp] = float(kernels[0].abs().max())
+    assert first_weights[0] == pytest.approx(3.9) and first_weights[6] < 1.0
+    assert errors[0] < 0.5 * errors[6]
+
+
 def test_readout_gain_is_for_graded_readouts_only():
     with pytest.raises(ConfigError, match=r"'model.readout_gain' applies to model.neuron.type sdnn only"):
         load_config(None, TINY + ["model.readout_gain=4"])
@@ -142,7 +177,7 @@ def test_readout_gain_is_for_graded_readouts_only():
 def test_sdnn_summed_inputs_are_each_layers_sigma_and_fine_tuning_keeps_them_in_range():
     """The summed inputs are what Lava carries in 24 bits; the training term sees exactly them."""
     from spikereg.data.sampling import PatchBatch
-    from spikereg.networks.ann import BALANCED_MAX_VALUE
+    from spikereg.networks.ann import balanced_max_value
     from spikereg.training.trainer import _snn_outputs
 
     config = load_config(None, ["model.neuron.type=sdnn", "model.spike_code=delta", "model.patch_size=8",
@@ -161,7 +196,7 @@ def test_sdnn_summed_inputs_are_each_layers_sigma_and_fine_tuning_keeps_them_in_
     batch = PatchBatch(fixed, moving, torch.zeros(2, 3, 4, 4, 4))
     assert _snn_outputs(net, batch, 1.0)[2]["summed_input_bound"] == 0  # an untrained net is far within
     with torch.no_grad():  # weights scaled up until the first layer's sums pass the bound
-        scale = 2 * BALANCED_MAX_VALUE / float(first.abs().max())
+        scale = 2 * balanced_max_value(config.model.spike_exp) / float(first.abs().max())
         net.blocks[0].synapse.parametrizations.weight.original.mul_(scale)
     term = _snn_outputs(net, batch, 1.0)[2]["summed_input_bound"]
     assert term > 0 and term.requires_grad
