@@ -91,8 +91,8 @@ class AnnTwin(torch.nn.Module):
         """The kernels rescaled layer by layer for the chip's number formats, and the readout gain.
 
         Why: the chip's weights are 8-bit, in steps of 1/32 of the unit SLAYER
-        trains in, and a trained ReLU twin's kernels are small (largest |w|
-        0.15-0.4): quantized as they are, a layer keeps a dozen levels. A ReLU
+        trains in, and a trained ReLU twin's kernels are a few tenths:
+        quantized as they are, a layer keeps a dozen levels. A ReLU
         layer is positively homogeneous, ``relu(s W x) = s relu(W x)``, so
         scaling layer ``l`` by ``s_l`` scales every later value by the product:
         the network computes the same field with a readout ``gain`` times
@@ -106,10 +106,10 @@ class AnnTwin(torch.nn.Module):
         the saturation margin of it: its inputs are the host's bounded levels,
         and export cannot saturate what feeds it), and the readout's values
         within :data:`BALANCED_READOUT_FRACTION` of the summed-input limit. At
-        ``spike_exp`` 6 (+-32) the value bound, not the weights, set every scale
-        and the weights kept 12-35 levels; at ``spike_exp`` 0 (+-2048, spikes on
-        the 1/64 delta grid) the first layers reach the weights' range
-        (BENCHMARKS.md, "Conversion at the chip's spike_exp").
+        ``spike_exp`` 6 (+-32) the value bound, not the weights, sets every
+        scale and the weights keep few levels; at ``spike_exp`` 0 (+-2048,
+        spikes on the 1/64 delta grid) the first layers reach the weights'
+        range (BENCHMARKS.md, "Conversion at the chip's spike_exp").
         Graded (sdnn) twins only: a CUBA layer's clipped rate is not homogeneous.
         """
         if self.config.neuron.type != "sdnn":
