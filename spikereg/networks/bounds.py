@@ -275,8 +275,7 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
     kernels = {name: value for name, value in net.state_dict().items() if name.endswith("original")}
     hidden = len(net.config.channels)
     clamps = [0.0] * hidden
-    limit = summed_input_limit(CHIP_SPIKE_EXP) * margin
-    message = message_limit(CHIP_SPIKE_EXP) * margin
+    limit, message = summed_input_limit(CHIP_SPIKE_EXP), message_limit(CHIP_SPIKE_EXP)
 
     def build(levels: list[float]):
         candidate = SpikingRegNet(replace(net.config, spike_exp=CHIP_SPIKE_EXP,
@@ -284,9 +283,9 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
         candidate.load_state_dict(kernels, strict=False)
         return candidate.eval()
 
-    def excess(bounds: list[LayerBound], index: int) -> list[tuple[float, float]]:
-        """Layer ``index``'s bounded quantities as (value, its limit): its summed input, and a hidden layer's
-        graded spikes (16-bit messages: a saturated layer's first population still sends relu(x) itself)."""
+    def bounded(bounds: list[LayerBound], index: int) -> list[tuple[float, float]]:
+        """Layer ``index``'s bounded quantities as (worst case, the chip's limit): its summed input, and a hidden
+        layer's graded spikes (16-bit messages: a saturated layer's first population still sends relu(x) itself)."""
         quantities = [(bounds[index].peak, limit)]
         if index < hidden:
             quantities.append((bounds[index].spike, message))
@@ -297,24 +296,24 @@ def saturate_for_chip(net, margin: float = SATURATION_MARGIN):
         bounds = network_bounds(candidate)
         # what feeds this layer is already saturated (or is the host's levels): its own limits, not the margin
         over = [f"{name} {value:,.1f}" for name, (value, cap) in zip(("worst-case summed input", "graded spike"),
-                                                                      excess(bounds, layer)) if value >= cap / margin]
+                                                                      bounded(bounds, layer)) if value >= cap]
         if over:
-            raise ValueError(f"layer {layer + 1}'s {over[0]} exceeds the chip's range (+-{limit / margin:,.0f} summed, "
-                             f"+-{message / margin:,.0f} per spike) even with the layers before it saturated: "
+            raise ValueError(f"layer {layer + 1}'s {over[0]} exceeds the chip's range (+-{limit:,.0f} summed, "
+                             f"+-{message:,.0f} per spike) even with the layers before it saturated: "
                              "its weights are too large for the chip")
-        if all(value < cap for value, cap in excess(bounds, layer + 1)):
+        if all(value < cap * margin for value, cap in bounded(bounds, layer + 1)):
             continue
         # The successor's bounds are linear in c once this layer saturates: solve each from two levels.
-        at = [excess(network_bounds(build(clamps[:layer] + [level] + clamps[layer + 1:])), layer + 1)
+        at = [bounded(network_bounds(build(clamps[:layer] + [level] + clamps[layer + 1:])), layer + 1)
               for level in (1.0, 2.0)]
         levels = []
         for (one, cap), (two, _) in zip(*at):
             slope = two - one
-            levels.append(1.0 + (cap - one) / slope if slope > 0 else 511.0)
+            levels.append(1.0 + (cap * margin - one) / slope if slope > 0 else 511.0)
         clamps[layer] = min(511.0, float(np.floor(min(levels) * 64) / 64))
         if clamps[layer] <= 0:
             raise ValueError(f"layer {layer + 2}'s weights alone exceed the chip's range: no saturation "
-                             f"level of layer {layer + 1} keeps it within +-{limit:,.0f} (summed) and "
-                             f"+-{message:,.0f} (spikes)")
+                             f"level of layer {layer + 1} keeps it within +-{limit * margin:,.0f} (summed) and "
+                             f"+-{message * margin:,.0f} (spikes)")
         candidate = build(clamps)
     return candidate
