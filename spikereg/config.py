@@ -126,6 +126,9 @@ class DataConfig:
     affine_shift: float = 0.0  # voxels: translation per axis
     synth_fraction: float = 0.0  # share of pairs synthesized from tissue maps (SynthMorph-style), not the T1
     contrast_jitter: float = 0.05  # synthesized pairs: per-image spread of the pair's class intensities
+    # Share of pairs drawn as the template recipe (the T1, no contrast or bias change), the rest with the
+    # intensity variety above: one training set that holds both the template's warps and other scanners.
+    plain_fraction: float = 0.0
 
 
 DEFORMATIONS = ("bspline", "diffeomorphic")  # spikereg.data.synth.DEFORMATIONS (a test keeps them equal)
@@ -466,9 +469,9 @@ def _validate_data(config: Config, source: str) -> None:
                        "data.coarse_control_spacing": data.coarse_control_spacing}.items():
         if value < 1:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}")
-    if not 0 <= data.synth_fraction <= 1:
-        raise ConfigError(f"{source}: 'data.synth_fraction' must be in [0, 1] (a share of the pairs), "
-                          f"got {data.synth_fraction}")
+    for key, value in {"data.synth_fraction": data.synth_fraction, "data.plain_fraction": data.plain_fraction}.items():
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{source}: '{key}' must be in [0, 1] (a share of the pairs), got {value}")
     if not data.affine_scale < 0.5 or not data.affine_rotation <= 45:
         raise ConfigError(f"{source}: 'data.affine_scale' must be < 0.5 and 'data.affine_rotation' <= 45 degrees "
                           "(a residual after affine pre-alignment), got "

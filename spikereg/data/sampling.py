@@ -108,6 +108,7 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
         # Extra draws only for options in use, so configs without them get the pairs they always had.
         coarse = data.coarse_displacement * float(rng.uniform(0.0, 1.0)) if data.coarse_displacement > 0 else 0.0
         synthesized = data.synth_fraction > 0 and float(rng.uniform()) < data.synth_fraction
+        plain = data.plain_fraction > 0 and float(rng.uniform()) < data.plain_fraction
         pairs.append(make_pair(
             base, rng,
             max_displacement=data.max_displacement * scale,
@@ -115,12 +116,12 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
             noise_std=data.noise_std,
             base_labels=base_labels,
             deformation=data.deformation,
-            bias_field=data.bias_field,
-            gamma_std=data.gamma_std,
+            bias_field=0.0 if plain else data.bias_field,
+            gamma_std=0.0 if plain else data.gamma_std,
             coarse_displacement=coarse,
             coarse_control_spacing=data.coarse_control_spacing,
             affine=(data.affine_rotation, data.affine_scale, data.affine_shift),
-            tissue=tissue if synthesized else None,
+            tissue=tissue if synthesized and not plain else None,
             contrast_jitter=data.contrast_jitter,
         ))
     return pairs

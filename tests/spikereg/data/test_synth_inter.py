@@ -75,6 +75,7 @@ def test_default_options_keep_the_pairs_they_always_gave() -> None:
 
 @pytest.mark.parametrize("key, value, words", [
     ("synth_fraction", 1.5, "data.synth_fraction"),
+    ("plain_fraction", -0.1, "data.plain_fraction"),
     ("coarse_displacement", -1.0, "data.coarse_displacement"),
     ("coarse_control_spacing", 0, "data.coarse_control_spacing"),
     ("affine_scale", 0.7, "data.affine_scale"),

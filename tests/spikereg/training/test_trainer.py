@@ -103,6 +103,25 @@ def test_training_pairs_follow_the_data_keys(tiny_config):
         assert not np.allclose(synthetic_pairs(config, 1, seed=4)[0].fixed, plain.fixed), change
 
 
+def test_plain_fraction_keeps_that_share_of_pairs_on_the_template_recipe(tiny_config):
+    from dataclasses import replace
+
+    from spikereg.data import warp
+    from spikereg.data.sampling import synthetic_pairs
+
+    def exact(plain_fraction: float) -> list:
+        # Without noise a template-recipe pair is fixed = warp(moving, ddf) exactly; a pair with its own
+        # contrast, bias or synthesized scans is not.
+        data = replace(tiny_config.data, noise_std=0.0, gamma_std=0.3, bias_field=0.3, synth_fraction=0.5,
+                       plain_fraction=plain_fraction)
+        pairs = synthetic_pairs(replace(tiny_config, data=data), 12, seed=5)
+        return [np.allclose(warp(p.moving, p.ddf), p.fixed, atol=1e-5) for p in pairs]
+
+    assert all(exact(1.0))
+    assert not any(exact(0.0))
+    assert 0 < sum(exact(0.5)) < 12
+
+
 def test_ctrl_c_stops_training_with_a_resume_hint(tiny_config, tmp_path):
     import signal
     import subprocess
