@@ -154,6 +154,7 @@ class LossConfig:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+FINETUNE_PAIRS = ("data", "template")
 SCHEDULERS = ("cosine", "step", "none")
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -170,6 +171,9 @@ class TrainConfig:
     twin_from: str = ""  # or start from the ANN twin stored in this checkpoint (ann_steps is then not run)
     # or train the twin ann_steps more from the one stored in this checkpoint (on this config's pairs)
     twin_init: str = ""
+    # pairs the converted SNN is calibrated and fine-tuned on: "data" (the data keys, as the twin) or
+    # "template" (the same keys without the inter-subject variety: spikereg.data.sampling.template_recipe)
+    finetune_pairs: str = "data"
     ann_learning_rate: float = 1e-3
     ann_scheduler: str = "none"  # none | cosine (from ann_learning_rate to 5 % of it over ann_steps)
     # every this many twin steps: its validation error in twin_log.csv and the twin in checkpoints/twin.pt
@@ -482,7 +486,7 @@ def _validate_train(config: Config, source: str) -> None:
     train = config.train
     choices = {"train.optimizer": (train.optimizer, OPTIMIZERS), "train.scheduler": (train.scheduler, SCHEDULERS),
                "train.ann_scheduler": (train.ann_scheduler, ("none", "cosine")),
-               "train.device": (train.device, DEVICES)}
+               "train.device": (train.device, DEVICES), "train.finetune_pairs": (train.finetune_pairs, FINETUNE_PAIRS)}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {value!r}")

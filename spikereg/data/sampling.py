@@ -9,13 +9,13 @@ draw their patches here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikereg.config import Config
+from spikereg.config import Config, DataConfig
 from spikereg.data.synth import make_pair, tissue_classes_from_template
 from spikereg.data.template import load_mni, tissue_labels
 
@@ -86,6 +86,19 @@ class PatchSampler:
             batch.fixed_labels = to([pair.fixed_labels[cut] for pair, cut in chosen])[:, None]
             batch.moving_labels = to([pair.moving_labels[cut] for pair, cut in chosen])[:, None]
         return batch
+
+
+def template_recipe(data: DataConfig) -> DataConfig:
+    """``data`` without its inter-subject variety: the T1 itself (no synthesized scans), no contrast or
+    bias change, no coarse field or affine residual; spacing, fine fields, noise and pair count kept."""
+    return replace(data, synth_fraction=0.0, plain_fraction=0.0, gamma_std=0.0, bias_field=0.0,
+                   coarse_displacement=0.0, affine_rotation=0.0, affine_scale=0.0, affine_shift=0.0)
+
+
+def finetuning_config(config: Config) -> Config:
+    """The config whose ``data`` makes the pairs the converted SNN is calibrated and fine-tuned on
+    (``train.finetune_pairs``)."""
+    return config if config.train.finetune_pairs == "data" else replace(config, data=template_recipe(config.data))
 
 
 def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False) -> list:

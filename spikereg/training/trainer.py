@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from spikereg.config import Config, config_from_dict, save_config
-from spikereg.data.sampling import PatchBatch, PatchSampler, synthetic_pairs
+from spikereg.data.sampling import PatchBatch, PatchSampler, finetuning_config, synthetic_pairs
 from spikereg.losses import (
     RegistrationLoss,
     layer_rates,
@@ -228,10 +228,18 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         snn_range_weight = 0.0
     objective = RegistrationLoss(config.train, config.model.max_displacement, net.reduction)
     held_out = max(2, config.data.pairs // 8)
-    pairs = synthetic_pairs(config, config.data.pairs + held_out, config.train.seed, labels=objective.needs_labels)
-    sampler = PatchSampler(pairs[:config.data.pairs], config.model.patch_size, net.reduction, rng)
-    val = PatchSampler(pairs[config.data.pairs:], config.model.patch_size, net.reduction,
-                       np.random.default_rng(config.train.seed + 1)).sample(64).to(device)
+
+    def patches(recipe: Config) -> tuple[PatchSampler, PatchBatch]:
+        """The training stream and the 64 held-out validation patches of ``recipe``'s pairs."""
+        pairs = synthetic_pairs(recipe, recipe.data.pairs + held_out, config.train.seed,
+                                labels=objective.needs_labels)
+        stream = PatchSampler(pairs[:recipe.data.pairs], config.model.patch_size, net.reduction, rng)
+        return stream, PatchSampler(pairs[recipe.data.pairs:], config.model.patch_size, net.reduction,
+                                    np.random.default_rng(config.train.seed + 1)).sample(64).to(device)
+
+    # The SNN's pairs (calibration, fine-tuning, validation); the twin trains on the data keys' own.
+    finetuning = finetuning_config(config)
+    sampler, val = patches(finetuning)
     identity_error = float(val.target.norm(dim=1).mean())
 
     twin, stored_twin = None, None
@@ -239,8 +247,9 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         if config.train.twin_from:
             twin = twin_for(config)
         else:
-            twin = pretrain_twin(config, sampler, progress, workers=workers, objective=objective,
-                                 checkpoint=_twin_checkpoints(config, out_dir, val, workers))
+            twin_sampler, twin_val = (sampler, val) if finetuning is config else patches(config)
+            twin = pretrain_twin(config, twin_sampler, progress, workers=workers, objective=objective,
+                                 checkpoint=_twin_checkpoints(config, out_dir, twin_val, workers))
         if graph:  # every node saturated and scaled into the chip's proven range, calibrated as below
             draws = np.random.default_rng(config.train.seed + 2)
             calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws)

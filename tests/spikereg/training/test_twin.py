@@ -208,3 +208,38 @@ def test_a_stored_twin_can_be_named_as_a_shipped_model(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(twin.kernels, stored.kernels))
     with pytest.raises(ConfigError, match=r"'train.twin_init' sdnn-3mm: file not found \(nor a shipped model's name"):
         load_config("sdnn_2mm_varied", ["train.twin_init=sdnn-3mm"])
+
+
+def test_finetune_pairs_template_trains_the_twin_on_the_data_keys_and_the_snn_on_the_template_recipe(
+        tiny_config, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from spikereg.data import warp
+    from spikereg.data.sampling import template_recipe
+
+    def exact(pairs: list) -> list:  # without noise a template-recipe pair is fixed = warp(moving, ddf)
+        return [np.allclose(warp(p.moving, p.ddf), p.fixed, atol=1e-5) for p in pairs]
+
+    varied = replace(tiny_config.data, noise_std=0.0, gamma_std=0.3, bias_field=0.3)
+    config = replace(tiny_config, data=varied, train=replace(tiny_config.train, finetune_pairs="template",
+                                                             tensorboard=False))
+    streams = []
+    real_pretrain = trainer.pretrain_twin
+    monkeypatch.setattr(trainer, "pretrain_twin", lambda c, sampler, *a, **k: streams.append(sampler) or
+                        real_pretrain(c, sampler, *a, **k))
+    first = train(config, tmp_path / "first")
+    assert not any(exact(streams[0].pairs))  # the twin: the data keys' variety
+
+    def weights(out: str, data, finetune_pairs: str) -> dict:
+        again = replace(config, data=data, train=replace(config.train, twin_from=str(first), ann_steps=0,
+                                                         finetune_pairs=finetune_pairs))
+        return load_checkpoint(train(again, tmp_path / out))[0].state_dict()
+
+    # From the same twin, fine-tuning on the template recipe is fine-tuning with the data keys set to it...
+    ours, theirs = weights("ours", varied, "template"), weights("theirs", template_recipe(varied), "data")
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+    # ... and not fine-tuning on the data keys themselves.
+    other = weights("other", varied, "data")
+    assert not all(torch.equal(ours[name], other[name]) for name in ours)
+    with pytest.raises(ConfigError, match="'train.finetune_pairs' must be one of data, template, got 'plain'"):
+        load_config(ROOT / "configs" / "demo.yaml", ["train.finetune_pairs=plain"])
