@@ -126,8 +126,8 @@ class DataConfig:
     affine_shift: float = 0.0  # voxels: translation per axis
     synth_fraction: float = 0.0  # share of pairs synthesized from tissue maps (SynthMorph-style), not the T1
     contrast_jitter: float = 0.05  # synthesized pairs: per-image spread of the pair's class intensities
-    # Share of pairs drawn as the template recipe (the T1, no contrast or bias change), the rest with the
-    # intensity variety above: one training set that holds both the template's warps and other scanners.
+    # Share of pairs drawn as the template recipe (the T1, no contrast or bias change, no coarse field or
+    # affine residual), the rest with the variety above: one training set that holds both kinds of pair.
     plain_fraction: float = 0.0
 
 

@@ -131,9 +131,9 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
             deformation=data.deformation,
             bias_field=0.0 if plain else data.bias_field,
             gamma_std=0.0 if plain else data.gamma_std,
-            coarse_displacement=coarse,
+            coarse_displacement=0.0 if plain else coarse,
             coarse_control_spacing=data.coarse_control_spacing,
-            affine=(data.affine_rotation, data.affine_scale, data.affine_shift),
+            affine=(0.0, 0.0, 0.0) if plain else (data.affine_rotation, data.affine_scale, data.affine_shift),
             tissue=tissue if synthesized and not plain else None,
             contrast_jitter=data.contrast_jitter,
         ))

@@ -121,6 +121,14 @@ def test_plain_fraction_keeps_that_share_of_pairs_on_the_template_recipe(tiny_co
     assert not any(exact(0.0))
     assert 0 < sum(exact(0.5)) < 12
 
+    def largest(plain_fraction: float) -> float:  # a template-recipe pair has the fine field alone
+        data = replace(tiny_config.data, coarse_displacement=3 * tiny_config.data.max_displacement,
+                       coarse_control_spacing=4, affine_shift=2.0, plain_fraction=plain_fraction)
+        pairs = synthetic_pairs(replace(tiny_config, data=data), 6, seed=5)
+        return max(float(np.linalg.norm(p.ddf, axis=0).max()) for p in pairs)
+
+    assert largest(1.0) <= np.sqrt(3) * tiny_config.data.max_displacement < largest(0.0)
+
 
 def test_ctrl_c_stops_training_with_a_resume_hint(tiny_config, tmp_path):
     import signal
