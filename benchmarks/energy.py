@@ -4,7 +4,7 @@ One run:
 
 1. A synthetic pair from the MNI ICBM152 T1 at 2 mm (``spikereg.data.make_pair``,
    seed 0, up to 3 voxels) is registered by the shipped default model
-   (``sdnn-2mm``, or ``--model``: a path or a shipped model's name, a chain's
+   (``sdnn-2mm-mixed``, or ``--model``: a path or a shipped model's name, a chain's
    netx file or a U-Net's graph file) with its own run settings (iterations,
    patch stride, residual smoothing), on the ``torch`` backend: SLAYER on the
    file's integers, as ``spikereg run --backend torch`` registers (a U-Net:
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-displacement", type=float, default=3.0, help="voxels (default 3)")
     parser.add_argument("--lava-patches", type=int, default=4, help="patches cross-checked on Lava (default 4)")
     parser.add_argument("--model", help="netx or graph (U-Net) file, or a shipped model's name (default: the saved "
-                                        "run's with --load, else the shipped default, sdnn-2mm)")
+                                        "run's with --load, else the shipped default, sdnn-2mm-mixed)")
     parser.add_argument("--section", type=heading, default=SECTION,
                         help="the BENCHMARKS.md section --write replaces (default: %(default)s)")
     parser.add_argument("--accuracy-section", type=heading, default=None,

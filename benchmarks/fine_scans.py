@@ -9,7 +9,7 @@ Each mode is ``spikereg run --backend torch --affine none`` as a user runs it;
 end-point error (voxels) over the brain (fixed intensity above 10 % of its
 maximum) against the true field, and the run's wall time.
 
-    .venv/bin/python benchmarks/fine_scans.py --out runs/fine_scans [--model sdnn-2mm] [--spacing 1]
+    .venv/bin/python benchmarks/fine_scans.py --out runs/fine_scans [--model sdnn-2mm-mixed] [--spacing 1]
 """
 from __future__ import annotations
 

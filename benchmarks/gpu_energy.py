@@ -178,7 +178,9 @@ def twin_work(twin, fixed: torch.Tensor, moving: torch.Tensor, batch: int) -> Ca
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="sdnn-2mm", help="checkpoint with the twin (default sdnn-2mm)")
+    from spikereg.pretrained import DEFAULT_NAME
+
+    parser.add_argument("--checkpoint", default=DEFAULT_NAME, help=f"checkpoint with the twin (default {DEFAULT_NAME})")
     parser.add_argument("--model", default=None, help="netx file of the SNN (default: the checkpoint's shipped one)")
     parser.add_argument("--spacing", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)

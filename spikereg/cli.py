@@ -541,7 +541,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
         table = Table(title="Shipped models: spikereg run --model NAME")
         for column in ("name", "description", "files", "netx", "checkpoint"):
             table.add_column(column, justify="right" if column in ("netx", "checkpoint") else "left",
-                             overflow="fold", no_wrap=column == "name")  # a name is what users type: whole
+                             overflow="fold", no_wrap=column in ("name", "files"))  # what users type or scan for
         for row in rows:
             sizes = [f"{row[kind + '_bytes'] / 1e6:.2f} MB" if row[kind + "_bytes"] is not None
                      else "[red]missing[/red]" for kind in ("netx", "checkpoint")]

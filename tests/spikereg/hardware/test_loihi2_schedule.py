@@ -94,7 +94,7 @@ def test_a_fixed_step_replaces_the_workload() -> None:
 
 
 def test_copies_per_chip_and_what_does_not_fit() -> None:
-    assert copies_per_chip(32, 128) == 4  # the shipped sdnn-2mm maps to 32 cores
+    assert copies_per_chip(32, 128) == 4  # sdnn-2mm as first shipped mapped to 32 cores
     assert copies_per_chip(33, 128) == 3
     assert copies_per_chip(129, 128) == 0
     with pytest.raises(ScheduleError, match="more than a chip's 10"):

@@ -30,10 +30,13 @@ def uninstalled(monkeypatch, tmp_path):
 def test_names_give_the_shipped_files():
     assert resolve_model("demo") == DEMO_MODEL and resolve_checkpoint("demo") == DEMO_CHECKPOINT
     assert SHIPPED["demo"].netx == DEMO_MODEL and SHIPPED["demo"].checkpoint == DEMO_CHECKPOINT
-    # the default is the accurate model (issue 3: `spikereg run` with no --model runs the best one); the
-    # inter-subject one is shipped beside it, by name
-    assert resolve_model("sdnn-2mm") == DEFAULT_MODEL and resolve_checkpoint("sdnn-2mm") == DEFAULT_CHECKPOINT
-    assert resolve_model("sdnn-2mm-varied") == DEFAULT_MODEL.with_name("sdnn_2mm_varied.net") != DEFAULT_MODEL
+    # the default is the accurate model for different subjects (issues 3 and 16: `spikereg run` with no --model
+    # runs the best one); the template-only and varied-only ones are shipped beside it, by name
+    assert resolve_model("sdnn-2mm-mixed") == DEFAULT_MODEL
+    assert resolve_checkpoint("sdnn-2mm-mixed") == DEFAULT_CHECKPOINT
+    for other in ("sdnn-2mm", "sdnn-2mm-varied"):
+        assert resolve_model(other) == DEFAULT_MODEL.with_name(other.replace("-", "_") + ".net")
+        assert resolve_model(other) != DEFAULT_MODEL
     for name, entry in SHIPPED.items():  # every entry says which config made it and at what spacing
         assert "configs/" in entry.description and " mm" in entry.description, name
         assert entry.netx.parent == entry.checkpoint.parent == DEFAULT_MODEL.parent, name
@@ -71,7 +74,7 @@ def test_models_command_lists_demo_present_and_an_uninstalled_model(cli, uninsta
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert set(rows) == set(SHIPPED)
-    demo, best = rows["demo"], rows["sdnn-2mm"]
+    demo, best = rows["demo"], rows["sdnn-2mm-mixed"]
     assert demo["present"] and not demo["default"] and demo["netx"] == str(DEMO_MODEL)
     assert demo["netx_bytes"] == DEMO_MODEL.stat().st_size
     assert demo["checkpoint_bytes"] == DEMO_CHECKPOINT.stat().st_size
@@ -81,8 +84,9 @@ def test_models_command_lists_demo_present_and_an_uninstalled_model(cli, uninsta
 
     table = cli.invoke("models")
     assert table.exit_code == 0, table.output
-    assert "sdnn-2mm (default)" in table.output and "not installed" in table.output
-    assert not rows["sdnn-2mm-varied"]["default"] and rows["sdnn-2mm-varied"]["present"]
+    assert "sdnn-2mm-mixed (default)" in table.output and "not installed" in table.output
+    for other in ("sdnn-2mm", "sdnn-2mm-varied"):
+        assert not rows[other]["default"] and rows[other]["present"]
     assert "models" in cli.invoke("--help").output
 
 

@@ -44,7 +44,7 @@ def test_demo_model_on_lava_brings_moving_closer_to_fixed(cli, brain_pair, tmp_p
     assert report["similarity"]["ncc_after"] > report["similarity"]["ncc_before"]
 
 
-@pytest.mark.parametrize("name", ["sdnn-2mm-varied", "sdnn-2mm"])
+@pytest.mark.parametrize("name", ["sdnn-2mm-mixed", "sdnn-2mm-varied", "sdnn-2mm"])
 def test_the_sdnn_models_are_shipped_verified_and_in_range(name, tmp_path):
     """Each shipped SDNN model: its checkpoint exports its netx file, Lava verified it, proven in the chip's range."""
     import h5py
@@ -75,14 +75,14 @@ def test_the_sdnn_models_are_shipped_verified_and_in_range(name, tmp_path):
 
 
 def test_the_default_model_registers_on_lava_as_on_torch(cli, tmp_path):
-    """The default (sdnn-2mm) registers a 2 mm crop on Lava, 8 copies side by side, as torch does."""
+    """The default (sdnn-2mm-mixed) registers a 2 mm crop on Lava, 8 copies side by side, as torch does."""
     template = load_mni("t1", 2.0)
     pair = make_pair(template.data, np.random.default_rng(3), max_displacement=3.0, control_spacing=8,
                      noise_std=0.02)
     crop = np.s_[30:62, 40:72, 30:62]  # 32^3 voxels of brain: 27 patches
     for name in ("fixed", "moving"):
         nib.save(nib.Nifti1Image(getattr(pair, name)[crop], template.affine), tmp_path / f"{name}.nii.gz")
-    result = cli.invoke("run", "--model", "sdnn-2mm", "--backend", "sim",
+    result = cli.invoke("run", "--model", "sdnn-2mm-mixed", "--backend", "sim",
                         "--fixed", str(tmp_path / "fixed.nii.gz"),
                         "--moving", str(tmp_path / "moving.nii.gz"), "--out", str(tmp_path / "run"),
                         "--iterations", "2")
@@ -93,7 +93,7 @@ def test_the_default_model_registers_on_lava_as_on_torch(cli, tmp_path):
     ddf = load_ddf(tmp_path / "run" / "ddf.nii.gz")[0]
     assert np.linalg.norm(ddf - true, axis=0).mean() < 0.8 * np.linalg.norm(true, axis=0).mean()
     # Lava ran 8 copies side by side (27 patches: the last window half padding); torch runs them one by one
-    result = cli.invoke("run", "--model", "sdnn-2mm", "--backend", "torch",
+    result = cli.invoke("run", "--model", "sdnn-2mm-mixed", "--backend", "torch",
                         "--fixed", str(tmp_path / "fixed.nii.gz"),
                         "--moving", str(tmp_path / "moving.nii.gz"), "--out", str(tmp_path / "torch"),
                         "--iterations", "2")
