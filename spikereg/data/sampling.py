@@ -115,13 +115,14 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
     if data.synth_fraction > 0:
         tissue = tissue_classes_from_template(base, load_mni("gm", data.spacing).data,
                                               load_mni("wm", data.spacing).data)
+    plain_recipe = template_recipe(data)  # a data.plain_fraction pair: the variety's keys at 0
     pairs = []
     for _ in range(count):
         scale = float(rng.uniform(0.25, 1.0))
         # Extra draws only for options in use, so configs without them get the pairs they always had.
-        coarse = data.coarse_displacement * float(rng.uniform(0.0, 1.0)) if data.coarse_displacement > 0 else 0.0
+        coarse = float(rng.uniform(0.0, 1.0)) if data.coarse_displacement > 0 else 0.0
         synthesized = data.synth_fraction > 0 and float(rng.uniform()) < data.synth_fraction
-        plain = data.plain_fraction > 0 and float(rng.uniform()) < data.plain_fraction
+        recipe = plain_recipe if data.plain_fraction > 0 and float(rng.uniform()) < data.plain_fraction else data
         pairs.append(make_pair(
             base, rng,
             max_displacement=data.max_displacement * scale,
@@ -129,12 +130,12 @@ def synthetic_pairs(config: Config, count: int, seed: int, labels: bool = False)
             noise_std=data.noise_std,
             base_labels=base_labels,
             deformation=data.deformation,
-            bias_field=0.0 if plain else data.bias_field,
-            gamma_std=0.0 if plain else data.gamma_std,
-            coarse_displacement=0.0 if plain else coarse,
+            bias_field=recipe.bias_field,
+            gamma_std=recipe.gamma_std,
+            coarse_displacement=recipe.coarse_displacement * coarse,
             coarse_control_spacing=data.coarse_control_spacing,
-            affine=(0.0, 0.0, 0.0) if plain else (data.affine_rotation, data.affine_scale, data.affine_shift),
-            tissue=tissue if synthesized and not plain else None,
+            affine=(recipe.affine_rotation, recipe.affine_scale, recipe.affine_shift),
+            tissue=tissue if synthesized and recipe.synth_fraction > 0 else None,
             contrast_jitter=data.contrast_jitter,
         ))
     return pairs
