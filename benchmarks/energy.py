@@ -16,7 +16,10 @@ One run:
    brain go through Lava's fixed-point simulator (``--backend sim``: for a
    U-Net the graph on Lava, every patch from rest) and through SLAYER, each as
    one fresh stream: their input and per-layer (per-node) messages must be
-   equal, or the script exits with status 1.
+   equal, or the script exits with status 1. With ``--synapses sparse`` the
+   chain is built on Lava with sparse synapses instead (``spikereg run --backend
+   sim --synapses sparse``: every conv layer a Lava ``Sparse`` of its nonzero
+   weights, :class:`spikereg.registration.backends.SparseChainBackend`).
 3. ``spikereg.hardware.energy_section.energy_section`` turns the counts into every row of
    the comparison: Loihi 2 with copies in parallel and patches streamed, time per
    step from the workload (the main estimate, ``spikereg.hardware.streamed``); the
@@ -24,16 +27,25 @@ One run:
    Loihi 1; the ANN twin on a measured GPU (``hardware_profiles/gpu_measured.yaml``,
    written by ``benchmarks/gpu_energy.py`` on a GPU; "pending" until then), on a
    Jetson Orin Nano from its data sheet, and the 45 nm lower bounds.
+   ``--synapses`` says how a chain's synapses are built, and so costed
+   (``spikereg.hardware.rules.synapse_accounting``): ``conv`` (default), as stock
+   netx builds it, synapses on zero weights stored and charged; ``sparse``,
+   nonzero synapses only, the zero-weight synops reported apart and not charged,
+   the cores (so copies per chip) from that mapping. A graph file is costed with
+   nonzero synapses only either way.
 
     .venv/bin/python benchmarks/energy.py [--lava-patches 4] [--save RUN.json | --load RUN.json] [--write]
+    .venv/bin/python benchmarks/energy.py --synapses sparse --save runs/energy_sparse.json --write
     .venv/bin/python benchmarks/energy.py --model runs/unet/U.net --save runs/unet/energy_run.json \
         --section "## Energy per registration: the spiking U-Net on Loihi 2 and conventional devices" \
         --accuracy-section "## Registration accuracy: the spiking U-Net" --write
 
 ``--save`` keeps the run's counts, ``--load`` rebuilds the section from them
 without registering again (after a GPU profile appears, say; the model is the
-saved run's unless ``--model`` is given). ``--write`` replaces this
-benchmark's section of BENCHMARKS.md (``--section``: another heading). The
+saved run's unless ``--model`` is given; the Lava check stays the saved run's,
+built as it was). ``--write`` replaces this benchmark's section of BENCHMARKS.md
+(``--section``: another heading; with ``--synapses sparse`` the default is
+:data:`SPARSE_SECTION`, so the conv section stays). The
 section cites the model's accuracy from the table ``benchmarks/accuracy.py``
 wrote under ``--accuracy-section``.
 """
@@ -59,16 +71,20 @@ from sections import BENCHMARKS, heading, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Energy per registration: the default model on Loihi 2 and conventional devices"
+#: Where ``--synapses sparse`` writes by default: beside SECTION, not over it.
+SPARSE_SECTION = ("## Energy per registration: the default model on Loihi 2 with sparse synapses, and "
+                  "conventional devices")
 TARGET_RATIO = 0.1  # issue 18: Loihi 2's estimated total <= 0.1x the ANN twin's measured GPU energy
 TARGET_RATE = 0.05  # ... at no more than 5 % mean spike rate
 
 
-def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p: torch.Tensor) -> dict:
+def count_patches_on(model: Path, backend: str, fixed_p: torch.Tensor, moving_p: torch.Tensor,
+                     synapses: str = "conv") -> dict:
     """Input spikes and per-layer (a graph's: per-node) messages of ``backend`` on these patches (one fresh
-    stream, no registration; a graph runs every patch from rest on either backend)."""
+    stream, no registration; a graph runs every patch from rest on either backend); ``synapses``: sim's build."""
     from spikereg.registration.backends import open_backend
 
-    with open_backend(model, backend) as engine:
+    with open_backend(model, backend, synapses=synapses) as engine:
         engine.reset()
         engine.predict(fixed_p, moving_p)
         return {"input_spikes": int(engine.stats.input_spikes),
@@ -117,14 +133,14 @@ def measure_run(model: Path, args) -> dict:
     brain = np.flatnonzero(fixed_all.reshape(len(grid), -1).max(dim=1).values.numpy() > 0.1)[: args.lava_patches]
     moving_all = extract(pad_to(normalize_intensity(moving), grid.padded), grid)
     tick = time.perf_counter()
-    lava = count_patches_on(model, "sim", fixed_all[brain], moving_all[brain])
+    lava = count_patches_on(model, "sim", fixed_all[brain], moving_all[brain], synapses=args.synapses)
     lava_seconds = time.perf_counter() - tick
     torch_rows = count_patches_on(model, "torch", fixed_all[brain], moving_all[brain])
     return {
         "report": report, "iterations": iterations, "stride": stride, "smoothing": smoothing,
         "shape": list(fixed.shape), "network_seconds": stats.network_seconds, "torch_seconds": torch_seconds,
         "lava_seconds": lava_seconds, "lava_patches": len(brain), "lava_equal": lava == torch_rows,
-        "lava_counts": lava, "torch_counts": torch_rows,
+        "lava_counts": lava, "torch_counts": torch_rows, "lava_synapses": args.synapses,
         "ncc_before": float(ncc(fixed, moving)), "ncc_after": float(ncc(fixed, result.warped)),
         "machine": machine(), "versions": versions(), "load_average": os.getloadavg()[0],
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -135,6 +151,8 @@ def measure_run(model: Path, args) -> dict:
 
 
 def main(argv=None) -> int:
+    from spikereg.hardware.rules import SYNAPSE_BUILDS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spacing", type=float, default=2.0, help="voxel size of the brain, mm (default 2)")
     parser.add_argument("--seed", type=int, default=0)
@@ -142,8 +160,15 @@ def main(argv=None) -> int:
     parser.add_argument("--lava-patches", type=int, default=4, help="patches cross-checked on Lava (default 4)")
     parser.add_argument("--model", help="netx or graph (U-Net) file, or a shipped model's name (default: the saved "
                                         "run's with --load, else the shipped default, sdnn-2mm-mixed)")
-    parser.add_argument("--section", type=heading, default=SECTION,
-                        help="the BENCHMARKS.md section --write replaces (default: %(default)s)")
+    parser.add_argument("--synapses", choices=SYNAPSE_BUILDS, default="conv",
+                        help="how a chain's synapses are built, and so costed: 'conv' (default) as stock netx "
+                             "builds it, Lava's Conv holding each folded weight whole, synapses on zero weights "
+                             "stored and charged; 'sparse', Lava's Sparse of the nonzero weights only (the Lava "
+                             "check builds the chain so: lava_export's LavaGraph), zero-weight synops reported "
+                             "apart, not charged. A graph file is costed with nonzero synapses either way")
+    parser.add_argument("--section", type=heading, default=None,
+                        help=f"the BENCHMARKS.md section --write replaces (default: '{SECTION}'; with --synapses "
+                             f"sparse: '{SPARSE_SECTION}')")
     parser.add_argument("--accuracy-section", type=heading, default=None,
                         help="the BENCHMARKS.md section whose table (benchmarks/accuracy.py --write) gives the "
                              f"model's accuracy beside its energy (default: '{ACCURACY_SECTION}' for the shipped "
@@ -152,13 +177,16 @@ def main(argv=None) -> int:
     parser.add_argument("--load", type=Path, help="skip the run: take its counts from a --save file")
     parser.add_argument("--chips", type=int, nargs="*", default=[2],
                         help="also cost the streamed schedule on this many chips (default: 2)")
-    parser.add_argument("--write", action="store_true", help=f"update '{SECTION}' in BENCHMARKS.md")
+    parser.add_argument("--write", action="store_true", help="update --section in BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.section is None:
+        args.section = SPARSE_SECTION if args.synapses == "sparse" else SECTION
     args.command = ".venv/bin/python benchmarks/energy.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
     from spikereg.hardware.energy import DEFAULT_PROFILES
     from spikereg.hardware.energy_section import energy_section
+    from spikereg.hardware.graph_mapping import is_graph
     from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEFAULT_MODEL, resolve_model
 
@@ -168,13 +196,21 @@ def main(argv=None) -> int:
     except ValueError as error:
         parser.error(str(error))
     meta = read_metadata(model)
+    if args.synapses == "sparse":
+        problem = sparse_check_problem(model, meta, run)
+        if problem:
+            parser.error(problem)
     if run is None:
         run = measure_run(model, args)
         if args.save:
             Path(args.save).write_text(json.dumps(run))
             print(f"saved the run's counts to {args.save}", file=sys.stderr)
+    checked = run.get("lava_synapses", "conv")  # runs saved before --synapses: checked as stock netx builds them
+    if args.load and checked != args.synapses and not is_graph(model):
+        print(f"note: costed with --synapses {args.synapses}; the saved run's Lava check built the chain with "
+              f"{checked} synapses (the section says so)", file=sys.stderr)
     report = run["report"]
-    energy = energy_section(report, model, DEFAULT_PROFILES)
+    energy = energy_section(report, model, DEFAULT_PROFILES, synapses=args.synapses)
     section = render_section(args, model, meta, run, energy)
     print(section)
     print(f"NCC before/after: {run['ncc_before']:.4f} -> {run['ncc_after']:.4f}", file=sys.stderr)
@@ -182,6 +218,20 @@ def main(argv=None) -> int:
         write_section(args.section, section)
         print(f"updated {BENCHMARKS}", file=sys.stderr)
     return 0 if run["lava_equal"] else 1
+
+
+def sparse_check_problem(model: Path, meta: dict, run: dict | None) -> str | None:
+    """Why ``--synapses sparse`` cannot be costed and checked on this model, or None."""
+    from spikereg.hardware.graph_mapping import is_graph
+    from spikereg.networks.encoding import PatchCodec
+
+    if is_graph(model):
+        return (f"--synapses sparse: {_rel(model)} is a graph file, costed with nonzero synapses only already; "
+                "--synapses chooses how a chain's synapses are built")
+    if run is None and not PatchCodec.from_metadata(meta).graded:
+        return (f"--synapses sparse: the Lava check builds a chain with sparse synapses for a graded (SDNN) file "
+                f"only (lava_export.graph_builder.LavaGraph); {_rel(model)} is not one")
+    return None
 
 
 def _j(value) -> str:
@@ -192,16 +242,18 @@ def _ratio(value: float) -> str:
     return f"{value:.3g}x" if value >= 0.01 else f"{value:.2e}x"
 
 
-def more_chips(counts: Sequence[int], report: dict, model: Path) -> dict:
-    """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power)."""
+def more_chips(counts: Sequence[int], report: dict, model: Path, synapses: str = "conv") -> dict:
+    """The streamed Loihi 2 row on each chip count of ``counts`` (more copies, more static power), a chain's
+    synapses built as ``synapses`` says."""
     from spikereg.hardware import load_profile
     from spikereg.hardware.energy_section import chain_streamed_rows
     from spikereg.hardware.graph_energy import graph_streamed_rows
     from spikereg.hardware.graph_mapping import is_graph
 
     chip = load_profile("loihi2")
-    rows = graph_streamed_rows if is_graph(model) else chain_streamed_rows
-    return {n: rows(report, model, chip, chips=n)[""] for n in counts if n > 1}
+    if is_graph(model):
+        return {n: graph_streamed_rows(report, model, chip, chips=n)[""] for n in counts if n > 1}
+    return {n: chain_streamed_rows(report, model, chip, chips=n, synapses=synapses)[""] for n in counts if n > 1}
 
 
 def layer_names(meta: dict, count: int) -> list[str]:
@@ -215,8 +267,13 @@ def lava_check_line(run: dict, names: list[str], graph: bool) -> str:
     pairs = ", ".join(f"{name} {t:,}" + ("" if t == v else f" vs **{v:,}**")
                       for name, t, v in zip(names, torch_counts, lava_counts))
     patches = run["lava_patches"]
-    return (f"- Lava check, {patches} patch{'es' if patches != 1 else ''} with brain (iteration 1), messages per "
-            f"{'node' if graph else 'layer'}, torch"
+    built = ""
+    if not graph:  # runs saved before --synapses: stock netx
+        built = (" (the chain built with sparse synapses, `--backend sim --synapses sparse`: every conv layer a Lava "
+                 "`Sparse` of its nonzero weights, every patch from rest)" if run.get("lava_synapses") == "sparse"
+                 else " (the chain as stock netx builds it: Lava's `Conv` per layer)")
+    return (f"- Lava check, {patches} patch{'es' if patches != 1 else ''} with brain (iteration 1){built}, messages "
+            f"per {'node' if graph else 'layer'}, torch"
             + (" = Lava" if run["lava_equal"] else " vs Lava where they differ") + f": {pairs}; encoded input "
             f"{run['torch_counts']['input_spikes']:,}" + ("" if run["lava_equal"] else
                                                           f" vs {run['lava_counts']['input_spikes']:,}"))
@@ -248,6 +305,8 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
     nonzero ones only (no zero-weight synops to drop), its patches run from
     rest (no drain steps), its skip edges wait as synaptic delays.
     """
+    from spikereg.hardware.energy import DEFAULT_PROFILES
+    from spikereg.hardware.energy_section import energy_section
     from spikereg.hardware.graph_mapping import is_graph
     from spikereg.pretrained import DEFAULT_MODEL
 
@@ -276,7 +335,7 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
             latency = row["terms"]["static"]["count"]
         rows.append(f"| {labels[name]} | {_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
                     f"{latency:.4g} | {row['total_j'] * latency:.3e} | {kind} |")
-    for count, row in more_chips(args.chips, run["report"], model).items():
+    for count, row in more_chips(args.chips, run["report"], model, args.synapses).items():
         rows.append(f"| Loihi 2: the same streamed schedule on {count} chips ({row['schedule']['copies']} copies) | "
                     f"{_j(row['total_j'])} | {_j(row['dynamic_j'])} | {_j(row['static_j'])} | "
                     f"{row['latency_s']:.4g} | {row['edp_js']:.3e} | {row['kind']} |")
@@ -317,7 +376,8 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
             "- **Loihi 2 total <= 0.1x the ANN twin's measured GPU energy (idle included, best batch): pending** "
             "-- no GPU run yet. On a machine with an NVIDIA GPU: `pip install nvidia-ml-py && python "
             "benchmarks/gpu_energy.py --json gpu_energy.json` (writes `hardware_profiles/gpu_measured.yaml`), then "
-            f"`python benchmarks/energy.py --load {args.load or args.save or 'RUN.json'} --write` rebuilds this "
+            f"`python benchmarks/energy.py --load {args.load or args.save or 'RUN.json'}"
+            + (" --synapses sparse" if args.synapses == "sparse" else "") + " --write` rebuilds this "
             "section with the measured row and this target (no new CPU registration needed). "
             f"For scale only (not the target): Loihi 2's {_j(total)} J is {_ratio(total / jetson['total_j'])} "
             f"the Jetson Orin Nano data-sheet estimate ({_j(jetson['total_j'])} J, optimistic for the Jetson) and "
@@ -364,6 +424,23 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
                 f"- skip edges ({', '.join(delays['edges'])}) wait up to {delays['longest']} steps as synaptic delays "
                 "(delay bits stored with each synapse, charged nothing else; Loihi 2's limit "
                 f"{delays['limits'].get('loihi2', {}).get('value', '?')} steps)")
+    elif "synops_zero_weights_not_charged" in c:  # a chain built with sparse synapses (--synapses sparse)
+        whole = energy_section(run["report"], model, DEFAULT_PROFILES, synapses="conv")
+        conv_main = whole["neuromorphic"]["loihi2"]
+        zeros = c["synops_zero_weights_not_charged"]
+        synapse_lines = [
+            f"- counts: input spikes {c['input_spikes']:,} (the encoded input; where the input layer runs on the "
+            f"host, its delta encoder's {sched['input_bytes'] / 8:,.0f} spikes are what crosses the link), layer "
+            f"spikes {c['layer_spikes']:,}, synops {c['synops']:.4g}, every one on a nonzero weight "
+            f"({c['synops_method']}); neuron updates (sequential count) {c['neuron_updates']:.4g}; ANN twin "
+            f"{c['ann_macs']:.4g} MACs",
+            f"- sparse synapses: the zero depth blocks of depth folding and weights that quantize to zero would add "
+            f"{zeros:.4g} synops ({zeros / (zeros + c['synops']):.1%} of all), neither stored nor charged in any "
+            f"row; with the chain built as stock netx builds it (`--synapses conv`: Lava's Conv, every synapse "
+            f"stored and read) the main estimate is {_j(conv_main['total_j'])} J (dynamic "
+            f"{_j(conv_main['dynamic_j'])} J) on {conv_main['schedule']['cores_per_copy']} cores per copy, against "
+            f"{_j(total)} J (dynamic {_j(main['dynamic_j'])} J) on {sched['cores_per_copy']} here",
+        ]
     else:
         synapse_lines = [
             f"- counts: input spikes {c['input_spikes']:,} (the encoded input; where the input layer runs on the "
@@ -373,8 +450,12 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
             f"neuron updates (sequential count) {c['neuron_updates']:.4g}; ANN twin {c['ann_macs']:.4g} MACs",
             f"- not the estimate: dropping the zero-weight synops (a chip that stores only nonzero synapses) would "
             f"take the dynamic part from {_j(main['dynamic_j'])} to {_j(no_zeros)} J "
-            f"({_ratio(no_zeros / bound['total_j'])} the 45 nm bound)",
+            f"({_ratio(no_zeros / bound['total_j'])} the 45 nm bound; `--synapses sparse` costs every row so, on "
+            "the cores of the nonzero synapses)",
         ]
+    accounting = energy["synapse_accounting"]
+    synapse_lines.insert(0, f"- synapse accounting: **{accounting['name']}**"
+                         + ("" if graph else f" (`--synapses {args.synapses}`)") + f": {accounting['rule']}")
     default = Path(model).resolve() == Path(DEFAULT_MODEL).resolve()
     which = "the shipped default model" if default else "the model"
     # the pair the run registered (saved runs from before it was recorded: the command line's)
@@ -392,7 +473,8 @@ def render_section(args, model: Path, meta: dict, run: dict, energy: dict) -> st
         f"{run['iterations']} passes x {c['patches'] // max(1, run['iterations'])} patches (stride {run['stride']}, "
         f"residual smoothing {run['smoothing']:g} voxels), {c['patches']:,} patches, {c['time_steps']:,} time steps. "
         "Counts from SLAYER (`--backend torch`, the file's own integers); "
-        f"{run['lava_patches']} patches with brain also on Lava's simulator: input and "
+        f"{run['lava_patches']} patches with brain also on Lava's simulator"
+        + (" (the chain built with sparse synapses)" if run.get("lava_synapses") == "sparse" else "") + ": input and "
         f"{'per-node messages' if graph else 'layer spikes'} "
         f"{'**equal**' if run['lava_equal'] else '**DIFFER**'}. Every Loihi joule is an **estimate** (counts x "
         "cited per-event energies and times of `hardware_profiles/loihi2.yaml`: energies scaled from Loihi 1's "

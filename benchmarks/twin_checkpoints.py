@@ -4,8 +4,9 @@ A training run writes its twin as it learns (``checkpoints/twin.pt`` every
 ``train.ann_checkpoint_every`` steps); before converting and exporting it,
 this registers the first ``--pairs`` pairs of ``benchmarks/accuracy.py``'s
 table (the MNI template warped by its recipe, same seed) with each twin and
-its own run settings (iterations, patch stride, smoothing from its config)
-and prints EPE and tissue Dice per twin, with identity, on the same pairs.
+its own run settings (iterations, patch stride, smoothing from its config, or
+``--iterations``/``--patch-stride``/``--smoothing`` for all) and prints EPE
+and tissue Dice per twin, with identity, on the same pairs.
 
     .venv/bin/python benchmarks/twin_checkpoints.py spikereg/pretrained/sdnn_2mm.pt runs/unet/checkpoints/twin.pt
 """
@@ -35,6 +36,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=12345, help="the accuracy table's (default 12345)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--iterations", type=int, help="instead of each twin's own run.iterations")
+    parser.add_argument("--patch-stride", type=int, help="instead of each twin's own run.patch_stride")
+    parser.add_argument("--smoothing", type=float, help="instead of each twin's own run.smoothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     # a twin-stage checkpoint holds the config and the twin, no spiking network yet: read only those
@@ -59,9 +63,10 @@ def main(argv=None) -> int:
         else:  # each twin loaded once, with its own run settings
             config = configs[path]
             backend = accuracy.AnnBackend(load_twin(path).eval())
-            settings = (str(config.run.iterations), str(config.run.patch_stride))
-            run = {"iterations": config.run.iterations, "patch_stride": config.run.patch_stride,
-                   "smoothing": config.run.smoothing}
+            run = {"iterations": args.iterations or config.run.iterations,
+                   "patch_stride": args.patch_stride or config.run.patch_stride,
+                   "smoothing": config.run.smoothing if args.smoothing is None else args.smoothing}
+            settings = (str(run["iterations"]), str(run["patch_stride"]))
         epe, dice = [], []
         for pair in pairs:
             if backend is None:

@@ -95,6 +95,12 @@ def stack(patches: np.ndarray, copies: int) -> np.ndarray:
     return patches.reshape(frames, copies * patches.shape[1], *patches.shape[2:])
 
 
+def unstack_patches(values: np.ndarray, copies: int, count: int) -> np.ndarray:
+    """:func:`stack`'s inverse for per-frame values ``(frames, copies * F, ...)`` -> ``(count, F, ...)``."""
+    split = values.reshape(len(values) * copies, values.shape[1] // copies, *values.shape[2:])
+    return split[:count]
+
+
 def unstack_steps(values: np.ndarray, copies: int, window: int, count: int) -> np.ndarray:
     """Stacked ``(..., copies * F, frames * window)`` -> ``(..., F, count * window)`` (netx layout: features, time).
 

@@ -13,7 +13,11 @@ Lava InPort sums what several OutPorts send, so a decoder over
 
 * ``conv``: ``lava.proc.conv.Conv`` with the weight transformed exactly as
   ``netx.hdf5.Network.create_conv`` transforms a conv layer's (flipped kernel,
-  ``(out, x, y, in)``), stride/padding/dilation reversed to (x, y);
+  ``(out, x, y, in)``), stride/padding/dilation reversed to (x, y); or, with
+  ``synapses="sparse"``, ``lava.proc.sparse.Sparse`` holding only the
+  nonzero synapses (:func:`conv_matrix`): the zero depth blocks of depth
+  folding are not there at all, so a chip stores and reads only what the
+  edge needs (same arithmetic, verified equal);
 * ``convT`` (upsampling): ``lava.proc.sparse.Sparse`` holding the transposed
   convolution as the integer matrix it is (built index by index, in Lava's
   ``(x, y, f)`` C order), between the flattened source and the reshaped
@@ -23,6 +27,11 @@ Lava InPort sums what several OutPorts send, so a decoder over
   step before (its ``a_buf``), so each relay adds exactly one step: a chain
   of ``d`` relays plus the connection itself is ``1 + d`` steps, the edge's
   delay in SLAYER (:class:`~spikereg.networks.unet.SpikingUNet`).
+
+A sequential netx file of conv layers (a chain, as stock netx loads it) is
+built the same way, edge ``i-1 -> i`` into every layer
+(:func:`spikereg.netx_file.chain_edges`): that is how a chain runs with sparse
+synapses.
 
 A neuron process computes in the step it receives, so a node answers one step
 after its sources, as a SLAYER block with ``delay_shift`` does; the host's
@@ -44,14 +53,21 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from lava_export import rest
-from lava_export.graph_file import GraphEdge, read_edges
+from lava_export.graph_file import GraphEdge
 from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, to_lava
 from spikereg import compat
 from spikereg.errors import SpikeRegError
+from spikereg.hardware.rules import SYNAPSE_BUILDS
 from spikereg.networks.snn import graded_spike_scale
-from spikereg.netx_file import read_netx, spike_exp_of
+from spikereg.netx_file import graph_edges, read_netx, spike_exp_of
 
 MESSAGE_BITS = 16  # graded spikes between sigma-delta layers (netx's default for SDNN)
+#: How a conv edge is built: "conv", Lava's Conv holding the folded weight whole (as netx builds a
+#: layer); "sparse", Lava's Sparse holding only the nonzero synapses (:func:`conv_matrix`)
+SYNAPSES = SYNAPSE_BUILDS
+#: The most synapses one edge may hold as a Sparse on Lava's simulator: building the matrix takes
+#: about 40 bytes a synapse for a moment (a 32^3 U-Net's edges hold up to hundreds of millions)
+SPARSE_SIMULATOR_LIMIT = 50_000_000
 
 
 class GraphBuildError(SpikeRegError, ValueError):
@@ -70,6 +86,54 @@ def _xy(value) -> np.ndarray:
     return np.array([value, value]) if value.ndim == 0 else value[::-1].copy()
 
 
+def _pairs(value) -> tuple[int, int]:
+    return tuple(int(v) for v in np.broadcast_to(np.asarray(value), (2,)))
+
+
+def _tap_matrix(weight_index: tuple, value: np.ndarray, out_hw: tuple, in_hw: tuple, out_pos: tuple,
+                in_pos: tuple, channels: tuple) -> csr_matrix:
+    """The sparse matrix of a convolution given, for each nonzero tap, the output and input positions it joins.
+
+    ``out_pos``/``in_pos``: ``(h, w)`` arrays broadcasting to (positions, taps); rows index the
+    output, columns the input, both flattened in Lava's ``(x, y, f)`` C order.
+    """
+    (y_out, x_out), (y_in, x_in) = out_hw, in_hw
+    (oh, ow), (ih, iw) = out_pos, in_pos
+    o, c = weight_index
+    f_out, f_in = channels
+    keep = (oh >= 0) & (oh < y_out) & (ow >= 0) & (ow < x_out) & (ih >= 0) & (ih < y_in) & (iw >= 0) & (iw < x_in)
+    rows = np.broadcast_to((ow * y_out + oh) * f_out + o, keep.shape)[keep]
+    cols = np.broadcast_to((iw * y_in + ih) * f_in + c, keep.shape)[keep]
+    vals = np.broadcast_to(value, keep.shape)[keep]
+    matrix = csr_matrix((vals, (rows, cols)), shape=(x_out * y_out * f_out, x_in * y_in * f_in))
+    matrix.sum_duplicates()
+    return matrix
+
+
+def conv_matrix(weight: np.ndarray, in_shape: tuple, out_shape: tuple, stride, padding, dilation,
+                groups: int = 1) -> csr_matrix:
+    """A 2-D convolution ``weight`` ``(C_out, C_in / groups, k_h, k_w)`` as a sparse integer matrix, zeros left out.
+
+    torch's ``conv2d`` (SLAYER's): ``out[o, oh, ow] += in[c, oh*s_h - p_h + a*d_h, ow*s_w - p_w + b*d_w]
+    * weight[o, c - g*C_in/groups, a, b]`` with ``g`` the group of ``o``. One entry per nonzero
+    weight and output position whose input lies inside (padding connects to nothing), so a
+    depth-folded 3-D kernel's zero depth blocks take no synapse: what a chip that stores a
+    synapse list holds. Lava's ``Conv`` holds the weight whole instead.
+    """
+    weight = np.asarray(weight)
+    c_out, c_in_group, k_h, k_w = weight.shape
+    (x_in, y_in, f_in), (x_out, y_out, f_out) = in_shape, out_shape
+    if f_out != c_out or f_in != c_in_group * groups or c_out % groups:
+        raise GraphBuildError(f"conv weight {weight.shape} (groups {groups}) does not join {in_shape} to {out_shape}")
+    (s_h, s_w), (p_h, p_w), (d_h, d_w) = _pairs(stride), _pairs(padding), _pairs(dilation)
+    o, cl, a, b = np.nonzero(weight)
+    c = (o // (c_out // groups)) * c_in_group + cl
+    oh, ow = (v.reshape(-1, 1) for v in np.meshgrid(np.arange(y_out), np.arange(x_out), indexing="ij"))
+    ih, iw = oh * s_h - p_h + a * d_h, ow * s_w - p_w + b * d_w
+    return _tap_matrix((o, c), weight[o, cl, a, b], (y_out, x_out), (y_in, x_in), (oh, ow), (ih, iw),
+                       (f_out, f_in))
+
+
 def conv_transpose_matrix(weight: np.ndarray, in_shape: tuple, out_shape: tuple, stride, padding) -> csr_matrix:
     """The 2-D transposed convolution ``weight`` ``(C_in, C_out, k_h, k_w)`` as a sparse integer matrix.
 
@@ -82,22 +146,14 @@ def conv_transpose_matrix(weight: np.ndarray, in_shape: tuple, out_shape: tuple,
     (x_in, y_in, f_in), (x_out, y_out, f_out) = in_shape, out_shape
     if f_in != c_in or f_out != c_out:
         raise GraphBuildError(f"convT weight {weight.shape} does not join {in_shape} to {out_shape}")
-    s_h, s_w = (int(v) for v in np.broadcast_to(np.asarray(stride), (2,)))
-    p_h, p_w = (int(v) for v in np.broadcast_to(np.asarray(padding), (2,)))
+    (s_h, s_w), (p_h, p_w) = _pairs(stride), _pairs(padding)
     # one column per nonzero weight (a folded kernel is mostly the zeros of its depth band), one row per
     # input position: the work and memory go with the matrix's entries, not with C_in x C_out
     c, o, a, b = np.nonzero(weight)
-    value = weight[c, o, a, b]
     ih, iw = (v.reshape(-1, 1) for v in np.meshgrid(np.arange(y_in), np.arange(x_in), indexing="ij"))
     oh, ow = ih * s_h - p_h + a, iw * s_w - p_w + b
-    keep = (oh >= 0) & (oh < y_out) & (ow >= 0) & (ow < x_out)
-    rows = ((ow * y_out + oh) * f_out + o)[keep]
-    cols = ((iw * y_in + ih) * f_in + c)[keep]
-    vals = np.broadcast_to(value, keep.shape)[keep]
-    size = (x_out * y_out * f_out, x_in * y_in * f_in)
-    matrix = csr_matrix((vals, (rows, cols)), shape=size)
-    matrix.sum_duplicates()
-    return matrix
+    return _tap_matrix((o, c), weight[c, o, a, b], (y_out, x_out), (y_in, x_in), (oh, ow), (ih, iw),
+                       (f_out, f_in))
 
 
 @dataclass
@@ -123,13 +179,17 @@ class GraphRun:
 class LavaGraph:
     """A graph netx file built as a Lava process graph. Use as a context manager; stops Lava on exit."""
 
-    def __init__(self, path: str | Path, window: int | None = None, precision: str = "fixed") -> None:
+    def __init__(self, path: str | Path, window: int | None = None, precision: str = "fixed",
+                 synapses: str = "conv") -> None:
         self.path = Path(path)
         if precision != "fixed":
             raise GraphBuildError("graph files run on Lava's fixed-point models only (--precision fixed)")
+        if synapses not in SYNAPSES:
+            raise GraphBuildError(f"synapses {synapses!r}: choose {' or '.join(SYNAPSES)}")
         self.precision = precision
         self.window = window
-        self.names, self.edges = read_edges(self.path)
+        self.synapses = synapses
+        self.names, self.edges = graph_edges(self.path)
         with h5py.File(self.path, "r") as handle:
             self.graded = "neuron" in handle["layer/0"]
         if not self.graded and not window:
@@ -251,6 +311,11 @@ class LavaGraph:
         self._built = True
 
     @property
+    def layer_sizes(self) -> list[int]:
+        """Neurons per layer, the input's delta encoder first (once built)."""
+        return [int(np.prod(shape)) for shape in self._shapes]
+
+    @property
     def processes(self) -> list:
         """Every leaf process of the built graph (host I/O included)."""
         return rest.leaf_processes(self._anchor)
@@ -268,7 +333,20 @@ class LavaGraph:
             source = relay.a_out.reshape(shape_in)
             processes.append(relay)
         weight = np.asarray(group["weight"][()])
-        if edge.kind == "conv":
+        if edge.kind == "conv" and self.synapses == "sparse":
+            outputs = int(np.prod(shape_out[:2]))
+            bound = np.count_nonzero(weight) * outputs  # every nonzero tap at every output position
+            if bound > SPARSE_SIMULATOR_LIMIT:
+                raise GraphBuildError(f"model {self.path}: edge {edge.index} ({self.names[edge.source]} -> "
+                                      f"{self.names[edge.destination]}) would hold up to {bound:,} sparse synapses, "
+                                      f"more than Lava's simulator builds here ({SPARSE_SIMULATOR_LIMIT:,}); "
+                                      "build it with synapses='conv' (the same arithmetic)")
+            matrix = conv_matrix(weight.reshape(weight.shape[:4]), shape_in, shape_out, group["stride"][()],
+                                 group["padding"][()], group["dilation"][()], int(np.asarray(group["groups"][()])))
+            synapse = sparse_mod.Sparse(weights=matrix, num_message_bits=self.message_bits)
+            source.flatten().connect(synapse.s_in)
+            synapse.a_out.reshape(shape_out).connect(target)
+        elif edge.kind == "conv":
             groups = int(np.asarray(group["groups"][()]))
             synapse = conv_mod.Conv(input_shape=shape_in, weight=conv_weight_for_lava(weight),
                                     stride=_xy(group["stride"][()]), padding=_xy(group["padding"][()]),

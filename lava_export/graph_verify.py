@@ -66,6 +66,7 @@ class GraphVerification:
     neuron: str = "sdnn"
     lava_compile_seconds: float = 0.0  # compile and first chunk's start
     lava_run_seconds: float = 0.0  # streaming every step
+    synapses: str = "conv"  # how Lava held each conv edge (lava_export.graph_builder.SYNAPSES)
 
     @property
     def matched(self) -> bool:
@@ -99,7 +100,7 @@ def stream_of(frames: torch.Tensor, drain: int) -> torch.Tensor:
     return torch.nn.functional.pad(stream, (0, drain))
 
 
-def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVerification:
+def compare_graph(net, model_path: str | Path, frames: torch.Tensor, synapses: str = "conv") -> GraphVerification:
     """Stream ``frames`` ``(P, P*C_in, P, P, window)`` through SLAYER and through Lava; compare.
 
     * SDNN (graded levels): no reset; SLAYER runs the very same stream, and
@@ -110,6 +111,8 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
       runs each patch alone from rest, and layer answers patch ``k`` in Lava's
       steps ``[k*w + L - 1, (k+1)*w + L - 1)`` and SLAYER's ``[L - 1, w + L - 1)``;
       every spike must be equal (leave each patch's last input step silent).
+
+    ``synapses``: how Lava holds each conv edge (:data:`~lava_export.graph_builder.SYNAPSES`).
     """
     start = time.perf_counter()
     count, window = len(frames), frames.shape[-1]
@@ -118,7 +121,7 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
     graded = net.config.graded
     stream = stream_of(frames, longest + 1)
     steps = stream.shape[-1]
-    with LavaGraph(model_path, window=None if graded else window) as graph:
+    with LavaGraph(model_path, window=None if graded else window, synapses=synapses) as graph:
         run = graph.run(np.pad(stream.numpy(), [(0, 0)] * (stream.dim() - 1) + [(0, 1)]))
     if graded:
         with torch.no_grad():
@@ -165,6 +168,7 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor) -> GraphVer
         neuron=net.config.neuron,
         lava_compile_seconds=run.compile_seconds,
         lava_run_seconds=run.run_seconds,
+        synapses=synapses,
     )
 
 
@@ -293,6 +297,7 @@ class RestVerification:
     lava_compile_seconds: float
     lava_run_seconds: float
     worst_case: list[dict]
+    synapses: str = "conv"  # how Lava held each conv edge (lava_export.graph_builder.SYNAPSES)
 
     @property
     def matched(self) -> bool:
@@ -310,7 +315,7 @@ class RestVerification:
 
 
 def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: torch.Tensor,
-                     kinds: list[str]) -> RestVerification:
+                     kinds: list[str], synapses: str = "conv") -> RestVerification:
     """Each patch pair through Lava from rest (:meth:`LavaGraph.run_patches`) and through ``net.from_rest``.
 
     ``net`` is the file's own :class:`~spikereg.networks.graph_model.GraphRegNet`.
@@ -329,7 +334,7 @@ def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: t
     sent_slayer, sent_lava = [0] * layers, [0] * layers
     readout_elements = readout_mismatches = 0
     compile_seconds = run_seconds = 0.0
-    with LavaGraph(model_path) as graph:
+    with LavaGraph(model_path, synapses=synapses) as graph:
         for first in range(0, len(fixed), VERIFY_BATCH):
             cut = slice(first, first + VERIFY_BATCH)
             with torch.no_grad():
@@ -358,7 +363,8 @@ def verify_from_rest(net, model_path: str | Path, fixed: torch.Tensor, moving: t
         max_error=max_error, stray_messages=stray, messages_slayer=sent_slayer, messages_lava=sent_lava,
         readout_elements=readout_elements, readout_mismatches=readout_mismatches, tolerance=tolerance,
         kinds=kinds, seconds=time.perf_counter() - start, lava_compile_seconds=compile_seconds,
-        lava_run_seconds=run_seconds, worst_case=[asdict(row) for row in graph_worst_case_table(net)])
+        lava_run_seconds=run_seconds, worst_case=[asdict(row) for row in graph_worst_case_table(net)],
+        synapses=synapses)
 
 
 def verification_patches(net, spacing: float, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, list]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lava_export.graph_builder import LavaGraph
 from lava_export.runner import LavaNetwork, from_lava
 from spikereg.data import load_mni, make_pair
 from spikereg.data.sampling import PatchSampler
@@ -190,7 +191,7 @@ def _events(x: np.ndarray) -> np.ndarray:
 
 
 def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window: int,
-                    precision: str = "fixed", from_rest: bool = False) -> Verification:
+                    precision: str = "fixed", from_rest: bool = False, synapses: str = "netx") -> Verification:
     """Stream ``frames`` ``(P, *input, window)`` through the exported file on Lava and through SLAYER.
 
     ``blocks`` are the SLAYER blocks the file was exported from, in order (a
@@ -212,10 +213,21 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
       to rest every window (:mod:`lava_export.rest`); each patch's steps
       ``1 .. window-1`` on Lava against SLAYER's ``0 .. window-2`` on that patch
       alone from rest, and Lava's first step of each window silent.
+
+    ``synapses``: ``"netx"`` builds the file with stock netx (Lava's ``Conv`` per
+    layer, the whole folded weight); ``"sparse"`` (SDNN, streamed) builds it with
+    :class:`~lava_export.graph_builder.LavaGraph`, each layer's synapses a Lava
+    ``Sparse`` of its nonzero weights only, and compares the same way.
     """
     start = time.perf_counter()
     graded = _is_graded(blocks)
     count = len(frames)
+    if synapses == "sparse":
+        if not graded or from_rest:
+            raise VerificationError("sparse synapses are verified on a streamed SDNN file (graded, not from rest)")
+        return _compare_sparse_stream(blocks, model_path, frames, window, start)
+    if synapses != "netx":
+        raise VerificationError(f"synapses {synapses!r}: choose netx or sparse")
     with LavaNetwork(model_path, window=window, precision=precision, from_rest=from_rest and graded) as lava:
         run = lava.run(frames.numpy(), keep_layers=graded)
     layers = len(run.layer_spikes)
@@ -248,8 +260,40 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
     outputs, ends = stream_patches(blocks, frames)
     outputs = [o.numpy() for o in outputs]
     steps = outputs[0].shape[-1]
-    errors = [np.abs(from_lava(lava_values)[..., 1:1 + steps] - slayer)
-              for lava_values, slayer in zip(run.layer_values, outputs)]
+    lava = [from_lava(lava_values)[..., 1:1 + steps] for lava_values in run.layer_values]
+    return _graded_stream_verification(blocks, outputs, ends, lava, run.layer_spikes, run.readout.sum(axis=-1),
+                                       count, window, precision, start, alone[-1].sum(dim=-1).numpy())
+
+
+def _compare_sparse_stream(blocks, model_path: str | Path, frames: torch.Tensor, window: int,
+                           start: float) -> Verification:
+    """The SDNN stream of :func:`compare_on_lava` on the file built with sparse synapses (:class:`LavaGraph`)."""
+    count = len(frames)
+    outputs, ends = stream_patches(blocks, frames)
+    outputs = [o.numpy() for o in outputs]
+    steps = outputs[0].shape[-1]
+    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)
+    stream = torch.nn.functional.pad(stream, (0, steps - count * window + 1))  # + the host encoder's step
+    with LavaGraph(model_path, synapses="sparse") as graph:
+        run = graph.run(stream.numpy())
+    lava = [v[..., 1:1 + steps] for v in run.values]
+    layer_spikes = np.stack([_events(np.stack([v[..., k * window + i:(k + 1) * window + i] for k in range(count)]))
+                             for i, v in enumerate(lava)])
+    readout = np.moveaxis(np.cumsum(lava[-1], axis=-1)[..., ends.numpy()], -1, 0)
+    alone = chip_layer_outputs(blocks, torch.nn.functional.pad(frames, (0, len(outputs) - 1)))
+    result = _graded_stream_verification(blocks, outputs, ends, lava, layer_spikes, readout, count, window,
+                                         "fixed", start, alone[-1].sum(dim=-1).numpy())
+    result.alignment += "; built with sparse synapses (Lava's Sparse, nonzero weights only: LavaGraph)"
+    return result
+
+
+def _graded_stream_verification(blocks, outputs: list[np.ndarray], ends: torch.Tensor, lava: list[np.ndarray],
+                                lava_layer_spikes: np.ndarray, lava_values: np.ndarray, count: int, window: int,
+                                precision: str, start: float, alone_values: np.ndarray) -> Verification:
+    """SLAYER's stream ``outputs`` against Lava's ``lava`` (the same layout, already one step back)."""
+    tolerance = graded_quantum(blocks)
+    layers = len(outputs)
+    errors = [np.abs(v - slayer) for v, slayer in zip(lava, outputs)]
     max_graded = max(float(e.max()) for e in errors)
     slayer_layers = np.stack([
         _events(np.stack([o[..., k * window + i:(k + 1) * window + i] for k in range(count)]))
@@ -257,9 +301,7 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
     ])
     slayer_values = np.cumsum(outputs[-1], axis=-1)[..., ends.numpy()]
     slayer_values = np.moveaxis(slayer_values, -1, 0)
-    lava_values = run.readout.sum(axis=-1)
     difference = np.abs(lava_values - slayer_values)
-    alone_values = alone[-1].sum(dim=-1).numpy()
     return Verification(
         patches=count,
         time_steps_per_patch=window,
@@ -268,8 +310,8 @@ def compare_on_lava(blocks, model_path: str | Path, frames: torch.Tensor, window
                    f"patch k's readout value: the readout's summed graded spikes at step "
                    f"(k+1)*{window} + layers - 1"),
         layer_spikes_slayer=slayer_layers.sum(axis=1).tolist(),
-        layer_spikes_lava=run.layer_spikes.sum(axis=1).tolist(),
-        layer_mismatched_patches=(slayer_layers != run.layer_spikes).sum(axis=1).tolist(),
+        layer_spikes_lava=lava_layer_spikes.sum(axis=1).tolist(),
+        layer_mismatched_patches=(slayer_layers != lava_layer_spikes).sum(axis=1).tolist(),
         readout_elements=int(difference.size),
         readout_mismatches=int((difference > tolerance).sum()),
         max_abs_error=float(difference.max()),

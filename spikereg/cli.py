@@ -332,6 +332,10 @@ def run(
     device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
+    synapses: str = typer.Option("conv", help="sim only: how Lava holds each layer's synapses: 'conv' (stock "
+                                 "netx's Conv, each depth-folded weight whole, zero depth blocks included) or "
+                                 "'sparse' (Lava's Sparse lists of the nonzero synapses only: the same field, and "
+                                 "the energy report charges only what that build stores)."),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations per pyramid level "
                                              "(default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's); "
@@ -415,12 +419,12 @@ def run(
             raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
         if resume and pairs is None:
             raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
-        check_backend(backend, precision, device)  # fails now, before any work, if the backend is missing
+        check_backend(backend, precision, device, synapses)  # fails now, before any work
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         meta = read_metadata(model)
         iterations, patch_stride, smoothing = run_options(meta, iterations, patch_stride, smoothing)
-        options = dict(backend=backend, precision=precision, device=device, batch_size=batch_size,
+        options = dict(backend=backend, precision=precision, synapses=synapses, device=device, batch_size=batch_size,
                        iterations=iterations, patch_stride=patch_stride, pyramid=pyramid, smoothing=smoothing,
                        memory_budget_gb=memory_budget, affine=affine if affine in ("auto", "none") else str(
                            Path(affine).resolve()), grid=GRID_FLAGS[use_working_grid], percentiles=lohi,
@@ -516,13 +520,20 @@ def vis(
 def map_command(
     model: Path = typer.Argument(..., help="netx HDF5 file or a shipped model's name (" + ", ".join(SHIPPED) + ")."),
     profile: str = typer.Option("loihi2", help="Hardware profile name (hardware_profiles/) or YAML path."),
+    synapses: str = typer.Option(
+        "conv", "--synapses",
+        help="How a sequential file's synapses are built: 'conv' (default), as stock netx builds it, Lava's "
+             "Conv holding each depth-folded weight whole, so synapses on zero weights take synaptic memory; "
+             "'sparse', Lava's Sparse lists of the nonzero synapses only (lava_export's LavaGraph, verified equal "
+             "to SLAYER), so zero weights take none and fewer cores are needed. Graph (U-Net) files are always "
+             "mapped with nonzero synapses only."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Neurons, synapses, synaptic memory and cores the network needs on a chip."""
     with _cli_errors():
         from spikereg.hardware.graph_mapping import map_model  # graph files (skip connections) edge by edge
 
-        result = map_model(resolve_model(model), profile)
+        result = map_model(resolve_model(model), profile, synapses)
         # soft_wrap: rich would break long lines at the terminal width, splitting table rows and JSON strings
         Console().print(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text(), highlight=False,
                         soft_wrap=True)

@@ -350,3 +350,31 @@ def read_edges(path: str | Path) -> tuple[list[str], list[GraphEdge]]:
                 raise GraphFileError(f"model {path}: layer {dst} must have exactly one primary edge, "
                                      f"has {sum(e.primary for e in mine)}")
     return names, edges
+
+
+def chain_edges(path: str | Path) -> tuple[list[str], list[GraphEdge]]:
+    """A sequential netx file of conv layers read as a graph: edge ``i-1 -> i`` into every layer, primary, no delay.
+
+    So a chain can be built by the same graph builder as a U-Net (its synapses
+    as sparse lists, :class:`lava_export.graph_builder.LavaGraph`). Files with
+    other layer types (dense, flatten) are refused by name.
+    """
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        raise GraphFileError(f"model {path}: not an HDF5 file")
+    with h5py.File(path, "r") as handle:
+        if "layer" not in handle:
+            raise GraphFileError(f"model {path}: no 'layer' group, so it is not a netx file")
+        layers = handle["layer"]
+        kinds = [layer_type(layers[str(i)]) for i in range(len(layers))]
+    if not kinds or kinds[0] != "input" or any(kind != "conv" for kind in kinds[1:]):
+        raise GraphFileError(f"model {path}: layers {kinds}; a chain is built as a graph when it is an input "
+                             "layer and conv layers only")
+    names = ["input"] + [f"conv{i}" for i in range(1, len(kinds))]
+    edges = [GraphEdge(i - 1, i - 1, i, "conv", 0, True, f"layer/{i}") for i in range(1, len(kinds))]
+    return names, edges
+
+
+def graph_edges(path: str | Path) -> tuple[list[str], list[GraphEdge]]:
+    """The nodes and edges of a graph file (:func:`read_edges`) or of a sequential chain (:func:`chain_edges`)."""
+    return read_edges(path) if is_graph_file(path) else chain_edges(path)

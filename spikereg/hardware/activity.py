@@ -18,10 +18,15 @@ into joules); every count can be checked by hand:
   input spikes for layer 1, layer ``l-1``'s spikes otherwise) x that mean
   fan-out. They are split with the mapping's counts into *effective* synops
   (nonzero weights) and *structural zeros* (zero weights: the zero depth blocks
-  of depth folding, plus any weight that quantised to zero). Both are charged:
-  the mapping stores a conv or dense weight matrix whole, zeros included, so the
-  chip reads every stored synapse. The structural-zero share is reported apart
-  so the cost of folding a 3-D convolution into Lava's 2-D one is visible.
+  of depth folding, plus any weight that quantised to zero). As stock netx
+  builds a chain (``synapses="conv"``, :data:`~spikereg.hardware.rules.DENSE`)
+  both are charged: the mapping stores a conv or dense weight matrix whole,
+  zeros included, so the chip reads every stored synapse. The structural-zero
+  share is reported apart so the cost of folding a 3-D convolution into Lava's
+  2-D one is visible. Built with sparse synapses (``synapses="sparse"``,
+  :data:`~spikereg.hardware.rules.NONZERO`) the zero weights are not stored:
+  :func:`charged` takes their synops out of what is charged, and the report
+  lists them apart as not charged.
 * **Neuron updates** = neurons on chip x time steps run: Loihi updates every
   compartment of a core on every step. All are charged at the profile's
   *active* update energy, an upper bound for this term (idle neurons cost
@@ -36,13 +41,14 @@ into joules); every count can be checked by hand:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from spikereg.errors import SpikeRegError
 from spikereg.hardware.mapping import MappingReport, map_network
 from spikereg.hardware.profiles import NeuromorphicProfile
+from spikereg.hardware.rules import SynapseAccounting
 from spikereg.netx_file import NetxFile
 
 
@@ -214,3 +220,12 @@ def exact_activity(mean: Activity, measured: dict[str, Any], costs: Sequence[Lay
                                   structural_zeros=float(check_count(row.get("synops_structural_zeros"),
                                                                 "structural-zero synops"))))
     return Activity(synops=synops, neurons=mean.neurons, spikes=mean.spikes, layer_neurons=mean.layer_neurons)
+
+
+def charged(counts: Activity, accounting: SynapseAccounting) -> Activity:
+    """``counts`` as ``accounting`` charges them: unchanged where synapses on zero weights are stored
+    (:data:`~spikereg.hardware.rules.DENSE`); otherwise every layer's zero-weight synops are dropped from
+    the charged synops (the caller reports ``counts``' own as not charged)."""
+    if accounting.zero_weights:
+        return counts
+    return replace(counts, synops=[replace(s, structural_zeros=0.0) for s in counts.synops])

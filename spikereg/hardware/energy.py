@@ -38,8 +38,13 @@ as ``<chip>_sequential``), and whole conventional devices (measured with their
 own energy counter, or from a data sheet: :mod:`spikereg.hardware.device_energy`)
 beside the 45 nm rows, a measured one first and named in ``conventional_preferred``.
 
-All of this is a sequential netx file's (synapses charged as netx's Conv holds
-them, zero weights included: :data:`~spikereg.hardware.rules.DENSE`). A graph
+All of this is a sequential netx file's: by default its synapses are charged as
+netx's Conv holds them, zero weights included (``synapses="conv"``,
+:data:`~spikereg.hardware.rules.DENSE`); built with sparse synapses
+(``synapses="sparse"``: Lava's Sparse of the nonzero weights only,
+:data:`~spikereg.hardware.rules.NONZERO`), the mapping stores nonzero synapses
+only and the synops on zero weights are reported apart
+(``synops_zero_weights_not_charged``), not charged, in every row. A graph
 file's run (a U-Net) is costed edge by edge, nonzero synapses only, by
 :mod:`spikereg.hardware.graph_energy` with the same rows (:func:`priced`,
 :func:`run_counts`).
@@ -51,7 +56,15 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 from spikereg.config import ModelConfig, config_from_dict
-from spikereg.hardware.activity import Activity, EnergyError, activity, check_count, costs_from_mapping, exact_activity
+from spikereg.hardware.activity import (
+    Activity,
+    EnergyError,
+    activity,
+    charged,
+    check_count,
+    costs_from_mapping,
+    exact_activity,
+)
 from spikereg.hardware.device import device_profile_names
 from spikereg.hardware.mapping import map_network
 from spikereg.hardware.netx_layers import read_network
@@ -63,7 +76,7 @@ from spikereg.hardware.profiles import (
     ProfileError,
     load_profile,
 )
-from spikereg.hardware.rules import DENSE
+from spikereg.hardware.rules import synapse_accounting
 from spikereg.networks.encoding import READOUT_CHANNELS
 from spikereg.netx_file import NetxFile, load_model
 
@@ -378,6 +391,7 @@ def energy_report(
     report: dict[str, Any],
     model_path: Union[str, Path, NetxFile],
     profiles: Sequence[Union[str, Path, Profile]] = DEFAULT_PROFILES,
+    synapses: str = "conv",
 ) -> dict[str, Any]:
     """The ``energy`` section of ``report.json`` for the run in ``report`` with the model at ``model_path``
     (or that file already read: a run shares the one its backend read).
@@ -387,11 +401,17 @@ def energy_report(
     names or paths (a profile that cannot load raises :class:`ProfileError`) or loaded profiles;
     at least one must be neuromorphic. Every joule is per registration. A sequential netx file:
     graph files are :func:`spikereg.hardware.graph_energy.graph_energy_report`'s.
+
+    ``synapses`` says how the chain's synapses are built (:func:`~spikereg.hardware.rules.synapse_accounting`):
+    ``"conv"`` charges the synops on zero weights (as structural zeros), ``"sparse"`` stores and charges nonzero
+    synapses only, reports the rest as ``synops_zero_weights_not_charged``, and takes the chips from the
+    mapping of nonzero synapses.
     """
+    accounting = synapse_accounting(False, synapses)
     chips, procs = split_profiles(profiles)
     network = model_path if isinstance(model_path, NetxFile) else read_network(model_path)
     model_path = network.path
-    mappings = {chip.name: map_network(network, chip) for chip in chips}
+    mappings = {chip.name: map_network(network, chip, synapses) for chip in chips}
     costs = costs_from_mapping(next(iter(mappings.values())))
     rows = report_field(report, "layers")
     spikes = [check_count(row["spikes"], f"spikes of layer {row.get('layer')}") for row in rows]
@@ -407,19 +427,23 @@ def energy_report(
     counted = report.get("counts")
     if counted:  # counted neuron by neuron during the run: exact fan-out instead of the mean
         counts = exact_activity(counts, counted, costs)
+    measured, counts = counts, charged(counts, accounting)  # sparse synapses: zero weights not charged
 
     config = _model_config(network)
     macs = ann_macs(config, patches)
     io_bytes = ann_io_bytes(config, patches)
     neuromorphic, conventional = priced(report, counts, time_steps, chips,
                                         {name: m.chips for name, m in mappings.items()}, procs, macs, io_bytes)
+    # with sparse synapses (NONZERO) the zero weights' synops are listed apart, as a graph file's are
+    apart = {} if accounting.zero_weights else {"synops_zero_weights_not_charged": measured.structural_zero_synops}
     return {
         "per": "registration",
         "model": SECTION_MODEL,
-        "synapse_accounting": DENSE.to_dict(),
+        "synapse_accounting": accounting.to_dict(),
         "counts": {
             **run_counts(counts, patches=patches, time_steps=time_steps, input_spikes=input_spikes,
                          layer_spikes=sum(spikes), macs=macs, io_bytes=io_bytes),
+            **apart,
             "synops_method": (counted.get("method", "counted per neuron") if counted
                               else "layer spikes x mean fan-out of the layer's synapses"),
             "layers": [
@@ -427,8 +451,9 @@ def energy_report(
                  "source_neurons": c.source_neurons,
                  "synapses": c.synapses, "nonzero_synapses": c.nonzero_synapses, "fanout": c.fanout,
                  "effective_fanout": c.effective_fanout, "events": s.events, "synops_effective": s.effective,
-                 "synops_structural_zeros": s.structural_zeros}
-                for c, s in zip(costs, counts.synops)
+                 "synops_structural_zeros": s.structural_zeros,
+                 **({} if accounting.zero_weights else {"synops_zero_weights_not_charged": m.structural_zeros})}
+                for c, s, m in zip(costs, counts.synops, measured.synops)
             ],
             # what crosses the host link for the SNN (its energy is not modelled): encoded input
             # spikes in, readout spikes out

@@ -39,6 +39,7 @@ from spikereg.hardware.rules import (
     delay_problem,
     exponent_problem,
     layer_problems,
+    synapse_accounting,
 )
 from spikereg.hardware.synapses import taps_in_bounds
 from spikereg.netx_file import NetxFile, read_edges
@@ -194,8 +195,11 @@ def is_graph(path: str | Path | NetxFile) -> bool:
         return False
 
 
-def map_model(path: str | Path, profile) -> MappingReport:
-    """``spikereg map``: a graph file edge by edge (:func:`map_graph`), any other netx file as before."""
-    if is_graph(path):
+def map_model(path: str | Path, profile, synapses: str = "conv") -> MappingReport:
+    """``spikereg map``: a graph file edge by edge (:func:`map_graph`, nonzero synapses whatever ``synapses``
+    says), any other netx file with its synapses built as ``synapses`` says (:func:`map_network`)."""
+    graph = is_graph(path)
+    synapse_accounting(graph, synapses)  # an unknown value is refused for a graph file too
+    if graph:
         return map_graph(path, profile)
-    return map_network(path, profile)
+    return map_network(path, profile, synapses)

@@ -33,9 +33,14 @@ The mapping model (deliberately simple and stated so its numbers can be checked)
   structural zeros, such as the zero depth blocks of a depth-folded 3-D
   convolution (:mod:`spikereg.networks.folding`), appear as zeros here.
 * **Synaptic memory** is stored per connection: ``synapses x (weight_bits +
-  delay_bits)``, zeros included (a dense or conv weight matrix is stored whole),
-  with ``delay_bits`` the bits of the largest synaptic delay when the layer has
-  delays. This is conservative for convolutions -- it assumes no weight sharing
+  delay_bits)``, zeros included (a dense or conv weight matrix is stored whole,
+  as stock netx builds it: ``synapses="conv"``,
+  :data:`~spikereg.hardware.rules.DENSE`), with ``delay_bits`` the bits of the
+  largest synaptic delay when the layer has delays. Built with
+  ``synapses="sparse"`` (every layer a Lava ``Sparse`` of its nonzero weights,
+  :data:`~spikereg.hardware.rules.NONZERO`) only the nonzero synapses are
+  stored: ``nonzero x (weight_bits + delay_bits)``, so the cores follow the
+  nonzero synapses. This is conservative for convolutions -- it assumes no weight sharing
   between output positions, which Loihi 2 may be able to exploit -- and ignores
   synapse index and format overhead, which makes it optimistic for sparse formats.
   ``weight_bits`` is the profile's maximum; netx may pack a layer in fewer bits.
@@ -63,7 +68,7 @@ import numpy as np
 
 from spikereg.hardware.netx_layers import MappingError, NetxLayer, layer_indices, read_network, unreadable
 from spikereg.hardware.profiles import NeuromorphicProfile, ProfileError, load_profile
-from spikereg.hardware.rules import exponent_problem, layer_problems
+from spikereg.hardware.rules import DENSE, SynapseAccounting, exponent_problem, layer_problems, synapse_accounting
 from spikereg.hardware.synapses import Counts, count_conv, count_dense, synapse_delay_bits
 from spikereg.netx_file import (
     NETX_LOADABLE_TYPES,
@@ -111,6 +116,7 @@ class MappingReport:
     synaptic_memory_bits_per_core: int = 0
     cores_per_chip: int = 0
     host_neurons: int = 0  # layers run on the host and its embedded I/O (an SDNN input), not on neurocores
+    synapse_accounting: str = DENSE.name  # which synapses synaptic memory holds: "dense" or "nonzero" (rules)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (layers as a list of dicts)."""
@@ -130,9 +136,11 @@ class MappingReport:
             f"({self.neurons_per_core} neurons/core, "
             f"{self.synaptic_memory_bits_per_core / 8192:.1f} KiB synaptic memory/core, "
             f"{self.cores_per_chip} cores/chip)",
-            header,
-            "-" * len(header),
         ]
+        if self.synapse_accounting != DENSE.name:  # the default (every synapse stored) keeps its table as it was
+            lines.append(f"synapse accounting: {self.synapse_accounting} (synaptic memory holds the nonzero synapses "
+                         "only, as Lava Sparse lists of the nonzero weights hold them: see the notes)")
+        lines += [header, "-" * len(header)]
         for lm in self.layers:
             shape = "x".join(str(s) for s in lm.shape) or "-"
             cores = "host" if lm.placement == "host" else lm.cores
@@ -224,8 +232,10 @@ def _map_layers(
     layers: list[LayerMap],
     problems: list[str],
     notes: list[str],
+    accounting: SynapseAccounting = DENSE,
 ) -> None:
-    """Append one :class:`LayerMap` per netx layer of ``f``, and the problems and notes found."""
+    """Append one :class:`LayerMap` per netx layer of ``f``, and the problems and notes found;
+    synaptic memory holds the synapses ``accounting`` stores."""
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     max_fan_in = int(chip.max_fan_in.value)
@@ -285,7 +295,10 @@ def _map_layers(
         tag = f"layer {index} ({kind})"
         delay_bits = synapse_delay_bits(layer, notes) if counts.synapses else 0
         bits_per_synapse = weight_bits * counts.weight_copies + delay_bits
-        memory = counts.synapses * bits_per_synapse
+        memory = accounting.stored(counts.synapses, counts.nonzero) * bits_per_synapse
+        if counts.synapses and not accounting.zero_weights and kind != "conv":
+            notes.append(f"{tag}: synapses counted as a Lava Sparse of its nonzero weights; LavaGraph builds a "
+                         "chain's conv layers that way, not a dense layer: not verified on Lava")
         if counts.neurons and placement == "chip":
             _neuron_checks(layer, chip, problems)
             cores = max(math.ceil(counts.neurons / npc), math.ceil(memory / mem_per_core), 1)
@@ -317,14 +330,22 @@ def _map_layers(
         in_shape = out_shape
 
 
-def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicProfile, str, Path]) -> MappingReport:
+def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicProfile, str, Path],
+                synapses: str = "conv") -> MappingReport:
     """Size the netx HDF5 network at ``path`` (or that file already read) against ``profile`` (a profile or its name).
+
+    ``synapses`` says how the layers' synapses are built (:data:`~spikereg.hardware.rules.SYNAPSE_BUILDS`):
+    ``"conv"`` (stock netx: Lava's Conv holds each folded weight whole, zeros stored,
+    :data:`~spikereg.hardware.rules.DENSE`) or ``"sparse"`` (Lava's Sparse of the nonzero weights only,
+    :data:`~spikereg.hardware.rules.NONZERO`): synaptic memory, and so the cores, follow it.
+    Any other value raises :class:`MappingError`.
 
     Raises :class:`MappingError` when the file is missing, not HDF5, not a netx
     network, holds a layer type netx cannot load, or is internally inconsistent.
     Limits the network exceeds do not raise here: they go to ``report.problems``
     (see :func:`check_fits`).
     """
+    accounting = synapse_accounting(False, synapses)
     chip = _as_profile(profile)
     model = path if isinstance(path, NetxFile) else None
     path = model.path if model is not None else Path(path)
@@ -340,10 +361,12 @@ def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicPro
         problems.append(exponent)
     model = model if model is not None else read_network(path)
     try:
-        _map_layers(model.root, path, chip, layers, problems, notes)
+        _map_layers(model.root, path, chip, layers, problems, notes, accounting)
     except (OSError, RuntimeError, KeyError) as err:
         raise unreadable(path, err) from None
 
+    if not accounting.zero_weights:
+        notes.append(f"synapses stored: {accounting.name} only ({accounting.rule})")
     total_cores = sum(lm.cores for lm in layers)
     if total_cores > cores_per_chip:
         problems.append(f"network needs {total_cores} cores, {chip.name} has {cores_per_chip} per chip")
@@ -364,5 +387,6 @@ def map_network(path: Union[str, Path, NetxFile], profile: Union[NeuromorphicPro
         synaptic_memory_bits_per_core=mem_per_core,
         cores_per_chip=cores_per_chip,
         host_neurons=sum(lm.neurons for lm in layers if lm.placement == "host"),
+        synapse_accounting=accounting.name,
     )
 

@@ -34,6 +34,7 @@ from typing import Optional
 
 import numpy as np
 
+from spikereg.hardware.netx_layers import MappingError
 from spikereg.hardware.profiles import NeuromorphicProfile
 from spikereg.netx_file import Group, is_dataset
 
@@ -136,18 +137,39 @@ DENSE = SynapseAccounting(
     "sequential netx file: netx builds each conv layer as Lava's Conv process, which holds the depth-folded 2-D "
     "weight whole, zero depth blocks included, and reads every stored synapse on a spike; synops on zero weights "
     "are charged and reported apart (structural zeros)")
-#: Graph files: every edge is a synapse list the builder makes itself (spikereg.hardware.graph_mapping).
+#: Nonzero synapses only: a chain built with sparse synapses, and every graph file.
 NONZERO = SynapseAccounting(
     "nonzero", False,
-    "graph file (spikereg-graph/1): each edge is stored as a sparse synapse list (Loihi 2 stores sparse "
-    "synapses; Lava's Sparse/DelaySparse processes), so the zero depth blocks of depth folding and weights that "
-    "quantize to zero take no synaptic memory and no synaptic operation; synops on zero weights are reported "
-    "apart, not charged; the sparse format's index bits are not counted")
+    "the synapses are built as Lava Sparse lists of the nonzero weights only (lava_export.graph_builder.LavaGraph("
+    "synapses=\"sparse\"): a sequential netx file's conv layers, a graph file's edges; verified equal to SLAYER "
+    "bit for bit), as Loihi 2 stores sparse synapses, so the zero depth blocks of depth folding and weights that "
+    "quantize to zero take no synaptic memory and no synaptic operation; synops on zero weights are reported apart, "
+    "not charged; the sparse format's index bits are not counted. For a graph file Lava's simulator builds conv "
+    "edges as Conv by default, for speed and memory; a chip build would hold the sparse lists")
+
+#: How a netx file's synapses may be built on Lava (``lava_export.graph_builder.LavaGraph``): "conv", Lava's
+#: Conv holding each folded weight whole (stock netx); "sparse", Lava's Sparse holding the nonzero synapses only.
+SYNAPSE_BUILDS: tuple[str, ...] = ("conv", "sparse")
+
+#: What each build means, in the words of the error that refuses any other.
+SYNAPSE_BUILD_HELP = {
+    "conv": "Lava's Conv, each folded weight whole, zero weights stored and charged",
+    "sparse": "Lava's Sparse, nonzero synapses only",
+}
 
 
-def synapse_accounting(graph: bool) -> SynapseAccounting:
-    """:data:`NONZERO` for a graph file, :data:`DENSE` for a sequential netx file."""
-    return NONZERO if graph else DENSE
+def synapse_accounting(graph: bool, synapses: str = "conv") -> SynapseAccounting:
+    """Which synapses the chip stores and charges, from how they are built.
+
+    A sequential netx file (``graph`` False) built with ``"conv"`` synapses is
+    :data:`DENSE`, with ``"sparse"`` synapses :data:`NONZERO`; a graph file is
+    :data:`NONZERO` either way. Any other ``synapses`` raises :class:`MappingError`
+    naming the option and the choices.
+    """
+    if synapses not in SYNAPSE_BUILDS:
+        raise MappingError(f"synapses {synapses!r}: choose "
+                           + " or ".join(f"{name} ({SYNAPSE_BUILD_HELP[name]})" for name in SYNAPSE_BUILDS))
+    return NONZERO if graph or synapses == "sparse" else DENSE
 
 
 #: How an edge's delay is charged (report.json says it in these words).

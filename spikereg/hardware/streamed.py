@@ -4,8 +4,9 @@ The schedule (how long the chips are busy, how many steps every copy runs, what
 crosses the host link) is :mod:`spikereg.hardware.loihi2_schedule`'s; this
 module charges it:
 
-* dynamic: the run's synops (effective and on zero weights) and spike messages
-  at the profile's per-event energies, as the sequential estimate charges them
+* dynamic: the run's synops (effective, and on zero weights where they are
+  stored: :data:`~spikereg.hardware.rules.DENSE`, not with sparse synapses) and
+  spike messages at the profile's per-event energies, as the sequential estimate charges them
   (:func:`spikereg.hardware.energy.neuromorphic_energy`); neuron updates =
   copies x on-chip neurons of one copy x the steps the chips run (idle copies
   of a pass's last round and drain steps included); the host link's bits
@@ -39,6 +40,7 @@ from spikereg.hardware.loihi2_schedule import (
     plan,
     schedule_figures,
 )
+from spikereg.hardware.rules import DENSE, SynapseAccounting
 
 __all__ = ["ScheduleError", "has_schedule", "layer_loads", "link_spikes_in", "passes_of", "schedule_of",
            "schedule_rows", "streamed_energy", "streamed_rows"]
@@ -67,12 +69,13 @@ def window_of(report: dict[str, Any]) -> int:
 
 
 def layer_loads(report: dict[str, Any], costs: Sequence[LayerCost], counts: Activity, mapping: MappingReport,
-                spikes_per_layer: Sequence[int]) -> list[LayerLoad]:
+                spikes_per_layer: Sequence[int], accounting: SynapseAccounting = DENSE) -> list[LayerLoad]:
     """Each on-chip layer's cores, neurons and mean work per step of a patch's window.
 
     The run's per-step counts (report.json's ``counts.per_step``) give the work
-    at each step; without them, a layer's synops and spikes are spread evenly
-    over the window.
+    at each step; without them, a layer's synops (``counts``: those charged) and
+    spikes are spread evenly over the window. The synops on zero weights are a
+    core's work only where ``accounting`` stores them.
     """
     patches = max(1, sum(passes_of(report)))
     window = window_of(report)
@@ -83,8 +86,8 @@ def layer_loads(report: dict[str, Any], costs: Sequence[LayerCost], counts: Acti
         if not cost.on_chip:
             continue
         if per_step:
-            arriving = [(a + b) / patches for a, b in zip(per_step["synops_effective"][i],
-                                                          per_step["synops_structural_zeros"][i])]
+            zeros = per_step["synops_structural_zeros"][i] if accounting.zero_weights else [0] * window
+            arriving = [(a + b) / patches for a, b in zip(per_step["synops_effective"][i], zeros)]
             spikes = [s / patches for s in per_step["spikes"][i]]
         else:
             arriving = [synops.total / patches / window] * window
@@ -96,14 +99,15 @@ def layer_loads(report: dict[str, Any], costs: Sequence[LayerCost], counts: Acti
 
 def schedule_of(report: dict[str, Any], costs: Sequence[LayerCost], counts: Activity, chip: NeuromorphicProfile,
                 mapping: MappingReport, spikes_per_layer: Sequence[int], input_spikes: int, *, chips: int = 1,
-                step_seconds: Optional[float] = None) -> Schedule:
-    """The registration's schedule on ``chips`` chips of ``chip`` (see :mod:`spikereg.hardware.loihi2_schedule`)."""
+                step_seconds: Optional[float] = None, accounting: SynapseAccounting = DENSE) -> Schedule:
+    """The registration's schedule on ``chips`` chips of ``chip`` (see :mod:`spikereg.hardware.loihi2_schedule`);
+    ``mapping`` sets the cores of a copy, ``accounting`` which synops its cores work through."""
     figures = schedule_figures(chip)
     passes = passes_of(report)
     patches = max(1, sum(passes))
     per_spike = float(figures["host_bytes_per_spike"].value)
     return plan(
-        layer_loads(report, costs, counts, mapping, spikes_per_layer),
+        layer_loads(report, costs, counts, mapping, spikes_per_layer, accounting),
         window=window_of(report), patches_per_pass=passes, cores_per_copy=mapping.cores,
         cores_per_chip=int(chip.cores_per_chip.value), times=OpTimes.of(chip), chips=chips,
         input_bytes_per_patch=link_spikes_in(costs, spikes_per_layer, input_spikes) / patches * per_spike,
@@ -171,14 +175,18 @@ def _entry(energy: EnergyBreakdown, schedule: Schedule, model: str, label: str) 
 
 def streamed_rows(report: dict[str, Any], costs: Sequence[LayerCost], counts: Activity, chip: NeuromorphicProfile,
                   mapping: MappingReport, spikes_per_layer: Sequence[int], input_spikes: int,
-                  chips: int = 1) -> dict[str, dict[str, Any]]:
+                  chips: int = 1, accounting: SynapseAccounting = DENSE) -> dict[str, dict[str, Any]]:
     """``{"": streamed, "_pilotnet_step": sensitivity}``: suffixes of the chip's row names, entries as report.json's.
+
+    ``counts`` are the synops charged (:func:`~spikereg.hardware.activity.charged` by ``accounting``), ``mapping``
+    the one built the same way (its cores set the copies per chip).
 
     Raises :class:`ScheduleError` when the profile has no schedule figures or the
     network does not fit a chip.
     """
     args = (report, costs, counts, chip, mapping, spikes_per_layer, input_spikes)
-    return schedule_rows(counts, chip, lambda step: schedule_of(*args, chips=chips, step_seconds=step))
+    return schedule_rows(counts, chip, lambda step: schedule_of(*args, chips=chips, step_seconds=step,
+                                                                accounting=accounting))
 
 
 def schedule_rows(counts: Activity, chip: NeuromorphicProfile,

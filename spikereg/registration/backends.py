@@ -19,6 +19,7 @@ which a layer reaches that range (:mod:`spikereg.registration.range_guard`).
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 
 from lava_export.chip import run_config
-from lava_export.copies import copy_blocker
-from lava_export.graph_builder import LavaGraph
+from lava_export.copies import copy_blocker, stack, unstack_patches, write_copies
+from lava_export.graph_builder import SYNAPSES, LavaGraph
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
 from spikereg.interrupts import note
 from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
@@ -314,7 +315,7 @@ class GraphLavaBackend:
     """
 
     def __init__(self, model: NetxFile, backend: str = "sim", precision: str = "fixed",
-                 range_stop: bool = True) -> None:
+                 range_stop: bool = True, synapses: str = "conv") -> None:
         if backend != "sim":
             raise ValueError(f"--backend {backend}: a graph (U-Net) model runs on Lava's simulator (sim) or torch; "
                              "its return to rest between patches is built from Lava's Python process models, which "
@@ -328,7 +329,8 @@ class GraphLavaBackend:
         self.reduction = self.net.reduction
         self.chunk_size = 8  # patches per call: the readout of each, every step, comes back to the host
         self.lengths = [self.net.path_lengths[node.name] for node in self.net.nodes]
-        self.graph = LavaGraph(model.path, precision=precision)
+        self.synapses = synapses
+        self.graph = LavaGraph(model.path, precision=precision, synapses=synapses)
         self.stats = BackendStats()
 
     def __enter__(self) -> "GraphLavaBackend":
@@ -364,6 +366,84 @@ class GraphLavaBackend:
         if progress is not None:
             progress(count, count * window, int(spikes.sum()))
         return controls
+
+
+class SparseChainBackend:
+    """A chain file on Lava's simulator with sparse synapses: each layer a Lava ``Sparse`` of its nonzero weights.
+
+    Built by :class:`~lava_export.graph_builder.LavaGraph` (``synapses="sparse"``, the
+    chain read as edges ``i-1 -> i``), every patch from rest, :data:`SIM_COPIES` copies
+    side by side per window as ``--synapses conv`` runs them (:mod:`lava_export.copies`:
+    grouped, so each copy's matrix block holds its own nonzero synapses), patches streamed
+    through one compiled network: what a chip holding synapse lists runs, so the run is
+    costed with nonzero synapses only (``report.json``'s ``synapse_accounting``). Only
+    for graded files that run from rest and are proven in range for every input (the
+    layers are not read back to watch the range). Use as a context manager.
+    """
+
+    synapses = "sparse"
+
+    def __init__(self, model: NetxFile, precision: str = "fixed", range_stop: bool = True) -> None:
+        self.model = model
+        self.meta = model.metadata
+        self.codec = PatchCodec.from_metadata(self.meta)
+        if not (self.codec.graded and self.meta.get("from_rest")):
+            raise ValueError(f"--synapses sparse: model {model.path} is not a graded file that runs every patch "
+                             "from rest; sparse synapses run those (export the checkpoint again without --stream)")
+        self.name = "sim"
+        self.patch_size = self.meta["model"]["patch_size"]
+        self.reduction = self.meta["reduction"]
+        self.chunk_size = LAVA_CHUNK
+        self.twin = SpikingRegNet.from_netx(model)
+        self.guard = open_guard(self.twin, range_stop)
+        if not self.guard.proven:
+            raise RangeOverflowError(f"--synapses sparse: model {model.path} is not proven in the chip's range for "
+                                     "every input, and a sparse build is not watched layer by layer; export it "
+                                     "again with --range proven, or run it with --synapses conv")
+        self.copies = SIM_COPIES if copy_blocker(model) is None else 1
+        self._folder = tempfile.TemporaryDirectory(prefix="spikereg-sparse-")  # the copies' file, until built
+        path = model.path if self.copies == 1 else write_copies(model, self.copies,
+                                                                Path(self._folder.name) / model.path.name)
+        self.graph = LavaGraph(path, precision=precision, synapses="sparse")
+        self.stats = BackendStats()
+
+    def __enter__(self) -> "SparseChainBackend":
+        return self
+
+    def __exit__(self, exc_type, error, traceback) -> None:
+        try:
+            if self.graph.stop() and isinstance(error, KeyboardInterrupt):
+                note(error, STOPPED_NOTE)
+        finally:
+            self._folder.cleanup()
+
+    def reset(self) -> None:
+        self.guard.restart()  # every patch starts from rest anyway
+
+    def predict(self, fixed: torch.Tensor, moving: torch.Tensor,
+                progress: Callable[[int, int, int], None] | None = None) -> np.ndarray:
+        count, window = len(fixed), self.codec.window
+        levels = self.codec.encode_held(fixed, moving).numpy()  # (P, F, H, W, 1): held for the window
+        run = self.graph.run_patches(stack(levels, self.copies)[..., 0], window, stop=False)
+        # every layer's values per patch, (P, F_l, H, W, window): the copies taken apart again
+        values = [unstack_patches(v, self.copies, count) for v in run.values]
+        spikes = np.array([np.count_nonzero(v) for v in values], dtype=np.int64)
+        counter = self.stats.counter
+        if counter is not None:  # SLAYER layout per layer, each patch's own window
+            inputs = np.broadcast_to(levels, (*levels.shape[:-1], window))
+            answers = [v != 0 for v in values[len(values) - len(counter.fans):]]
+            counter.add(inputs, answers, count * window, window)
+            counter.record_raster(fixed, inputs, answers, self.name)
+        self.stats.input_spikes += int(spikes[0])
+        self.stats.step_spikes.append(np.stack([np.count_nonzero(np.moveaxis(v, -1, 1).reshape(count * window, -1),
+                                                                 axis=1) for v in values]).astype(np.int64))
+        self.stats.compile_seconds += run.compile_seconds
+        self.stats.add(spikes, count * window, count, run.run_seconds)
+        if not self.stats.layer_neurons:
+            self.stats.layer_neurons = [size // self.copies for size in self.graph.layer_sizes]
+        if progress is not None:
+            progress(count, count * window, int(spikes.sum()))
+        return self.codec.decode(torch.from_numpy(values[-1].astype(np.float32))).numpy()
 
 
 def open_graph_guard(net: GraphRegNet, model: NetxFile, stop: bool = True) -> RangeGuard:
@@ -506,10 +586,15 @@ def open_guard(net: SpikingRegNet, stop: bool = True) -> RangeGuard:
     return guard
 
 
-def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -> None:
-    """Refuse, before any work, a backend, precision or device that cannot run here."""
+def check_backend(backend: str, precision: str = "fixed", device: str = "cpu", synapses: str = "conv") -> None:
+    """Refuse, before any work, a backend, precision, device or synapse build that cannot run here."""
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if synapses not in SYNAPSES:
+        raise ValueError(f"--synapses {synapses!r}: choose {' or '.join(SYNAPSES)}")
+    if synapses == "sparse" and backend != "sim":
+        raise ValueError(f"--synapses sparse: applies to --backend sim (Lava's simulator builds the synapse lists; "
+                         f"--backend {backend} runs {'SLAYER' if backend == 'torch' else 'netx'}'s build)")
     if backend == "torch":
         if precision != "fixed":
             raise ValueError(f"--precision {precision}: the torch backend runs SLAYER's fixed-point "
@@ -522,7 +607,8 @@ def check_backend(backend: str, precision: str = "fixed", device: str = "cpu") -
 
 
 def open_backend(model_path: str | Path | NetxFile, backend: str = "sim", precision: str = "fixed",
-                 device: str = "cpu", batch_size: int = 32, range_stop: bool = True) -> TorchBackend | LavaBackend:
+                 device: str = "cpu", batch_size: int = 32, range_stop: bool = True,
+                 synapses: str = "conv") -> TorchBackend | LavaBackend:
     """The exported network at ``model_path`` on ``backend`` ('torch', 'sim' or 'loihi2').
 
     Use as a context manager: ``with open_backend(path, "torch") as b: register(f, m, b, ...)``;
@@ -534,15 +620,20 @@ def open_backend(model_path: str | Path | NetxFile, backend: str = "sim", precis
     (:class:`~spikereg.registration.range_guard.RangeOverflowError`); False records it in
     ``engine.guard`` instead (``--keep-failed``). The file is read once, into ``engine.model``
     (:class:`~spikereg.netx_file.NetxFile`), which the network, the spike counter and the run's
-    energy report share.
+    energy report share. ``synapses`` (``sim`` only): ``conv``, each layer's synapses as Lava's
+    ``Conv`` (netx's build, the folded weight whole); ``sparse``, as Lava ``Sparse`` lists of
+    the nonzero weights (:class:`SparseChainBackend`; a graph's conv edges likewise).
     """
-    check_backend(backend, precision, device)
+    check_backend(backend, precision, device, synapses)
     model = load_model(model_path)
     if is_graph_file(model.path):  # a U-Net: every patch from rest
         if backend == "torch":
             return GraphTorchBackend(model, batch_size=batch_size, device=device, range_stop=range_stop)
-        return GraphLavaBackend(model, backend=backend, precision=precision, range_stop=range_stop)
-    if backend == "torch":
+        return GraphLavaBackend(model, backend=backend, precision=precision, range_stop=range_stop,
+                                synapses=synapses)
+    if synapses == "sparse":
+        engine = SparseChainBackend(model, precision=precision, range_stop=range_stop)
+    elif backend == "torch":
         engine = TorchBackend(SpikingRegNet.from_netx(model), batch_size=batch_size, device=device,
                               range_stop=range_stop, from_rest=bool(model.metadata.get("from_rest")))
         engine.model = model

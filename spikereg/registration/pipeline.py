@@ -339,6 +339,7 @@ def run_registration(
     histogram_match: bool = False,
     n4: bool = False,
     ddf_format: str = "voxels",
+    synapses: str = "conv",
 ) -> dict:
     """Register with the exported network on ``backend`` (torch, sim, loihi2); write outputs and ``report.json``.
 
@@ -361,7 +362,10 @@ def run_registration(
     (:func:`registration_grid`: by default the model's working grid where the fixed
     image's spacing is far from the model's, or the fixed grid after the model's
     spacing for scans finer by a power of two), and its field is brought back onto the fixed
-    grid. The saved field is the whole map, network then affine
+    grid. ``synapses`` (sim): how Lava holds each layer's synapses
+    (:func:`~spikereg.registration.backends.open_backend`); the energy report charges
+    what that build stores (``report.json``'s ``energy.synapse_accounting``).
+    The saved field is the whole map, network then affine
     (:func:`total_field`), in voxels of the fixed grid, so that ``spikereg
     warp`` with it alone reproduces ``warped.nii.gz``. ``percentiles``,
     ``histogram_match`` and ``n4``: :mod:`spikereg.data.intensity`.
@@ -379,7 +383,7 @@ def run_registration(
     aligned, world, intensity = inputs.aligned, inputs.world, inputs.intensity
     moving_on_fixed = same_grid(moving, fixed)
     with open_backend(model_path, backend=backend, precision=precision, device=device,
-                      batch_size=batch_size, range_stop=not keep_failed) as engine:
+                      batch_size=batch_size, range_stop=not keep_failed, synapses=synapses) as engine:
         result = register(inputs.fixed, inputs.moving, engine, iterations=iterations, patch_stride=patch_stride,
                           pyramid=plan.pyramid, smoothing=smoothing, progress=progress, percentiles=percentiles)
         stats: BackendStats = engine.stats
@@ -423,6 +427,7 @@ def run_registration(
             "spacing": [round(s, 4) for s in fixed.spacing],
             "backend": backend,
             "precision": precision,
+            "synapses": synapses if backend == "sim" else None,  # how Lava's simulator held them
             "device": device,
             "iterations": iterations,
             "patch_size": meta["model"]["patch_size"],
@@ -471,7 +476,7 @@ def run_registration(
             report["counts"] = stats.counter.section(stats.layer_neurons)
             if stats.counter.raster is not None:
                 save_raster(staging / RASTER_NAME, stats.counter.raster)
-        report["energy"] = energy_section(report, model, profiles)
+        report["energy"] = energy_section(report, model, profiles, synapses=synapses)
         report["chip_profile"] = chip_profile_section(backend, load_profile(CHIP_PROFILE), stats.chip_profile)
         report["range"] = guard.section()
         report["reach_voxels"] = limit

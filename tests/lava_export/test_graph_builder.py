@@ -272,3 +272,74 @@ def test_measured_delays_one_step_per_connection_and_per_relay(unet_file, verifi
     assert result.first_step_slayer[dec1] == 2 and result.first_step_lava[dec1] == 3  # enc1 (1) + 1
     assert verified.first_step_slayer[dec1] - result.first_step_slayer[dec1] == 3
     assert verified.first_step_lava[dec1] - result.first_step_lava[dec1] == 3
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [(1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 1)])
+def test_conv_matrix_is_the_convolution_and_holds_no_zero_weight(stride, padding, dilation, groups):
+    from lava_export.graph_builder import conv_matrix
+
+    rng = np.random.default_rng(1)
+    weight = rng.integers(-128, 128, (4, 6 // groups, 3, 3)) * 2  # (C_out, C_in / groups, k_h, k_w)
+    weight[:, :, 0] = 0  # a zero band, as depth folding leaves
+    x = rng.integers(-50, 50, (6, 7, 5))  # (C, H, W)
+    reference = torch.nn.functional.conv2d(torch.tensor(x[None], dtype=torch.float64),
+                                           torch.tensor(weight, dtype=torch.float64), stride=stride,
+                                           padding=padding, dilation=dilation, groups=groups)[0].numpy()
+    c, h, w = reference.shape
+    matrix = conv_matrix(weight, (5, 7, 6), (w, h, c), np.array([stride] * 2), np.array([padding] * 2),
+                         np.array([dilation] * 2), groups)
+    out = (matrix @ np.transpose(x, (2, 1, 0)).reshape(-1)).reshape(w, h, c)  # Lava's (x, y, f) C order
+    assert np.array_equal(np.transpose(out, (2, 1, 0)), reference.astype(np.int64))
+    assert matrix.nnz > 0 and np.count_nonzero(matrix.data) == matrix.nnz  # only nonzero synapses stored
+    with pytest.raises(Exception, match="does not join"):
+        conv_matrix(weight, (5, 7, 5), (w, h, c), 1, 1, 1, groups)
+
+
+@pytest.mark.parametrize("neuron", ["sdnn", "cuba"])
+def test_sparse_synapses_on_lava_equal_slayer(unet_file, tmp_path, neuron):
+    """Every conv edge a Lava Sparse of its nonzero weights: the same arithmetic, measured bit for bit."""
+    if neuron == "sdnn":
+        net, path, frames = unet_file
+    else:
+        net = trained_unet(UNetConfig(neuron="cuba"), steps=2)
+        path = tmp_path / "cuba.net"
+        export_graph(net, path)
+        frames = template_frames(net, 1, 16)
+    result = compare_graph(net, path, frames[:4], synapses="sparse")
+    assert result.passed and result.synapses == "sparse", result.to_dict()
+    assert max(result.max_error) == 0.0 and min(result.messages_slayer) > 0
+    from lava_export.graph_builder import LavaGraph
+
+    graph = LavaGraph(path, window=16, synapses="sparse")
+    graph.build()
+    kinds = {type(p).__name__ for processes in graph.connections.values() for p in processes}
+    assert kinds == {"Sparse"}  # no Conv: nothing holds the zero depth blocks
+
+
+def test_a_corrupted_weight_fails_with_sparse_synapses(unet_file, tmp_path):
+    net, path, frames = unet_file
+
+    def edit(handle):  # enc1's own weight: one nonzero synapse changed
+        flat = handle["layer/1/weight"][()].reshape(-1)
+        flat[np.flatnonzero(flat)[0]] += 32
+        handle["layer/1/weight"][...] = flat.reshape(handle["layer/1/weight"].shape)
+
+    result = compare_graph(net, corrupt(path, tmp_path / "bad.net", edit), frames[:2], synapses="sparse")
+    assert not result.passed and result.mismatches[1] > 0 and result.mismatches[0] == 0
+
+
+def test_unknown_synapses_are_refused(unet_file):
+    from lava_export.graph_builder import GraphBuildError, LavaGraph
+
+    with pytest.raises(GraphBuildError, match="synapses 'dense': choose conv or sparse"):
+        LavaGraph(unet_file[1], synapses="dense")
+
+
+def test_an_edge_too_large_for_sparse_synapses_on_the_simulator_is_refused(unet_file, monkeypatch):
+    from lava_export import graph_builder
+
+    monkeypatch.setattr(graph_builder, "SPARSE_SIMULATOR_LIMIT", 1000)
+    graph = graph_builder.LavaGraph(unet_file[1], synapses="sparse")
+    refusal = r"edge 0 \(input -> enc1\) would hold up to .* synapses='conv'"
+    with pytest.raises(graph_builder.GraphBuildError, match=refusal):
+        graph.build()

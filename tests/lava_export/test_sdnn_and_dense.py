@@ -298,3 +298,20 @@ def test_mistyped_loihi_generation_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("LOIHI_GEN", "N9")
     with pytest.raises(ValueError, match=r"LOIHI_GEN='N9': not a Loihi chip generation; choose one of .*N3B3"):
         use_loihi2_host()
+
+
+def test_the_default_chain_with_sparse_synapses_equals_slayer_on_real_anatomy():
+    """The shipped default built by the graph builder, each layer a Lava Sparse of its nonzero weights."""
+    from lava_export.verify import compare_on_lava, sample_patches
+    from spikereg.netx_file import load_model
+    from spikereg.pretrained import DEFAULT_NAME, resolve_model
+
+    path = resolve_model(DEFAULT_NAME)
+    net = SpikingRegNet.from_netx(load_model(path)).eval()
+    fixed, moving = sample_patches(net, 2.0, 3, seed=2)
+    with torch.no_grad():
+        frames = net.encode(fixed, moving)[..., : net.window]
+    result = compare_on_lava(net.chip_layers, path, frames, net.window, synapses="sparse")
+    assert result.passed and "sparse synapses" in result.alignment, result.to_dict()
+    assert result.max_graded_error == 0.0 and min(result.layer_spikes_slayer) > 0
+    assert result.layer_spikes_lava == result.layer_spikes_slayer

@@ -146,11 +146,45 @@ class _FromRest:
         return self.net.decode(self.net.readout_window(self.net(self.net.encode(fixed, moving)))).numpy()
 
 
+def test_sparse_synapses_register_as_torch_does():
+    """The shipped default on Lava with every layer a Sparse of its nonzero weights: torch's field bit for bit."""
+    from spikereg.pretrained import DEFAULT_NAME, resolve_model
+    from spikereg.registration.backends import SparseChainBackend
+
+    path = resolve_model(DEFAULT_NAME)
+    template = load_mni("t1", 2.0).data
+    pair = make_pair(template, np.random.default_rng(4), max_displacement=2.0, control_spacing=8, noise_std=0.0)
+    crop = np.s_[30:62, 40:72, 30:62]
+    results = {}
+    for name, kwargs in (("torch", {"backend": "torch"}), ("sparse", {"backend": "sim", "synapses": "sparse"})):
+        with open_backend(path, **kwargs) as backend:
+            results[name] = register(pair.fixed[crop], pair.moving[crop], backend, iterations=1, patch_stride=16)
+            results[name + "_spikes"] = backend.stats.layer_spikes
+            results[name + "_input"] = backend.stats.input_spikes
+            if name == "sparse":
+                assert isinstance(backend, SparseChainBackend)
+                kinds = {type(p).__name__ for ps in backend.graph.connections.values() for p in ps}
+                assert kinds == {"Sparse"}
+    assert np.abs(results["torch"].ddf).max() > 0.05, "no motion predicted: nothing was compared"
+    np.testing.assert_array_equal(results["torch"].ddf, results["sparse"].ddf)
+    np.testing.assert_array_equal(results["torch_spikes"], results["sparse_spikes"])
+    assert results["torch_input"] == results["sparse_input"] > 0
+
+
+def test_sparse_synapses_refuse_a_file_not_proven_in_range(sdnn_export):
+    from spikereg.registration.range_guard import RangeOverflowError
+
+    with pytest.raises(RangeOverflowError, match="not proven in the chip's range"):
+        open_backend(sdnn_export, "sim", synapses="sparse")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"backend": "gpu"}, "choose one of torch, sim, loihi2"),
     ({"backend": "torch", "device": "tpu"}, "--device tpu"),
     ({"backend": "torch", "precision": "float"}, "--precision float"),
     ({"backend": "sim", "device": "cuda"}, "applies to --backend torch only"),
+    ({"backend": "torch", "synapses": "sparse"}, "--synapses sparse: applies to --backend sim"),
+    ({"backend": "sim", "synapses": "dense"}, "--synapses 'dense': choose conv or sparse"),
 ])
 def test_open_backend_refuses_bad_options(tiny_export, kwargs, message):
     with pytest.raises(ValueError, match=message):

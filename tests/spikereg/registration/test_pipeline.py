@@ -85,6 +85,8 @@ def test_a_volume_over_the_memory_budget_is_refused_before_any_work(cli, tiny_ex
     (["--backend", "torch", "--patch-stride", "3"], "--patch-stride 3: must be a positive multiple of 2"),
     (["--backend", "torch", "--device", "cuda:7"] , "--device cuda:7"),
     (["--backend", "sim", "--device", "cuda"], "applies to --backend torch only"),
+    (["--backend", "torch", "--synapses", "sparse"], "--synapses sparse: applies to --backend sim"),
+    (["--backend", "sim", "--synapses", "lists"], "--synapses 'lists': choose conv or sparse"),
 ])
 def test_bad_run_options_give_one_clear_line(cli, tiny_export, crop_pair, tmp_path, args, message):
     fixed, moving = crop_pair

@@ -103,3 +103,19 @@ def test_the_default_model_registers_on_lava_as_on_torch(cli, tmp_path):
     reports = [json.loads((tmp_path / run / "report.json").read_text()) for run in ("run", "torch")]
     for key in ("layers", "input_spikes", "time_steps", "time_steps_per_patch"):
         assert reports[0][key] == reports[1][key], key
+    # the same on Lava with every layer a Sparse of its nonzero synapses: same field, costed as that build
+    result = cli.invoke("run", "--model", "sdnn-2mm-mixed", "--backend", "sim", "--synapses", "sparse",
+                        "--fixed", str(tmp_path / "fixed.nii.gz"),
+                        "--moving", str(tmp_path / "moving.nii.gz"), "--out", str(tmp_path / "sparse"),
+                        "--iterations", "2")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(load_ddf(tmp_path / "sparse" / "ddf.nii.gz")[0], slayer)
+    sparse = json.loads((tmp_path / "sparse" / "report.json").read_text())
+    for key in ("layers", "input_spikes", "time_steps"):
+        assert sparse[key] == reports[0][key], key
+    assert sparse["synapses"] == "sparse" and reports[0]["synapses"] == "conv"
+    assert reports[0]["energy"]["synapse_accounting"]["name"] == "dense"
+    assert sparse["energy"]["synapse_accounting"]["name"] == "nonzero"
+    dense_counts, sparse_counts = reports[0]["energy"]["counts"], sparse["energy"]["counts"]
+    assert dense_counts["synops_structural_zeros"] > 0.5 * dense_counts["synops"]  # depth folding's zeros
+    assert sparse_counts["synops_zero_weights_not_charged"] == dense_counts["synops_structural_zeros"]
