@@ -340,7 +340,8 @@ class LavaGraph:
                 raise GraphBuildError(f"model {self.path}: edge {edge.index} ({self.names[edge.source]} -> "
                                       f"{self.names[edge.destination]}) would hold up to {bound:,} sparse synapses, "
                                       f"more than Lava's simulator builds here ({SPARSE_SIMULATOR_LIMIT:,}); "
-                                      "build it with synapses='conv' (the same arithmetic)")
+                                      "build it with synapses='conv' (spikereg run --synapses conv: the same "
+                                      "arithmetic)")
             matrix = conv_matrix(weight.reshape(weight.shape[:4]), shape_in, shape_out, group["stride"][()],
                                  group["padding"][()], group["dilation"][()], int(np.asarray(group["groups"][()])))
             synapse = sparse_mod.Sparse(weights=matrix, num_message_bits=self.message_bits)
