@@ -133,6 +133,12 @@ def toy_gpu(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def profile_writer():
+    """:func:`profile_copy`, for tests that make their own profiles."""
+    return profile_copy
+
+
+@pytest.fixture
 def net_writer():
     """:func:`write_two_layer_net`, for tests that need their own metadata."""
     return write_two_layer_net

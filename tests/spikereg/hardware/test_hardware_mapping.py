@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from spikereg.hardware import (
-    PROFILE_DIR,
     MappingError,
     ProfileError,
     check_fits,
@@ -103,15 +101,6 @@ def small_net(tmp_path: Path) -> Path:
     return path
 
 
-def profile_copy(tmp_path: Path, base: str, name: str, **values: Any) -> Path:
-    """A shipped profile renamed and with some figure values changed, written to tmp_path."""
-    data = yaml.safe_load((PROFILE_DIR / f"{base}.yaml").read_text())
-    data["name"] = name
-    for key, value in values.items():
-        data[key]["value"] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 # -- counting ------------------------------------------------------------------------
@@ -140,9 +129,9 @@ def test_small_network_hand_counts(small_net: Path) -> None:
     check_fits(report)  # fits: no exception
 
 
-def test_memory_limit_splits_a_layer_over_cores(small_net: Path, tmp_path: Path) -> None:
+def test_memory_limit_splits_a_layer_over_cores(profile_writer, small_net: Path, tmp_path: Path) -> None:
     # 1000 bits per core: the conv's 23232 bits need ceil(23.232) = 24 cores, the dense's 7680 need 8
-    chip = load_profile(str(profile_copy(tmp_path, "loihi2", "smallmem", synaptic_memory_bits_per_core=1000)))
+    chip = load_profile(str(profile_writer(tmp_path, "loihi2", "smallmem", {"synaptic_memory_bits_per_core": 1000})))
     report = map_network(small_net, chip)
     assert [lm.cores for lm in report.layers] == [0, 24, 0, 8]
     # a dense neuron's 192 synapses x 8 bits = 1536 bits cannot be split across cores
@@ -152,8 +141,8 @@ def test_memory_limit_splits_a_layer_over_cores(small_net: Path, tmp_path: Path)
     ]
 
 
-def test_tiny_cores_exceed_the_chip(small_net: Path, tmp_path: Path) -> None:
-    chip = load_profile(str(profile_copy(tmp_path, "loihi2", "tiny", neurons_per_core=1)))
+def test_tiny_cores_exceed_the_chip(profile_writer, small_net: Path, tmp_path: Path) -> None:
+    chip = load_profile(str(profile_writer(tmp_path, "loihi2", "tiny", {"neurons_per_core": 1})))
     report = map_network(small_net, chip)
     assert report.cores == 192 + 5
     assert (report.chips, report.fits_one_chip) == (2, False)
@@ -268,7 +257,7 @@ def test_report_serialises(small_net: Path) -> None:
     assert len(text.splitlines()) == 3 + 4 + 3 + 1  # header lines, 4 layers, rule/total/verdict, problems
 
 
-def test_command_line(small_net: Path, tmp_path: Path) -> None:
+def test_command_line(profile_writer, small_net: Path, tmp_path: Path) -> None:
     """``spikereg map`` is the one command line of the mapping."""
     from typer.testing import CliRunner
 
@@ -276,7 +265,7 @@ def test_command_line(small_net: Path, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["map", str(small_net), "--profile", "loihi1"])
     assert result.exit_code == 0 and "onto loihi1" in result.output
-    tiny = profile_copy(tmp_path, "loihi2", "tiny", neurons_per_core=1)
+    tiny = profile_writer(tmp_path, "loihi2", "tiny", {"neurons_per_core": 1})
     result = CliRunner().invoke(app, ["map", str(small_net), "--profile", str(tiny), "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["cores"] == 197
 

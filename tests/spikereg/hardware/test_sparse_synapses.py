@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pytest
-import yaml
 
-from spikereg.hardware import PROFILE_DIR, MappingError, load_profile, map_network
+from spikereg.hardware import MappingError, load_profile, map_network
 from spikereg.hardware.activity import activity, charged, costs_from_mapping
 from spikereg.hardware.energy import energy_report
 from spikereg.hardware.energy_section import chain_streamed_rows, energy_section
@@ -48,15 +46,6 @@ DYNAMIC_SPARSE_J = DYNAMIC_CONV_J - ZERO_SYNOPS * 10e-12  # 4117 pJ
 REFUSED = r"^synapses 'dense': choose conv \(.*\) or sparse \(.*\)$"
 
 
-def profile_copy(tmp_path: Path, base: str, name: str, **values: Any) -> Path:
-    """A shipped profile renamed, some figure values changed, written to tmp_path."""
-    data = yaml.safe_load((PROFILE_DIR / f"{base}.yaml").read_text())
-    data["name"] = name
-    for key, value in values.items():
-        data[key]["value"] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture
@@ -86,8 +75,8 @@ def chain(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def small_memory(tmp_path: Path) -> Path:
-    return profile_copy(tmp_path, "loihi2", "smallmem", synaptic_memory_bits_per_core=4096)
+def small_memory(profile_writer, tmp_path: Path) -> Path:
+    return profile_writer(tmp_path, "loihi2", "smallmem", {"synaptic_memory_bits_per_core": 4096})
 
 
 # -- the accounting --------------------------------------------------------------------
@@ -179,11 +168,12 @@ def test_the_streamed_rows_do_not_count_zero_weight_synops(run_report, two_layer
         conv["neuromorphic"]["toychip_pilotnet_step"]["dynamic_j"] - ZERO_SYNOPS * 10e-12, rel=1e-12)
 
 
-def test_copies_per_chip_come_from_the_sparse_mapping(run_report, two_layer_net: Path, tmp_path: Path) -> None:
+def test_copies_per_chip_come_from_the_sparse_mapping(profile_writer, run_report, two_layer_net: Path,
+                                                     tmp_path: Path) -> None:
     """1000 bits per core: the conv layer's 200 synapses (1600 bits) take 2 cores, its 116 nonzero ones
     (928 bits) 1; the dense layer 1 either way. A copy: 3 cores (42 per chip) or 2 (64 per chip)."""
-    chip = load_profile(profile_copy(tmp_path, "loihi2", "toychip", synaptic_memory_bits_per_core=1000,
-                                     energy_per_synop_pj=10.0))
+    chip = load_profile(profile_writer(tmp_path, "loihi2", "toychip", {"synaptic_memory_bits_per_core": 1000,
+                                                                       "energy_per_synop_pj": 10.0}))
     report = run_report(time_steps_per_patch=10, time_steps=30)
     assert [m.cores for m in (map_network(two_layer_net, chip), map_network(two_layer_net, chip, "sparse"))] == [3, 2]
     conv = chain_streamed_rows(report, two_layer_net, chip)[""]["schedule"]
