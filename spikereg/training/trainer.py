@@ -250,28 +250,10 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
             twin_sampler, twin_val = (sampler, val) if finetuning is config else patches(config)
             twin = pretrain_twin(config, twin_sampler, progress, workers=workers, objective=objective,
                                  checkpoint=_twin_checkpoints(config, out_dir, twin_val, workers))
-        if graph:  # every node saturated and scaled into the chip's proven range, calibrated as below
-            draws = np.random.default_rng(config.train.seed + 2)
-            calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws)
-            net = convert_twin(twin.cpu(), calibration.fixed, calibration.moving).net
-            config = replace(config, model=net.model)
-            twin.to(device)
-            if workers.is_main:
-                save_config(config, out_dir / "config.yaml")
-        elif config.model.neuron.type == "sdnn":
-            # ReLU layers rescale freely: use the 8-bit weights' range, decode with the gain.
-            # Calibrated on training patches drawn apart from the training stream.
-            draws = np.random.default_rng(config.train.seed + 2)
-            calibration = sampler.sample(CALIBRATION_PATCHES, rng=draws).to(device)
-            kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving,
-                                                 spike_exp=config.model.spike_exp)
-            config = replace(config, model=replace(config.model, readout_gain=gain))
-            net = SpikingRegNet(config.model)
-            net.load_state_dict(twin.snn_state(kernels), strict=False)
-            if workers.is_main:
-                save_config(config, out_dir / "config.yaml")
-        else:
-            net.load_state_dict(twin.snn_state(), strict=False)
+        net, converted = _convert(twin, net, config, sampler, device)
+        if converted is not config and workers.is_main:  # the scales conversion chose: the run's config
+            save_config(converted, out_dir / "config.yaml")
+        config = converted
         with torch.no_grad():
             ann_error = float((twin.predict(val.fixed, val.moving) - val.target).norm(dim=1).mean())
         stored_twin = StoredTwin({name: value.detach().cpu() for name, value in twin.state_dict().items()},
@@ -354,6 +336,32 @@ def _train(config: Config, out_dir: Path, progress: Progress | None, resume: boo
         log.close()
     distributed.barrier(workers)  # no process returns before rank 0 has written the last checkpoint
     return checkpoints / "best.pt"
+
+
+def _convert(twin: AnnTwin | GraphTwin, net: SpikingRegNet | GraphRegNet, config: Config, sampler: PatchSampler,
+             device: torch.device) -> tuple[SpikingRegNet | GraphRegNet, Config]:
+    """The spiking network of ``twin`` and the config it runs with (``config`` itself where nothing changed).
+
+    A U-Net: every node saturated and scaled into the chip's proven range (:func:`convert_twin`); an SDNN
+    chain: ReLU layers rescale freely, so each uses the 8-bit weights' range and the decoder divides the
+    readout gain out (:meth:`AnnTwin.balanced_kernels`); both calibrated on training patches drawn apart
+    from the training stream. A CUBA chain takes the twin's weights as they are.
+    """
+    graph = isinstance(net, GraphRegNet)
+    if not graph and config.model.neuron.type != "sdnn":
+        net.load_state_dict(twin.snn_state(), strict=False)
+        return net, config
+    calibration = sampler.sample(CALIBRATION_PATCHES, rng=np.random.default_rng(config.train.seed + 2))
+    if graph:
+        net = convert_twin(twin.cpu(), calibration.fixed, calibration.moving).net
+        twin.to(device)
+        return net, replace(config, model=net.model)
+    calibration = calibration.to(device)
+    kernels, gain = twin.balanced_kernels(calibration.fixed, calibration.moving, spike_exp=config.model.spike_exp)
+    config = replace(config, model=replace(config.model, readout_gain=gain))
+    net = SpikingRegNet(config.model)
+    net.load_state_dict(twin.snn_state(kernels), strict=False)
+    return net, config
 
 
 def _twin_checkpoints(config: Config, out_dir: Path, val: PatchBatch, workers: Workers):
