@@ -425,25 +425,26 @@ class SparseChainBackend:
         count, window = len(fixed), self.codec.window
         levels = self.codec.encode_held(fixed, moving).numpy()  # (P, F, H, W, 1): held for the window
         run = self.graph.run_patches(stack(levels, self.copies)[..., 0], window, stop=False)
-        # every layer's values per patch, (P, F_l, H, W, window): the copies taken apart again
-        values = [unstack_patches(v, self.copies, count) for v in run.values]
-        spikes = np.array([np.count_nonzero(v) for v in values], dtype=np.int64)
+        # every layer's messages per patch, (P, F_l, H, W, window): the copies taken apart again
+        sent = [unstack_patches(v != 0, self.copies, count) for v in run.values]  # graded spikes: nonzero values
+        per_step = np.stack([s.reshape(count, -1, window).sum(axis=1).reshape(-1) for s in sent]).astype(np.int64)
+        spikes = per_step.sum(axis=1)
         counter = self.stats.counter
         if counter is not None:  # SLAYER layout per layer, each patch's own window
             inputs = np.broadcast_to(levels, (*levels.shape[:-1], window))
-            answers = [v != 0 for v in values[len(values) - len(counter.fans):]]
+            answers = sent[len(sent) - len(counter.fans):]
             counter.add(inputs, answers, count * window, window)
             counter.record_raster(fixed, inputs, answers, self.name)
         self.stats.input_spikes += int(spikes[0])
-        self.stats.step_spikes.append(np.stack([np.count_nonzero(np.moveaxis(v, -1, 1).reshape(count * window, -1),
-                                                                 axis=1) for v in values]).astype(np.int64))
+        self.stats.step_spikes.append(per_step)
         self.stats.compile_seconds += run.compile_seconds
         self.stats.add(spikes, count * window, count, run.run_seconds)
         if not self.stats.layer_neurons:
             self.stats.layer_neurons = [size // self.copies for size in self.graph.layer_sizes]
         if progress is not None:
             progress(count, count * window, int(spikes.sum()))
-        return self.codec.decode(torch.from_numpy(values[-1].astype(np.float32))).numpy()
+        readout = unstack_patches(run.values[-1], self.copies, count).astype(np.float32)
+        return self.codec.decode(torch.from_numpy(readout)).numpy()
 
 
 def open_graph_guard(net: GraphRegNet, model: NetxFile, stop: bool = True) -> RangeGuard:
