@@ -44,6 +44,9 @@ data_app = typer.Typer(help="Make datasets from real anatomy (MNI ICBM152 in nil
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
+_SYNAPSES_HELP = ("sim only: how Lava holds each layer's synapses: 'conv' (stock netx's Conv, each depth-folded "
+                  "weight whole, zero depth blocks included) or 'sparse' (Lava's Sparse lists of the nonzero "
+                  "synapses only: the same field, and the energy report charges only what that build stores).")
 _MODEL_HELP = ("Exported netx file (spikereg export) or a shipped model's name (" + ", ".join(SHIPPED)
                + "; 'spikereg models' lists them); default: " + DEFAULT_NAME + ", the most accurate.")
 # --working-grid/--fixed-grid, not given / given: the library's grid (spikereg.registration.working_grid.GRIDS)
@@ -332,10 +335,7 @@ def run(
     device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(32, help="torch only: patches per forward pass."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
-    synapses: str = typer.Option("conv", help="sim only: how Lava holds each layer's synapses: 'conv' (stock "
-                                 "netx's Conv, each depth-folded weight whole, zero depth blocks included) or "
-                                 "'sparse' (Lava's Sparse lists of the nonzero synapses only: the same field, and "
-                                 "the energy report charges only what that build stores)."),
+    synapses: str = typer.Option("conv", help=_SYNAPSES_HELP),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations per pyramid level "
                                              "(default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's); "
@@ -628,6 +628,7 @@ def evaluate(
                                 help="torch: SLAYER on the file's weights (fast, same spikes as Lava); "
                                      "sim: Lava CPU simulator; loihi2: Loihi 2 chip."),
     precision: str = typer.Option("fixed", help="sim only: 'fixed' (Loihi-exact) or 'float' models."),
+    synapses: str = typer.Option("conv", help=_SYNAPSES_HELP),
     device: str = typer.Option("cpu", help="torch only: cpu, cuda or cuda:N."),
     iterations: Optional[int] = typer.Option(None, help="Refinement iterations (default: the model's)."),
     patch_stride: Optional[int] = typer.Option(None, help="Voxels between patch origins (default: the model's)."),
@@ -670,7 +671,7 @@ def evaluate(
             check_out_folder(l2r, overwrite=overwrite)
 
         dataset = load_dataset(data, split or None)
-        check_backend(backend, precision, device)  # all of these fail now, before any work
+        check_backend(backend, precision, device, synapses)  # all of these fail now, before any work
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
         iterations, patch_stride, smoothing = run_options(read_metadata(model), iterations, patch_stride, smoothing)
@@ -680,7 +681,8 @@ def evaluate(
             def report(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, info=name)
 
-            result = run_evaluation(model, dataset, out, backend=backend, precision=precision, device=device,
+            result = run_evaluation(model, dataset, out, backend=backend, precision=precision, synapses=synapses,
+                                    device=device,
                                     iterations=iterations, patch_stride=patch_stride, pyramid=pyramid,
                                     smoothing=smoothing, batch_size=batch_size, save_outputs=save_outputs,
                                     progress=report, overwrite=overwrite, percentiles=lohi,

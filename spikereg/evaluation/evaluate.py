@@ -110,6 +110,7 @@ def evaluate(
     *,
     backend: str = "torch",
     precision: str = "fixed",
+    synapses: str = "conv",
     device: str = "cpu",
     iterations: int | None = None,
     patch_stride: int | None = None,
@@ -127,8 +128,8 @@ def evaluate(
 ) -> EvaluationResult:
     """Register every pair of ``dataset`` with the exported ``model`` on ``backend``; write the tables.
 
-    ``iterations`` / ``patch_stride`` / ``smoothing`` default to the model's; ``pyramid`` and
-    ``batch_size`` (torch) are those of ``spikereg run``. ``progress(done,
+    ``iterations`` / ``patch_stride`` / ``smoothing`` default to the model's; ``pyramid``,
+    ``batch_size`` (torch) and ``synapses`` (sim) are those of ``spikereg run``. ``progress(done,
     total, pair_name)`` is called after each pair. Nothing appears in ``out``
     unless every pair succeeded; an existing non-empty ``out`` is refused
     unless ``overwrite``, which replaces it whole. Pairs on different grids
@@ -154,7 +155,7 @@ def evaluate(
         staging = stack.enter_context(staged_folder(out, overwrite=overwrite))
         l2r_staging = stack.enter_context(staged_folder(l2r, overwrite=overwrite)) if l2r is not None else None
         net = stack.enter_context(open_backend(model, backend, precision=precision, device=device,
-                                               batch_size=batch_size))
+                                               batch_size=batch_size, synapses=synapses))
         for index, files in enumerate(dataset):
             pair = dataset.load(index)
             spikes, inputs = _spikes(net.stats), net.stats.input_spikes

@@ -117,6 +117,8 @@ def test_evaluate_errors_are_one_line_and_write_nothing(cli, test_split: Path, t
     assert "no such folder" in cli.one_error_line("evaluate", "--data", tmp_path / "nope", "--out", out)
     assert "--backend 'gpu'" in cli.one_error_line("evaluate", "--data", test_split, "--backend", "gpu", "--out", out)
     assert "--pyramid 0" in cli.one_error_line("evaluate", "--data", test_split, "--pyramid", 0, "--out", out)
+    assert "--synapses sparse: applies to --backend sim" in cli.one_error_line(
+        "evaluate", "--data", test_split, "--synapses", "sparse", "--out", out)
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
