@@ -178,6 +178,11 @@ def test_sparse_synapses_refuse_a_file_not_proven_in_range(sdnn_export):
         open_backend(sdnn_export, "sim", synapses="sparse")
 
 
+def test_sparse_synapses_refuse_a_file_that_does_not_run_from_rest(tiny_export):
+    with pytest.raises(ValueError, match="is not a graded file that runs every patch from rest"):
+        open_backend(tiny_export[1], "sim", synapses="sparse")  # binary (CUBA) spikes, reset every window
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"backend": "gpu"}, "choose one of torch, sim, loihi2"),
     ({"backend": "torch", "device": "tpu"}, "--device tpu"),
