@@ -388,8 +388,10 @@ class SparseChainBackend:
         self.meta = model.metadata
         self.codec = PatchCodec.from_metadata(self.meta)
         if not (self.codec.graded and self.meta.get("from_rest")):
+            how = ("its CUBA layers reset every window" if not self.codec.graded else
+                   "it streams patches without a return to rest (exported with --stream; export it again without)")
             raise ValueError(f"--synapses sparse: model {model.path} is not a graded file that runs every patch "
-                             "from rest; sparse synapses run those (export the checkpoint again without --stream)")
+                             f"from rest: {how}; run it with --synapses conv")
         self.name = "sim"
         self.patch_size = self.meta["model"]["patch_size"]
         self.reduction = self.meta["reduction"]
