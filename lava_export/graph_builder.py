@@ -62,9 +62,6 @@ from spikereg.networks.snn import graded_spike_scale
 from spikereg.netx_file import graph_edges, read_netx, spike_exp_of
 
 MESSAGE_BITS = 16  # graded spikes between sigma-delta layers (netx's default for SDNN)
-#: How a conv edge is built: "conv", Lava's Conv holding the folded weight whole (as netx builds a
-#: layer); "sparse", Lava's Sparse holding only the nonzero synapses (:func:`conv_matrix`)
-SYNAPSES = SYNAPSE_BUILDS
 #: The most synapses one edge may hold as a Sparse on Lava's simulator: building the matrix takes
 #: about 40 bytes a synapse for a moment (a 32^3 U-Net's edges hold up to hundreds of millions)
 SPARSE_SIMULATOR_LIMIT = 50_000_000
@@ -184,8 +181,8 @@ class LavaGraph:
         self.path = Path(path)
         if precision != "fixed":
             raise GraphBuildError("graph files run on Lava's fixed-point models only (--precision fixed)")
-        if synapses not in SYNAPSES:
-            raise GraphBuildError(f"synapses {synapses!r}: choose {' or '.join(SYNAPSES)}")
+        if synapses not in SYNAPSE_BUILDS:  # "conv": Lava's Conv, the folded weight whole; "sparse": conv_matrix
+            raise GraphBuildError(f"synapses {synapses!r}: choose {' or '.join(SYNAPSE_BUILDS)}")
         self.precision = precision
         self.window = window
         self.synapses = synapses

@@ -37,6 +37,7 @@ from spikereg.networks.encoding import hold_encode, input_features, rate_encode
 from spikereg.networks.folding import fold_volume
 from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
 from spikereg.networks.graph_model import GraphRegNet
+from spikereg.networks.snn import stream_of
 
 
 class GraphVerificationError(SpikeRegError, RuntimeError):
@@ -66,7 +67,7 @@ class GraphVerification:
     neuron: str = "sdnn"
     lava_compile_seconds: float = 0.0  # compile and first chunk's start
     lava_run_seconds: float = 0.0  # streaming every step
-    synapses: str = "conv"  # how Lava held each conv edge (lava_export.graph_builder.SYNAPSES)
+    synapses: str = "conv"  # how Lava held each conv edge (spikereg.hardware.rules.SYNAPSE_BUILDS)
 
     @property
     def matched(self) -> bool:
@@ -93,13 +94,6 @@ def _first_step(values: np.ndarray) -> int | None:
     return int(busy[0]) if busy.size else None
 
 
-def stream_of(frames: torch.Tensor, drain: int) -> torch.Tensor:
-    """``(P, *input, window)`` -> one stream ``(*input, P*window + drain)``, patch ``k`` in ``[k*w, (k+1)*w)``."""
-    count, window = len(frames), frames.shape[-1]
-    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)
-    return torch.nn.functional.pad(stream, (0, drain))
-
-
 def compare_graph(net, model_path: str | Path, frames: torch.Tensor, synapses: str = "conv") -> GraphVerification:
     """Stream ``frames`` ``(P, P*C_in, P, P, window)`` through SLAYER and through Lava; compare.
 
@@ -112,7 +106,7 @@ def compare_graph(net, model_path: str | Path, frames: torch.Tensor, synapses: s
       steps ``[k*w + L - 1, (k+1)*w + L - 1)`` and SLAYER's ``[L - 1, w + L - 1)``;
       every spike must be equal (leave each patch's last input step silent).
 
-    ``synapses``: how Lava holds each conv edge (:data:`~lava_export.graph_builder.SYNAPSES`).
+    ``synapses``: how Lava holds each conv edge (:data:`~spikereg.hardware.rules.SYNAPSE_BUILDS`).
     """
     start = time.perf_counter()
     count, window = len(frames), frames.shape[-1]
@@ -297,7 +291,7 @@ class RestVerification:
     lava_compile_seconds: float
     lava_run_seconds: float
     worst_case: list[dict]
-    synapses: str = "conv"  # how Lava held each conv edge (lava_export.graph_builder.SYNAPSES)
+    synapses: str = "conv"  # how Lava held each conv edge (spikereg.hardware.rules.SYNAPSE_BUILDS)
 
     @property
     def matched(self) -> bool:

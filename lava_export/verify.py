@@ -24,7 +24,7 @@ from lava_export.runner import LavaNetwork, from_lava
 from spikereg.data import load_mni, make_pair
 from spikereg.data.sampling import PatchSampler
 from spikereg.errors import SpikeRegError
-from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_patches
+from spikereg.networks.snn import SpikingRegNet, chip_layer_outputs, stream_of, stream_patches
 
 # SDNN: SLAYER and Lava compute graded values on the same dyadic grid. Weights are
 # multiples of 2**-5 (SLAYER's 8-bit quantization, step 2 / w_scale), graded spikes
@@ -272,8 +272,7 @@ def _compare_sparse_stream(blocks, model_path: str | Path, frames: torch.Tensor,
     outputs, ends = stream_patches(blocks, frames)
     outputs = [o.numpy() for o in outputs]
     steps = outputs[0].shape[-1]
-    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)
-    stream = torch.nn.functional.pad(stream, (0, steps - count * window + 1))  # + the host encoder's step
+    stream = stream_of(frames, steps - count * window + 1)  # + the host encoder's step
     with LavaGraph(model_path, synapses="sparse") as graph:
         run = graph.run(stream.numpy())
     lava = [v[..., 1:1 + steps] for v in run.values]

@@ -68,6 +68,13 @@ def chip_layer_outputs(blocks, spikes: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
+def stream_of(frames: torch.Tensor, drain: int) -> torch.Tensor:
+    """``(P, *input, window)`` -> one stream ``(*input, P*window + drain)``, patch ``k`` in ``[k*w, (k+1)*w)``."""
+    count, window = len(frames), frames.shape[-1]
+    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)
+    return torch.nn.functional.pad(stream, (0, drain))
+
+
 def stream_patches(blocks, frames: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """SDNN patches as Lava streams them through the exported file (:meth:`LavaNetwork.run`).
 
@@ -82,8 +89,7 @@ def stream_patches(blocks, frames: torch.Tensor) -> tuple[list[torch.Tensor], to
     """
     count, window = len(frames), frames.shape[-1]
     layers = sum(not is_flatten(block) for block in blocks)
-    stream = frames.movedim(0, -2).reshape(*frames.shape[1:-1], count * window)  # patch k: [k*w, (k+1)*w)
-    stream = torch.nn.functional.pad(stream, (0, layers - 1)).unsqueeze(0)
+    stream = stream_of(frames, layers - 1).unsqueeze(0)
     outputs = [out[0] for out in chip_layer_outputs(blocks, stream)]
     ends = torch.arange(1, count + 1, device=stream.device) * window + layers - 2
     return outputs, ends

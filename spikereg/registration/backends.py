@@ -29,8 +29,9 @@ import torch
 
 from lava_export.chip import run_config
 from lava_export.copies import copy_blocker, stack, unstack_patches, write_copies
-from lava_export.graph_builder import SYNAPSES, LavaGraph
+from lava_export.graph_builder import LavaGraph
 from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
+from spikereg.hardware.rules import SYNAPSE_BUILDS
 from spikereg.interrupts import note
 from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
 from spikereg.networks.folding import fold_volume, unfold_volume
@@ -329,7 +330,6 @@ class GraphLavaBackend:
         self.reduction = self.net.reduction
         self.chunk_size = 8  # patches per call: the readout of each, every step, comes back to the host
         self.lengths = [self.net.path_lengths[node.name] for node in self.net.nodes]
-        self.synapses = synapses
         self.graph = LavaGraph(model.path, precision=precision, synapses=synapses)
         self.stats = BackendStats()
 
@@ -380,8 +380,6 @@ class SparseChainBackend:
     for graded files that run from rest and are proven in range for every input (the
     layers are not read back to watch the range). Use as a context manager.
     """
-
-    synapses = "sparse"
 
     def __init__(self, model: NetxFile, precision: str = "fixed", range_stop: bool = True) -> None:
         self.model = model
@@ -593,8 +591,8 @@ def check_backend(backend: str, precision: str = "fixed", device: str = "cpu", s
     """Refuse, before any work, a backend, precision, device or synapse build that cannot run here."""
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if synapses not in SYNAPSES:
-        raise ValueError(f"--synapses {synapses!r}: choose {' or '.join(SYNAPSES)}")
+    if synapses not in SYNAPSE_BUILDS:
+        raise ValueError(f"--synapses {synapses!r}: choose {' or '.join(SYNAPSE_BUILDS)}")
     if synapses == "sparse" and backend != "sim":
         raise ValueError(f"--synapses sparse: applies to --backend sim (Lava's simulator builds the synapse lists; "
                          f"--backend {backend} runs {'SLAYER' if backend == 'torch' else 'netx'}'s build)")
