@@ -19,7 +19,7 @@ One run:
    equal, or the script exits with status 1. With ``--synapses sparse`` the
    chain is built on Lava with sparse synapses instead (``spikereg run --backend
    sim --synapses sparse``: every conv layer a Lava ``Sparse`` of its nonzero
-   weights, :class:`spikereg.registration.backends.SparseChainBackend`).
+   weights, :class:`spikereg.registration.lava_backends.SparseChainBackend`).
 3. ``spikereg.hardware.energy_section.energy_section`` turns the counts into every row of
    the comparison: Loihi 2 with copies in parallel and patches streamed, time per
    step from the workload (the main estimate, ``spikereg.hardware.streamed``); the

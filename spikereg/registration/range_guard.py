@@ -13,6 +13,7 @@ on Lava and Loihi 2 it would have wrapped, and the field would be wrong.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,11 @@ import torch
 from spikereg.errors import SpikeRegError
 from spikereg.networks.bounds import summed_input_limit, worst_case_table
 from spikereg.networks.graph_bounds import graph_worst_case_table
+
+if TYPE_CHECKING:  # annotations only
+    from spikereg.networks.graph_model import GraphRegNet
+    from spikereg.networks.snn import SpikingRegNet
+    from spikereg.netx_file import NetxFile
 
 
 class RangeOverflowError(SpikeRegError, RuntimeError):
@@ -133,3 +139,30 @@ def lava_series(blocks, layer_values: list[np.ndarray]) -> list:
         full[..., active] = out
         series.append([per_step(full), per_step(torch.cumsum(full, dim=-1))])
     return series
+
+
+def open_graph_guard(net: GraphRegNet, model: NetxFile, stop: bool = True) -> RangeGuard:
+    """A graph file's range record; a graph not proven in range for every input is refused before any work."""
+    guard = RangeGuard.for_graph(net, stop)
+    if not guard.proven:
+        worst = max((row for row in guard.worst_case if row["bound"] >= row["limit"]),
+                    key=lambda r: r["bound"] / r["limit"])
+        raise RangeOverflowError(f"model {model.path}: layer {worst['layer']}'s {worst['quantity']} can reach "
+                                 f"{worst['bound']:,.1f}, past the +-{worst['limit']:,.0f} the chip holds: a graph "
+                                 "file must be proven in range for every input (export it again)")
+    return guard
+
+
+def open_guard(net: SpikingRegNet, stop: bool = True) -> RangeGuard:
+    """The run-time range check for ``net`` (a file's network); refuses a CUBA file not proven in range.
+
+    CUBA layers' currents and voltages are not read back from the chip, so a
+    CUBA file must be proven in range for every input to run at all.
+    """
+    guard = RangeGuard.for_network(net, stop)
+    if net.input_block is None and not guard.proven:
+        worst = max((row for row in guard.worst_case if row["bound"] >= row["limit"]), key=lambda r: r["bound"])
+        raise RangeOverflowError(f"layer {worst['layer']}'s {worst['quantity']} can reach {worst['bound']:,.0f}, "
+                                 f"past the +-{worst['limit']:,.0f} Lava holds: this CUBA model is not proven in "
+                                 "range; export it again (spikereg export, --range proven)")
+    return guard
