@@ -39,6 +39,8 @@ Usage::
     # another model: a file and the checkpoint holding its ANN twin, e.g. a U-Net, in a section of its own
     .venv/bin/python benchmarks/real_pairs.py --model runs/unet/U.net --checkpoint runs/unet/checkpoints/best.pt \
         --out runs/real_pairs_unet --section "## Real pairs: Colin27 <-> MNI, the spiking U-Net" --write
+    # run settings instead of the model's own (every spikereg run and the twin row; OUT belongs to them)
+    .venv/bin/python benchmarks/real_pairs.py --out runs/real_pairs_it8 --iterations 8 --smoothing 2
 
 Finished rows are kept in ``OUT/rows.json`` and not recomputed (``--redo`` to
 recompute); ``OUT`` belongs to one model (``OUT/model.json`` says which: another
@@ -224,7 +226,8 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
             report = json.loads((run_out / "report.json").read_text())
             result = {"exit": 0, "seconds": report["timing"]["total_seconds"], "report": report}
         else:
-            result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out, flags)
+            result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out,
+                                  flags + settings_flags(args))
         if result["exit"] != 0:
             record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
             continue
@@ -339,14 +342,30 @@ def targets(rows: dict) -> list[str]:
     return ["", "Targets (issue 16, this run):", ""] + lines if lines else []
 
 
-def claim_folder(out: Path, model: str, checkpoint: Path) -> None:
+SETTINGS = ("iterations", "patch_stride", "smoothing")
+
+
+def settings_flags(args) -> tuple[str, ...]:
+    """``spikereg run`` options for the run settings given instead of the model's own."""
+    flags: list[str] = []
+    for name in SETTINGS:
+        value = getattr(args, name)
+        if value is not None:
+            flags += ["--" + name.replace("_", "-"), f"{value:g}"]
+    return tuple(flags)
+
+
+def claim_folder(out: Path, model: str, checkpoint: Path, settings: dict | None = None) -> None:
     """``OUT/model.json``: the model whose rows OUT keeps; another model's run there is refused (rows would mix).
 
-    The checkpoint's digest is part of the claim: a model retrained under the same name is another model.
+    The checkpoint's digest is part of the claim: a model retrained under the same name is another model; so
+    are run settings given instead of the model's own (``settings``, recorded only where given).
     """
     claim = out / "model.json"
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
     mine = {"model": str(model), "checkpoint": str(checkpoint), "sha256": digest}
+    if settings:
+        mine["settings"] = settings
     if claim.exists() and json.loads(claim.read_text()) != mine:
         raise ValueError(f"--out {out} holds the rows of {claim.read_text().strip()}: give another --out")
     claim.write_text(json.dumps(mine))
@@ -371,13 +390,17 @@ def main(argv=None) -> int:
                         help="on pairs finer than the model by a power of two (1 mm for a 2 mm model), where the "
                              "run registers at the model's spacing and then on the images' own voxels, also run "
                              "`spikereg run --working-grid`: the model's working grid alone (rows '..., working grid')")
+    parser.add_argument("--iterations", type=int, help="instead of the model's own run.iterations")
+    parser.add_argument("--patch-stride", type=int, help="instead of the model's own run.patch_stride")
+    parser.add_argument("--smoothing", type=float, help="instead of the model's own run.smoothing (voxels)")
     parser.add_argument("--redo", action="store_true", help="recompute rows kept in OUT/rows.json")
     parser.add_argument("--write", action="store_true", help="replace the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
     try:
         args.model_path, args.checkpoint = model_files(args.model, args.checkpoint, "its ANN twin is the twin row")
         args.out.mkdir(parents=True, exist_ok=True)
-        claim_folder(args.out, args.model, args.checkpoint)
+        claim_folder(args.out, args.model, args.checkpoint,
+                     {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
     except ValueError as error:
         parser.error(str(error))
     store = args.out / "rows.json"

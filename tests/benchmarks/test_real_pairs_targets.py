@@ -51,3 +51,19 @@ def test_the_working_grid_rows_get_their_own_target_lines():
     assert "largest 0.300: **missed**" in lines  # the working-grid run's folding counts
     assert f"{working} within 0.01 of ANN twin" not in lines  # the twin row follows the default run
     assert "bit for bit, on 0 of 1 pairs" in lines
+
+
+def test_run_settings_given_become_run_options_and_part_of_the_folders_claim(tmp_path):
+    import argparse
+
+    import pytest
+
+    given = argparse.Namespace(iterations=8, patch_stride=None, smoothing=2.0)
+    assert real_pairs.settings_flags(given) == ("--iterations", "8", "--smoothing", "2")
+    assert real_pairs.settings_flags(argparse.Namespace(iterations=None, patch_stride=None, smoothing=None)) == ()
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    real_pairs.claim_folder(tmp_path, "m.net", checkpoint, {"iterations": 8})
+    real_pairs.claim_folder(tmp_path, "m.net", checkpoint, {"iterations": 8})  # the same claim again
+    with pytest.raises(ValueError, match="holds the rows of"):  # the model's own settings: other rows
+        real_pairs.claim_folder(tmp_path, "m.net", checkpoint)
