@@ -38,6 +38,7 @@ from spikereg.networks.folding import fold_volume
 from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.snn import stream_of
+from spikereg.netx_file import compress_file
 
 
 class GraphVerificationError(SpikeRegError, RuntimeError):
@@ -388,6 +389,7 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         export_graph(net, tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}})
+        compress_file(tmp)  # what is checked and verified below is the file as shipped
         again = GraphRegNet.from_file(tmp)  # the file's own numbers
         bad = [row for row in graph_worst_case_table(again) if not row.ok]
         if bad:

@@ -56,7 +56,7 @@ from spikereg.hardware import (
 from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import SpikingRegNet
-from spikereg.netx_file import layer_type, read_netx
+from spikereg.netx_file import compress_file, layer_type, read_netx
 
 DEFAULT_PROFILE = "loihi2"
 
@@ -241,6 +241,7 @@ def export_netx(
         # ``stream``: patches back to back instead, as Lava runs netx files on a chip without a reset
         from_rest = net.input_block is not None and not stream
         net.export_hdf5(tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}, "from_rest": from_rest})
+        compress_file(tmp)  # what is checked and verified below is the file as shipped
         # The chip check reads the file netx will read, and comes before the
         # (slow) verification: a network that cannot be placed is refused in seconds.
         mapping = check_hardware(tmp, chip, label=out) if chip is not None else None

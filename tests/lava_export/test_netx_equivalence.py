@@ -74,3 +74,51 @@ def test_export_writes_verification_and_quantized_weights(tiny_export):
                 weight = layer["weight"][()]
                 assert np.all(weight == np.round(weight)) and np.abs(weight).max() <= 256  # 8-bit mantissa
                 assert 0 < layer["neuron"]["vThMant"][()] < 2**17
+
+
+def test_compressed_file_keeps_every_value_and_stock_netx_loads_it(tiny_export, tmp_path, monkeypatch):
+    import shutil
+
+    import h5py
+
+    from spikereg import netx_file
+
+    net, path = tiny_export
+    with h5py.File(path) as exported:  # the exporter compresses what is large (every weight of a real model)
+        weights = [exported[f"layer/{k}/weight"] for k in exported["layer"] if "weight" in exported[f"layer/{k}"]]
+        assert all(w.compression == "gzip" for w in weights if w.nbytes > netx_file.COMPRESS_ABOVE)
+    plain, packed = tmp_path / "plain.net", tmp_path / "packed.net"
+    shutil.copyfile(path, plain)
+    shutil.copyfile(path, packed)
+    monkeypatch.setattr(netx_file, "COMPRESS_ABOVE", 0)  # every array dataset, however small
+    netx_file.compress_file(packed)
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left beside it
+
+    seen = []
+    with h5py.File(plain) as a, h5py.File(packed) as b:
+        assert dict(a.attrs) == dict(b.attrs)
+
+        def same(name, node):
+            other = b[name]
+            assert dict(node.attrs) == dict(other.attrs), name
+            if isinstance(node, h5py.Dataset):
+                assert node.dtype == other.dtype and node.shape == other.shape, name
+                np.testing.assert_array_equal(node[()], other[()], err_msg=name)
+                if node.shape:
+                    assert other.compression == "gzip", name
+                seen.append(name)
+
+        a.visititems(same)
+        assert sorted(seen) == sorted(n for n in _datasets(b))
+    assert any(name.endswith("weight") for name in seen)
+    netx = compat.netx()
+    loaded, original = netx.hdf5.Network(net_config=str(packed)), netx.hdf5.Network(net_config=str(plain))
+    assert loaded.out.shape == original.out.shape
+    for mine, theirs in zip(loaded.layers, original.layers):
+        np.testing.assert_array_equal(mine.synapse.weight.init, theirs.synapse.weight.init)
+
+
+def _datasets(handle):
+    names = []
+    handle.visititems(lambda name, node: names.append(name) if hasattr(node, "dtype") else None)
+    return names
