@@ -7,8 +7,16 @@ and an upsampling edge land on the same neurons):
 * a ``conv`` edge counts its in-bounds connections as a conv layer does;
 * a ``convT`` (transposed, upsampling) edge counts, per axis and tap ``a``, the
   inputs ``i`` whose output ``i*stride - padding + a`` lies inside the
-  destination; its fan-in is ``in_channels x ceil(k_h / s_h) x ceil(k_w / s_w)``
-  (the most taps that reach one output);
+  destination;
+* **fan-in counts the nonzero synapses onto one neuron** (NONZERO's choice,
+  :meth:`~spikereg.hardware.rules.SynapseAccounting.fan_in`), as the chip holds
+  them: a ``conv`` edge's is the most nonzero weights of one output channel; a
+  ``convT`` edge's the most nonzero weights of one output channel among the taps
+  that reach one output together (those ``a`` with the same ``a mod stride`` per
+  axis), an upper bound that outputs near the border may not reach. The dense
+  fan-in, zeros included (``in_channels / groups x k_h x k_w``, and
+  ``in_channels x ceil(k_h / s_h) x ceil(k_w / s_w)`` for ``convT``), is not
+  checked: the zero depth blocks of depth folding take no synapse;
 * **synaptic memory holds the nonzero synapses only** (:data:`~spikereg.hardware.rules.NONZERO`):
   every edge is a sparse synapse list, so the zero depth blocks of depth
   folding and the weights that quantize to zero take none; ``synapses``
@@ -41,7 +49,7 @@ from spikereg.hardware.rules import (
     layer_problems,
     synapse_accounting,
 )
-from spikereg.hardware.synapses import taps_in_bounds
+from spikereg.hardware.synapses import conv_nonzero_fan_in, taps_in_bounds
 from spikereg.netx_file import NetxFile, read_edges
 
 
@@ -57,7 +65,7 @@ class EdgeMap:
     delay: int
     synapses: int  # every in-bounds connection, zero weights included
     nonzero_synapses: int  # the ones the chip stores and charges
-    fan_in: int
+    fan_in: int  # the most nonzero synapses onto one destination neuron (NONZERO's fan-in)
     synaptic_memory_bits: int  # nonzero synapses x (weight bits + delay bits)
     source_neurons: int = 0  # the source population (its spikes are what the edge's synapses receive)
 
@@ -93,8 +101,23 @@ def conv_transpose_taps(n_in: int, n_out: int, kernel: int, stride: int, padding
     return ((index >= 0) & (index < n_out)).sum(axis=0)
 
 
-def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int, int, int]:
-    """(synapses, nonzero, fan-in) of one edge; shapes in SLAYER's (C, H, W)."""
+def conv_transpose_nonzero_fan_in(weight: np.ndarray, stride: tuple[int, int]) -> int:
+    """The most nonzero weights of a transposed conv ``weight`` ``(in, out, k_h, k_w)`` onto one output.
+
+    Output ``o`` is reached by tap ``a`` only when ``o + padding - a`` is a multiple of the
+    stride, so the taps reaching one output share ``a mod stride`` per axis (at most
+    ``ceil(k / stride)`` of them). The count bounds every output from above: per output channel
+    and residue pair, the nonzero weights over all input channels and those taps (an output
+    near the border reaches fewer inputs); 0 for an all-zero weight.
+    """
+    sh, sw = stride
+    nonzero = weight != 0
+    return max((int(nonzero[:, :, rh::sh, rw::sw].sum(axis=(0, 2, 3)).max(initial=0))
+                for rh in range(sh) for rw in range(sw)), default=0)
+
+
+def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int, int, int, int]:
+    """(synapses, nonzero, dense fan-in, nonzero fan-in) of one edge; shapes in SLAYER's (C, H, W)."""
     weight = np.asarray(group["weight"][()])
     if weight.ndim == 5:
         weight = weight[..., 0]
@@ -108,13 +131,13 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
         taps = np.outer(taps_in_bounds(h_in, h_out, k_h, sh, ph, dh), taps_in_bounds(w_in, w_out, k_w, sw, pw, dw))
         per_pair = (weight != 0).sum(axis=(0, 1))
         return (int(weight.shape[0] * weight.shape[1] * taps.sum()), int((per_pair * taps).sum()),
-                int(c_in // groups * k_h * k_w))
+                int(c_in // groups * k_h * k_w), conv_nonzero_fan_in(weight))
     if kind == "convT":
         k_h, k_w = weight.shape[-2:]
         taps = np.outer(conv_transpose_taps(h_in, h_out, k_h, sh, ph), conv_transpose_taps(w_in, w_out, k_w, sw, pw))
         per_pair = (weight != 0).sum(axis=(0, 1))
         return (int(weight.shape[0] * weight.shape[1] * taps.sum()), int((per_pair * taps).sum()),
-                int(c_in * math.ceil(k_h / sh) * math.ceil(k_w / sw)))
+                int(c_in * math.ceil(k_h / sh) * math.ceil(k_w / sw)), conv_transpose_nonzero_fan_in(weight, (sh, sw)))
     raise MappingError(f"edge type {kind!r}: graph files hold conv and convT edges")
 
 
@@ -137,8 +160,9 @@ def map_graph(path: str | Path | NetxFile, profile) -> GraphMappingReport:
         shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
                   for i in range(len(names))]
         for edge in edges:
-            synapses, nonzero, fan_in = _edge_counts(edge.kind, handle[edge.group], shapes[edge.source],
-                                                     shapes[edge.destination])
+            synapses, nonzero, dense_fan_in, nonzero_fan_in = _edge_counts(
+                edge.kind, handle[edge.group], shapes[edge.source], shapes[edge.destination])
+            fan_in = NONZERO.fan_in(dense_fan_in, nonzero_fan_in)  # a graph file's edges hold nonzero synapses
             bits = weight_bits + delay_bits(edge.delay)
             name = f"{names[edge.source]}->{names[edge.destination]}"
             edge_maps.append(EdgeMap(edge.index, edge.source, edge.destination, name, edge.kind, edge.delay,

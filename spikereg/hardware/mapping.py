@@ -48,9 +48,17 @@ The mapping model (deliberately simple and stated so its numbers can be checked)
   ceil(memory / synaptic_memory_per_core))``, at least 1 for a layer with neurons.
   Layers do not share cores. Input axons per core and output axons are not
   modelled beyond the per-neuron fan-in check below.
-* **Fan-in** is the largest number of synapses onto one neuron: ``in_channels /
-  groups x kh x kw`` for a conv layer (an interior neuron), ``in_features`` for a
-  dense layer. It must not exceed the profile's ``max_fan_in``.
+* **Fan-in** is the largest number of synapses onto one neuron that the chip
+  holds, by the same accounting as synaptic memory
+  (:meth:`~spikereg.hardware.rules.SynapseAccounting.fan_in`). Dense accounting
+  (``synapses="conv"``): ``in_channels / groups x kh x kw`` for a conv layer (an
+  interior neuron), zero weights included, ``in_features`` for a dense layer
+  (plus ``out`` for ``dense_rec``). Nonzero accounting (``synapses="sparse"``):
+  the most nonzero weights onto one neuron (a conv layer: the output channel
+  with the most nonzero weights, an interior neuron; a dense layer: the weight
+  row with the most), so the zero depth blocks of depth folding do not count.
+  It must not exceed the profile's ``max_fan_in``, and one neuron's synapses
+  must fit one core's synaptic memory.
 * **Chips** = ``ceil(cores / cores_per_chip)``; the network fits one chip when its
   cores do not exceed ``cores_per_chip``.
 * **Registers.** Every weight, ``vThMant``, ``iDecay`` and ``vDecay`` the chip
@@ -89,7 +97,7 @@ class LayerMap:
     neurons: int
     synapses: int
     nonzero_synapses: int
-    fan_in: int
+    fan_in: int  # the fan-in the chip holds: dense or nonzero, as synaptic memory (rules.SynapseAccounting.fan_in)
     synaptic_memory_bits: int
     cores: int
     shape: tuple[int, ...] = ()
@@ -296,6 +304,7 @@ def _map_layers(
         delay_bits = synapse_delay_bits(layer, notes) if counts.synapses else 0
         bits_per_synapse = weight_bits * counts.weight_copies + delay_bits
         memory = accounting.stored(counts.synapses, counts.nonzero) * bits_per_synapse
+        fan_in = accounting.fan_in(counts.fan_in, counts.nonzero_fan_in)
         if counts.synapses and not accounting.zero_weights and kind != "conv":
             notes.append(f"{tag}: synapses counted as a Lava Sparse of its nonzero weights; LavaGraph builds a "
                          "chain's conv layers that way, not a dense layer: not verified on Lava")
@@ -306,11 +315,11 @@ def _map_layers(
             cores = 0
         # Every layer, host I/O included: the same registers export's check_precision refuses.
         problems.extend(f"{tag}: {p}" for p in layer_problems(node, chip))
-        if counts.fan_in > max_fan_in:
-            problems.append(f"{tag}: fan-in {counts.fan_in} exceeds {chip.name} max_fan_in {max_fan_in}")
-        if counts.fan_in * bits_per_synapse > mem_per_core:
+        if fan_in > max_fan_in:
+            problems.append(f"{tag}: fan-in {fan_in} exceeds {chip.name} max_fan_in {max_fan_in}")
+        if fan_in * bits_per_synapse > mem_per_core:
             problems.append(
-                f"{tag}: one neuron's {counts.fan_in} synapses need {counts.fan_in * bits_per_synapse} "
+                f"{tag}: one neuron's {fan_in} synapses need {fan_in * bits_per_synapse} "
                 f"bits, more than {chip.name}'s {mem_per_core} bits of synaptic memory per core"
             )
         layers.append(
@@ -320,7 +329,7 @@ def _map_layers(
                 neurons=counts.neurons,
                 synapses=counts.synapses,
                 nonzero_synapses=counts.nonzero,
-                fan_in=counts.fan_in,
+                fan_in=fan_in,
                 synaptic_memory_bits=memory,
                 cores=cores,
                 shape=tuple(int(s) for s in shape),

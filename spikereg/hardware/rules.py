@@ -127,6 +127,11 @@ class SynapseAccounting:
         """The synapses that take synaptic memory."""
         return synapses if self.zero_weights else nonzero
 
+    def fan_in(self, dense: int, nonzero: int) -> int:
+        """The fan-in the chip holds, checked against ``max_fan_in``: every synapse onto the neuron
+        (``dense``) where zero weights are stored, its nonzero weights (``nonzero``) where they are not."""
+        return dense if self.zero_weights else nonzero
+
     def to_dict(self) -> dict:
         return {"name": self.name, "zero_weights_charged": self.zero_weights, "rule": self.rule}
 
@@ -136,7 +141,7 @@ DENSE = SynapseAccounting(
     "dense", True,
     "sequential netx file: netx builds each conv layer as Lava's Conv process, which holds the depth-folded 2-D "
     "weight whole, zero depth blocks included, and reads every stored synapse on a spike; synops on zero weights "
-    "are charged and reported apart (structural zeros)")
+    "are charged and reported apart (structural zeros); a neuron's fan-in counts its zero-weight synapses too")
 #: Nonzero synapses only: a chain built with sparse synapses, and every graph file.
 NONZERO = SynapseAccounting(
     "nonzero", False,
@@ -145,7 +150,8 @@ NONZERO = SynapseAccounting(
     "bit for bit), as Loihi 2 stores sparse synapses, so the zero depth blocks of depth folding and weights that "
     "quantize to zero take no synaptic memory and no synaptic operation; synops on zero weights are reported apart, "
     "not charged; the sparse format's index bits are not counted. For a graph file Lava's simulator builds conv "
-    "edges as Conv by default, for speed and memory; a chip build would hold the sparse lists")
+    "edges as Conv by default, for speed and memory; a chip build would hold the sparse lists; a neuron's fan-in "
+    "counts its nonzero synapses only")
 
 #: How a netx file's synapses may be built on Lava (``lava_export.graph_builder.LavaGraph``): "conv", Lava's
 #: Conv holding each folded weight whole (stock netx); "sparse", Lava's Sparse holding the nonzero synapses only.

@@ -1,4 +1,4 @@
-"""What one netx layer needs: neurons, synapses (in-bounds connections), nonzero synapses, fan-in, delay bits.
+"""What one netx layer needs: neurons, synapses (in-bounds connections), nonzero synapses, fan-ins, delay bits.
 
 The counting half of :mod:`spikereg.hardware.mapping`, whose docstring states the model.
 """
@@ -36,8 +36,21 @@ class Counts:
     neurons: int = 0
     synapses: int = 0
     nonzero: int = 0
-    fan_in: int = 0
+    fan_in: int = 0  # the most synapses onto one neuron, zero weights included (dense accounting)
+    nonzero_fan_in: int = 0  # the most nonzero weights onto one neuron (nonzero accounting)
     weight_copies: int = 1  # complex dense layers store a real and an imaginary weight
+
+
+def most_in_a_row(mask: np.ndarray) -> int:
+    """The most True entries in one row of the 2-D boolean ``mask`` (0 for none, or no rows)."""
+    rows = mask.sum(axis=1)
+    return int(rows.max()) if rows.size else 0
+
+
+def conv_nonzero_fan_in(weight: np.ndarray) -> int:
+    """The most nonzero weights onto one neuron of a conv ``weight`` ``(out, in/groups, kh, kw)``:
+    an interior neuron of the output channel that has the most (0 for an all-zero weight)."""
+    return most_in_a_row((weight != 0).reshape(weight.shape[0], int(np.prod(weight.shape[1:]))))
 
 
 def count_conv(layer: NetxLayer, in_shape: Optional[tuple[int, ...]]) -> tuple[Counts, tuple[int, ...]]:
@@ -93,6 +106,7 @@ def count_conv(layer: NetxLayer, in_shape: Optional[tuple[int, ...]]) -> tuple[C
         synapses=int(c_out * c_in_group * taps.sum()),
         nonzero=int(((weight != 0).sum(axis=(0, 1)) * taps).sum()),
         fan_in=c_in_group * kh * kw,
+        nonzero_fan_in=conv_nonzero_fan_in(weight),
     )
     return counts, shape
 
@@ -136,6 +150,7 @@ def count_dense(layer: NetxLayer, in_shape: Optional[tuple[int, ...]]) -> tuple[
         synapses=n_out * n_in,
         nonzero=int(mask.sum()),
         fan_in=n_in,
+        nonzero_fan_in=most_in_a_row(mask),
         weight_copies=copies,
     )
     if layer.kind == "dense_rec":
@@ -147,6 +162,8 @@ def count_dense(layer: NetxLayer, in_shape: Optional[tuple[int, ...]]) -> tuple[
         counts.synapses += n_out * n_out
         counts.nonzero += int(np.count_nonzero(rec))
         counts.fan_in += n_out
+        # a neuron's input and recurrent nonzero weights, the most over the neurons
+        counts.nonzero_fan_in = most_in_a_row(np.concatenate([mask, rec != 0], axis=1))
     return counts, (n_out,)
 
 

@@ -18,7 +18,7 @@ from spikereg.hardware import (
     load_profile,
     map_network,
 )
-from spikereg.hardware.synapses import taps_in_bounds
+from spikereg.hardware.synapses import conv_nonzero_fan_in, taps_in_bounds
 
 # -- writing netx files the way SLAYER's export_hdf5 does ------------------------------
 
@@ -184,6 +184,9 @@ def test_conv_counts_match_torch(
     assert conv.nonzero_synapses == int(nonzero.sum())
     assert conv.neurons == int(np.prod(out_shape))
     assert conv.fan_in == (c_in // groups) * kernel * kernel
+    # as a Sparse of its nonzero weights: the most nonzero synapses torch sums onto one output (every case has
+    # an output that sees its whole kernel, where the count is reached)
+    assert map_network(path, "loihi2", synapses="sparse").layers[1].fan_in == int(nonzero.max())
 
 
 def test_taps_in_bounds_by_hand() -> None:
@@ -193,6 +196,12 @@ def test_taps_in_bounds_by_hand() -> None:
     assert taps_in_bounds(8, 4, 3, 2, 1, 1).tolist() == [3, 4, 4]
     # no padding: every tap is in bounds
     assert taps_in_bounds(6, 4, 3, 1, 0, 1).tolist() == [4, 4, 4]
+
+
+def test_conv_nonzero_fan_in_by_hand() -> None:
+    assert conv_nonzero_fan_in(conv_weight()) == 18  # channel 0 all zero, channel 1 17, channel 2 18
+    assert conv_nonzero_fan_in(np.zeros((2, 3, 3, 3))) == 0  # an all-zero weight
+    assert conv_nonzero_fan_in(np.zeros((0, 3, 3, 3))) == 0  # no output channels
 
 
 def test_fan_in_beyond_loihi1_is_named(tmp_path: Path) -> None:
@@ -205,6 +214,42 @@ def test_fan_in_beyond_loihi1_is_named(tmp_path: Path) -> None:
     assert report.problems == ["layer 1 (dense): fan-in 5000 exceeds loihi1 max_fan_in 4096"]
     with pytest.raises(MappingError, match=r"layer 1 \(dense\): fan-in 5000 exceeds loihi1 max_fan_in 4096"):
         check_fits(report)
+
+
+def test_sparse_dense_layers_count_the_most_nonzero_weights_onto_one_neuron(tmp_path: Path) -> None:
+    """A dense layer 3 x 5000 whose rows hold 4000, 4096 and 100 nonzero weights: 5000 synapses onto each
+    neuron as Conv/Dense store them (over loihi1's 4096), at most 4096 as a Sparse of the nonzero ones."""
+    weight = np.zeros((3, 5000))
+    weight[0, :4000] = weight[1, 904:] = 2.0
+    weight[2, ::50] = -2.0
+    path = tmp_path / "wide.net"
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        input_layer(layer.create_group("0"), (5000,))
+        dense_layer(layer.create_group("1"), weight)
+    dense, sparse = map_network(path, "loihi1"), map_network(path, "loihi1", synapses="sparse")
+    assert [lm.nonzero_synapses for lm in sparse.layers] == [0, 4000 + 4096 + 100]
+    assert [lm.fan_in for lm in dense.layers] == [0, 5000]
+    assert [lm.fan_in for lm in sparse.layers] == [0, 4096]  # max_fan_in itself: allowed
+    assert dense.problems == ["layer 1 (dense): fan-in 5000 exceeds loihi1 max_fan_in 4096"]
+    assert sparse.problems == []
+
+
+def test_dense_rec_fan_in_adds_the_recurrent_weights(tmp_path: Path) -> None:
+    """Two neurons, three inputs: weight rows [2, 2, 0] and [2, 0, 0], recurrent rows [0, 0] and [2, 2].
+    Dense: 3 inputs + 2 neurons = 5 onto each. Nonzero: neuron 0 holds 2 + 0, neuron 1 holds 1 + 2: 3."""
+    path = tmp_path / "rec.net"
+    with h5py.File(path, "w") as f:
+        layer = f.create_group("layer")
+        input_layer(layer.create_group("0"), (3,))
+        rec = layer.create_group("1")
+        dense_layer(rec, np.array([[2.0, 2.0, 0.0], [2.0, 0.0, 0.0]]))
+        del rec["type"]
+        _type(rec, "dense_rec")
+        rec.create_dataset("weight_rec", data=np.array([[0.0, 0.0], [2.0, 2.0]], np.float32))
+    dense, sparse = map_network(path, "loihi2"), map_network(path, "loihi2", synapses="sparse")
+    assert [(lm.synapses, lm.nonzero_synapses) for lm in dense.layers] == [(0, 0), (6 + 4, 3 + 2)]
+    assert ([lm.fan_in for lm in dense.layers], [lm.fan_in for lm in sparse.layers]) == ([0, 5], [0, 3])
 
 
 def test_graded_spikes_do_not_fit_loihi1(tmp_path: Path) -> None:

@@ -15,6 +15,23 @@ synaptic memory per core:
     conv   (every synapse stored)  3872 x 8 = 30976 bits -> ceil(30976 / 4096) = 8 cores
     sparse (nonzero only)           568 x 8 =  4544 bits -> ceil(4544 / 4096)  = 2 cores
 
+Fan-in follows the same accounting: with conv synapses a neuron holds all
+2 x 3 x 3 = 18 synapses of its kernel, with sparse ones its nonzero weights
+only: output channel 0 has 3 (two taps of pair (0, 0), the centre of (0, 1)),
+the others 2.
+
+The fan-in check (``zero_blocks``): a conv layer 2 out x 4 in x 3 x 3 on a
+(4, 6, 6) input, padding 1, whose weight has the zero blocks of depth folding:
+output channel 0 reads input channels 0 and 1 only (18 taps), output channel 1
+channels 2 and 3 only, without the centre tap of pair (1, 3) (17). The dense
+fan-in is 4 x 3 x 3 = 36, the nonzero one 18. Against a chip with
+``max_fan_in`` 20 and 200 bits of synaptic memory per core, conv synapses are
+refused twice (36 > 20; 36 x 8 = 288 bits > 200), sparse ones not at all
+(18 <= 20; 144 bits). Cores: in-bounds taps per axis 5 + 6 + 5 = 16, so 256
+synapses per channel pair; conv: 8 x 256 = 2048 synapses, 16384 bits -> 82
+cores; sparse: 4 x 256 - 36 (the centre tap reaches 6 x 6) = 988, 7904 bits ->
+40 cores.
+
 The energy tests use conftest.py's two-layer network and toy chip: with
 ``"conv"`` 560 synops are charged, 225 of them on zero weights; with
 ``"sparse"`` those 225 are reported apart and charged nothing, so the dynamic
@@ -48,30 +65,45 @@ REFUSED = r"^synapses 'dense': choose conv \(.*\) or sparse \(.*\)$"
 
 
 
+def write_conv_chain(path: Path, weight: np.ndarray, size: int) -> Path:
+    """input (in, size, size) -> conv ``weight`` (out, in, 3, 3), stride 1, padding 1, as SLAYER writes it."""
+    c_out, c_in = weight.shape[:2]
+    with h5py.File(path, "w") as f:
+        layers = f.create_group("layer")
+        layers.create_dataset("0/type", (1,), "S10", [b"input"])
+        layers.create_dataset("0/shape", data=np.array([c_in, size, size]))
+        conv = layers.create_group("1")
+        conv.create_dataset("type", (1,), "S10", [b"conv"])
+        conv.create_dataset("shape", data=np.array([c_out, size, size]))
+        for key, value in {"inChannels": c_in, "outChannels": c_out, "groups": 1}.items():
+            conv.create_dataset(key, data=value)
+        for key in ("stride", "dilation"):
+            conv.create_dataset(key, data=np.array([1, 1]))
+        conv.create_dataset("padding", data=np.array([1, 1]))
+        conv.create_dataset("kernelSize", data=np.array([3, 3]))
+        conv.create_dataset("weight", data=weight.astype(np.float32))
+        for key, value in CUBA.items():
+            conv.create_dataset(f"neuron/{key}", data=value)
+    return path
+
+
 @pytest.fixture
 def chain(tmp_path: Path) -> Path:
     """The chain of the module docstring: mostly zero weights, as depth folding leaves them."""
     weight = np.zeros((4, 2, 3, 3), np.float32)
     weight[:, :, 1, 1] = 2.0  # every pair's centre tap
     weight[0, 0, 1, 0] = -4.0  # one more tap of pair (0, 0)
-    path = tmp_path / "chain.net"
-    with h5py.File(path, "w") as f:
-        layers = f.create_group("layer")
-        layers.create_dataset("0/type", (1,), "S10", [b"input"])
-        layers.create_dataset("0/shape", data=np.array([2, 8, 8]))
-        conv = layers.create_group("1")
-        conv.create_dataset("type", (1,), "S10", [b"conv"])
-        conv.create_dataset("shape", data=np.array([4, 8, 8]))
-        for key, value in {"inChannels": 2, "outChannels": 4, "groups": 1}.items():
-            conv.create_dataset(key, data=value)
-        for key in ("stride", "dilation"):
-            conv.create_dataset(key, data=np.array([1, 1]))
-        conv.create_dataset("padding", data=np.array([1, 1]))
-        conv.create_dataset("kernelSize", data=np.array([3, 3]))
-        conv.create_dataset("weight", data=weight)
-        for key, value in CUBA.items():
-            conv.create_dataset(f"neuron/{key}", data=value)
-    return path
+    return write_conv_chain(tmp_path / "chain.net", weight, 8)
+
+
+@pytest.fixture
+def zero_blocks(tmp_path: Path) -> Path:
+    """The fan-in check's layer of the module docstring: each output channel reads two of four input channels."""
+    weight = np.zeros((2, 4, 3, 3), np.float32)
+    weight[0, :2] = 2.0
+    weight[1, 2:] = -2.0
+    weight[1, 3, 1, 1] = 0.0
+    return write_conv_chain(tmp_path / "blocks.net", weight, 6)
 
 
 @pytest.fixture
@@ -88,6 +120,9 @@ def test_the_accounting_follows_how_the_synapses_are_built() -> None:
     assert synapse_accounting(False, "sparse") is NONZERO
     assert synapse_accounting(True) is NONZERO and synapse_accounting(True, "sparse") is NONZERO
     assert "Sparse" in NONZERO.rule and "verified equal to SLAYER" in NONZERO.rule
+    # the fan-in the chip holds: every synapse onto a neuron where zeros are stored, its nonzero ones where not
+    assert (DENSE.fan_in(36, 18), NONZERO.fan_in(36, 18)) == (36, 18)
+    assert "fan-in counts its nonzero synapses only" in NONZERO.rule and "fan-in" in DENSE.rule
     for graph in (False, True):
         with pytest.raises(MappingError, match=REFUSED):
             synapse_accounting(graph, "dense")
@@ -106,11 +141,30 @@ def test_sparse_synapses_store_exactly_the_nonzero_ones(chain: Path, small_memor
     assert sparse.layers[1].synaptic_memory_bits == NONZERO_SYNAPSES * 8 == 4544
     assert sparse.total_synaptic_memory_bits == 4544
     assert (conv.cores, sparse.cores) == (8, 2)
+    assert (conv.layers[1].fan_in, sparse.layers[1].fan_in) == (18, 3)
     assert (conv.synapse_accounting, sparse.synapse_accounting) == ("dense", "nonzero")
     assert sparse.to_dict()["synapse_accounting"] == "nonzero"
     assert "synapse accounting: nonzero" in sparse.to_text() and "synapse accounting" not in conv.to_text()
     assert any(note.startswith("synapses stored: nonzero only") for note in sparse.notes)
     assert map_model(chain, small_memory, "sparse").to_dict() == sparse.to_dict()
+
+
+def test_max_fan_in_counts_the_synapses_the_chip_holds(zero_blocks: Path, profile_writer, tmp_path: Path) -> None:
+    chip = load_profile(str(profile_writer(tmp_path, "loihi2", "tinyfan",
+                                           {"max_fan_in": 20, "synaptic_memory_bits_per_core": 200})))
+    conv = map_network(zero_blocks, chip)
+    sparse = map_network(zero_blocks, chip, synapses="sparse")
+    assert [layer.fan_in for layer in conv.layers] == [0, 36]
+    assert [layer.fan_in for layer in sparse.layers] == [0, 18]
+    assert (conv.layers[1].synapses, conv.layers[1].nonzero_synapses) == (2048, 988)
+    assert (conv.cores, sparse.cores) == (82, 40)
+    assert conv.problems == [
+        "layer 1 (conv): fan-in 36 exceeds tinyfan max_fan_in 20",
+        "layer 1 (conv): one neuron's 36 synapses need 288 bits, more than tinyfan's 200 bits of synaptic memory "
+        "per core",
+    ]
+    assert sparse.problems == []
+    assert map_model(zero_blocks, chip, "sparse").to_dict() == sparse.to_dict()
 
 
 def test_unknown_synapses_are_refused_by_name(chain: Path) -> None:
