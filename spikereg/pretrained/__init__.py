@@ -11,6 +11,10 @@ is that network trained further on the varied pairs alone
 (configs/sdnn_2mm_varied.yaml): the best on such pairs, behind on the
 template's own (BENCHMARKS.md, "An inter-subject model", "Conversion at the
 chip's spike_exp").
+``unet_2mm_mixed.*`` is the spiking U-Net with skip connections
+(configs/unet_2mm_mixed.yaml; a graph file, which stock netx does not load and
+SpikeReg's own Lava builder does): the most accurate on real brains, several
+times slower than the default (BENCHMARKS.md, "The spiking U-Net, shipped").
 ``demo.*`` is the small, fast one ``make demo`` trains
 (configs/demo.yaml, same seed), which the energy and speed benchmarks
 describe. Each is ``NAME.pt`` the checkpoint, ``NAME.net`` its verified netx
@@ -42,13 +46,16 @@ class ShippedModel(NamedTuple):
 
 SHIPPED: dict[str, ShippedModel] = {
     "sdnn-2mm-mixed": ShippedModel(HERE / "sdnn_2mm_mixed.net", HERE / "sdnn_2mm_mixed.pt",
-                                   "sigma-delta (SDNN) network for different subjects and scanners, the accurate "
-                                   "one; configs/sdnn_2mm_mixed.yaml, 2 mm"),
+                                   "sigma-delta (SDNN) network for different subjects and scanners, accurate and "
+                                   "fast; configs/sdnn_2mm_mixed.yaml, 2 mm"),
     "sdnn-2mm": ShippedModel(HERE / "sdnn_2mm.net", HERE / "sdnn_2mm.pt",
                              "the same network trained on the template's warps alone; configs/sdnn_2mm.yaml, 2 mm"),
     "sdnn-2mm-varied": ShippedModel(HERE / "sdnn_2mm_varied.net", HERE / "sdnn_2mm_varied.pt",
                                     "the same network trained further on varied pairs alone (no fine-tuning); "
                                     "configs/sdnn_2mm_varied.yaml, 2 mm"),
+    "unet-2mm-mixed": ShippedModel(HERE / "unet_2mm_mixed.net", HERE / "unet_2mm_mixed.pt",
+                                   "spiking U-Net with skip connections (a graph file), the most accurate on real "
+                                   "brains, slower; configs/unet_2mm_mixed.yaml, 2 mm"),
     "demo": ShippedModel(DEMO_MODEL, DEMO_CHECKPOINT,
                          "CUBA-LIF rate-coded SNN, small and fast; configs/demo.yaml (make demo), 4 mm"),
 }

@@ -119,3 +119,54 @@ def test_the_default_model_registers_on_lava_as_on_torch(cli, tmp_path):
     dense_counts, sparse_counts = reports[0]["energy"]["counts"], sparse["energy"]["counts"]
     assert dense_counts["synops_structural_zeros"] > 0.5 * dense_counts["synops"]  # depth folding's zeros
     assert sparse_counts["synops_zero_weights_not_charged"] == dense_counts["synops_structural_zeros"]
+
+
+def test_the_shipped_unet_is_verified_proven_and_its_checkpoints_export(tmp_path):
+    """The shipped U-Net: Lava verified it from rest (0 difference), proven in range, its checkpoint's export."""
+    import h5py
+
+    from lava_export.graph_file import export_graph
+    from spikereg.netx_file import is_graph_file, read_metadata
+    from spikereg.pretrained import SHIPPED
+    from spikereg.training.trainer import load_checkpoint, load_twin
+
+    entry = SHIPPED["unet-2mm-mixed"]
+    assert is_graph_file(entry.netx)
+    verify = json.loads(entry.netx.with_suffix(".verify.json").read_text())
+    assert verify["matched"] and verify["provably_in_range"] and verify["readout_mismatches"] == 0
+    assert max(verify["max_error"]) == 0 and not any(verify["stray_messages"])
+    assert verify["messages_lava"] == verify["messages_slayer"] and len(verify["kinds"]) >= 10  # the stress kinds
+    meta = read_metadata(entry.netx)
+    assert meta["spacing_mm"] == 2.0 and meta["run"] == {"iterations": 8, "patch_stride": 24, "smoothing": 2.0}
+    net, config = load_checkpoint(entry.checkpoint)
+    assert config.model.architecture == "unet" and load_twin(entry.checkpoint) is not None
+    export_graph(net, tmp_path / "again.net")
+    with h5py.File(entry.netx, "r") as shipped, h5py.File(tmp_path / "again.net", "r") as again:
+        weights = []
+        shipped.visit(lambda name: weights.append(name) if name.endswith("/weight") else None)
+        assert len(weights) > len(shipped["layer"]) - 1  # the skip and upsampling edges' own weights too
+        for name in weights:
+            np.testing.assert_array_equal(again[name][()], shipped[name][()], err_msg=name)
+            assert shipped[name].compression == "gzip", name  # a 32^3 U-Net's weights are ~200 MB uncompressed
+
+
+def test_the_shipped_unet_registers_on_lava_as_on_torch(cli, tmp_path):
+    """One 32^3 patch of brain, one pass: Lava's fixed-point graph and SLAYER on torch, the same field."""
+    template = load_mni("t1", 2.0)
+    pair = make_pair(template.data, np.random.default_rng(5), max_displacement=3.0, control_spacing=8,
+                     noise_std=0.02)
+    crop = np.s_[30:62, 40:72, 30:62]
+    for name in ("fixed", "moving"):
+        nib.save(nib.Nifti1Image(getattr(pair, name)[crop], template.affine), tmp_path / f"{name}.nii.gz")
+    fields = {}
+    for backend in ("sim", "torch"):
+        result = cli.invoke("run", "--model", "unet-2mm-mixed", "--backend", backend,
+                            "--fixed", str(tmp_path / "fixed.nii.gz"), "--moving", str(tmp_path / "moving.nii.gz"),
+                            "--out", str(tmp_path / backend), "--iterations", "1")
+        assert result.exit_code == 0, result.output
+        fields[backend] = load_ddf(tmp_path / backend / "ddf.nii.gz")[0]
+        report = json.loads((tmp_path / backend / "report.json").read_text())
+        assert report["smoothing"] == 2.0 and report["patches"] == 1
+    np.testing.assert_array_equal(fields["sim"], fields["torch"])
+    true = pair.ddf[(slice(None),) + crop]
+    assert np.linalg.norm(fields["torch"] - true, axis=0).mean() < 0.8 * np.linalg.norm(true, axis=0).mean()
