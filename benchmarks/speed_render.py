@@ -98,7 +98,9 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                 continue
             total_patches = iterations(sim) * sim["patches_per_iteration"]
             host = torch_run["host"] if torch_run else 0.0
-            network = sim["compile"] + total_patches * sim["per_patch"]
+            # the start-up (build, compile, a first patch) once, from a --save file of before it: the compile
+            startup = sim.get("startup", sim["compile"])
+            network = startup + total_patches * sim["per_patch"]
             results[spacing, method + "_extrapolated"] = network + host
             same = {True: "field = torch's (checked on the sample)", False: "**differs from torch**",
                     None: "= torch (same spikes)"}[sim.get("same_as_torch")]
@@ -107,8 +109,10 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
                          f"measured: {sim['patches']} patches spread over the "
                          f"{'x'.join(map(str, sim.get('grid_shape', shape)))} grid the run registers on, "
                          f"{sim['run']:.1f} s "
-                         f"({sim['per_patch']:.2f} s/patch, {sim['per_step_ms']:.0f} ms/step) + "
-                         f"compile {sim['compile']:.1f} s; x {total_patches} patches + torch's host time; "
+                         f"({sim['per_patch']:.2f} s/patch, {sim['per_step_ms']:.0f} ms/step) x {total_patches} "
+                         + (f"patches + start-up {startup:.1f} s (build, compile {sim['compile']:.1f} s, a first "
+                            "patch; timed apart)" if "startup" in sim else
+                            f"patches + compile {sim['compile']:.1f} s") + " + torch's host time; "
                          "memory is the sample run's; `--memory-budget` estimate "
                          f"{fmt_gb(estimate_peak_bytes(tuple(sim.get('grid_shape', shape)), meta, 'sim'))} GB"))
         demons_run = results.get((spacing, "demons"))

@@ -39,6 +39,8 @@ def test_a_unet_is_timed_on_its_working_grid_and_the_section_says_which_model(ti
     assert run["patches"] == run["iterations"] * 7 * 8 * 6  # 8^3 patches, stride 8, over the 4 mm grid 50x58x48
     sim = speed.child_sim(folder, tmp_path, 2, tiny_unet.path)
     assert sim["same_as_torch"] and sim["grid_shape"] == run["grid_shape"] and sim["patches_per_iteration"] == 336
+    # the start-up (build, compile, a first patch) timed apart from the sample's two patches on the running network
+    assert sim["startup"] > sim["compile"] > 0 and sim["per_patch"] == sim["run"] / 2 and sim["steps"] > 0
     profile = speed.profile_torch(1, tiny_unet.path, voxels=8 * 8**3)
     assert profile["patches"] == 8 and [label.split(" (")[0] for label, _ in profile["parts"]][2:4] == [
         "convolutions", "upsampling"]
@@ -53,7 +55,8 @@ def test_a_unet_is_timed_on_its_working_grid_and_the_section_says_which_model(ti
     assert section == capsys.readouterr().out.strip() + "\n" and section.startswith(HEADING)
     assert f"with the model `{described['file']}` (a spiking U-Net, graph file" in section
     assert "registered on the model's 4 mm working grid (50x58x48)" in section
-    assert "336 patches (1 iteration x 336)" in section and "x 336 patches + torch's host time" in section
+    assert "336 patches (1 iteration x 336)" in section and "x 336 patches + start-up" in section
+    assert "a first patch; timed apart) + torch's host time" in section
     assert "SLAYER's sigma-delta neuron on the one step from rest" in section
 
 
