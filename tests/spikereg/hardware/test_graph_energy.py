@@ -21,7 +21,6 @@ block is in the band, so 2 * 2 * 4 * 4 = 64 = the nonzero count.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
@@ -46,7 +45,6 @@ from spikereg.hardware.rules import DENSE, NONZERO, delay_bits, delay_problem
 from spikereg.networks.encoding import graded_levels, input_features
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.graph_twin import GraphTwin
-from spikereg.networks.unet import SpikingUNet, UNetConfig
 
 NONZERO_BY_EDGE = {"input->enc1": 909, "enc1->enc2": 125, "enc2->bott": 64, "bott->dec2": 64, "enc2->dec2": 64,
                    "enc1->dec1": 1000, "dec2->dec1": 64, "dec1->out": 1000}
@@ -65,21 +63,6 @@ TWIN_MACS = {"input->enc1": 64 * 27, "enc1->enc2": 8 * 27, "enc2->bott": 8 * 27,
 TINY = ["model.architecture=unet", "model.patch_size=8", "model.channels=[4, 6]", "model.strides=[]",
         "model.spike_code=delta", "model.neuron.type=sdnn", "model.neuron.threshold=0.015625",
         "model.spike_exp=0", "model.max_displacement=4.0", "run.patch_stride=8"]
-
-
-@pytest.fixture(scope="module")
-def hand_unet(tmp_path_factory) -> Path:
-    net = SpikingUNet(UNetConfig(patch_size=4, in_channels=1, channels=(1, 1), out_channels=1))
-    with torch.no_grad():
-        for edge in net.edges:
-            kernel = net.edge_synapse(edge).parametrizations.weight.original
-            kernel.fill_(0.5)
-            if edge.name == "input->enc1":
-                kernel[0, 0, 1, 1, 1] = 0.0
-                kernel[0, 0, 0, 0, 0] = 1e-4  # below half an 8-bit step: quantizes to 0
-    path = tmp_path_factory.mktemp("hand") / "hand.net"
-    export_graph(net, path, extra={"model": {"patch_size": 4}, "window": 8})
-    return path
 
 
 def hand_report(patches: int = 1, window: int = 8) -> dict:

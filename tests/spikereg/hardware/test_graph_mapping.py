@@ -3,7 +3,6 @@ synaptic memory and fan-in for the nonzero synapses only."""
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from lava_export.graph_builder import conv_matrix, conv_transpose_matrix
 from lava_export.graph_file import export_graph
@@ -80,23 +79,6 @@ def test_an_edge_fan_in_is_the_most_nonzero_synapses_lava_builds_onto_one_neuron
     assert rows == {name: e.fan_in for name, e in edges.items()}
 
 
-@pytest.fixture(scope="module")
-def hand_graph(tmp_path_factory):
-    """A 4^3 patch, one channel everywhere, every 3-D kernel 0.5 except two taps of input->enc1: its centre 0
-    and its corner (0, 0, 0) 1e-4, which quantizes to 0 (as test_graph_energy's hand-counted U-Net)."""
-    net = SpikingUNet(UNetConfig(patch_size=4, in_channels=1, channels=(1, 1), out_channels=1))
-    with torch.no_grad():
-        for edge in net.edges:
-            kernel = net.edge_synapse(edge).parametrizations.weight.original
-            kernel.fill_(0.5)
-            if edge.name == "input->enc1":
-                kernel[0, 0, 1, 1, 1] = 0.0
-                kernel[0, 0, 0, 0, 0] = 1e-4
-    path = tmp_path_factory.mktemp("hand") / "hand.net"
-    export_graph(net, path, extra={"model": {"patch_size": 4}, "window": 8})
-    return path
-
-
 #: The dense fan-in (folded features x 3 x 3, zero depth blocks included) and the nonzero one, by hand. Depth
 #: is folded into features (one channel: one feature per depth), so a 3-tap depth kernel reaches at most 3 of
 #: them: 3 x 9 = 27 nonzero taps where the folded weight has 4 x 9 = 36 on a depth of 4. Output depth 0 of
@@ -109,11 +91,11 @@ HAND_FAN_IN = {  # edge: (dense, nonzero)
     "enc2->dec2": (18, 18), "enc1->dec1": (36, 27), "dec2->dec1": (2, 1), "dec1->out": (36, 27)}
 
 
-def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_graph, profile_writer, tmp_path):
+def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_unet, profile_writer, tmp_path):
     chip = load_profile(str(profile_writer(tmp_path, "loihi2", "tinyfan", {"max_fan_in": 30})))
-    report = map_graph(hand_graph, chip)
-    names, edges = read_edges(hand_graph)
-    with h5py.File(hand_graph, "r") as handle:
+    report = map_graph(hand_unet, chip)
+    names, edges = read_edges(hand_unet)
+    with h5py.File(hand_unet, "r") as handle:
         shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
                   for i in range(len(names))]
         counted = {f"{names[e.source]}->{names[e.destination]}":
@@ -128,7 +110,7 @@ def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_graph,
     assert report.problems == ["layer 4 (dec2): fan-in 36 over its 2 edges exceeds tinyfan max_fan_in 30"]
     # what Lava's Sparse holds onto its busiest neuron: the fan-in where the destination has interior neurons;
     # on the 2 x 2 grid no neuron sees all 3 x 3 taps (2 x 2 taps x 2 depths = 8), and the fan-in bounds it
-    rows = {name: int(np.diff(matrix.indptr).max()) for name, matrix in lava_matrices(hand_graph)}
+    rows = {name: int(np.diff(matrix.indptr).max()) for name, matrix in lava_matrices(hand_unet)}
     assert rows == {**{name: nz for name, (_, nz) in HAND_FAN_IN.items()},
                     "enc2->bott": 8, "bott->dec2": 8, "enc2->dec2": 8}
 
