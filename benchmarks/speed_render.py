@@ -55,7 +55,7 @@ def render(args, command: str, measured: dict, load: list[float], date: str) -> 
     """The BENCHMARKS.md section (``args.section``) from the measurements; written with --write."""
     from spikereg.netx_file import read_metadata
     from spikereg.pretrained import DEMO_MODEL
-    from spikereg.registration.backends import SIM_COPIES
+    from spikereg.registration.lava_backends import SIM_COPIES
     from spikereg.registration.pipeline import estimate_peak_bytes
 
     model = measured.get("model", DEMO)

@@ -26,13 +26,7 @@ from spikereg.hardware.rules import SYNAPSE_BUILDS
 from spikereg.networks.snn import SpikingRegNet
 from spikereg.netx_file import NetxFile, is_graph_file, load_model
 from spikereg.registration.counts import CountError, SpikeCounter
-from spikereg.registration.lava_backends import (  # noqa: F401  (the backends' constants, read here by callers)
-    LAVA_CHUNK,
-    SIM_COPIES,
-    GraphLavaBackend,
-    LavaBackend,
-    SparseChainBackend,
-)
+from spikereg.registration.lava_backends import GraphLavaBackend, LavaBackend, SparseChainBackend
 from spikereg.registration.torch_backends import GraphTorchBackend, TorchBackend, torch_device
 
 BACKENDS = ("torch", "sim", "loihi2")

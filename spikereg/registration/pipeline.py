@@ -34,8 +34,9 @@ from spikereg.hardware.energy_section import energy_section
 from spikereg.interrupts import on_interrupt_note
 from spikereg.options import check_bound, check_bounds, check_out_folder
 from spikereg.registration.affine import affine_stage, save_transform
-from spikereg.registration.backends import LAVA_CHUNK, open_backend
+from spikereg.registration.backends import open_backend
 from spikereg.registration.counts import RASTER_NAME, save_raster
+from spikereg.registration.lava_backends import LAVA_CHUNK
 from spikereg.registration.register import BackendStats, check_patching, ncc, pyramid_shapes, register
 from spikereg.registration.run_report import CHIP_PROFILE, chip_profile_section, layer_table, write_report
 from spikereg.registration.verdict import RegistrationFailedError, failures, reach
