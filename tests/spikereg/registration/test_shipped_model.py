@@ -170,3 +170,10 @@ def test_the_shipped_unet_registers_on_lava_as_on_torch(cli, tmp_path):
     np.testing.assert_array_equal(fields["sim"], fields["torch"])
     true = pair.ddf[(slice(None),) + crop]
     assert np.linalg.norm(fields["torch"] - true, axis=0).mean() < 0.8 * np.linalg.norm(true, axis=0).mean()
+
+
+def test_the_shipped_unet_refuses_an_export_to_nir_in_one_line(cli, tmp_path):
+    """NIR 1.0 has no node for a U-Net's upsampling edges: refused by name, nothing written."""
+    line = cli.one_error_line("export", "unet-2mm-mixed", "--to", "nir", "--out", tmp_path / "u.nir")
+    assert "--to nir" in line and "upsampling" in line
+    assert list(tmp_path.iterdir()) == []
