@@ -62,6 +62,14 @@ from spikereg.netx_file import NetxFile, is_graded, read_netx, spike_exp_of
 STREAM_BUFFER = 64  # frames queued between the host and the runtime
 STOPPED_NOTE = "Lava stopped"  # what an interrupted run reports (spikereg.interrupts)
 
+
+def stop_runtime(runtime, error: BaseException | None) -> None:
+    """Leaving a ``with`` block around a Lava runtime (anything with ``stop() -> bool``, True if it was running):
+    stop it; an interrupt that stopped it says so in its message."""
+    if runtime.stop() and isinstance(error, KeyboardInterrupt):
+        note(error, STOPPED_NOTE)
+
+
 # Graded (SDNN) values between SLAYER's units and Lava's integers. SLAYER's sigma-delta
 # neuron has w_scale 2**6: an input level x enters the delta encoder as the integer x * 2**6
 # (SLAYER's 8-bit grid: even integers). The encoder and netx's sigma-delta neurons (with the
@@ -172,8 +180,7 @@ class LavaNetwork:
         return self
 
     def __exit__(self, exc_type, error, traceback) -> None:
-        if self.stop() and isinstance(error, KeyboardInterrupt):
-            note(error, STOPPED_NOTE)
+        stop_runtime(self, error)
 
     def stop(self, drain: Callable[[], None] | None = None) -> bool:
         """Stop the Lava runtime (idempotent); True if it was running.

@@ -18,8 +18,7 @@ import torch
 
 from lava_export.copies import copy_blocker, stack, unstack_patches, write_copies
 from lava_export.graph_builder import LavaGraph
-from lava_export.runner import STOPPED_NOTE, LavaNetwork, from_lava
-from spikereg.interrupts import note
+from lava_export.runner import LavaNetwork, from_lava, stop_runtime
 from spikereg.networks.encoding import READOUT_CHANNELS, PatchCodec
 from spikereg.networks.folding import fold_volume, unfold_volume
 from spikereg.networks.graph_model import GraphRegNet
@@ -82,8 +81,7 @@ class LavaBackend:
         return self
 
     def __exit__(self, exc_type, error, traceback) -> None:
-        if self.network.stop() and isinstance(error, KeyboardInterrupt):
-            note(error, STOPPED_NOTE)
+        stop_runtime(self.network, error)
 
     def reset(self) -> None:
         """Start a new stream: the next patch finds the network at rest.
@@ -185,8 +183,7 @@ class GraphLavaBackend:
         return self
 
     def __exit__(self, exc_type, error, traceback) -> None:
-        if self.graph.stop() and isinstance(error, KeyboardInterrupt):
-            note(error, STOPPED_NOTE)
+        stop_runtime(self.graph, error)
 
     def reset(self) -> None:
         self.guard.restart()  # every patch starts from rest anyway
@@ -260,8 +257,7 @@ class SparseChainBackend:
 
     def __exit__(self, exc_type, error, traceback) -> None:
         try:
-            if self.graph.stop() and isinstance(error, KeyboardInterrupt):
-                note(error, STOPPED_NOTE)
+            stop_runtime(self.graph, error)
         finally:
             self._folder.cleanup()
 
