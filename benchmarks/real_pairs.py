@@ -227,7 +227,7 @@ def run_pair(args, out: Path, spacing: float, moving_name: str, fixed_name: str,
             result = {"exit": 0, "seconds": report["timing"]["total_seconds"], "report": report}
         else:
             result = spikereg_run(backend, args.model, fixed_path, moving_path, moving_labels_path, run_out,
-                                  flags + settings_flags(args))
+                                  flags + settings_flags(args.settings))
         if result["exit"] != 0:
             record(method, {"exit": result["exit"], "error": result["error"], "seconds": result["seconds"]})
             continue
@@ -345,14 +345,14 @@ def targets(rows: dict) -> list[str]:
 SETTINGS = ("iterations", "patch_stride", "smoothing")
 
 
-def settings_flags(args) -> tuple[str, ...]:
-    """``spikereg run`` options for the run settings given instead of the model's own."""
-    flags: list[str] = []
-    for name in SETTINGS:
-        value = getattr(args, name)
-        if value is not None:
-            flags += ["--" + name.replace("_", "-"), f"{value:g}"]
-    return tuple(flags)
+def given_settings(args) -> dict:
+    """The run settings given instead of the model's own (``SETTINGS`` options not left out)."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+
+
+def settings_flags(settings: dict) -> tuple[str, ...]:
+    """``spikereg run`` options for ``settings`` (:func:`given_settings`)."""
+    return tuple(part for name, value in settings.items() for part in ("--" + name.replace("_", "-"), f"{value:g}"))
 
 
 def claim_folder(out: Path, model: str, checkpoint: Path, settings: dict | None = None) -> None:
@@ -399,8 +399,8 @@ def main(argv=None) -> int:
     try:
         args.model_path, args.checkpoint = model_files(args.model, args.checkpoint, "its ANN twin is the twin row")
         args.out.mkdir(parents=True, exist_ok=True)
-        claim_folder(args.out, args.model, args.checkpoint,
-                     {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None})
+        args.settings = given_settings(args)
+        claim_folder(args.out, args.model, args.checkpoint, args.settings)
     except ValueError as error:
         parser.error(str(error))
     store = args.out / "rows.json"

@@ -15,7 +15,8 @@ arrays that the network loader, the Lava runtime, the chip mapping and the
 spike counter all read; a run shares one. :func:`load_model` is the same for
 an exported SpikeReg model, with its checks (:class:`ModelFileError`), and
 :func:`read_metadata` reads only the metadata. The exporter that writes the
-file is :meth:`spikereg.networks.snn.SpikingRegNet.export_hdf5`.
+file is :meth:`spikereg.networks.snn.SpikingRegNet.export_hdf5`; :func:`compress_file`
+rewrites what an exporter wrote with its large datasets gzip-compressed.
 """
 from __future__ import annotations
 

@@ -58,9 +58,11 @@ def test_run_settings_given_become_run_options_and_part_of_the_folders_claim(tmp
 
     import pytest
 
-    given = argparse.Namespace(iterations=8, patch_stride=None, smoothing=2.0)
+    given = real_pairs.given_settings(argparse.Namespace(iterations=8, patch_stride=None, smoothing=2.0))
+    assert given == {"iterations": 8, "smoothing": 2.0}
     assert real_pairs.settings_flags(given) == ("--iterations", "8", "--smoothing", "2")
-    assert real_pairs.settings_flags(argparse.Namespace(iterations=None, patch_stride=None, smoothing=None)) == ()
+    none = real_pairs.given_settings(argparse.Namespace(iterations=None, patch_stride=None, smoothing=None))
+    assert none == {} and real_pairs.settings_flags(none) == ()
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes(b"weights")
     real_pairs.claim_folder(tmp_path, "m.net", checkpoint, {"iterations": 8})
