@@ -54,7 +54,7 @@ from scipy.sparse import csr_matrix
 
 from lava_export import rest
 from lava_export.graph_file import GraphEdge
-from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, to_lava
+from lava_export.runner import GRADED_INPUT_SCALE, STREAM_BUFFER, from_lava, run_config, stop_runtime, to_lava
 from spikereg import compat
 from spikereg.errors import SpikeRegError
 from spikereg.hardware.rules import SYNAPSE_BUILDS
@@ -208,8 +208,8 @@ class LavaGraph:
     def __enter__(self) -> "LavaGraph":
         return self
 
-    def __exit__(self, *_exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, error, traceback) -> None:
+        stop_runtime(self, error)
 
     def stop(self) -> bool:
         if not self._started:

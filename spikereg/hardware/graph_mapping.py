@@ -141,11 +141,25 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
     raise MappingError(f"edge type {kind!r}: graph files hold conv and convT edges")
 
 
-def map_graph(path: str | Path | NetxFile, profile) -> GraphMappingReport:
+def graph_edge_counts(path: str | Path | NetxFile) -> list[tuple[int, int, int, int]]:
+    """Each edge's (synapses, nonzero, dense fan-in, nonzero fan-in), in the file's edge order: what its
+    weights give a mapping, the same on every chip (reading them is most of :func:`map_graph`'s time)."""
+    path = Path(path.path if isinstance(path, NetxFile) else path)
+    names, edges = read_edges(path)
+    with h5py.File(path, "r") as handle:
+        shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
+                  for i in range(len(names))]
+        return [_edge_counts(edge.kind, handle[edge.group], shapes[edge.source], shapes[edge.destination])
+                for edge in edges]
+
+
+def map_graph(path: str | Path | NetxFile, profile,
+              counts: list[tuple[int, int, int, int]] | None = None) -> GraphMappingReport:
     """Size the graph file at ``path`` (or that file already read) against ``profile``: one row per layer,
-    one per edge."""
+    one per edge. ``counts``: :func:`graph_edge_counts` of the same file, when several chips are sized."""
     chip = _as_profile(profile)
     path = Path(path.path if isinstance(path, NetxFile) else path)
+    counts = graph_edge_counts(path) if counts is None else counts
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     cores_per_chip = int(chip.cores_per_chip.value)
@@ -159,9 +173,9 @@ def map_graph(path: str | Path | NetxFile, profile) -> GraphMappingReport:
     with h5py.File(path, "r") as handle:
         shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
                   for i in range(len(names))]
-        for edge in edges:
-            synapses, nonzero, dense_fan_in, nonzero_fan_in = _edge_counts(
-                edge.kind, handle[edge.group], shapes[edge.source], shapes[edge.destination])
+        if len(counts) != len(edges):
+            raise MappingError(f"{path}: {len(counts)} edge counts for {len(edges)} edges (another file's?)")
+        for edge, (synapses, nonzero, dense_fan_in, nonzero_fan_in) in zip(edges, counts):
             fan_in = NONZERO.fan_in(dense_fan_in, nonzero_fan_in)  # a graph file's edges hold nonzero synapses
             bits = weight_bits + delay_bits(edge.delay)
             name = f"{names[edge.source]}->{names[edge.destination]}"

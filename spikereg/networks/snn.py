@@ -140,8 +140,10 @@ def neuron_step_inference(neuron, z: torch.Tensor) -> torch.Tensor:
         c, d = z.shape[1], z.shape[2]
         z = z.add_(neuron.bias.detach().reshape(d, c).t().reshape(1, c, d, 1, 1))
     act = torch.relu_(z)
-    act = act.masked_fill_(act.abs() < neuron.delta.threshold.detach(), 0.0)
     step = 1 / neuron.delta.scale
+    threshold = neuron.delta.threshold.detach()
+    if bool(threshold > step):  # at or below one spike step the floor below zeroes the same units
+        act = act.masked_fill_(act < threshold, 0.0)  # act >= 0: SLAYER's abs() changes nothing
     return act.div_(step).floor_().mul_(step)
 
 

@@ -210,8 +210,14 @@ def biased_readout_step(neuron, z: torch.Tensor, messages: list | None = None) -
     quantized = sent + (torch.floor(sent.detach() / step) * step - sent.detach())
     if messages is not None:
         messages.append(torch.full((n,), float(bias[0].numel() * z.shape[3] * z.shape[4]), device=z.device)
-                        + (sent != 0).flatten(1).sum(dim=1))
+                        + graded_spike_count(sent))
     return bias + quantized
+
+
+def graded_spike_count(value: torch.Tensor) -> torch.Tensor:
+    """How many units of each patch of ``value`` ``(N, ...)`` send a graded spike (are nonzero), ``(N,)``."""
+    # summed over the dimensions in place, in 32 bits: flattening a channels-last tensor would copy it
+    return (value != 0).sum(dim=tuple(range(1, value.dim())), dtype=torch.int32)
 
 
 def apply_edge(edge: Edge, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -453,9 +459,12 @@ class SpikingGraph(torch.nn.Module):
                      for edge in self.edges}
         def made(value: torch.Tensor) -> torch.Tensor:
             if messages is not None:
-                messages.append((value != 0).flatten(1).sum(dim=1))
+                messages.append(graded_spike_count(value))
             return value
 
+        if not torch.is_grad_enabled() and levels.device.type == "cpu":
+            # channels-last convolutions run about a third faster on CPU; exact all the same (see above)
+            levels = levels.contiguous(memory_format=torch.channels_last_3d)
         values = {self.nodes[0].name: made(neuron_step(self.input_block.neuron, levels))}
         outputs = [values[self.nodes[0].name]]
         for position, node in enumerate(self.nodes[1:], start=1):

@@ -343,3 +343,23 @@ def test_an_edge_too_large_for_sparse_synapses_on_the_simulator_is_refused(unet_
     refusal = r"edge 0 \(input -> enc1\) would hold up to .* synapses='conv'"
     with pytest.raises(graph_builder.GraphBuildError, match=refusal):
         graph.build()
+
+
+def test_an_interrupt_inside_a_graph_run_stops_lava_and_says_so(unet_file):
+    """Ctrl-C while a graph's runtime is up: leaving the ``with`` block stops Lava and notes it, as a chain's run."""
+    from lava_export.graph_builder import LavaGraph
+
+    from spikereg.networks.encoding import graded_levels
+    from spikereg.networks.folding import fold_volume
+
+    net, path, _ = unet_file
+    node = net.nodes[0]
+    levels = fold_volume(graded_levels(torch.rand(1, node.populations, node.size, node.size, node.size))).numpy()
+    graph = LavaGraph(path, window=WINDOW)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with graph:
+            graph.run_patches(levels, WINDOW, stop=False)  # compiled and running, left up for the next call
+            assert graph._started
+            raise KeyboardInterrupt
+    assert not graph._started
+    assert "Lava stopped" in getattr(caught.value, "__notes__", [])

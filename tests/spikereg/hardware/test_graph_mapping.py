@@ -7,7 +7,8 @@ import pytest
 from lava_export.graph_builder import conv_matrix, conv_transpose_matrix
 from lava_export.graph_file import export_graph
 from spikereg.hardware import load_profile, map_network
-from spikereg.hardware.graph_mapping import _edge_counts, conv_transpose_nonzero_fan_in, conv_transpose_taps, map_graph
+from spikereg.hardware.graph_mapping import (conv_transpose_nonzero_fan_in, conv_transpose_taps, graph_edge_counts,
+                                             map_graph)
 from spikereg.hardware.rules import DENSE, NONZERO
 from spikereg.networks.unet import SpikingGraph, SpikingUNet, UNetConfig, chain_topology
 from spikereg.netx_file import read_edges
@@ -95,11 +96,8 @@ def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_unet, 
     chip = load_profile(str(profile_writer(tmp_path, "loihi2", "tinyfan", {"max_fan_in": 30})))
     report = map_graph(hand_unet, chip)
     names, edges = read_edges(hand_unet)
-    with h5py.File(hand_unet, "r") as handle:
-        shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
-                  for i in range(len(names))]
-        counted = {f"{names[e.source]}->{names[e.destination]}":
-                   _edge_counts(e.kind, handle[e.group], shapes[e.source], shapes[e.destination])[2:] for e in edges}
+    counted = {f"{names[e.source]}->{names[e.destination]}": counts[2:]
+               for e, counts in zip(edges, graph_edge_counts(hand_unet))}
     assert counted == HAND_FAN_IN
     # the one place the choice is made: a graph file holds nonzero synapses, so its edges carry the nonzero fan-in
     assert {name: (DENSE.fan_in(*pair), NONZERO.fan_in(*pair)) for name, pair in counted.items()} == HAND_FAN_IN
@@ -113,6 +111,19 @@ def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_unet, 
     rows = {name: int(np.diff(matrix.indptr).max()) for name, matrix in lava_matrices(hand_unet)}
     assert rows == {**{name: nz for name, (_, nz) in HAND_FAN_IN.items()},
                     "enc2->bott": 8, "bott->dec2": 8, "enc2->dec2": 8}
+
+
+def test_edge_counts_read_once_map_every_chip_alike_and_another_files_are_refused(hand_unet, tmp_path):
+    from spikereg.hardware.mapping import MappingError
+
+    counts = graph_edge_counts(hand_unet)
+    for chip in ("loihi2", "loihi1"):
+        assert map_graph(hand_unet, chip, counts) == map_graph(hand_unet, chip)
+    chain = tmp_path / "chain.net"
+    config = UNetConfig(align_delays=False)
+    export_graph(SpikingGraph(config, *chain_topology(config, [4, 4])), chain)
+    with pytest.raises(MappingError, match="edge counts for .* edges"):
+        map_graph(hand_unet, "loihi2", graph_edge_counts(chain))
 
 
 def test_transposed_nonzero_fan_in_by_hand():

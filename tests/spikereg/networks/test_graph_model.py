@@ -172,12 +172,13 @@ def test_graph_regnet_shapes():
     assert net.window >= max(net.path_lengths.values()) + 2
 
 
-def test_inference_neuron_step_equals_slayers_neuron():
+@pytest.mark.parametrize("threshold", [1 / 64, 0.05])  # at one spike step (the floor zeroes), and above it
+def test_inference_neuron_step_equals_slayers_neuron(threshold):
     """Without gradients the one-step neuron is computed in place; it must equal SLAYER's call bit for bit."""
     from spikereg.networks.snn import neuron_step
 
     net = SpikingUNet(UNetConfig(patch_size=8, in_channels=4, channels=(4, 6), spike_exp=0,
-                                 clamp=(1.0, 0.5, 2.0, 0.75, 1.5), threshold=1 / 64))
+                                 clamp=(1.0, 0.5, 2.0, 0.75, 1.5), threshold=threshold))
     torch.manual_seed(3)
     for node in net.nodes[1:]:
         neuron = net.blocks[node.name].neuron
