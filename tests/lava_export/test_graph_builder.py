@@ -348,7 +348,6 @@ def test_an_edge_too_large_for_sparse_synapses_on_the_simulator_is_refused(unet_
 def test_an_interrupt_inside_a_graph_run_stops_lava_and_says_so(unet_file):
     """Ctrl-C while a graph's runtime is up: leaving the ``with`` block stops Lava and notes it, as a chain's run."""
     from lava_export.graph_builder import LavaGraph
-
     from spikereg.networks.encoding import graded_levels
     from spikereg.networks.folding import fold_volume
 

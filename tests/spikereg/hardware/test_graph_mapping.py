@@ -7,8 +7,12 @@ import pytest
 from lava_export.graph_builder import conv_matrix, conv_transpose_matrix
 from lava_export.graph_file import export_graph
 from spikereg.hardware import load_profile, map_network
-from spikereg.hardware.graph_mapping import (conv_transpose_nonzero_fan_in, conv_transpose_taps, graph_edge_counts,
-                                             map_graph)
+from spikereg.hardware.graph_mapping import (
+    conv_transpose_nonzero_fan_in,
+    conv_transpose_taps,
+    graph_edge_counts,
+    map_graph,
+)
 from spikereg.hardware.rules import DENSE, NONZERO
 from spikereg.networks.unet import SpikingGraph, SpikingUNet, UNetConfig, chain_topology
 from spikereg.netx_file import read_edges
