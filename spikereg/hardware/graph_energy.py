@@ -43,7 +43,7 @@ from spikereg.hardware.energy import (
     run_patches,
     split_profiles,
 )
-from spikereg.hardware.graph_mapping import EdgeMap, GraphMappingReport, graph_edge_counts, map_graph
+from spikereg.hardware.graph_mapping import EdgeMap, GraphMappingReport, map_graph
 from spikereg.hardware.loihi2_schedule import LayerLoad, OpTimes, Schedule, ScheduleError, plan, schedule_figures
 from spikereg.hardware.netx_layers import read_network
 from spikereg.hardware.profiles import NeuromorphicProfile, Profile
@@ -164,8 +164,7 @@ def graph_energy_report(report: dict[str, Any], model_path: Union[str, Path, Net
     costed (``counts.edges``), nonzero synapses only (``synapse_accounting``), delays as synaptic delays."""
     chips, procs = split_profiles(profiles)
     network = model_path if isinstance(model_path, NetxFile) else read_network(model_path)
-    counts = graph_edge_counts(network)  # read the weights once for every chip
-    mappings = {chip.name: map_graph(network, chip, counts) for chip in chips}
+    mappings = {chip.name: map_graph(network, chip) for chip in chips}
     mapping = next(iter(mappings.values()))
     spikes = _checked_spikes(report, mapping)
     input_spikes = check_count(report_field(report, "input_spikes"), "input spikes")

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from spikereg.hardware.mapping import LayerMap, MappingError, MappingReport, _as_profile, map_network, netx_text
+from spikereg.hardware.netx_layers import read_network
 from spikereg.hardware.rules import (
     DELAY_RELAYS,
     NONZERO,
@@ -50,7 +51,7 @@ from spikereg.hardware.rules import (
     synapse_accounting,
 )
 from spikereg.hardware.synapses import conv_nonzero_fan_in, taps_in_bounds
-from spikereg.netx_file import NetxFile, read_edges
+from spikereg.netx_file import Group, NetxFile, read_edges
 
 
 @dataclass
@@ -90,7 +91,7 @@ class GraphMappingReport(MappingReport):
         return "\n".join(lines)
 
 
-def _pair(group: h5py.Group, name: str) -> tuple[int, int]:
+def _pair(group: Group, name: str) -> tuple[int, int]:
     value = np.asarray(group[name][()]).reshape(-1)
     return (int(value[0]), int(value[0])) if value.size == 1 else (int(value[0]), int(value[1]))
 
@@ -116,7 +117,7 @@ def conv_transpose_nonzero_fan_in(weight: np.ndarray, stride: tuple[int, int]) -
                 for rh in range(sh) for rw in range(sw)), default=0)
 
 
-def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int, int, int, int]:
+def _edge_counts(kind: str, group: Group, in_shape, out_shape) -> tuple[int, int, int, int]:
     """(synapses, nonzero, dense fan-in, nonzero fan-in) of one edge; shapes in SLAYER's (C, H, W)."""
     weight = np.asarray(group["weight"][()])
     if weight.ndim == 5:
@@ -141,25 +142,12 @@ def _edge_counts(kind: str, group: h5py.Group, in_shape, out_shape) -> tuple[int
     raise MappingError(f"edge type {kind!r}: graph files hold conv and convT edges")
 
 
-def graph_edge_counts(path: str | Path | NetxFile) -> list[tuple[int, int, int, int]]:
-    """Each edge's (synapses, nonzero, dense fan-in, nonzero fan-in), in the file's edge order: what its
-    weights give a mapping, the same on every chip (reading them is most of :func:`map_graph`'s time)."""
-    path = Path(path.path if isinstance(path, NetxFile) else path)
-    names, edges = read_edges(path)
-    with h5py.File(path, "r") as handle:
-        shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
-                  for i in range(len(names))]
-        return [_edge_counts(edge.kind, handle[edge.group], shapes[edge.source], shapes[edge.destination])
-                for edge in edges]
-
-
-def map_graph(path: str | Path | NetxFile, profile,
-              counts: list[tuple[int, int, int, int]] | None = None) -> GraphMappingReport:
-    """Size the graph file at ``path`` (or that file already read) against ``profile``: one row per layer,
-    one per edge. ``counts``: :func:`graph_edge_counts` of the same file, when several chips are sized."""
+def map_graph(source: str | Path | NetxFile, profile) -> GraphMappingReport:
+    """Size the graph file ``source`` (a path, or the file already read: sizing it for several chips reads
+    it once) against ``profile``: one row per layer, one per edge."""
     chip = _as_profile(profile)
-    path = Path(path.path if isinstance(path, NetxFile) else path)
-    counts = graph_edge_counts(path) if counts is None else counts
+    network = source if isinstance(source, NetxFile) else read_network(source)
+    path, root = network.path, network.root
     npc = int(chip.neurons_per_core.value)
     mem_per_core = int(chip.synaptic_memory_bits_per_core.value)
     cores_per_chip = int(chip.cores_per_chip.value)
@@ -170,40 +158,38 @@ def map_graph(path: str | Path | NetxFile, profile,
     notes: list[str] = []
     layers: list[LayerMap] = []
     edge_maps: list[EdgeMap] = []
-    with h5py.File(path, "r") as handle:
-        shapes = [tuple(int(v) for v in np.asarray(handle[f"layer/{i}/shape"][()]).reshape(-1))
-                  for i in range(len(names))]
-        if len(counts) != len(edges):
-            raise MappingError(f"{path}: {len(counts)} edge counts for {len(edges)} edges (another file's?)")
-        for edge, (synapses, nonzero, dense_fan_in, nonzero_fan_in) in zip(edges, counts):
-            fan_in = NONZERO.fan_in(dense_fan_in, nonzero_fan_in)  # a graph file's edges hold nonzero synapses
-            bits = weight_bits + delay_bits(edge.delay)
-            name = f"{names[edge.source]}->{names[edge.destination]}"
-            edge_maps.append(EdgeMap(edge.index, edge.source, edge.destination, name, edge.kind, edge.delay,
-                                     synapses, nonzero, fan_in, NONZERO.stored(synapses, nonzero) * bits,
-                                     int(np.prod(shapes[edge.source]))))
-            edge_problems = [] if edge.primary else layer_problems(handle[edge.group], chip)
-            edge_problems += [p for p in [delay_problem(edge.delay, chip)] if p is not None]
-            problems.extend(f"edge {edge.index} ({name}): {p}" for p in edge_problems)
-        for index, name in enumerate(names):
-            group = handle[f"layer/{index}"]
-            kind = netx_text(group["type"][()])
-            mine = [e for e in edge_maps if e.destination == index]
-            neurons = int(np.prod(shapes[index])) if (index or "neuron" in group) else 0
-            host = index == 0 and "neuron" in group  # the SDNN input: the host's delta encoder
-            memory = sum(e.synaptic_memory_bits for e in mine)
-            fan_in = sum(e.fan_in for e in mine)
-            cores = max(math.ceil(neurons / npc), math.ceil(memory / mem_per_core), 1) if neurons and not host else 0
-            tag = f"layer {index} ({name})"
-            problems.extend(f"{tag}: {p}" for p in layer_problems(group, chip))
-            if fan_in > max_fan_in:
-                problems.append(f"{tag}: fan-in {fan_in} over its {len(mine)} edges exceeds {chip.name} "
-                                f"max_fan_in {max_fan_in}")
-            layers.append(LayerMap(index=index, type=kind, neurons=neurons,
-                                   synapses=sum(e.synapses for e in mine),
-                                   nonzero_synapses=sum(e.nonzero_synapses for e in mine), fan_in=fan_in,
-                                   synaptic_memory_bits=memory, cores=cores, shape=shapes[index],
-                                   placement="host" if host else "chip"))
+    shapes = [tuple(int(v) for v in np.asarray(root[f"layer/{i}/shape"]).reshape(-1)) for i in range(len(names))]
+    for edge in edges:
+        synapses, nonzero, dense_fan_in, nonzero_fan_in = _edge_counts(
+            edge.kind, root[edge.group], shapes[edge.source], shapes[edge.destination])
+        fan_in = NONZERO.fan_in(dense_fan_in, nonzero_fan_in)  # a graph file's edges hold nonzero synapses
+        bits = weight_bits + delay_bits(edge.delay)
+        name = f"{names[edge.source]}->{names[edge.destination]}"
+        edge_maps.append(EdgeMap(edge.index, edge.source, edge.destination, name, edge.kind, edge.delay,
+                                 synapses, nonzero, fan_in, NONZERO.stored(synapses, nonzero) * bits,
+                                 int(np.prod(shapes[edge.source]))))
+        edge_problems = [] if edge.primary else layer_problems(root[edge.group], chip)
+        edge_problems += [p for p in [delay_problem(edge.delay, chip)] if p is not None]
+        problems.extend(f"edge {edge.index} ({name}): {p}" for p in edge_problems)
+    for index, name in enumerate(names):
+        group = root[f"layer/{index}"]
+        kind = netx_text(group["type"][()])
+        mine = [e for e in edge_maps if e.destination == index]
+        neurons = int(np.prod(shapes[index])) if (index or "neuron" in group) else 0
+        host = index == 0 and "neuron" in group  # the SDNN input: the host's delta encoder
+        memory = sum(e.synaptic_memory_bits for e in mine)
+        fan_in = sum(e.fan_in for e in mine)
+        cores = max(math.ceil(neurons / npc), math.ceil(memory / mem_per_core), 1) if neurons and not host else 0
+        tag = f"layer {index} ({name})"
+        problems.extend(f"{tag}: {p}" for p in layer_problems(group, chip))
+        if fan_in > max_fan_in:
+            problems.append(f"{tag}: fan-in {fan_in} over its {len(mine)} edges exceeds {chip.name} "
+                            f"max_fan_in {max_fan_in}")
+        layers.append(LayerMap(index=index, type=kind, neurons=neurons,
+                               synapses=sum(e.synapses for e in mine),
+                               nonzero_synapses=sum(e.nonzero_synapses for e in mine), fan_in=fan_in,
+                               synaptic_memory_bits=memory, cores=cores, shape=shapes[index],
+                               placement="host" if host else "chip"))
     notes.append(f"synapses stored: {NONZERO.name} only ({NONZERO.rule})")
     if any(e.delay for e in edge_maps):
         notes.append(DELAY_RELAYS)

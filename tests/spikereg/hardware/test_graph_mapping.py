@@ -1,5 +1,7 @@
 """spikereg map's model for graph files: every edge counted, skips and the upsampling edge included (hand counts);
 synaptic memory and fan-in for the nonzero synapses only."""
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -7,15 +9,10 @@ import pytest
 from lava_export.graph_builder import conv_matrix, conv_transpose_matrix
 from lava_export.graph_file import export_graph
 from spikereg.hardware import load_profile, map_network
-from spikereg.hardware.graph_mapping import (
-    conv_transpose_nonzero_fan_in,
-    conv_transpose_taps,
-    graph_edge_counts,
-    map_graph,
-)
+from spikereg.hardware.graph_mapping import _edge_counts, conv_transpose_nonzero_fan_in, conv_transpose_taps, map_graph
 from spikereg.hardware.rules import DENSE, NONZERO
 from spikereg.networks.unet import SpikingGraph, SpikingUNet, UNetConfig, chain_topology
-from spikereg.netx_file import read_edges
+from spikereg.netx_file import read_edges, read_netx
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +97,10 @@ def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_unet, 
     chip = load_profile(str(profile_writer(tmp_path, "loihi2", "tinyfan", {"max_fan_in": 30})))
     report = map_graph(hand_unet, chip)
     names, edges = read_edges(hand_unet)
-    counted = {f"{names[e.source]}->{names[e.destination]}": counts[2:]
-               for e, counts in zip(edges, graph_edge_counts(hand_unet))}
+    root = read_netx(hand_unet).root
+    shapes = [tuple(int(v) for v in root[f"layer/{i}/shape"].reshape(-1)) for i in range(len(names))]
+    counted = {f"{names[e.source]}->{names[e.destination]}":
+               _edge_counts(e.kind, root[e.group], shapes[e.source], shapes[e.destination])[2:] for e in edges}
     assert counted == HAND_FAN_IN
     # the one place the choice is made: a graph file holds nonzero synapses, so its edges carry the nonzero fan-in
     assert {name: (DENSE.fan_in(*pair), NONZERO.fan_in(*pair)) for name, pair in counted.items()} == HAND_FAN_IN
@@ -117,17 +116,23 @@ def test_a_graph_file_checks_max_fan_in_against_its_nonzero_synapses(hand_unet, 
                     "enc2->bott": 8, "bott->dec2": 8, "enc2->dec2": 8}
 
 
-def test_edge_counts_read_once_map_every_chip_alike_and_another_files_are_refused(hand_unet, tmp_path):
-    from spikereg.hardware.mapping import MappingError
-
-    counts = graph_edge_counts(hand_unet)
-    for chip in ("loihi2", "loihi1"):
-        assert map_graph(hand_unet, chip, counts) == map_graph(hand_unet, chip)
-    chain = tmp_path / "chain.net"
-    config = UNetConfig(align_delays=False)
-    export_graph(SpikingGraph(config, *chain_topology(config, [4, 4])), chain)
-    with pytest.raises(MappingError, match="edge counts for .* edges"):
-        map_graph(hand_unet, "loihi2", graph_edge_counts(chain))
+def test_a_skip_edge_weight_the_chip_cannot_hold_is_a_problem_and_the_file_read_once_maps_alike(hand_unet, tmp_path):
+    """Every edge's weights meet the register rules (a skip edge's own group too), from the file as a run read it."""
+    path = tmp_path / "odd.net"
+    shutil.copy(hand_unet, path)
+    names, edges = read_edges(path)
+    skip = next(e for e in edges if not e.primary and e.kind == "conv")
+    with h5py.File(path, "r+") as handle:
+        weight = handle[skip.group]["weight"]
+        changed = np.array(weight[()])
+        changed.reshape(-1)[0] = 301  # odd, and beyond 8 bits
+        weight[...] = changed
+    report = map_graph(path, "loihi2")
+    assert [p for p in report.problems if p.startswith(f"edge {skip.index} ")] == [
+        f"edge {skip.index} ({names[skip.source]}->{names[skip.destination]}): weight 301 at (0, 0, 0, 0) "
+        "does not fit loihi2's weight_bits 8 (+ sign): weights must be even integers in [-256, 254]"]
+    assert map_graph(read_netx(path), "loihi2") == report
+    assert map_graph(hand_unet, "loihi2").problems == []
 
 
 def test_transposed_nonzero_fan_in_by_hand():
