@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from lava_export.graph_file import export_graph
     from lava_export.graph_verify import compare_graph, template_frames
     from spikereg.hardware.graph_mapping import map_graph
+    from spikereg.networks.graph_topology import UNetConfig
     from spikereg.networks.snn import stream_of
-    from spikereg.networks.unet import SpikingUNet, UNetConfig
+    from spikereg.networks.unet import SpikingUNet
 
     config = UNetConfig(patch_size=args.patch, channels=tuple(int(c) for c in args.channels.split(",")),
                         neuron=args.neuron)

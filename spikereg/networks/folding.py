@@ -128,3 +128,75 @@ class FoldedKernel(torch.nn.Module):
         c_in = self.c_in * (2 if self.paired_in else 1)
         kernel3d = self.fold.unfold_weight(weight.squeeze(-1), c_out, c_in)
         return kernel3d[:self.c_out, :self.c_in]
+
+
+class DepthFoldT:
+    """How one 3-D *transposed* convolution folds its depth axis into 2-D features.
+
+    A transposed conv with depth stride ``s``, padding ``p`` and kernel ``k``
+    adds ``in[i] * K[k]`` into ``out[i*s - p + k]``. Folded, the 2-D transposed
+    conv's weight ``(D_in*C_in, D_out*C_out, k_h, k_w)`` (torch's layout for
+    ``conv_transpose``) has block ``(i, o)`` equal to ``K[:, :, o - i*s + p]``
+    where that index lies in ``[0, k)``, zero elsewhere. Exact, like
+    :class:`~spikereg.networks.folding.DepthFold`.
+    """
+
+    def __init__(self, depth_in: int, kernel: int, stride: int, padding: int = 0) -> None:
+        self.depth_in, self.kernel, self.stride, self.padding = depth_in, kernel, stride, padding
+
+    @property
+    def depth_out(self) -> int:
+        return (self.depth_in - 1) * self.stride - 2 * self.padding + self.kernel
+
+    def band(self) -> torch.Tensor:
+        """One-hot ``(D_in, D_out, k)``: entry ``[i, o, k]`` is 1 where ``o = i*s - p + k``."""
+        band = torch.zeros(self.depth_in, self.depth_out, self.kernel)
+        for i in range(self.depth_in):
+            for k in range(self.kernel):
+                o = i * self.stride - self.padding + k
+                if 0 <= o < self.depth_out:
+                    band[i, o, k] = 1.0
+        return band
+
+    def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        """``(C_in, C_out, k_d, k_h, k_w)`` -> ``(D_in*C_in, D_out*C_out, k_h, k_w)``."""
+        c_in, c_out, _, k_h, k_w = kernel3d.shape
+        folded = torch.einsum("iok,abkhw->iaobhw", self.band().to(kernel3d), kernel3d)
+        return folded.reshape(self.depth_in * c_in, self.depth_out * c_out, k_h, k_w)
+
+    def unfold_weight(self, folded: torch.Tensor, c_in: int, c_out: int) -> torch.Tensor:
+        """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
+        k_h, k_w = folded.shape[-2:]
+        blocks = folded.reshape(self.depth_in, c_in, self.depth_out, c_out, k_h, k_w)
+        band = self.band().to(folded)
+        summed = torch.einsum("iok,iaobhw->abkhw", band, blocks)
+        return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
+
+
+class FoldedKernelT(torch.nn.Module):
+    """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight.
+
+    Saturated nodes' pairs as in :class:`~spikereg.networks.folding.FoldedKernel`:
+    ``paired_in`` takes a pair with ``K`` and ``-K``, ``paired_out`` feeds both populations.
+    """
+
+    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int, paired_in: bool = False,
+                 paired_out: bool = False) -> None:
+        super().__init__()
+        self.fold, self.c_in, self.c_out = fold, c_in, c_out
+        self.paired_in, self.paired_out = paired_in, paired_out
+
+    def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        if self.paired_in:
+            kernel3d = torch.cat([kernel3d, -kernel3d], dim=0)
+        if self.paired_out:
+            kernel3d = torch.cat([kernel3d, kernel3d], dim=1)
+        return kernel3d
+
+    def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
+        return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        c_in = self.c_in * (2 if self.paired_in else 1)
+        c_out = self.c_out * (2 if self.paired_out else 1)
+        return self.fold.unfold_weight(weight.squeeze(-1), c_in, c_out)[:self.c_in, :self.c_out]

@@ -39,8 +39,8 @@ from spikereg.networks.bounds import (
 )
 from spikereg.networks.graph_bounds import graph_worst_case_table
 from spikereg.networks.graph_model import GraphRegNet
+from spikereg.networks.graph_topology import edge_key
 from spikereg.networks.graph_twin import GraphTwin
-from spikereg.networks.unet import edge_key
 
 CLAMP_MAX = (2**15 - 1) / 64  # -c is a 16-bit bias mantissa of 1/64 steps (spikereg.config checks it)
 

@@ -13,7 +13,7 @@ accumulates.
 The exported file is a graph netx file (:mod:`lava_export.graph_file`) whose
 metadata carries the registration model (``model``, a
 :class:`~spikereg.config.ModelConfig`) beside the graph's own shape
-(``graph``, a :class:`~spikereg.networks.unet.UNetConfig`).
+(``graph``, a :class:`~spikereg.networks.graph_topology.UNetConfig`).
 """
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from spikereg.config import ModelConfig
 from spikereg.networks.encoding import decode_displacement, graded_levels, input_features
-from spikereg.networks.unet import Edge, Node, UNetConfig, apply_edge, edge_key, unet_topology
+from spikereg.networks.graph_topology import Edge, Node, UNetConfig, edge_key, unet_topology
+from spikereg.networks.unet import apply_edge
 
 READOUT_INIT = 0.01  # the readout's kernels, times He's: the field starts near zero
 
@@ -48,7 +49,7 @@ def kernel_shape(edge: Edge, source: Node, destination: Node) -> tuple[int, ...]
 
 
 class GraphTwin(torch.nn.Module):
-    """ReLU U-Net with one 3-D kernel per edge of :func:`~spikereg.networks.unet.unet_topology`."""
+    """ReLU U-Net with one 3-D kernel per edge of :func:`~spikereg.networks.graph_topology.unet_topology`."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -2,7 +2,7 @@
 
 Topology (the default two resolution levels; ``P`` the patch side, ``c1``/``c2``
 the widths of the levels; a longer ``channels`` adds levels the same way,
-:func:`unet_topology`)::
+:func:`~spikereg.networks.graph_topology.unet_topology`)::
 
     input (P^3, C_in)
       -> enc1 (P^3, c1)          conv 3^3
@@ -22,7 +22,7 @@ several OutPorts send, so the export maps 1:1 onto Lava connection processes
 All 3-D convolutions reach Lava's 2-D ``Conv`` through the exact depth folding
 of :mod:`spikereg.networks.folding` (features ``d*C + c``); the transposed
 upsampling edge folds the same way with the transposed band
-(:class:`DepthFoldT`). Each node is a stock ``slayer.block.sigma_delta.Conv``
+(:class:`~spikereg.networks.folding.DepthFoldT`). Each node is a stock ``slayer.block.sigma_delta.Conv``
 block built for its *primary* edge (its first input, always a conv), so
 SLAYER's own ``export_hdf5`` writes its layer group; the other edges are
 SLAYER synapses quantized by the destination neuron's ``quantize_8bit``, as a
@@ -34,159 +34,31 @@ Lava connection does: a node at step ``t`` sees its sources' outputs of step
 in time). With ``align_delays`` (default) the skip edges get the delays that
 make every path from the input to a node equally long, so a decoder sums the
 skip and the upsampled path *of the same input frame* (a U-Net's meaning);
-Lava then needs delay buffers on those edges (relays).
+Lava then needs delay buffers on those edges (relays). The nodes, edges and
+delays themselves are :mod:`spikereg.networks.graph_topology`'s.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
 from spikereg import compat
-from spikereg.networks.encoding import READOUT_CHANNELS
-from spikereg.networks.folding import DepthFold, FoldedKernel
+from spikereg.networks.folding import DepthFold, DepthFoldT, FoldedKernel, FoldedKernelT
+from spikereg.networks.graph_topology import (
+    Edge,
+    Node,
+    UNetConfig,
+    align_delays,
+    edge_key,
+    graph_config_of,
+    path_lengths,
+    unet_topology,
+)
 from spikereg.networks.snn import graded_spike_scale, neuron_step
 from spikereg.netx_file import read_edges, read_netx
-
-
-class DepthFoldT:
-    """How one 3-D *transposed* convolution folds its depth axis into 2-D features.
-
-    A transposed conv with depth stride ``s``, padding ``p`` and kernel ``k``
-    adds ``in[i] * K[k]`` into ``out[i*s - p + k]``. Folded, the 2-D transposed
-    conv's weight ``(D_in*C_in, D_out*C_out, k_h, k_w)`` (torch's layout for
-    ``conv_transpose``) has block ``(i, o)`` equal to ``K[:, :, o - i*s + p]``
-    where that index lies in ``[0, k)``, zero elsewhere. Exact, like
-    :class:`~spikereg.networks.folding.DepthFold`.
-    """
-
-    def __init__(self, depth_in: int, kernel: int, stride: int, padding: int = 0) -> None:
-        self.depth_in, self.kernel, self.stride, self.padding = depth_in, kernel, stride, padding
-
-    @property
-    def depth_out(self) -> int:
-        return (self.depth_in - 1) * self.stride - 2 * self.padding + self.kernel
-
-    def band(self) -> torch.Tensor:
-        """One-hot ``(D_in, D_out, k)``: entry ``[i, o, k]`` is 1 where ``o = i*s - p + k``."""
-        band = torch.zeros(self.depth_in, self.depth_out, self.kernel)
-        for i in range(self.depth_in):
-            for k in range(self.kernel):
-                o = i * self.stride - self.padding + k
-                if 0 <= o < self.depth_out:
-                    band[i, o, k] = 1.0
-        return band
-
-    def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        """``(C_in, C_out, k_d, k_h, k_w)`` -> ``(D_in*C_in, D_out*C_out, k_h, k_w)``."""
-        c_in, c_out, _, k_h, k_w = kernel3d.shape
-        folded = torch.einsum("iok,abkhw->iaobhw", self.band().to(kernel3d), kernel3d)
-        return folded.reshape(self.depth_in * c_in, self.depth_out * c_out, k_h, k_w)
-
-    def unfold_weight(self, folded: torch.Tensor, c_in: int, c_out: int) -> torch.Tensor:
-        """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
-        k_h, k_w = folded.shape[-2:]
-        blocks = folded.reshape(self.depth_in, c_in, self.depth_out, c_out, k_h, k_w)
-        band = self.band().to(folded)
-        summed = torch.einsum("iok,iaobhw->abkhw", band, blocks)
-        return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
-
-
-class FoldedKernelT(torch.nn.Module):
-    """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight.
-
-    Saturated nodes' pairs as in :class:`~spikereg.networks.folding.FoldedKernel`:
-    ``paired_in`` takes a pair with ``K`` and ``-K``, ``paired_out`` feeds both populations.
-    """
-
-    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int, paired_in: bool = False,
-                 paired_out: bool = False) -> None:
-        super().__init__()
-        self.fold, self.c_in, self.c_out = fold, c_in, c_out
-        self.paired_in, self.paired_out = paired_in, paired_out
-
-    def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        if self.paired_in:
-            kernel3d = torch.cat([kernel3d, -kernel3d], dim=0)
-        if self.paired_out:
-            kernel3d = torch.cat([kernel3d, kernel3d], dim=1)
-        return kernel3d
-
-    def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
-
-    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        c_in = self.c_in * (2 if self.paired_in else 1)
-        c_out = self.c_out * (2 if self.paired_out else 1)
-        return self.fold.unfold_weight(weight.squeeze(-1), c_in, c_out)[:self.c_in, :self.c_out]
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """The tiny U-Net's shape and neurons: ``sdnn`` (sigma-delta, graded spikes) or ``cuba`` (binary spikes)."""
-
-    patch_size: int = 8
-    in_channels: int = 4  # spikereg.networks.encoding.input_features: fixed, moving, (F - M)+, (F - M)-
-    channels: tuple[int, ...] = (4, 4)  # widths of the resolution levels, finest first (2 or more)
-    out_channels: int = READOUT_CHANNELS
-    neuron: str = "sdnn"
-    threshold: float | None = None  # default: sdnn 1/32, cuba 1.0
-    current_decay: float = 0.25  # cuba only
-    voltage_decay: float = 0.03  # cuba only
-    spike_exp: int = 6  # sdnn only: graded spikes on netx's spike_exp grid
-    align_delays: bool = True
-    gain: float = 1.0  # weight init scale (x He's; cuba x 3 / sqrt(2) of it, as snn.py)
-    seed: int = 0
-    # sdnn only: per hidden node (the nodes between input and readout, in topological order) the
-    # value it saturates at, 0 for a plain ReLU; a saturated node is two populations relu(x) and
-    # relu(x - c) that every successor takes with K and -K (spikereg.networks.folding.FoldedKernel)
-    clamp: tuple[float, ...] = ()
-
-    @property
-    def graded(self) -> bool:
-        return self.neuron == "sdnn"
-
-
-@dataclass(frozen=True)
-class Edge:
-    """One synapse of the graph: ``source`` -> ``destination`` (node names)."""
-
-    source: str
-    destination: str
-    kind: str  # "conv" | "convT"
-    kernel: int
-    stride: int
-    padding: int
-    delay: int = 0  # steps beyond the one every connection takes
-
-    @property
-    def name(self) -> str:
-        return f"{self.source}->{self.destination}"
-
-
-@dataclass
-class Node:
-    name: str
-    channels: int
-    size: int  # spatial side (depth = height = width)
-    inputs: list[int] = field(default_factory=list)  # indices into the edge list, primary first
-    clamp: float = 0.0  # > 0: saturated at this value, as a pair of populations
-
-    @property
-    def paired(self) -> bool:
-        return self.clamp > 0
-
-    @property
-    def populations(self) -> int:
-        """Channels on the chip: a saturated node holds two populations of its units."""
-        return self.channels * (2 if self.paired else 1)
-
-    @property
-    def features(self) -> int:
-        """Folded features ``D*C`` (populations included)."""
-        return self.size * self.populations
 
 
 def biased_readout_step(neuron, z: torch.Tensor, messages: list | None = None) -> torch.Tensor:
@@ -232,48 +104,6 @@ def _step_delay(x: torch.Tensor, steps: int) -> torch.Tensor:
     if steps <= 0:
         return x
     return torch.nn.functional.pad(x, (steps, 0))[..., : x.shape[-1]]
-
-
-def unet_topology(config: UNetConfig) -> tuple[list[Node], list[Edge]]:
-    """The U-Net's nodes (topological order) and edges (each node's primary edge first).
-
-    ``len(config.channels)`` resolution levels: ``enc1`` at the patch size,
-    each further encoder a stride-2 conv of the one before; a bottleneck conv
-    at the coarsest level; ``dec_L`` over the bottleneck plus a skip from
-    ``enc_L``; every finer ``dec_l`` over a skip from ``enc_l`` (its primary
-    edge) plus a 2^3 stride-2 transposed conv of ``dec_{l+1}``; a 3^3 readout.
-    """
-    p, widths = config.patch_size, list(config.channels)
-    levels = len(widths)
-    if levels < 2:
-        raise ValueError(f"channels {tuple(widths)}: a U-Net needs at least two levels")
-    if p % (1 << (levels - 1)):
-        raise ValueError(f"patch_size {p}: the U-Net halves it {levels - 1} times, so it must be even "
-                         f"(a multiple of {1 << (levels - 1)})")
-    sizes = [p >> level for level in range(levels)]
-    enc = [Node(f"enc{level + 1}", c, size) for level, (c, size) in enumerate(zip(widths, sizes))]
-    dec = [Node(f"dec{level + 1}", c, size) for level, (c, size) in enumerate(zip(widths, sizes))]
-    nodes = [Node("input", config.in_channels, p), *enc, Node("bott", widths[-1], sizes[-1]), *dec[::-1],
-             Node("out", config.out_channels, p)]
-    edges = [Edge("input", "enc1", "conv", 3, 1, 1)]
-    edges += [Edge(a.name, b.name, "conv", 3, 2, 1) for a, b in zip(enc, enc[1:])]  # downsampling
-    top = enc[-1].name
-    edges += [Edge(top, "bott", "conv", 3, 1, 1), Edge("bott", dec[-1].name, "conv", 3, 1, 1),
-              Edge(top, dec[-1].name, "conv", 3, 1, 1)]  # the coarsest skip
-    for level in range(levels - 2, -1, -1):
-        edges += [Edge(enc[level].name, dec[level].name, "conv", 3, 1, 1),  # skip (the primary edge)
-                  Edge(dec[level + 1].name, dec[level].name, "convT", 2, 2, 0)]  # upsampling
-    edges.append(Edge("dec1", "out", "conv", 3, 1, 1))
-    return nodes, edges
-
-
-def chain_topology(config: UNetConfig, widths: list[int]) -> tuple[list[Node], list[Edge]]:
-    """A plain chain of 3^3 convs (``widths`` then the readout): a graph that is also a sequential netx file."""
-    size = config.patch_size
-    nodes = [Node("input", config.in_channels, size)]
-    nodes += [Node(f"conv{i + 1}", c, size) for i, c in enumerate(widths)] + [Node("out", config.out_channels, size)]
-    edges = [Edge(a.name, b.name, "conv", 3, 1, 1) for a, b in zip(nodes, nodes[1:])]
-    return nodes, edges
 
 
 class SpikingGraph(torch.nn.Module):
@@ -558,14 +388,6 @@ class SpikingGraph(torch.nn.Module):
         return self.eval()
 
 
-def graph_config_of(meta: dict) -> UNetConfig:
-    """The graph shape a graph file's metadata records (``graph``; plain graph files: ``model``)."""
-    graph = dict(meta.get("graph", meta["model"]))
-    graph["channels"] = tuple(graph["channels"])
-    graph["clamp"] = tuple(graph.get("clamp", ()))
-    return UNetConfig(**graph)
-
-
 def file_delays(path, names: list[str]) -> dict[tuple[str, str], int]:
     """Each edge's extra delay as the file says, by (source, destination) name."""
     _, file_edges = read_edges(path)
@@ -578,30 +400,3 @@ class SpikingUNet(SpikingGraph):
     def __init__(self, config: UNetConfig | None = None) -> None:
         config = config or UNetConfig()
         super().__init__(config, *unet_topology(config), architecture=f"unet{len(config.channels)}")
-
-
-def edge_key(edge: Edge) -> str:
-    return f"{edge.source}__{edge.destination}"
-
-
-def path_lengths(nodes, edges, index) -> dict[str, int]:
-    """Longest path, in steps, from the input node to each node (each edge: 1 + its delay)."""
-    length = {nodes[0].name: 0}
-    for node in nodes[1:]:  # nodes are in topological order
-        length[node.name] = max(length[edges[e].source] + 1 + edges[e].delay for e in node.inputs)
-    return length
-
-
-def align_delays(nodes, edges, index) -> list[Edge]:
-    """Edges with the extra delays that make every path into each node equally long."""
-    from dataclasses import replace
-
-    incoming = {node.name: [e for e, edge in enumerate(edges) if edge.destination == node.name] for node in nodes}
-    length = {nodes[0].name: 0}
-    out = list(edges)
-    for node in nodes[1:]:
-        longest = max(length[edges[e].source] + 1 for e in incoming[node.name])
-        for e in incoming[node.name]:
-            out[e] = replace(edges[e], delay=longest - length[edges[e].source] - 1)
-        length[node.name] = longest
-    return out

@@ -40,8 +40,8 @@ def tiny_unet(tmp_path_factory) -> TinyUNet:
     from spikereg.config import load_config, save_config
     from spikereg.data import load_mni
     from spikereg.networks.graph_convert import convert_twin
+    from spikereg.networks.graph_topology import edge_key
     from spikereg.networks.graph_twin import GraphTwin
-    from spikereg.networks.unet import edge_key
     from spikereg.training.trainer import StoredTwin, save_checkpoint
 
     folder = tmp_path_factory.mktemp("tiny_unet")

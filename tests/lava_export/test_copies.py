@@ -14,7 +14,8 @@ from lava_export import copies as stacked
 from lava_export.graph_file import export_graph
 from lava_export.graph_verify import template_frames
 from lava_export.runner import LavaNetwork
-from spikereg.networks.unet import SpikingGraph, UNetConfig, chain_topology
+from spikereg.networks.graph_topology import UNetConfig, chain_topology
+from spikereg.networks.unet import SpikingGraph
 from spikereg.netx_file import read_netx
 
 WINDOW = 8

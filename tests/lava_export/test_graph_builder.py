@@ -18,7 +18,8 @@ import torch
 from lava_export.graph_builder import conv_transpose_matrix, conv_weight_for_lava
 from lava_export.graph_file import GraphFileError, export_graph, is_graph_file, read_edges
 from lava_export.graph_verify import compare_graph, template_frames
-from spikereg.networks.unet import SpikingUNet, UNetConfig
+from spikereg.networks.graph_topology import UNetConfig
+from spikereg.networks.unet import SpikingUNet
 
 WINDOW = 8
 
@@ -186,7 +187,8 @@ def test_cuba_graph_with_unequal_paths_is_refused(tmp_path):
 def test_a_chain_graph_file_is_a_sequential_netx_file(tmp_path):
     """Layer groups are SLAYER's own exports: a graph that is a chain runs on stock netx, verified as ever."""
     from lava_export.verify import compare_on_lava
-    from spikereg.networks.unet import SpikingGraph, chain_topology
+    from spikereg.networks.graph_topology import chain_topology
+    from spikereg.networks.unet import SpikingGraph
 
     config = UNetConfig(align_delays=False)
     net = SpikingGraph(config, *chain_topology(config, [4]))

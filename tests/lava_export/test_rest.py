@@ -18,7 +18,8 @@ from lava_export.graph_file import export_graph
 from lava_export.graph_verify import template_frames
 from lava_export.runner import LavaNetwork, from_lava, run_config
 from spikereg import compat
-from spikereg.networks.unet import SpikingGraph, SpikingUNet, UNetConfig, chain_topology
+from spikereg.networks.graph_topology import UNetConfig, chain_topology
+from spikereg.networks.unet import SpikingGraph, SpikingUNet
 
 WINDOW = 8
 PATCHES = 3

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lava_export.graph_file import export_graph
-from spikereg.networks.unet import SpikingUNet, UNetConfig
+from spikereg.networks.graph_topology import UNetConfig
+from spikereg.networks.unet import SpikingUNet
 
 
 @pytest.fixture(scope="module")

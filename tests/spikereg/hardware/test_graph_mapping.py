@@ -11,7 +11,8 @@ from lava_export.graph_file import export_graph
 from spikereg.hardware import load_profile, map_network
 from spikereg.hardware.graph_mapping import _edge_counts, conv_transpose_nonzero_fan_in, conv_transpose_taps, map_graph
 from spikereg.hardware.rules import DENSE, NONZERO
-from spikereg.networks.unet import SpikingGraph, SpikingUNet, UNetConfig, chain_topology
+from spikereg.networks.graph_topology import UNetConfig, chain_topology
+from spikereg.networks.unet import SpikingGraph, SpikingUNet
 from spikereg.netx_file import read_edges, read_netx
 
 

@@ -13,8 +13,9 @@ from spikereg.networks.folding import fold_volume, unfold_volume
 from spikereg.networks.graph_bounds import graph_bounds, graph_worst_case_table
 from spikereg.networks.graph_convert import convert_twin, kernel_bounds, load_twin_kernels, project_into_range
 from spikereg.networks.graph_model import GraphRegNet
+from spikereg.networks.graph_topology import UNetConfig
 from spikereg.networks.graph_twin import GraphTwin
-from spikereg.networks.unet import SpikingUNet, UNetConfig
+from spikereg.networks.unet import SpikingUNet
 
 TINY = ["model.architecture=unet", "model.patch_size=8", "model.channels=[4, 6]", "model.strides=[]",
         "model.spike_code=delta", "model.neuron.type=sdnn", "model.neuron.threshold=0.015625",

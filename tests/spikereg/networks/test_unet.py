@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from spikereg.networks.bounds import summed_input_limit
-from spikereg.networks.folding import fold_volume, unfold_volume
+from spikereg.networks.folding import DepthFoldT, fold_volume, unfold_volume
 from spikereg.networks.graph_bounds import graph_bounds, graph_worst_case_table
-from spikereg.networks.unet import DepthFoldT, SpikingUNet, UNetConfig
+from spikereg.networks.graph_topology import UNetConfig
+from spikereg.networks.unet import SpikingUNet
 
 
 def test_transposed_depth_fold_equals_conv_transpose3d():
