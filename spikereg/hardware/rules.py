@@ -57,6 +57,8 @@ class RegisterRule:
 
     def problem(self, key: str, values: np.ndarray, chip_name: str) -> Optional[str]:
         """The message for the first element of ``values`` that breaks the rule, or None."""
+        if self._all_fit(values):
+            return None
         name = key if self.even else key.replace("/", " ")  # "neuron/vDecay" -> "neuron vDecay"
         expected = (f"weights must be even integers in [{self.lo}, {self.hi}]" if self.even
                     else f"must be an integer in [{self.lo}, {self.hi}]")
@@ -74,6 +76,19 @@ class RegisterRule:
         if ok.all():
             return None
         return f"{name} {_first_bad(values, ok)} does not fit {chip_name}'s {self.limit}: {expected}"
+
+    def _all_fit(self, values: np.ndarray) -> bool:
+        """True when every element fits, checked in the array's own dtype: the common case, in about a tenth
+        of the time of the float64 pass that finds the first bad element (a U-Net's folded weights: 3 s)."""
+        values = np.asarray(values)
+        if values.dtype.kind not in "iuf" or values.size == 0:
+            return False  # the full check says what is wrong (or that nothing is)
+        if not (self.lo <= values.min() and values.max() <= self.hi):  # NaN fails both comparisons
+            return False
+        step = 2 if self.even else 1
+        if values.dtype.kind in "iu":
+            return step == 1 or not np.any(values % step)
+        return not np.any(np.fmod(values, step))  # exact in floating point; inf is out of range above
 
 
 def register_rules(chip: NeuromorphicProfile) -> tuple[RegisterRule, ...]:

@@ -88,8 +88,10 @@ def biased_readout_step(neuron, z: torch.Tensor, messages: list | None = None) -
 
 def graded_spike_count(value: torch.Tensor) -> torch.Tensor:
     """How many units of each patch of ``value`` ``(N, ...)`` send a graded spike (are nonzero), ``(N,)``."""
-    # summed over the dimensions in place, in 32 bits: flattening a channels-last tensor would copy it
-    return (value != 0).sum(dim=tuple(range(1, value.dim())), dtype=torch.int32)
+    dims = tuple(range(1, value.dim()))  # summed in place: flattening a channels-last tensor would copy it
+    if value[0].numel() <= 2**24:  # float32 counts ones exactly this far; |sign| sums 3x faster than a bool mask
+        return torch.sign(value).abs_().sum(dim=dims).to(torch.int32)
+    return (value != 0).sum(dim=dims, dtype=torch.int32)
 
 
 def apply_edge(edge: Edge, kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

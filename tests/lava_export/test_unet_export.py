@@ -116,13 +116,14 @@ def test_torch_and_sim_register_the_same_field_bit_for_bit(exported):
     t1 = np.asarray(load_mni("t1", SPACING).data, dtype=np.float32)[10:34, 14:38, 12:36]
     ddf = random_ddf(t1.shape, 1.5, 8, np.random.default_rng(0))
     moving = warp(t1, ddf)
-    fields = {}
+    fields, spikes = {}, {}
     for backend in ("torch", "sim"):
         with open_backend(out, backend=backend, batch_size=4) as engine:
             assert isinstance(engine, GraphTorchBackend if backend == "torch" else GraphLavaBackend)
             result = register(t1, moving, engine, iterations=1, patch_stride=8)
             fields[backend] = result.ddf
-            spikes = engine.stats.layer_spikes
-        assert spikes is not None and spikes.sum() > 0
+            spikes[backend] = np.asarray(engine.stats.layer_spikes)
+        assert spikes[backend].sum() > 0
     assert np.array_equal(fields["torch"], fields["sim"])
+    assert np.array_equal(spikes["torch"], spikes["sim"])  # every layer's graded spikes, as the report counts them
     assert np.abs(fields["torch"]).max() > 0

@@ -93,3 +93,26 @@ def test_the_rules_follow_the_profile(tmp_path: Path) -> None:
     assert map_network(path, chip).problems == [problem]
     with pytest.raises(MappingError, match=r"small\.net: SLAYER's weights carry exponent 0, outside odd's"):
         check_precision(path, chip)
+
+
+EVERY_DTYPE = (np.float32, np.float64, np.int16, np.int64)
+WEIGHT_CASES = [(values, bad, dtype) for values, bad, dtypes in [
+    ([0, 2, -256, 254], None, EVERY_DTYPE),
+    ([0, 2, 3, 4], 3, EVERY_DTYPE),  # odd
+    ([0, 2, 256, 4], 256, EVERY_DTYPE),  # past 8 bits
+    ([0, -258, 2, 4], -258, EVERY_DTYPE),
+    ([0.0, 2.5, 4.0], 2.5, EVERY_DTYPE[:2]),  # not an integer: floating point only, as are NaN and inf
+    ([0.0, np.nan, 4.0], "nan", EVERY_DTYPE[:2]),
+    ([0.0, np.inf, 4.0], "inf", EVERY_DTYPE[:2]),
+] for dtype in dtypes]
+
+
+@pytest.mark.parametrize("values, bad, dtype", WEIGHT_CASES)
+def test_weights_fit_or_the_first_bad_one_is_named_in_every_dtype(values, bad, dtype) -> None:
+    """The weight rule's check in the array's own dtype (the common case, fast) and its full pass agree."""
+    weights = register_rules(load_profile("loihi2"))[0]
+    message = weights.problem("weight", np.asarray(values).astype(dtype).reshape(1, -1, 1, 1), "loihi2")
+    if bad is None:
+        assert message is None
+    else:
+        assert message is not None and message.startswith(f"weight {bad}"), message
