@@ -27,7 +27,7 @@ import torch
 
 from lava_export.graph_builder import LavaGraph
 from lava_export.graph_file import export_graph
-from lava_export.netx import sidecar, write_mapping
+from lava_export.netx import check_precision, sidecar, write_mapping
 from lava_export.verify import STRESS_KINDS, graded_quantum, stress_patches
 from spikereg.data import load_mni
 from spikereg.data.io import write_text_atomic
@@ -380,8 +380,9 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
     unless ``verify_patches`` is 0, Lava must reproduce SLAYER on it from rest
     (:func:`verify_from_rest`) on template patches and one of each stress kind
     (:data:`lava_export.verify.STRESS_KINDS`). ``profile`` (a neuromorphic
-    profile or None): ``<model>.map.json`` sizes it on that chip, edge by edge
-    (several chips allowed: a 32^3 U-Net does not fit one). Nothing appears at
+    profile or None): its registers must hold every layer's and edge's numbers
+    (:func:`~lava_export.netx.check_precision`), and ``<model>.map.json`` sizes it
+    on that chip, edge by edge (several chips allowed: a 32^3 U-Net does not fit one). Nothing appears at
     ``out`` unless every check passed.
     """
     out = Path(out)
@@ -397,7 +398,10 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
             raise GraphVerificationError(f"export {out}: {worst.describe()} for some input: not proven in the "
                                          "chip's range (train it with model.architecture unet, whose conversion "
                                          "and fine-tuning keep it there)")
-        mapping = map_graph(tmp, profile) if profile is not None else None
+        mapping = None
+        if profile is not None:
+            check_precision(tmp, profile, out)  # every layer's and edge's numbers in the chip's registers
+            mapping = map_graph(tmp, profile)
         result = None
         if verify_patches:
             fixed, moving, kinds = verification_patches(again, spacing, verify_patches)

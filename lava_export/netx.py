@@ -103,20 +103,28 @@ def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
     ``[1, 2**decay_bits]``; ``vDecay`` in ``[0, 2**decay_bits - 1]``), the same
     table ``spikereg map`` lists its problems from, in the same words.
 
-    Raises :class:`MappingError` naming ``label`` (default ``path``), the layer,
-    the value and the profile limit: the first problem found.
+    A graph file's other edges (``graph/edge/K``, skips and upsampling) are
+    checked after its layers. Raises :class:`MappingError` naming ``label``
+    (default ``path``), the layer or edge, the value and the profile limit: the
+    first problem found.
     """
     chip = resolve_profile(profile)
     label = str(label or path)
     exponent = exponent_problem(chip)
     if exponent is not None:
         raise MappingError(f"{label}: {exponent}")
-    layers = read_netx(path).layers
+    root = read_netx(path).root
+    layers = root["layer"]
     for name in sorted(layers, key=int):
         layer = layers[name]
         problems = layer_problems(layer, chip)
         if problems:
             raise MappingError(f"{label}: layer {name} ({layer_type(layer)}): {problems[0]}")
+    edges = root.get("graph/edge", {})
+    for name in sorted(edges, key=int):
+        problems = layer_problems(edges[name], chip)
+        if problems:
+            raise MappingError(f"{label}: edge {name}: {problems[0]}")
 
 
 def check_hardware(path: str | Path, profile: str | Path | NeuromorphicProfile,

@@ -1,11 +1,14 @@
 """Shared fixtures: the command line run in process, a tiny network trained for a few SLAYER steps, its netx export."""
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from spikereg.config import load_config
+from spikereg.hardware import PROFILE_DIR
 
 # Plain progress lines (where stderr is not a terminal, as under pytest) would come between a
 # command's output and its one error line on a slow machine: off for the suite and the commands
@@ -70,3 +73,25 @@ def tiny_export(tiny_checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_export") / "tiny.net"
     export_netx(net, path, spacing=config.data.spacing, verify_patches=2)
     return net, path
+
+
+def profile_copy(tmp_path: Path, base: str, name: str, values: dict[str, Any],
+                 kinds: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    """A shipped profile renamed, some figure values (and kinds) changed, ``drop`` left out, written to tmp_path."""
+    data = yaml.safe_load((PROFILE_DIR / f"{base}.yaml").read_text())
+    data["name"] = name
+    for key in drop:
+        data.pop(key, None)
+    for key, value in values.items():
+        data[key]["value"] = value
+    for key, kind in (kinds or {}).items():
+        data[key]["kind"] = kind
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def profile_writer():
+    """:func:`profile_copy`, for tests that make their own profiles."""
+    return profile_copy

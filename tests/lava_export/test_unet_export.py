@@ -127,3 +127,28 @@ def test_torch_and_sim_register_the_same_field_bit_for_bit(exported):
     assert np.array_equal(fields["torch"], fields["sim"])
     assert np.array_equal(spikes["torch"], spikes["sim"])  # every layer's graded spikes, as the report counts them
     assert np.abs(fields["torch"]).max() > 0
+
+
+def test_numbers_the_chip_cannot_hold_are_refused_in_layers_and_edges(exported, tiny_unet, tmp_path, profile_writer):
+    """As a chain's export: a profile whose weight registers are too narrow refuses the export, nothing written;
+    and a skip edge's own weight (outside every layer group) is checked as a layer's is."""
+    from lava_export.netx import check_precision
+    from spikereg.hardware import MappingError
+
+    narrow = profile_writer(tmp_path, "loihi2", "narrow", {"weight_bits": 2})  # even weights in [-4, 2]
+    out = tmp_path / "out" / "unet.net"
+    with pytest.raises(MappingError, match=r"unet\.net: layer 1 \(conv\): weight .* weight_bits 2"):
+        export_unet(tiny_unet, out, spacing=SPACING, verify_patches=0, profile=narrow)
+    assert not list(out.parent.iterdir())
+
+    source, _ = exported
+    check_precision(source, "loihi2")  # the exported file fits Loihi 2
+
+    def edit(handle):
+        weight = skip_edge(handle, "dec2")["weight"]
+        changed = np.array(weight[()])
+        changed.reshape(-1)[0] = 3  # odd
+        weight[...] = changed
+    copy = corrupted_copy(source, tmp_path, edit)
+    with pytest.raises(MappingError, match=r"edited\.net: edge \d+: weight 3 at \(0, 0, 0, 0(, 0)?\) does not fit"):
+        check_precision(copy, "loihi2")

@@ -26,10 +26,8 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-import yaml
 
 from spikereg.config import ModelConfig
-from spikereg.hardware import PROFILE_DIR
 from spikereg.hardware.loihi2_schedule import SCHEDULE_FIGURES
 
 CUBA = {"type": "CUBA", "iDecay": 1024, "vDecay": 123, "vThMant": 64, "refDelay": 1, "gradedSpike": False}
@@ -87,22 +85,6 @@ def two_layer_net(tmp_path: Path) -> Path:
     return write_two_layer_net(tmp_path / "two.net", {"model": asdict(TWIN)})
 
 
-def profile_copy(tmp_path: Path, base: str, name: str, values: dict[str, Any],
-                 kinds: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
-    """A shipped profile renamed, some figure values (and kinds) changed, ``drop`` left out, written to tmp_path."""
-    data = yaml.safe_load((PROFILE_DIR / f"{base}.yaml").read_text())
-    data["name"] = name
-    for key in drop:
-        data.pop(key, None)
-    for key, value in values.items():
-        data[key]["value"] = value
-    for key, kind in (kinds or {}).items():
-        data[key]["kind"] = kind
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 #: Round numbers so the joules can be worked by hand.
 TOY_CHIP = {"energy_per_synop_pj": 10.0, "energy_per_neuron_update_pj": 2.0, "energy_per_spike_pj": 1.0,
             "static_power_mw": 100.0, "time_per_step_us": 10.0}
@@ -110,9 +92,9 @@ TOY_GPU = {"energy_per_mac_pj": 4.0, "energy_per_dram_word_pj": 100.0, "energy_p
 
 
 @pytest.fixture
-def toy_chip(tmp_path: Path) -> Path:
+def toy_chip(tmp_path: Path, profile_writer) -> Path:
     """Loihi 2 with round numbers and without the streamed schedule's figures: the sequential model only."""
-    return profile_copy(tmp_path, "loihi2", "toychip", TOY_CHIP, drop=SCHEDULE_FIGURES)
+    return profile_writer(tmp_path, "loihi2", "toychip", TOY_CHIP, drop=SCHEDULE_FIGURES)
 
 
 #: Round per-operation times for the streamed schedule (ns, ns, ns, us, Gbit/s, pJ, bytes).
@@ -122,20 +104,14 @@ TOY_TIMES = {"time_per_synop_ns": 1.0, "time_per_neuron_update_ns": 2.0, "time_p
 
 
 @pytest.fixture
-def timed_chip(tmp_path: Path) -> Path:
+def timed_chip(tmp_path: Path, profile_writer) -> Path:
     """The toy chip with the streamed schedule's figures (TOY_TIMES)."""
-    return profile_copy(tmp_path, "loihi2", "toychip", {**TOY_CHIP, **TOY_TIMES})
+    return profile_writer(tmp_path, "loihi2", "toychip", {**TOY_CHIP, **TOY_TIMES})
 
 
 @pytest.fixture
-def toy_gpu(tmp_path: Path) -> Path:
-    return profile_copy(tmp_path, "gpu", "toygpu", TOY_GPU)
-
-
-@pytest.fixture
-def profile_writer():
-    """:func:`profile_copy`, for tests that make their own profiles."""
-    return profile_copy
+def toy_gpu(tmp_path: Path, profile_writer) -> Path:
+    return profile_writer(tmp_path, "gpu", "toygpu", TOY_GPU)
 
 
 @pytest.fixture
