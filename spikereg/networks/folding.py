@@ -31,6 +31,21 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def strided_band(outer: int, inner: int, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """One-hot ``(outer, inner, kernel)``: entry ``[a, b, k]`` is 1 where ``b = a*stride - padding + k``.
+
+    A conv's output depth ``a`` reads input depth ``b``; a transposed conv's input depth ``a`` writes output
+    depth ``b``.
+    """
+    band = torch.zeros(outer, inner, kernel)
+    for a in range(outer):
+        for k in range(kernel):
+            b = a * stride - padding + k
+            if 0 <= b < inner:
+                band[a, b, k] = 1.0
+    return band
+
+
 @dataclass(frozen=True)
 class DepthFold:
     """How one 3-D convolution folds its depth axis into 2-D features."""
@@ -46,13 +61,7 @@ class DepthFold:
 
     def band(self) -> torch.Tensor:
         """One-hot ``(D_out, D_in, k_d)``: entry ``[o, i, k]`` is 1 where ``i = o*s - p + k``."""
-        band = torch.zeros(self.depth_out, self.depth_in, self.kernel)
-        for o in range(self.depth_out):
-            for k in range(self.kernel):
-                i = o * self.stride - self.padding + k
-                if 0 <= i < self.depth_in:
-                    band[o, i, k] = 1.0
-        return band
+        return strided_band(self.depth_out, self.depth_in, self.kernel, self.stride, self.padding)
 
     def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
         """``(C_out, C_in, k_d, k_h, k_w)`` -> ``(D_out*C_out, D_in*C_in, k_h, k_w)``."""
@@ -103,7 +112,9 @@ class FoldedKernel(torch.nn.Module):
     so the layer sums ``K clamp(x, 0, c)``. The trainable kernel stays ``(c_out, c_in, ...)``.
     """
 
-    def __init__(self, fold: DepthFold, c_out: int, c_in: int, paired_out: bool = False,
+    out_axis, in_axis = 0, 1  # torch's conv weight is (out, in, ...)
+
+    def __init__(self, fold: DepthFold | DepthFoldT, c_out: int, c_in: int, paired_out: bool = False,
                  paired_in: bool = False) -> None:
         super().__init__()
         self.fold = fold
@@ -115,19 +126,20 @@ class FoldedKernel(torch.nn.Module):
     def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
         """The 3-D kernel over the populations the chip holds (pairs expanded)."""
         if self.paired_in:
-            kernel3d = torch.cat([kernel3d, -kernel3d], dim=1)
+            kernel3d = torch.cat([kernel3d, -kernel3d], dim=self.in_axis)
         if self.paired_out:
-            kernel3d = torch.cat([kernel3d, kernel3d], dim=0)
+            kernel3d = torch.cat([kernel3d, kernel3d], dim=self.out_axis)
         return kernel3d
 
     def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
         return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        c_out = self.c_out * (2 if self.paired_out else 1)
-        c_in = self.c_in * (2 if self.paired_in else 1)
-        kernel3d = self.fold.unfold_weight(weight.squeeze(-1), c_out, c_in)
-        return kernel3d[:self.c_out, :self.c_in]
+        held, kept = [0, 0], [0, 0]  # the populations' sizes along the kernel's first two axes, and the units'
+        held[self.out_axis], kept[self.out_axis] = self.c_out * (2 if self.paired_out else 1), self.c_out
+        held[self.in_axis], kept[self.in_axis] = self.c_in * (2 if self.paired_in else 1), self.c_in
+        kernel3d = self.fold.unfold_weight(weight.squeeze(-1), *held)
+        return kernel3d[:kept[0], :kept[1]]
 
 
 class DepthFoldT:
@@ -150,13 +162,7 @@ class DepthFoldT:
 
     def band(self) -> torch.Tensor:
         """One-hot ``(D_in, D_out, k)``: entry ``[i, o, k]`` is 1 where ``o = i*s - p + k``."""
-        band = torch.zeros(self.depth_in, self.depth_out, self.kernel)
-        for i in range(self.depth_in):
-            for k in range(self.kernel):
-                o = i * self.stride - self.padding + k
-                if 0 <= o < self.depth_out:
-                    band[i, o, k] = 1.0
-        return band
+        return strided_band(self.depth_in, self.depth_out, self.kernel, self.stride, self.padding)
 
     def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
         """``(C_in, C_out, k_d, k_h, k_w)`` -> ``(D_in*C_in, D_out*C_out, k_h, k_w)``."""
@@ -173,30 +179,11 @@ class DepthFoldT:
         return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
 
 
-class FoldedKernelT(torch.nn.Module):
+class FoldedKernelT(FoldedKernel):
     """Parametrization: a 3-D transposed kernel ``(C_in, C_out, k, k, k)`` seen as SLAYER's 2-D ConvT weight.
 
-    Saturated nodes' pairs as in :class:`~spikereg.networks.folding.FoldedKernel`:
-    ``paired_in`` takes a pair with ``K`` and ``-K``, ``paired_out`` feeds both populations.
+    As :class:`FoldedKernel` (the same arguments, pairs of saturated nodes alike) over a :class:`DepthFoldT`,
+    in torch's transposed layout, input channels first.
     """
 
-    def __init__(self, fold: DepthFoldT, c_in: int, c_out: int, paired_in: bool = False,
-                 paired_out: bool = False) -> None:
-        super().__init__()
-        self.fold, self.c_in, self.c_out = fold, c_in, c_out
-        self.paired_in, self.paired_out = paired_in, paired_out
-
-    def populations(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        if self.paired_in:
-            kernel3d = torch.cat([kernel3d, -kernel3d], dim=0)
-        if self.paired_out:
-            kernel3d = torch.cat([kernel3d, kernel3d], dim=1)
-        return kernel3d
-
-    def forward(self, kernel3d: torch.Tensor) -> torch.Tensor:
-        return self.fold.fold_weight(self.populations(kernel3d)).unsqueeze(-1)
-
-    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        c_in = self.c_in * (2 if self.paired_in else 1)
-        c_out = self.c_out * (2 if self.paired_out else 1)
-        return self.fold.unfold_weight(weight.squeeze(-1), c_in, c_out)[:self.c_in, :self.c_out]
+    out_axis, in_axis = 1, 0

@@ -187,18 +187,12 @@ class SpikingGraph(torch.nn.Module):
         self.eval()
 
     def _fold(self, synapse, edge: Edge, src: Node, dst: Node, fan: int) -> None:
-        if edge.kind == "conv":
-            fold = DepthFold(src.size, edge.kernel, edge.stride, edge.padding)
-            if fold.depth_out != dst.size:
-                raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
-            parametrize.register_parametrization(synapse, "weight", FoldedKernel(
-                fold, dst.channels, src.channels, paired_out=dst.paired, paired_in=src.paired))
-        else:
-            fold = DepthFoldT(src.size, edge.kernel, edge.stride, edge.padding)
-            if fold.depth_out != dst.size:
-                raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
-            parametrize.register_parametrization(synapse, "weight", FoldedKernelT(
-                fold, src.channels, dst.channels, paired_in=src.paired, paired_out=dst.paired))
+        fold_type, kernel_type = (DepthFold, FoldedKernel) if edge.kind == "conv" else (DepthFoldT, FoldedKernelT)
+        fold = fold_type(src.size, edge.kernel, edge.stride, edge.padding)
+        if fold.depth_out != dst.size:
+            raise ValueError(f"edge {edge.name}: depth {src.size} -> {fold.depth_out}, node has {dst.size}")
+        parametrize.register_parametrization(synapse, "weight", kernel_type(
+            fold, dst.channels, src.channels, paired_out=dst.paired, paired_in=src.paired))
         with torch.no_grad():  # He's gain on the 3-D kernel's fan-in, shared between a node's edges
             std = self.config.gain * (2.0 / (src.channels * edge.kernel**3 * fan)) ** 0.5
             if not self.config.graded:  # a gain that makes binary layers spike (snn.py: 3 / sqrt(fan-in))
