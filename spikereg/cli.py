@@ -417,8 +417,6 @@ def run(
             raise ValueError("--pairs replaces --fixed, --moving and --moving-labels; give one or the other")
         if pairs is None and (fixed is None or moving is None):
             raise ValueError("run needs --fixed and --moving (or --pairs CSV)")
-        if resume and pairs is None:
-            raise ValueError("--resume applies to --pairs only (a single pair is one run: run it again)")
         check_backend(backend, precision, device, synapses)  # fails now, before any work
 
         model = DEFAULT_MODEL if model is None else resolve_model(model)
