@@ -38,7 +38,7 @@ from spikereg.networks.folding import fold_volume
 from spikereg.networks.graph_bounds import graph_cuba_table, graph_worst_case_table
 from spikereg.networks.graph_model import GraphRegNet
 from spikereg.networks.snn import stream_of
-from spikereg.netx_file import compress_file
+from spikereg.netx_file import compress_file, load_model
 
 
 class GraphVerificationError(SpikeRegError, RuntimeError):
@@ -391,7 +391,8 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
     try:
         export_graph(net, tmp, extra={"spacing_mm": spacing, "run": run_defaults or {}})
         compress_file(tmp)  # what is checked and verified below is the file as shipped
-        again = GraphRegNet.from_file(tmp)  # the file's own numbers
+        written = load_model(tmp)  # read once (decompressed) for every check below
+        again = GraphRegNet.from_file(written)  # the file's own numbers
         bad = [row for row in graph_worst_case_table(again) if not row.ok]
         if bad:
             worst = max(bad, key=lambda row: row.bound / row.limit)
@@ -400,8 +401,8 @@ def export_unet(net, out: str | Path, *, spacing: float, run_defaults: dict | No
                                          "and fine-tuning keep it there)")
         mapping = None
         if profile is not None:
-            check_precision(tmp, profile, out)  # every layer's and edge's numbers in the chip's registers
-            mapping = map_graph(tmp, profile)
+            check_precision(written, profile, out)  # every layer's and edge's numbers in the chip's registers
+            mapping = map_graph(written, profile)
         result = None
         if verify_patches:
             fixed, moving, kinds = verification_patches(again, spacing, verify_patches)

@@ -56,7 +56,7 @@ from spikereg.hardware import (
 from spikereg.hardware.rules import exponent_problem, layer_problems
 from spikereg.networks.bounds import provably_in_range, saturate_for_chip, summed_input_limit, worst_case_table
 from spikereg.networks.snn import SpikingRegNet
-from spikereg.netx_file import compress_file, layer_type, read_netx
+from spikereg.netx_file import NetxFile, compress_file, layer_type, read_netx
 
 DEFAULT_PROFILE = "loihi2"
 
@@ -91,7 +91,7 @@ def resolve_profile(profile: str | Path | NeuromorphicProfile) -> NeuromorphicPr
     return chip
 
 
-def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
+def check_precision(path: str | Path | NetxFile, profile: str | Path | NeuromorphicProfile,
                     label: str | Path | None = None) -> None:
     """Refuse weights, thresholds and decays the chip's registers cannot hold exactly.
 
@@ -104,16 +104,17 @@ def check_precision(path: str | Path, profile: str | Path | NeuromorphicProfile,
     table ``spikereg map`` lists its problems from, in the same words.
 
     A graph file's other edges (``graph/edge/K``, skips and upsampling) are
-    checked after its layers. Raises :class:`MappingError` naming ``label``
-    (default ``path``), the layer or edge, the value and the profile limit: the
-    first problem found.
+    checked after its layers. ``path`` may be the file already read. Raises
+    :class:`MappingError` naming ``label`` (default ``path``), the layer or edge,
+    the value and the profile limit: the first problem found.
     """
     chip = resolve_profile(profile)
-    label = str(label or path)
+    model = path if isinstance(path, NetxFile) else read_netx(path)
+    label = str(label or model.path)
     exponent = exponent_problem(chip)
     if exponent is not None:
         raise MappingError(f"{label}: {exponent}")
-    root = read_netx(path).root
+    root = model.root
     layers = root["layer"]
     for name in sorted(layers, key=int):
         layer = layers[name]
