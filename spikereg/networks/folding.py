@@ -46,6 +46,24 @@ def strided_band(outer: int, inner: int, kernel: int, stride: int, padding: int)
     return band
 
 
+def fold_banded(band: torch.Tensor, kernel3d: torch.Tensor) -> torch.Tensor:
+    """``kernel3d`` ``(a, b, k, k_h, k_w)`` over a one-hot ``band`` ``(A, B, k)`` -> the 2-D weight
+    ``(A*a, B*b, k_h, k_w)`` whose block ``(x, y)`` is ``kernel3d[:, :, k]`` where ``band[x, y, k]`` is 1, zero
+    elsewhere: a conv's fold (``A, B`` the output and input depths) and a transposed conv's (input, output)."""
+    a, b, _, k_h, k_w = kernel3d.shape
+    folded = torch.einsum("xyk,abkhw->xaybhw", band.to(kernel3d), kernel3d)
+    return folded.reshape(band.shape[0] * a, band.shape[1] * b, k_h, k_w)
+
+
+def unfold_banded(band: torch.Tensor, folded: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Least-squares inverse of :func:`fold_banded` (the mean over the band's copies of each tap)."""
+    k_h, k_w = folded.shape[-2:]
+    blocks = folded.reshape(band.shape[0], a, band.shape[1], b, k_h, k_w)
+    band = band.to(folded)
+    summed = torch.einsum("xyk,xaybhw->abkhw", band, blocks)
+    return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
+
+
 @dataclass(frozen=True)
 class DepthFold:
     """How one 3-D convolution folds its depth axis into 2-D features."""
@@ -65,19 +83,11 @@ class DepthFold:
 
     def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
         """``(C_out, C_in, k_d, k_h, k_w)`` -> ``(D_out*C_out, D_in*C_in, k_h, k_w)``."""
-        c_out, c_in, _, k_h, k_w = kernel3d.shape
-        band = self.band().to(kernel3d)
-        folded = torch.einsum("oik,abkhw->oaibhw", band, kernel3d)
-        return folded.reshape(self.depth_out * c_out, self.depth_in * c_in, k_h, k_w)
+        return fold_banded(self.band(), kernel3d)
 
     def unfold_weight(self, folded: torch.Tensor, c_out: int, c_in: int) -> torch.Tensor:
         """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
-        k_h, k_w = folded.shape[-2:]
-        blocks = folded.reshape(self.depth_out, c_out, self.depth_in, c_in, k_h, k_w)
-        band = self.band().to(folded)
-        summed = torch.einsum("oik,oaibhw->abkhw", band, blocks)
-        count = band.sum(dim=(0, 1)).clamp(min=1.0)
-        return summed / count.view(1, 1, -1, 1, 1)
+        return unfold_banded(self.band(), folded, c_out, c_in)
 
     def structural_zero_fraction(self) -> float:
         """Fraction of the folded kernel's depth blocks that are zero by construction."""
@@ -166,17 +176,11 @@ class DepthFoldT:
 
     def fold_weight(self, kernel3d: torch.Tensor) -> torch.Tensor:
         """``(C_in, C_out, k_d, k_h, k_w)`` -> ``(D_in*C_in, D_out*C_out, k_h, k_w)``."""
-        c_in, c_out, _, k_h, k_w = kernel3d.shape
-        folded = torch.einsum("iok,abkhw->iaobhw", self.band().to(kernel3d), kernel3d)
-        return folded.reshape(self.depth_in * c_in, self.depth_out * c_out, k_h, k_w)
+        return fold_banded(self.band(), kernel3d)
 
     def unfold_weight(self, folded: torch.Tensor, c_in: int, c_out: int) -> torch.Tensor:
         """Least-squares inverse of :meth:`fold_weight` (mean over the band's copies)."""
-        k_h, k_w = folded.shape[-2:]
-        blocks = folded.reshape(self.depth_in, c_in, self.depth_out, c_out, k_h, k_w)
-        band = self.band().to(folded)
-        summed = torch.einsum("iok,iaobhw->abkhw", band, blocks)
-        return summed / band.sum(dim=(0, 1)).clamp(min=1.0).view(1, 1, -1, 1, 1)
+        return unfold_banded(self.band(), folded, c_in, c_out)
 
 
 class FoldedKernelT(FoldedKernel):
